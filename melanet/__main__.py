@@ -1,0 +1,7 @@
+"""``python -m melanet`` is the same as the ``melanet`` console script."""
+
+import sys
+
+from melanet.cli import main
+
+sys.exit(main())

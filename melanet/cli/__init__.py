@@ -1,0 +1,56 @@
+"""The ``melanet`` command line: one verb per pipeline stage.
+
+Each ``*_commands`` module adds its verbs with ``register(subparsers)``. User errors (bad data,
+bad config, busy run) become one line on stderr and exit code 2; everything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from melanet.cli import (
+    classifier_commands,
+    common,
+    data_commands,
+    explain_commands,
+    gan_commands,
+)
+
+_MODULES = (data_commands, gan_commands, classifier_commands, explain_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="melanet",
+        description=(
+            "MelaNet: CycleGAN-balanced VGG-GAP melanoma classification (ISIC-2016). "
+            "Stages: data -> train-gan -> synthesize -> train-classifier -> evaluate -> explain/embed; "
+            "'reproduce' runs them all. Research use only, not a medical device."
+        ),
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    common.set_quiet(args.quiet)
+    try:
+        return int(args.handler(args) or 0)
+    except common.USER_ERRORS as error:
+        print(f"melanet {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"melanet {args.command}: interrupted; the run folder keeps its last checkpoint", file=sys.stderr)
+        return 130

@@ -1,0 +1,273 @@
+"""Configuration: frozen dataclasses are the single source of truth.
+
+YAML presets (``configs/*.yaml``) and ``--set section.key=value`` overrides only
+replace defaults; an unknown section or key is a ``ConfigError`` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid (names the file/key and what was expected)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are preprocessed."""
+
+    root: str = "data/sample"  # ISIC-2016 Part 3 layout or <root>/{train,test}/{benign,malignant}/
+    image_size: int = 256  # square side after pad-to-square + resize, pixels
+    val_fraction: float = 0.15  # stratified validation split carved from the training set
+    cache_dir: str = ""  # "" = <root>/.melanet-cache when writable, else ~/.cache/melanet
+    skip_bad: bool = False  # go on past unreadable images and record them in the run folder
+    workers: int = 0  # decoding processes; 0 = all cores
+    max_image_pixels: int = 100_000_000  # decompression-bomb guard (width x height)
+
+
+@dataclasses.dataclass(frozen=True)
+class GanConfig:
+    """Stage 1: CycleGAN benign <-> malignant (paper Section 2.1, authors' code)."""
+
+    epochs: int = 500
+    batch_size: int = 1
+    generator_filters: int = 32  # base filters of the U-Net generators
+    generator_levels: int = 4  # down-sampling blocks of the U-Net
+    discriminator_filters: int = 64  # first PatchGAN layer; doubles up to 8x
+    discriminator_levels: int = 4
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    cycle_weight: float = 10.0  # lambda of equation (1)
+    identity_weight: float = 1.0  # identity L1 weight (authors' code)
+    flip: bool = True  # random horizontal flip
+    sample_count: int = 4  # benign inputs shown in the per-epoch sample grid
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """Stage 2: VGG-GAP classifier with focal loss (paper Section 2.2)."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    backbone: str = "vgg16"  # "vgg16" (paper) | "vgg16-narrow" (CPU demo)
+    width: float = 1.0  # filter multiplier for "vgg16-narrow"
+    weights: str = "imagenet"  # "imagenet" | "hed" (offline VGG16 edge weights) | "none" | path to .h5
+    optimizer: str = "adadelta"  # "adadelta" (paper) | "adam"
+    learning_rate: float = 1e-3
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    class_weight: bool = True  # 'balanced' class weights on top of focal loss (authors' code)
+    training_set: str = "original"  # "original" | "augment5x" | "augment10x" | "synthetic"
+    gan_run: str = ""  # stage-1 run folder whose synthesized lesions feed "synthetic"
+    reduce_lr_patience: int = 5
+    reduce_lr_factor: float = 0.1
+    early_stopping_patience: int = 10
+    monitor: str = "val_auc"  # validation metric for LR schedule, early stopping and best weights
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """Final evaluation on the test split."""
+
+    threshold: float = 0.5
+    target_sensitivity: float = 0.8  # operating point chosen on the validation split
+    bootstrap_samples: int = 2000
+    confidence: float = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainConfig:
+    """Grad-CAM and UMAP."""
+
+    layer: str = "block5_conv3"
+    method: str = "gradcam"  # "gradcam" | "gradcam++" | "scorecam"
+    which: str = "all"  # comma list of tp,fp,tn,fn or "all"
+    opacity: float = 0.5
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything one run needs; saved resolved as ``config.yaml`` in the run folder."""
+
+    seed: int = 42
+    distribute: str = "none"  # "none" | "mirrored" (tf.distribute.MirroredStrategy on all GPUs)
+    mixed_precision: bool = False
+    data: DataConfig = DataConfig()
+    gan: GanConfig = GanConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    explain: ExplainConfig = ExplainConfig()
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "distribute": ("none", "mirrored"),
+    "classifier.backbone": ("vgg16", "vgg16-narrow"),
+    "classifier.optimizer": ("adadelta", "adam"),
+    "classifier.training_set": ("original", "augment5x", "augment10x", "synthetic"),
+    "explain.method": ("gradcam", "gradcam++", "scorecam"),
+}
+
+
+def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
+    """Convert a YAML or command-line value to the field's type, or raise ConfigError."""
+    target = {"int": int, "float": float, "str": str, "bool": bool}.get(annotation, annotation)
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: key '{key}' expects true/false, got {value!r}")
+    if target is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: key '{key}' expects an integer, got {value!r}")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: key '{key}' expects an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise ConfigError(f"{where}: key '{key}' expects an integer, got {value!r}")
+        return int(as_float)
+    if target is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: key '{key}' expects a number, got {value!r}") from None
+    if target is str:
+        if value is None:
+            return ""
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: key '{key}' expects a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}: key '{key}' has an unsupported type {annotation!r}")
+
+
+def _apply(base: Any, updates: dict[str, Any], prefix: str, where: str) -> Any:
+    """Return a copy of dataclass ``base`` with ``updates`` applied (recursively, strictly)."""
+    if not isinstance(updates, dict):
+        raise ConfigError(f"{where}: '{prefix or 'top level'}' must be a mapping, got {updates!r}")
+    fields = {field.name: field for field in dataclasses.fields(base)}
+    hints = typing.get_type_hints(type(base))
+    changes: dict[str, Any] = {}
+    for name, value in updates.items():
+        key = f"{prefix}{name}"
+        if name not in fields:
+            known = ", ".join(f"{prefix}{field}" for field in fields)
+            raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
+        current = getattr(base, name)
+        if dataclasses.is_dataclass(current):
+            changes[name] = _apply(current, value, f"{key}.", where)
+        else:
+            hint = hints[name]
+            if isinstance(hint, types.UnionType):
+                hint = str
+            changes[name] = _coerce(value, hint.__name__ if isinstance(hint, type) else hint, key, where)
+            allowed = _CHOICES.get(key)
+            if allowed and changes[name] not in allowed:
+                raise ConfigError(f"{where}: key '{key}' must be one of {', '.join(allowed)}, got {value!r}")
+    return dataclasses.replace(base, **changes)
+
+
+def _parse_override(text: str) -> dict[str, Any]:
+    """'section.key=value' -> {'section': {'key': value}} with YAML scalar parsing of value."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    dotted, raw = text.split("=", 1)
+    dotted = dotted.strip()
+    if not dotted or any(not part for part in dotted.split(".")):
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, raising ConfigError naming the file on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file ({error.strerror or error})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{line} invalid YAML ({getattr(error, 'problem', error)})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Defaults <- YAML preset at ``path`` <- ``overrides`` ('section.key=value' strings)."""
+    config = Config()
+    if path is not None:
+        config = _apply(config, read_yaml(path), "", str(path))
+    for text in overrides:
+        config = _apply(config, _parse_override(text), "", f"--set {text}")
+    validate(config)
+    return config
+
+
+def from_dict(values: dict[str, Any], where: str = "config") -> Config:
+    """Build a Config from a (possibly partial) nested mapping, strictly."""
+    config = _apply(Config(), values, "", where)
+    validate(config)
+    return config
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """Nested plain-dict view of ``config`` (YAML/JSON serialisable)."""
+    return dataclasses.asdict(config)
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def validate(config: Config) -> None:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (config.data.image_size >= 16, "data.image_size", "an integer >= 16"),
+        (0.0 < config.data.val_fraction < 0.9, "data.val_fraction", "a fraction in (0, 0.9)"),
+        (config.data.workers >= 0, "data.workers", ">= 0"),
+        (config.gan.epochs >= 1, "gan.epochs", ">= 1"),
+        (config.gan.batch_size >= 1, "gan.batch_size", ">= 1"),
+        (config.classifier.epochs >= 1, "classifier.epochs", ">= 1"),
+        (config.classifier.batch_size >= 1, "classifier.batch_size", ">= 1"),
+        (config.classifier.focal_gamma >= 0, "classifier.focal_gamma", ">= 0"),
+        (0.0 < config.classifier.focal_alpha < 1.0, "classifier.focal_alpha", "in (0, 1)"),
+        (0.0 < config.classifier.width <= 1.0, "classifier.width", "in (0, 1]"),
+        (0.0 < config.evaluation.threshold < 1.0, "evaluation.threshold", "in (0, 1)"),
+        (0.0 < config.evaluation.target_sensitivity <= 1.0, "evaluation.target_sensitivity", "in (0, 1]"),
+        (0.0 < config.evaluation.confidence < 1.0, "evaluation.confidence", "in (0, 1)"),
+        (0.0 <= config.explain.opacity <= 1.0, "explain.opacity", "in [0, 1]"),
+    ]
+    for ok, key, expected in checks:
+        if not ok:
+            raise ConfigError(f"config: key '{key}' must be {expected}")
+    max_levels = config.data.image_size.bit_length() - 1
+    if config.gan.generator_levels > max_levels - 1:
+        raise ConfigError(
+            f"config: key 'gan.generator_levels'={config.gan.generator_levels} is too deep for "
+            f"data.image_size={config.data.image_size}"
+        )
