@@ -16,11 +16,12 @@ from melanet.cli import (
     classifier_commands,
     common,
     data_commands,
+    evaluation_commands,
     explain_commands,
     gan_commands,
 )
 
-_MODULES = (data_commands, gan_commands, classifier_commands, explain_commands)
+_MODULES = (data_commands, gan_commands, classifier_commands, evaluation_commands, explain_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
