@@ -1,0 +1,92 @@
+"""Configuration: defaults, presets, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from melanet import config
+
+PRESETS = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda path: path.stem)
+def test_every_preset_loads(preset: Path) -> None:
+    loaded = config.load_config(preset)
+    assert isinstance(loaded, config.Config)
+
+
+def test_paper_preset_has_the_papers_hyper_parameters() -> None:
+    paper = config.load_config(Path(__file__).resolve().parents[1] / "configs" / "paper.yaml")
+    assert paper.data.image_size == 256
+    assert paper.gan.epochs == 500
+    assert (paper.gan.generator_filters, paper.gan.generator_levels) == (32, 4)
+    assert paper.gan.discriminator_filters == 64
+    assert (paper.gan.learning_rate, paper.gan.beta_1, paper.gan.batch_size) == (2e-4, 0.5, 1)
+    assert paper.gan.cycle_weight == 10.0
+    assert paper.classifier.backbone == "vgg16" and paper.classifier.weights == "imagenet"
+    assert (paper.classifier.focal_alpha, paper.classifier.focal_gamma) == (0.25, 2.0)
+    assert (paper.classifier.optimizer, paper.classifier.learning_rate) == ("adadelta", 1e-3)
+    assert paper.classifier.batch_size == 16
+
+
+def test_overrides_apply_in_order_and_coerce_types(tmp_path: Path) -> None:
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("seed: 7\ngan:\n  epochs: 3\n")
+    loaded = config.load_config(preset, ["gan.epochs=5", "data.image_size=64", "gan.flip=false", "seed=9"])
+    assert loaded.gan.epochs == 5
+    assert loaded.data.image_size == 64
+    assert loaded.gan.flip is False
+    assert loaded.seed == 9
+    assert loaded.gan.learning_rate == config.GanConfig().learning_rate
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["gan.bogus=1"], "unknown key 'gan.bogus'"),
+        (["nosection.key=1"], "unknown key 'nosection'"),
+        (["gan.epochs=two"], "'gan.epochs' expects an integer"),
+        (["gan.epochs=2.5"], "'gan.epochs' expects an integer"),
+        (["classifier.training_set=augment3x"], "must be one of original, augment5x, augment10x, synthetic"),
+        (["gan.epochs"], "expected section.key=value"),
+        (["gan.epochs=0"], "'gan.epochs' must be >= 1"),
+        (["data.image_size=32", "gan.generator_levels=6"], "gan.generator_levels"),
+    ],
+)
+def test_bad_overrides_name_the_key(overrides: list[str], fragment: str) -> None:
+    with pytest.raises(config.ConfigError, match=None) as caught:
+        config.load_config(None, overrides)
+    assert fragment in str(caught.value)
+
+
+def test_unknown_key_in_yaml_names_file_and_key(tmp_path: Path) -> None:
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("classifier:\n  epochs: 2\n  learning_rat: 0.1\n")
+    with pytest.raises(config.ConfigError) as caught:
+        config.load_config(preset)
+    assert str(preset) in str(caught.value)
+    assert "classifier.learning_rat" in str(caught.value)
+
+
+def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
+    preset = tmp_path / "broken.yaml"
+    preset.write_text("gan:\n  epochs: 3\n bad indent: [\n")
+    with pytest.raises(config.ConfigError, match=r"broken\.yaml: line \d+"):
+        config.load_config(preset)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="cannot read config file"):
+        config.load_config(tmp_path / "absent.yaml")
+
+
+def test_round_trip_through_yaml_is_identity() -> None:
+    original = config.load_config(None, ["gan.epochs=7", "classifier.gan_run=runs/x"])
+    assert config.from_dict(config.to_dict(original)) == original
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(AttributeError):
+        config.Config().seed = 3  # type: ignore[misc]
