@@ -1,0 +1,1 @@
+"""Evaluation: metrics with confidence intervals, predictions on a test split, comparison tables."""
