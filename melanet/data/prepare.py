@@ -1,0 +1,206 @@
+"""Load a split as one array of preprocessed images, decoding on every core once and caching on disk.
+
+The cache entry of a split is a pair of files in the cache folder:
+``<root tag>-<split>-<S>px-<key>.npy`` (the (N, S, S, 3) uint8 images) and ``...json`` (ids,
+labels, images refused while decoding). ``key`` hashes every source file's path, size and
+modification time, its label, the image size, the pixel limit and ``PREPROCESSING_VERSION``, so any
+change to the data or the settings is a miss. Both files are written to a temp name and renamed;
+the JSON is renamed last and is what makes an entry exist, so a killed process never leaves an
+entry that a reader would take for complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from melanet.config import DataConfig
+from melanet.data import parallel, preprocess, sources
+from melanet.data.errors import BadImageError, DataError, problem, problems_error
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+CACHE_FOLDER_NAME = ".melanet-cache"
+
+
+@dataclasses.dataclass
+class ImageSet:
+    """Preprocessed images of one split (or part of one).
+
+    ``images`` (N, S, S, 3) uint8 RGB in [0, 255]; ``labels`` (N,) int64, 0 = benign, 1 = malignant;
+    ``ids`` N image ids; ``skipped`` the problem dicts (file, line, reason, split) of inputs left out
+    with ``data.skip_bad``; ``cache_path`` the cache entry's image file; ``from_cache`` whether this
+    load only read the cache.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    ids: list[str]
+    skipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    cache_path: Path | None = None
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def class_counts(self) -> tuple[int, int]:
+        """(benign, malignant) image counts."""
+        return int(np.sum(self.labels == 0)), int(np.sum(self.labels == 1))
+
+    def subset(self, indices: Sequence[int] | np.ndarray, *, skipped: list[dict[str, Any]] | None = None) -> "ImageSet":
+        indices = np.asarray(indices, dtype=np.int64)
+        return ImageSet(
+            images=self.images[indices], labels=self.labels[indices], ids=[self.ids[index] for index in indices],
+            skipped=list(skipped or []), cache_path=self.cache_path, from_cache=self.from_cache)
+
+
+def cache_directory(data_config: DataConfig) -> Path:
+    """``data.cache_dir`` if set; else ``<root>/.melanet-cache`` when writable; else ``~/.cache/melanet``."""
+    if data_config.cache_dir:
+        return Path(data_config.cache_dir).expanduser()
+    in_root = Path(data_config.root) / CACHE_FOLDER_NAME
+    with contextlib.suppress(OSError):
+        in_root.mkdir(exist_ok=True)
+        if os.access(in_root, os.W_OK | os.X_OK):
+            return in_root
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "melanet"
+
+
+def cache_key(samples: Sequence[sources.Sample], split: str, image_size: int, max_pixels: int) -> str:
+    """Hex digest of the source files (path, size, mtime), labels and every setting that changes the output."""
+    digest = hashlib.sha256()
+    header = {"version": preprocess.PREPROCESSING_VERSION, "split": split, "size": image_size, "max_pixels": max_pixels}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for sample in samples:
+        stat = sample.path.stat()
+        digest.update(f"\n{sample.image_id}\t{sample.label}\t{os.path.abspath(sample.path)}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def load_split(data_config: DataConfig, split: str, *, progress: Progress | None = None) -> ImageSet:
+    """Preprocessed images of ``split`` ('train' or 'test') of ``data_config.root``, from the cache when it is current.
+
+    Bad inputs (structural problems of the split and images refused while decoding) raise one
+    ``DataError`` listing them all, unless ``data_config.skip_bad``: then they are left out and
+    returned in ``ImageSet.skipped``. A class with no usable image is always an error.
+    """
+    root = Path(data_config.root)
+    index = sources.read_index(root)
+    samples = index.samples(split)
+    problems = index.split_problems(split)
+    image_set = _cached_or_decoded(data_config, split, samples, progress)
+    problems += image_set.skipped
+    if problems and not data_config.skip_bad:
+        raise problems_error(f"{root}: the {split} split has bad inputs", problems)
+    benign, malignant = image_set.class_counts()
+    if benign == 0 or malignant == 0:
+        raise DataError(
+            f"{root}: the {split} split has {benign} usable benign and {malignant} usable malignant images; "
+            "both classes are needed" + "".join(f"\n  {item['file']}: {item['reason']}" for item in problems))
+    for item in problems:
+        logger.warning("skipped %s%s: %s", item["file"], f":{item['line']}" if item["line"] else "", item["reason"])
+    image_set.skipped = problems
+    return image_set
+
+
+def _cached_or_decoded(
+    data_config: DataConfig, split: str, samples: list[sources.Sample], progress: Progress | None
+) -> ImageSet:
+    size, max_pixels = data_config.image_size, data_config.max_image_pixels
+    folder = cache_directory(data_config)
+    root_tag = hashlib.sha256(str(Path(data_config.root).resolve()).encode()).hexdigest()[:8]
+    prefix = f"{root_tag}-{split}-{size}px-"
+    stem = prefix + cache_key(samples, split, size, max_pixels)[:24]
+    images_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
+    cached = _read_entry(images_path, meta_path, samples)
+    if cached is not None:
+        logger.info("%s split: %d images from cache %s", split, len(cached), images_path)
+        if progress:
+            progress(len(samples), len(samples), "from cache")
+        return cached
+    results = parallel.map_chunks(
+        decode_chunk, [str(sample.path) for sample in samples], size, max_pixels,
+        workers=data_config.workers, progress=progress, message=f"decoding {split}")
+    kept = [index for index, (array, _) in enumerate(results) if array is not None]
+    images = np.stack([results[index][0] for index in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
+    labels = np.array([samples[index].label for index in kept], dtype=np.int64)
+    ids = [samples[index].image_id for index in kept]
+    refused = [problem(samples[index].path, reason, line=samples[index].line, split=split)
+               for index, (array, reason) in enumerate(results) if array is None]
+    try:
+        _write_entry(images_path, meta_path, images, labels, ids, refused)
+        _remove_stale(folder, prefix, stem)
+        logger.info("%s split: cached %d images in %s", split, len(ids), images_path)
+    except OSError as error:
+        logger.warning("cannot write the cache in %s (%s); going on without it", folder, error)
+        images_path = None
+    return ImageSet(images, labels, ids, refused, cache_path=images_path, from_cache=False)
+
+
+def decode_chunk(paths: list[str], image_size: int, max_pixels: int) -> list[tuple[np.ndarray | None, str | None]]:
+    """Worker: (array, None) per decodable image, (None, reason) per refused one."""
+    results: list[tuple[np.ndarray | None, str | None]] = []
+    for path in paths:
+        try:
+            results.append((preprocess.preprocess_image(path, image_size, max_pixels), None))
+        except BadImageError as error:
+            results.append((None, error.reason))
+    return results
+
+
+def _read_entry(images_path: Path, meta_path: Path, samples: list[sources.Sample]) -> ImageSet | None:
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        images = np.load(images_path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        if meta_path.exists():
+            logger.warning("ignoring unreadable cache entry %s (%s)", meta_path, error)
+        return None
+    if images.shape[0] != len(meta["ids"]) or len(meta["ids"]) + len(meta["refused"]) != len(samples):
+        logger.warning("ignoring inconsistent cache entry %s", meta_path)
+        return None
+    labels = np.asarray(meta["labels"], dtype=np.int64)
+    return ImageSet(images, labels, list(meta["ids"]), list(meta["refused"]), cache_path=images_path, from_cache=True)
+
+
+def _write_entry(images_path: Path, meta_path: Path, images: np.ndarray, labels: np.ndarray,
+                 ids: list[str], refused: list[dict[str, Any]]) -> None:
+    images_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(images_path, lambda stream: np.save(stream, images, allow_pickle=False))
+    meta = {"version": preprocess.PREPROCESSING_VERSION, "shape": list(images.shape), "ids": ids,
+            "labels": labels.tolist(), "refused": refused}
+    _atomic_write(meta_path, lambda stream: stream.write(json.dumps(meta).encode()))
+
+
+def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+def _remove_stale(folder: Path, prefix: str, current_stem: str) -> None:
+    """Older entries of the same root, split and size can never be hit again."""
+    for path in folder.glob(prefix + "*"):
+        if path.stem != current_stem and path.suffix in (".npy", ".json"):
+            with contextlib.suppress(OSError):
+                path.unlink()
