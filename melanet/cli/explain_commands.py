@@ -1,9 +1,84 @@
-"""`melanet` verbs for this stage (filled in by the stage's implementation)."""
+"""`melanet explain` (Grad-CAM of test images) and `melanet embed` (UMAP of GAP features)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from melanet.cli import common
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the top-level parser."""
+    explain = subparsers.add_parser(
+        "explain",
+        help="Grad-CAM maps and overlays of a classifier run's test images (misclassified first)",
+        description=(
+            "Grad-CAM of the malignant class for the test split of a trained classifier run. Writes "
+            "RUN/explain/index.csv (image, label, prob_malignant, outcome, method, layer and paths), "
+            "maps/*.npy (H, W) in [0, 1], overlays/*.png and inputs/*.png; with --data DIR, the test "
+            "split of DIR goes to RUN/explain/<DIR's folder name>/. Outcomes use the threshold of the "
+            "run's metrics.json (after `melanet evaluate`), else evaluation.threshold. Rerunning with "
+            "another --method adds rows, so methods can be compared on the same image."
+        ),
+    )
+    explain.add_argument("--run", required=True, metavar="RUN", help="a finished train-classifier run folder")
+    explain.add_argument(
+        "--data", metavar="DIR", help="explain the test split of this data folder instead of the run's own"
+    )
+    explain.add_argument(
+        "--which",
+        metavar="LIST",
+        help="outcomes to explain: comma list of fn,fp,tp,tn or 'all' (default: explain.which of the run's config)",
+    )
+    explain.add_argument(
+        "--method",
+        choices=("gradcam", "gradcam++", "scorecam"),
+        help="activation-map method (default: explain.method of the run's config)",
+    )
+    explain.add_argument(
+        "--layer", metavar="NAME", help="target layer (default: explain.layer of the run's config, block5_conv3)"
+    )
+    explain.add_argument("--limit", type=int, default=0, metavar="N", help="at most N images, mistakes first (0 = all)")
+    explain.set_defaults(handler=run_explain)
+
+    embed = subparsers.add_parser(
+        "embed",
+        help="UMAP of a classifier run's GAP features: originals vs originals + synthetic (Figure 9)",
+        description=(
+            "Global-average-pooled features of the run's training split (panel 'original') and of "
+            "those images plus the synthetic malignant images of classifier.gan_run (panel "
+            "'balanced'; left out when the run names no stage-1 run), each embedded in 2-D with UMAP "
+            "(seed = the run's seed; explain.umap_neighbors, explain.umap_min_dist). Writes "
+            "RUN/embedding/umap.csv (panel, image, tag, x, y) and RUN/embedding/umap.png."
+        ),
+    )
+    embed.add_argument("--run", required=True, metavar="RUN", help="a finished train-classifier run folder")
+    embed.set_defaults(handler=run_embed)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from melanet.explain import run_explain as explain_module
+
+    common.announce_run(Path(args.run))
+    index_path = explain_module.explain_run(
+        args.run,
+        data_root=args.data,
+        method=args.method,
+        layer=args.layer,
+        which=args.which,
+        limit=args.limit,
+        progress=common.progress_bar("explain"),
+    )
+    rows = explain_module.read_index(index_path)
+    print(f"index: {index_path} ({len(rows)} rows)", flush=True)
+    return 0
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from melanet.explain import run_embed as embed_module
+
+    common.announce_run(Path(args.run))
+    csv_path = embed_module.embed_run(args.run, progress=common.progress_bar("embed"))
+    print(f"embedding: {csv_path} and {csv_path.with_name('umap.png')}", flush=True)
+    return 0

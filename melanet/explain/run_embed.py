@@ -1,0 +1,192 @@
+"""``melanet embed``: UMAP of a classifier run's GAP features (the paper's Figure 9).
+
+Two panels, each its own 2-D UMAP (seed = the run's ``seed``):
+
+- ``original``: the run's training split (training images minus the validation split), tagged
+  benign / malignant;
+- ``balanced``: the same originals plus the synthetic malignant images of the stage-1 run named by
+  ``classifier.gan_run`` (only those made from images of this training split), tagged synthetic.
+  Without a ``gan_run`` there is no second panel.
+
+Writes ``<run>/embedding/umap.csv`` (``panel, image, tag, x, y``) and ``<run>/embedding/umap.png``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from melanet import runs
+from melanet.explain import embedding, features
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_FOLDER = "embedding"
+COLUMNS = ("panel", "image", "tag", "x", "y")
+PANEL_TITLES = {
+    "original": "(a) original training images",
+    "balanced": "(b) originals + synthetic malignant",
+}
+
+Progress = Callable[[int, int, str], None]
+
+
+def tags_for(labels: np.ndarray) -> list[str]:
+    """(N,) labels 0/1 -> 'benign' / 'malignant'."""
+    return ["malignant" if int(label) == 1 else "benign" for label in labels]
+
+
+def embed_panels(
+    original_features: np.ndarray,
+    original_ids: Sequence[str],
+    original_labels: np.ndarray,
+    synthetic_features: np.ndarray | None,
+    synthetic_ids: Sequence[str] = (),
+    *,
+    seed: int,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    progress: Progress | None = None,
+) -> list[dict[str, object]]:
+    """UMAP rows of the panels.
+
+    Args:
+        original_features: (N, C) GAP features of the original images; original_labels (N,) 0/1.
+        synthetic_features: (M, C) features of synthetic malignant images, or None for panel (a) only.
+    Returns:
+        rows with ``panel``, ``image``, ``tag``, ``x``, ``y``: N rows of panel ``original``, then
+        N + M rows of panel ``balanced`` when synthetic features are given.
+    """
+    if len(original_features) != len(original_ids) or len(original_ids) != len(original_labels):
+        raise ValueError("original features, ids and labels must have the same length")
+    panels = [("original", np.asarray(original_features), list(original_ids), tags_for(original_labels))]
+    if synthetic_features is not None:
+        if len(synthetic_features) != len(synthetic_ids):
+            raise ValueError("synthetic features and ids must have the same length")
+        panels.append(
+            (
+                "balanced",
+                np.concatenate([original_features, synthetic_features], axis=0),
+                list(original_ids) + list(synthetic_ids),
+                tags_for(original_labels) + ["synthetic"] * len(synthetic_ids),
+            )
+        )
+    rows: list[dict[str, object]] = []
+    for number, (panel, panel_features, ids, tags) in enumerate(panels):
+        if progress is not None:
+            progress(number, len(panels), f"UMAP {panel} ({len(ids)} points)")
+        coordinates = embedding.umap_embedding(panel_features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
+        rows.extend(
+            {"panel": panel, "image": image_id, "tag": tag, "x": float(x), "y": float(y)}
+            for image_id, tag, (x, y) in zip(ids, tags, coordinates)
+        )
+    if progress is not None:
+        progress(len(panels), len(panels), "UMAP done")
+    return rows
+
+
+def render_rows(rows: Sequence[dict[str, object]]):
+    """The two-panel PNG (a ``PIL.Image``) of ``umap.csv`` rows."""
+    panels = []
+    for panel in ("original", "balanced"):
+        members = [row for row in rows if row["panel"] == panel]
+        if members:
+            panels.append(
+                {
+                    "title": PANEL_TITLES[panel],
+                    "coordinates": np.array([[float(row["x"]), float(row["y"])] for row in members]),
+                    "tags": [str(row["tag"]) for row in members],
+                }
+            )
+    return embedding.render_panels(panels)
+
+
+def resolve_gan_run(gan_run: str, classifier_run: Path) -> Path:
+    """The stage-1 run folder named by ``classifier.gan_run``: as given (absolute or relative to the
+    working directory), else relative to the classifier run's parent folder."""
+    candidates = [Path(gan_run), classifier_run.parent / gan_run]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise runs.RunError(
+        f"{classifier_run}: classifier.gan_run '{gan_run}' not found (looked in {', '.join(map(str, candidates))})"
+    )
+
+
+def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path:
+    """GAP features -> UMAP for a classifier run; writes ``embedding/umap.csv`` and ``umap.png``,
+    returns the CSV path."""
+    from melanet.classifier import predict as classifier_predict
+    from melanet.data import splits
+
+    run = runs.Run.open(run_path)
+    config = run.config()
+    if not run.file("model.keras").is_file():
+        raise runs.RunError(f"{run.path}: no model.keras; embed a finished train-classifier run")
+    output_dir = run.path / EMBEDDING_FOLDER
+    with run.lock("embed"):
+        run.update_status(embedding={"state": "running", "started_at": runs.now_iso()})
+        try:
+            training, _ = splits.training_and_validation(config.data, config.seed, progress=progress)
+            model = classifier_predict.load_model(run.path)
+            batch_size = config.classifier.batch_size
+            original = features.extract_features(
+                model, training.images, batch_size=batch_size, progress=progress, message="features (originals)"
+            )
+            synthetic_features, synthetic_ids = None, []
+            if config.classifier.gan_run:
+                synthetic = _synthetic_for(run.path, config.classifier.gan_run, config.data.image_size, training.ids)
+                synthetic_ids = synthetic.ids
+                synthetic_features = features.extract_features(
+                    model, synthetic.images, batch_size=batch_size, progress=progress, message="features (synthetic)"
+                )
+            else:
+                logger.warning(
+                    "%s: classifier.gan_run is not set, so there are no synthetic images: "
+                    "only panel (a), the original training images",
+                    run.path,
+                )
+            rows = embed_panels(
+                original,
+                training.ids,
+                training.labels,
+                synthetic_features,
+                synthetic_ids,
+                seed=config.seed,
+                n_neighbors=config.explain.umap_neighbors,
+                min_dist=config.explain.umap_min_dist,
+                progress=progress,
+            )
+            csv_path = output_dir / "umap.csv"
+            runs.atomic_write_csv(csv_path, [{**row, "x": f"{row['x']:.6f}", "y": f"{row['y']:.6f}"} for row in rows], COLUMNS)
+            buffer = io.BytesIO()
+            render_rows(rows).save(buffer, format="PNG")
+            runs.atomic_write_bytes(output_dir / "umap.png", buffer.getvalue())
+        except BaseException as error:
+            run.update_status(embedding={"state": "failed", "message": f"{type(error).__name__}: {error}"[:500],
+                                         "finished_at": runs.now_iso()})
+            raise
+        panels = sorted({str(row["panel"]) for row in rows})
+        run.update_status(embedding={"state": "done", "panels": panels, "points": len(rows),
+                                     "finished_at": runs.now_iso()})
+    return csv_path
+
+
+def _synthetic_for(classifier_run: Path, gan_run: str, image_size: int, training_ids: Sequence[str]):
+    """Synthetic images of the stage-1 run whose source image is in this training split (all of them
+    when the ids do not match, e.g. a stage-1 run trained on other data)."""
+    from melanet.gan import synthesis
+
+    synthetic = synthesis.load_synthetic(resolve_gan_run(gan_run, classifier_run), image_size)
+    training = set(training_ids)
+    keep = [index for index, image_id in enumerate(synthetic.ids) if image_id.removeprefix("syn_") in training]
+    if keep and len(keep) < len(synthetic.ids):
+        logger.info("using %d of %d synthetic images (sources in this training split)", len(keep), len(synthetic.ids))
+        return synthetic.subset(keep)
+    if not keep:
+        logger.warning("no synthetic image comes from this training split; using all %d", len(synthetic.ids))
+    return synthetic

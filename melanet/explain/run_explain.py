@@ -1,0 +1,343 @@
+"""``melanet explain``: Grad-CAM maps and overlays for a classifier run's test images.
+
+Writes, under ``<run>/explain/`` (or ``<run>/explain/<data folder name>/`` for ``--data DIR``)::
+
+    index.csv        image, label, prob_malignant, outcome, method, layer, map_path, overlay_path, input_path
+    maps/*.npy       (H, W) float32 in [0, 1], one per image, method and layer
+    overlays/*.png   heat map over the input, the input's size
+    inputs/*.png     the preprocessed input the model saw
+
+Paths in ``index.csv`` are relative to the run folder. Rows are ordered misclassified first (FN, FP,
+then TP, TN), the most confident within each outcome first. Rerunning with another method or layer
+adds rows; rerunning with the same method and layer replaces that image's row.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from melanet import runs
+from melanet.config import ConfigError
+from melanet.explain import gradcam, overlay
+
+logger = logging.getLogger(__name__)
+
+OUTCOMES = ("FN", "FP", "TP", "TN")  # the order of the index: mistakes first
+INDEX_COLUMNS = (
+    "image",
+    "label",
+    "prob_malignant",
+    "outcome",
+    "method",
+    "layer",
+    "map_path",
+    "overlay_path",
+    "input_path",
+)
+EXPLAIN_FOLDER = "explain"
+
+Progress = Callable[[int, int, str], None]
+
+
+def parse_which(text: str) -> tuple[str, ...]:
+    """'fn,fp' -> ('FN', 'FP') in index order; 'all' -> all four. ValueError on anything else."""
+    parts = [part.strip().upper() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("--which is empty; expected a comma list of fn, fp, tp, tn or 'all'")
+    if "ALL" in parts:
+        return OUTCOMES
+    unknown = [part.lower() for part in parts if part not in OUTCOMES]
+    if unknown:
+        raise ValueError(f"--which: unknown outcome(s) {', '.join(unknown)}; expected fn, fp, tp, tn or all")
+    return tuple(outcome for outcome in OUTCOMES if outcome in parts)
+
+
+def outcomes(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> np.ndarray:
+    """Outcome per image: (N,) labels 0/1 and (N,) malignant probabilities -> (N,) 'TP'/'FP'/'TN'/'FN'.
+
+    An image is predicted malignant when its probability is strictly above ``threshold``, as in
+    ``melanet.evaluation.metrics.confusion_counts``.
+    """
+    labels = np.asarray(labels).astype(int)
+    predicted = np.asarray(probabilities, dtype=np.float64) > threshold
+    result = np.where(labels == 1, np.where(predicted, "TP", "FN"), np.where(predicted, "FP", "TN"))
+    return result.astype(object)
+
+
+def order_for_review(outcome: np.ndarray, probabilities: np.ndarray, which: Iterable[str]) -> list[int]:
+    """Indices of the images whose outcome is in ``which``: FN, FP, TP, TN, and within each outcome
+    the most confident first (FN/TN by ascending, FP/TP by descending malignant probability)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    wanted = set(which)
+    order: list[int] = []
+    for name in OUTCOMES:
+        if name not in wanted:
+            continue
+        members = np.flatnonzero(outcome == name)
+        key = probabilities[members] if name in ("FN", "TN") else -probabilities[members]
+        order.extend(int(index) for index in members[np.argsort(key, kind="stable")])
+    return order
+
+
+def _file_stem(image_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", image_id)
+
+
+def _method_slug(method: str) -> str:
+    return method.replace("++", "pp")
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array.astype(np.float32))
+    return buffer.getvalue()
+
+
+def read_index(path: Path) -> list[dict[str, str]]:
+    """Rows of an ``index.csv`` ([] when it does not exist)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainOptions:
+    """What to explain and how."""
+
+    layer: str = "block5_conv3"
+    method: str = "gradcam"
+    which: tuple[str, ...] = OUTCOMES
+    limit: int = 0  # 0 = every selected image
+    threshold: float = 0.5
+    opacity: float = 0.5
+    colour_map: str = "jet"
+    batch_size: int = 8
+
+
+def explain_images(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    ids: Sequence[str],
+    probabilities: np.ndarray,
+    *,
+    run_path: str | Path,
+    output_dir: str | Path,
+    options: ExplainOptions = ExplainOptions(),
+    progress: Progress | None = None,
+) -> list[dict[str, str]]:
+    """Compute and write maps, overlays and inputs for the selected images; update ``index.csv``.
+
+    Args:
+        model: flat functional classifier, input (N, S, S, 3) float32 in [0, 1].
+        images: (N, S, S, 3) uint8; labels: (N,) 0/1; ids: N image ids;
+        probabilities: (N,) malignant probabilities in [0, 1] for these images.
+        run_path: the run folder (index paths are relative to it).
+        output_dir: where ``maps/``, ``overlays/``, ``inputs/`` and ``index.csv`` go (inside the run).
+    Returns:
+        the rows written for this call, in index order.
+    """
+    images = np.asarray(images)
+    count = len(images)
+    if not (len(labels) == len(ids) == len(probabilities) == count):
+        raise ValueError(
+            f"images ({count}), labels ({len(labels)}), ids ({len(ids)}) and probabilities "
+            f"({len(probabilities)}) must have the same length"
+        )
+    if options.limit < 0:
+        raise ValueError(f"limit must be >= 0, got {options.limit}")
+    run_path, output_dir = Path(run_path), Path(output_dir)
+    outcome = outcomes(labels, probabilities, options.threshold)
+    selected = order_for_review(outcome, probabilities, options.which)
+    if options.limit:
+        selected = selected[: options.limit]
+    logger.info(
+        "explaining %d of %d images (%s) with %s on %s",
+        len(selected),
+        count,
+        ",".join(options.which),
+        options.method,
+        options.layer,
+    )
+    mapper = gradcam.ActivationMapper(model, layer=options.layer, method=options.method)
+    slug = f"{_method_slug(options.method)}_{_file_stem(options.layer)}"
+    rows: list[dict[str, str]] = []
+    if progress is not None:
+        progress(0, len(selected), options.method)
+    for start in range(0, len(selected), options.batch_size):
+        batch = selected[start : start + options.batch_size]
+        maps = mapper(images[batch].astype(np.float32) / 255.0)
+        for index, activation_map in zip(batch, maps):
+            stem = _file_stem(ids[index])
+            paths = {
+                "map_path": output_dir / "maps" / f"{stem}_{slug}.npy",
+                "overlay_path": output_dir / "overlays" / f"{stem}_{slug}.png",
+                "input_path": output_dir / "inputs" / f"{stem}.png",
+            }
+            rendered = overlay.overlay(
+                images[index], activation_map, colour_map=options.colour_map, opacity=options.opacity
+            )
+            runs.atomic_write_bytes(paths["map_path"], _npy_bytes(activation_map))
+            runs.atomic_write_bytes(paths["overlay_path"], _png_bytes(rendered))
+            runs.atomic_write_bytes(paths["input_path"], _png_bytes(images[index]))
+            rows.append(
+                {
+                    "image": ids[index],
+                    "label": str(int(labels[index])),
+                    "prob_malignant": f"{float(probabilities[index]):.6f}",
+                    "outcome": str(outcome[index]),
+                    "method": options.method,
+                    "layer": options.layer,
+                    **{key: path.relative_to(run_path).as_posix() for key, path in paths.items()},
+                }
+            )
+        if progress is not None:
+            progress(min(start + options.batch_size, len(selected)), len(selected), options.method)
+    _merge_index(output_dir / "index.csv", rows)
+    return rows
+
+
+def _merge_index(path: Path, rows: list[dict[str, str]]) -> None:
+    """Write ``rows`` into the index, replacing earlier rows of the same (image, method, layer)."""
+    new_keys = {(row["image"], row["method"], row["layer"]) for row in rows}
+    kept = [row for row in read_index(path) if (row.get("image"), row.get("method"), row.get("layer")) not in new_keys]
+    merged = kept + rows
+    merged.sort(key=_review_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_csv(path, merged, list(INDEX_COLUMNS))
+
+
+def _review_key(row: dict[str, str]) -> tuple:
+    """Sort key of an index row: method, layer, outcome in review order, most confident first."""
+    outcome = row.get("outcome", "")
+    rank = OUTCOMES.index(outcome) if outcome in OUTCOMES else len(OUTCOMES)
+    try:
+        probability = float(row.get("prob_malignant", "nan"))
+    except ValueError:
+        probability = float("nan")
+    confidence = probability if outcome in ("FN", "TN") else -probability
+    return (row.get("method", ""), row.get("layer", ""), rank, confidence, row.get("image", ""))
+
+
+def run_threshold(run: runs.Run, default: float) -> float:
+    """The run's decision threshold: ``threshold`` of ``metrics.json`` when evaluated, else ``default``."""
+    metrics = run.metrics() or {}
+    value = metrics.get("threshold")
+    if isinstance(value, (int, float)) and 0.0 < float(value) < 1.0:
+        return float(value)
+    logger.info("%s: no threshold in metrics.json; using %s", run.path, default)
+    return default
+
+
+def _saved_probabilities(run: runs.Run, ids: Sequence[str]) -> np.ndarray | None:
+    """Malignant probabilities for ``ids`` from the run's ``predictions.csv``, or None when any is missing."""
+    from melanet.evaluation import evaluate
+
+    path = run.file(evaluate.PREDICTIONS_FILE)
+    if not path.is_file():
+        return None
+    saved_ids, _, probabilities = evaluate.read_predictions(path)
+    by_id = dict(zip(saved_ids, probabilities))
+    if any(image_id not in by_id for image_id in ids):
+        logger.info("%s does not cover every test image; predicting afresh", path)
+        return None
+    return np.array([by_id[image_id] for image_id in ids], dtype=np.float64)
+
+
+def explain_run(
+    run_path: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    method: str | None = None,
+    layer: str | None = None,
+    which: str | None = None,
+    limit: int = 0,
+    progress: Progress | None = None,
+) -> Path:
+    """Grad-CAM for the test split of a classifier run; returns the ``index.csv`` written.
+
+    ``data_root`` explains the test split of another data folder instead, written under
+    ``<run>/explain/<folder name>/``; the run's own test split goes to ``<run>/explain/``.
+    ``method``, ``layer`` and ``which`` default to the run's ``explain`` config section. Probabilities
+    come from the run's ``predictions.csv`` (``melanet evaluate``) when it covers the images, else
+    the model predicts them here.
+    """
+    from melanet.classifier import predict as classifier_predict
+    from melanet.data import prepare
+
+    run = runs.Run.open(run_path)
+    config = run.config()
+    model_path = run.file("model.keras")
+    if not model_path.is_file():
+        raise runs.RunError(f"{run.path}: no model.keras; explain a finished train-classifier run")
+    data_config = config.data if data_root is None else dataclasses.replace(config.data, root=str(data_root))
+    output_dir = run.path / EXPLAIN_FOLDER
+    if data_root is not None:
+        output_dir = output_dir / _file_stem(Path(data_root).resolve().name)
+    if limit < 0:
+        raise ConfigError(f"limit must be >= 0, got {limit}")
+    try:
+        selection = parse_which(which or config.explain.which)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    options = ExplainOptions(
+        layer=layer or config.explain.layer,
+        method=method or config.explain.method,
+        which=selection,
+        limit=limit,
+        opacity=config.explain.opacity,
+    )
+    with run.lock("explain"):
+        model = classifier_predict.load_model(run.path)
+        try:
+            gradcam.find_target_layer(model, options.layer)
+        except ValueError as error:
+            raise ConfigError(f"explain.layer: {error}") from None
+        image_set = prepare.load_split(data_config, "test", progress=progress)
+        probabilities = _saved_probabilities(run, image_set.ids) if data_root is None else None
+        if probabilities is None:
+            probabilities = np.asarray(
+                classifier_predict.predict_probabilities(model, image_set.images, config.classifier.batch_size),
+                dtype=np.float64,
+            )
+            if probabilities.ndim == 2:
+                probabilities = probabilities[:, 1]
+        options = dataclasses.replace(options, threshold=run_threshold(run, config.evaluation.threshold))
+        status = {"state": "running", "method": options.method, "layer": options.layer,
+                  "folder": output_dir.relative_to(run.path).as_posix(), "started_at": runs.now_iso()}
+        run.update_status(explain=status)
+
+        def report(done: int, total: int, message: str) -> None:
+            run.update_status(explain={**status, "done": done, "total": total})
+            if progress is not None:
+                progress(done, total, message)
+
+        try:
+            rows = explain_images(
+                model, image_set.images, image_set.labels, image_set.ids, probabilities,
+                run_path=run.path, output_dir=output_dir, options=options, progress=report,
+            )
+        except BaseException as error:
+            run.update_status(explain={**status, "state": "failed",
+                                       "message": f"{type(error).__name__}: {error}"[:500],
+                                       "finished_at": runs.now_iso()})
+            raise
+        run.update_status(explain={**status, "state": "done", "done": len(rows), "total": len(rows),
+                                   "finished_at": runs.now_iso()})
+    return output_dir / "index.csv"
