@@ -1,0 +1,94 @@
+"""The stage-1 input pipeline: per-epoch balanced, shuffled, flipped (benign, malignant) batch pairs.
+
+Algorithm 1 step 5 of the paper: every epoch draws as many benign images as there are malignant
+ones (undersampling the majority class afresh each epoch). The draw is a pure function of
+``(seed, epoch)``, so a resumed run sees exactly the batches an uninterrupted one would have seen.
+Everything per batch (scaling, flipping, batching, prefetching) happens inside tf.data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def to_model_range(images: tf.Tensor | np.ndarray) -> tf.Tensor:
+    """(..., 3) uint8 in [0, 255] -> float32 in [-1, 1] (the CycleGAN's input scaling)."""
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
+def to_uint8(images: tf.Tensor | np.ndarray) -> np.ndarray:
+    """(..., 3) float in [-1, 1] -> uint8 in [0, 255]: ``(x + 1) * 127.5``, rounded and clipped."""
+    values = np.asarray(images, dtype=np.float32)
+    return np.clip(np.rint((values + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def balanced_count(benign_count: int, malignant_count: int) -> int:
+    """Images drawn from each domain per epoch: the minority class's size."""
+    return min(benign_count, malignant_count)
+
+
+def steps_per_epoch(benign_count: int, malignant_count: int, batch_size: int) -> int:
+    """Full batches per epoch (a partial last batch is dropped; the next epoch draws afresh)."""
+    return balanced_count(benign_count, malignant_count) // batch_size
+
+
+def epoch_draw(benign_count: int, malignant_count: int, seed: int, epoch: int) -> dict[str, np.ndarray]:
+    """Indices and flip decisions for one epoch, a deterministic function of ``(seed, epoch)``.
+
+    Returns ``benign`` and ``malignant`` (count,) int64 indices without repetition and ``flips``
+    (count, 2) bool (horizontal flip of the benign / malignant image of each pair).
+    """
+    count = balanced_count(benign_count, malignant_count)
+    generator = np.random.default_rng([seed, epoch])
+    return {
+        "benign": generator.choice(benign_count, size=count, replace=False),
+        "malignant": generator.choice(malignant_count, size=count, replace=False),
+        "flips": generator.random((count, 2)) < 0.5,
+    }
+
+
+def _prepare(benign: tf.Tensor, malignant: tf.Tensor, flips: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """uint8 batches + flip decisions -> float32 batches in [-1, 1], flipped where asked."""
+
+    def flip_where(images: tf.Tensor, decisions: tf.Tensor) -> tf.Tensor:
+        return tf.where(decisions[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+    return (
+        flip_where(to_model_range(benign), flips[:, 0]),
+        flip_where(to_model_range(malignant), flips[:, 1]),
+    )
+
+
+def epoch_dataset(
+    benign_images: np.ndarray,
+    malignant_images: np.ndarray,
+    *,
+    seed: int,
+    epoch: int,
+    batch_size: int,
+    flip: bool = True,
+) -> tf.data.Dataset:
+    """One epoch of ``(benign, malignant)`` pairs of (batch_size, S, S, 3) float32 in [-1, 1].
+
+    ``benign_images``, ``malignant_images``: (N, S, S, 3) uint8 training images of each domain.
+    Yields ``steps_per_epoch(...)`` batches.
+    """
+    for name, images in (("benign_images", benign_images), ("malignant_images", malignant_images)):
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"{name} must be (N, S, S, 3) uint8, got {images.shape} {images.dtype}")
+    if steps_per_epoch(len(benign_images), len(malignant_images), batch_size) < 1:
+        raise ValueError(
+            f"batch size {batch_size} is larger than the smaller domain ({len(benign_images)} benign, "
+            f"{len(malignant_images)} malignant training images); lower gan.batch_size"
+        )
+    draw = epoch_draw(len(benign_images), len(malignant_images), seed, epoch)
+    flips = draw["flips"] if flip else np.zeros_like(draw["flips"])
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (benign_images[draw["benign"]], malignant_images[draw["malignant"]], flips)
+    )
+    return (
+        dataset.batch(batch_size, drop_remainder=True)
+        .map(_prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )

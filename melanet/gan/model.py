@@ -1,0 +1,189 @@
+"""``CycleGan``: the four networks of stage 1, their optimizers, and one training step.
+
+Domains: benign and malignant. ``generator_benign_to_malignant`` is the paper's G_B,
+``generator_malignant_to_benign`` its G_M; ``discriminator_malignant`` (D_M) tells real malignant
+images from translated benign ones, ``discriminator_benign`` (D_B) the other way round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from melanet.gan import losses, networks
+
+LOSS_NAMES = (
+    "adversarial_benign_to_malignant",
+    "adversarial_malignant_to_benign",
+    "discriminator_malignant",
+    "discriminator_benign",
+    "cycle",
+    "identity",
+)
+NETWORK_NAMES = (
+    "generator_benign_to_malignant",
+    "generator_malignant_to_benign",
+    "discriminator_malignant",
+    "discriminator_benign",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleGanSizes:
+    """Network sizes; ``from_config`` maps ``melanet.config.GanConfig`` onto them."""
+
+    image_size: int
+    generator_filters: int = 32
+    generator_levels: int = 4
+    discriminator_filters: int = 64
+    discriminator_levels: int = 4
+
+
+class CycleGan(keras.Model):
+    """Two U-Net generators and two PatchGAN discriminators trained with objective (1)-(5).
+
+    Create it inside ``strategy.scope()`` when training distributed: the optimizers' slots and the
+    networks' weights then live on every replica.
+    """
+
+    def __init__(
+        self,
+        sizes: CycleGanSizes,
+        *,
+        cycle_weight: float = 10.0,
+        identity_weight: float = 1.0,
+        learning_rate: float = 2e-4,
+        beta_1: float = 0.5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.sizes = sizes
+        self.cycle_weight = float(cycle_weight)
+        self.identity_weight = float(identity_weight)
+        size = sizes.image_size
+        self.generator_benign_to_malignant = networks.build_generator(
+            size, sizes.generator_filters, sizes.generator_levels, name="generator_benign_to_malignant"
+        )
+        self.generator_malignant_to_benign = networks.build_generator(
+            size, sizes.generator_filters, sizes.generator_levels, name="generator_malignant_to_benign"
+        )
+        self.discriminator_malignant = networks.build_discriminator(
+            size, sizes.discriminator_filters, sizes.discriminator_levels, name="discriminator_malignant"
+        )
+        self.discriminator_benign = networks.build_discriminator(
+            size, sizes.discriminator_filters, sizes.discriminator_levels, name="discriminator_benign"
+        )
+        mixed = keras.mixed_precision.global_policy().name == "mixed_float16"
+        # One Adam per network: Keras 3 optimizers are bound to the variables they first update.
+        self.optimizers = {}
+        for network_name in NETWORK_NAMES:
+            optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1, name=f"adam_{network_name}")
+            if mixed:
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"loss_scale_{network_name}")
+            optimizer.build(self.network(network_name).trainable_variables)
+            self.optimizers[network_name] = optimizer
+
+    def network(self, name: str) -> keras.Model:
+        """One of ``NETWORK_NAMES`` by name."""
+        if name not in NETWORK_NAMES:
+            raise ValueError(f"unknown network {name!r}; expected one of {', '.join(NETWORK_NAMES)}")
+        return getattr(self, name)
+
+    def checkpoint(self, **extra: tf.Variable) -> tf.train.Checkpoint:
+        """A ``tf.train.Checkpoint`` of all four networks, their optimizers and ``extra`` variables."""
+        objects = {name: self.network(name) for name in NETWORK_NAMES}
+        objects.update({f"optimizer_{name}": optimizer for name, optimizer in self.optimizers.items()})
+        return tf.train.Checkpoint(**objects, **extra)
+
+    def compute_gradients(
+        self, benign: tf.Tensor, malignant: tf.Tensor
+    ) -> tuple[dict[str, tf.Tensor], dict[str, list[tf.Tensor | None]]]:
+        """Losses and per-network gradients for one batch.
+
+        ``benign``, ``malignant``: (N, S, S, 3) float32 in [-1, 1] (one replica's share). Losses are
+        float32 scalars (batch means, unweighted); gradients are already divided by the number of
+        replicas (the optimizers sum them across replicas) and multiplied by the loss scale under
+        mixed precision (the optimizers undo it).
+        """
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        use_identity = self.identity_weight > 0
+        with tf.GradientTape(persistent=True) as tape:
+            # 1. Translate each domain into the other and back again (cycle).
+            translated_malignant = self.generator_benign_to_malignant(benign, training=True)
+            reconstructed_benign = self.generator_malignant_to_benign(translated_malignant, training=True)
+            translated_benign = self.generator_malignant_to_benign(malignant, training=True)
+            reconstructed_malignant = self.generator_benign_to_malignant(translated_benign, training=True)
+            # 2. Score real and translated images with the discriminator of each target domain.
+            scores_real_malignant = self.discriminator_malignant(malignant, training=True)
+            scores_translated_malignant = self.discriminator_malignant(translated_malignant, training=True)
+            scores_real_benign = self.discriminator_benign(benign, training=True)
+            scores_translated_benign = self.discriminator_benign(translated_benign, training=True)
+            # 3. Generator losses: fool the discriminators, close the cycle, keep target-domain images.
+            values = {
+                "adversarial_benign_to_malignant": losses.generator_adversarial_loss(scores_translated_malignant),
+                "adversarial_malignant_to_benign": losses.generator_adversarial_loss(scores_translated_benign),
+                "cycle": losses.l1_loss(reconstructed_benign, benign) + losses.l1_loss(reconstructed_malignant, malignant),
+            }
+            if use_identity:
+                same_malignant = self.generator_benign_to_malignant(malignant, training=True)
+                same_benign = self.generator_malignant_to_benign(benign, training=True)
+                values["identity"] = losses.l1_loss(same_malignant, malignant) + losses.l1_loss(same_benign, benign)
+            else:
+                values["identity"] = tf.constant(0.0)
+            generator_total = (
+                values["adversarial_benign_to_malignant"]
+                + values["adversarial_malignant_to_benign"]
+                + self.cycle_weight * values["cycle"]
+                + self.identity_weight * values["identity"]
+            )
+            # 4. Discriminator losses: real -> 1, translated -> 0 (least squares).
+            values["discriminator_malignant"] = losses.discriminator_loss(
+                scores_real_malignant, scores_translated_malignant
+            )
+            values["discriminator_benign"] = losses.discriminator_loss(scores_real_benign, scores_translated_benign)
+            objectives = {
+                "generator_benign_to_malignant": generator_total,
+                "generator_malignant_to_benign": generator_total,
+                "discriminator_malignant": values["discriminator_malignant"],
+                "discriminator_benign": values["discriminator_benign"],
+            }
+            scaled = {
+                name: self.optimizers[name].scale_loss(objective / replicas) for name, objective in objectives.items()
+            }
+        # 5. Each network's gradient of its own objective (generators share the joint objective).
+        gradients = {
+            name: tape.gradient(scaled[name], self.network(name).trainable_variables) for name in NETWORK_NAMES
+        }
+        del tape
+        return {name: values[name] for name in LOSS_NAMES}, gradients
+
+    def train_step(self, data: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """One update of all four networks from a (benign, malignant) batch pair; returns the losses.
+
+        Runs in replica context (call it through ``strategy.run`` inside a ``tf.function``).
+        """
+        benign, malignant = data
+        values, gradients = self.compute_gradients(benign, malignant)
+        for name in NETWORK_NAMES:
+            self.optimizers[name].apply(gradients[name], self.network(name).trainable_variables)
+        return values
+
+
+def from_config(gan_config, image_size: int) -> CycleGan:
+    """A ``CycleGan`` for ``melanet.config.GanConfig`` at ``image_size`` pixels."""
+    sizes = CycleGanSizes(
+        image_size=image_size,
+        generator_filters=gan_config.generator_filters,
+        generator_levels=gan_config.generator_levels,
+        discriminator_filters=gan_config.discriminator_filters,
+        discriminator_levels=gan_config.discriminator_levels,
+    )
+    return CycleGan(
+        sizes,
+        cycle_weight=gan_config.cycle_weight,
+        identity_weight=gan_config.identity_weight,
+        learning_rate=gan_config.learning_rate,
+        beta_1=gan_config.beta_1,
+    )

@@ -1,0 +1,188 @@
+"""Stage 1 training: the epoch loop of Algorithm 1 with history, status, samples and checkpoints.
+
+Per epoch: draw a balanced set of (benign, malignant) pairs, run the compiled CycleGAN step on
+every batch, append the mean losses to ``history.csv``, write ``figures/samples_epoch_NNN.png`` and
+an atomic checkpoint. ``resume=True`` restores the newest checkpoint, drops history rows past it
+and continues to ``config.gan.epochs``. The final generators are saved as ``.keras`` files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from melanet import config as config_module
+from melanet import distribute, runs, training
+from melanet.gan import dataset, model, samples
+
+logger = logging.getLogger(__name__)
+
+STAGE = "train-gan"
+HISTORY_COLUMNS = ("epoch", *model.LOSS_NAMES, "seconds")
+GENERATOR_NAMES = ("generator_benign_to_malignant", "generator_malignant_to_benign")
+
+
+def generator_path(run: runs.Run, name: str) -> Path:
+    """Where the final generator ``name`` (one of ``GENERATOR_NAMES``) is saved."""
+    return run.file(f"{name}.keras")
+
+
+def sample_path(run: runs.Run, epoch: int) -> Path:
+    return run.figures_dir / f"samples_epoch_{epoch:03d}.png"
+
+
+class CompiledStep:
+    """The training step compiled once (``tf.function``), run on every replica, losses summed on device."""
+
+    def __init__(self, cyclegan: model.CycleGan, strategy: tf.distribute.Strategy):
+        self.cyclegan = cyclegan
+        self.strategy = strategy
+        self.sums = tf.Variable(tf.zeros([len(model.LOSS_NAMES)]), trainable=False, name="loss_sums")
+        self.steps = 0
+        self._function = tf.function(self._step)
+
+    def _step(self, batch: tuple[tf.Tensor, tf.Tensor]) -> None:
+        per_replica = self.strategy.run(self.cyclegan.train_step, args=(batch,))
+        means = [
+            self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica[name], axis=None)
+            for name in model.LOSS_NAMES
+        ]
+        self.sums.assign_add(tf.stack(means))
+
+    def __call__(self, batch: tuple[tf.Tensor, tf.Tensor]) -> None:
+        """One update of all four networks from a (distributed) ``(benign, malignant)`` batch."""
+        self._function(batch)
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.sums.assign(tf.zeros_like(self.sums))
+        self.steps = 0
+
+    def mean_losses(self) -> dict[str, float]:
+        """Mean of each loss over the steps since ``reset``."""
+        values = self.sums.numpy() / max(1, self.steps)
+        return {name: float(value) for name, value in zip(model.LOSS_NAMES, values)}
+
+
+def split_domains(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, S, S, 3) uint8 + (N,) labels (0 benign, 1 malignant) -> (benign images, malignant images)."""
+    labels = np.asarray(labels)
+    return images[labels == 0], images[labels == 1]
+
+
+def fixed_sample_indices(benign_count: int, sample_count: int, seed: int) -> np.ndarray:
+    """The benign images shown in every epoch's sample grid (same for a resumed run)."""
+    generator = np.random.default_rng([seed, 0xC1C1E])
+    return np.sort(generator.choice(benign_count, size=min(sample_count, benign_count), replace=False))
+
+
+def translate_and_reconstruct(cyclegan: model.CycleGan, benign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, S, S, 3) uint8 benign -> (translations, reconstructions), both (R, S, S, 3) uint8."""
+    translated = cyclegan.generator_benign_to_malignant(dataset.to_model_range(benign), training=False)
+    reconstructed = cyclegan.generator_malignant_to_benign(translated, training=False)
+    return dataset.to_uint8(translated), dataset.to_uint8(reconstructed)
+
+
+def save_generators(run: runs.Run, cyclegan: model.CycleGan) -> None:
+    """Write both generators as ``.keras`` files atomically (temp file + rename)."""
+    for name in GENERATOR_NAMES:
+        final = generator_path(run, name)
+        temporary = final.with_name(f".{final.stem}.{os.getpid()}.keras")
+        cyclegan.network(name).save(temporary)
+        os.replace(temporary, final)
+
+
+def train(
+    run: runs.Run,
+    config: config_module.Config,
+    *,
+    resume: bool = False,
+    progress: training.ProgressCallback | None = None,
+) -> runs.Run:
+    """Train (or, with ``resume``, continue) the CycleGAN of ``config`` in ``run``.
+
+    Holds the run's lock for the whole stage (a second process gets ``RunBusyError``) and writes
+    ``config.yaml`` once it holds it. A fresh start on a folder that already has checkpoints is
+    refused, so that two trainings never mix in one folder.
+    """
+    with training.stage_session(run, STAGE):
+        if not resume and training.latest_checkpoint(run) is not None:
+            raise runs.RunError(
+                f"{run.path} already holds a stage-1 checkpoint; continue it with --resume {run.path} "
+                "or choose another run folder"
+            )
+        run.write_config(config)
+        _train_holding_lock(run, config, resume=resume, progress=progress)
+    return run
+
+
+def _load_training_images(run: runs.Run, config: config_module.Config, progress) -> tuple[np.ndarray, np.ndarray]:
+    from melanet.data import splits  # the data layer imports PIL & co.; only needed here
+
+    run.update_status(message="loading training images")
+    training_set, _ = splits.training_and_validation(config.data, config.seed, progress=progress)
+    run.record_skipped(training_set.skipped)
+    benign, malignant = split_domains(training_set.images, training_set.labels)
+    logger.info("stage 1 training images: %d benign, %d malignant", len(benign), len(malignant))
+    if len(benign) == 0 or len(malignant) == 0:
+        raise runs.RunError(
+            f"{config.data.root}: the training split needs benign and malignant images, "
+            f"found {len(benign)} benign and {len(malignant)} malignant"
+        )
+    return benign, malignant
+
+
+def _train_holding_lock(run, config, *, resume, progress) -> None:
+    gan = config.gan
+    benign, malignant = _load_training_images(run, config, progress)
+    steps = dataset.steps_per_epoch(len(benign), len(malignant), gan.batch_size)
+    if steps < 1:
+        raise config_module.ConfigError(
+            f"config: key 'gan.batch_size'={gan.batch_size} is larger than the {min(len(benign), len(malignant))} "
+            "images per domain and epoch"
+        )
+    keras.utils.set_random_seed(config.seed)
+    distribute.set_precision(config.mixed_precision)
+    try:
+        _train_epochs(run, config, benign, malignant, steps, resume=resume, progress=progress)
+    finally:
+        distribute.set_precision(False)
+
+
+def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) -> None:
+    gan = config.gan
+    strategy = distribute.strategy_for(config.distribute)
+    with strategy.scope():
+        cyclegan = model.from_config(gan, config.data.image_size)
+    epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = cyclegan.checkpoint(epoch=epoch_variable)
+    epochs_done = training.restore_checkpoint(checkpoint, run) if resume else 0
+    if epochs_done:
+        logger.info("resuming %s after epoch %d of %d", run.path, epochs_done, gan.epochs)
+    run.truncate_history(epochs_done)
+    step = CompiledStep(cyclegan, strategy)
+    reporter = training.EpochReporter(run, gan.epochs, steps, first_epoch=epochs_done + 1, progress=progress)
+    sample_inputs = benign[fixed_sample_indices(len(benign), gan.sample_count, config.seed)]
+    for epoch in range(epochs_done + 1, gan.epochs + 1):
+        reporter.start_epoch(epoch)
+        pairs = dataset.epoch_dataset(
+            benign, malignant, seed=config.seed, epoch=epoch, batch_size=gan.batch_size, flip=gan.flip
+        )
+        step.reset()
+        for index, batch in enumerate(strategy.experimental_distribute_dataset(pairs), start=1):
+            step(batch)
+            reporter.step(epoch, index)
+        losses = step.mean_losses()
+        if not all(np.isfinite(value) for value in losses.values()):
+            raise FloatingPointError(f"epoch {epoch}: non-finite CycleGAN loss {losses}")
+        reporter.end_epoch(epoch, losses)
+        translations, reconstructions = translate_and_reconstruct(cyclegan, sample_inputs)
+        samples.write_sample_grid(sample_path(run, epoch), sample_inputs, translations, reconstructions)
+        epoch_variable.assign(epoch)
+        training.save_checkpoint(checkpoint, run, epoch)
+    save_generators(run, cyclegan)
