@@ -1,9 +1,142 @@
-"""`melanet` verbs for this stage (filled in by the stage's implementation)."""
+"""`melanet evaluate`, `melanet compare` and `melanet reproduce`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from melanet import runs
+from melanet.cli import common
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this module's verbs to the top-level parser."""
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="predict a test split with a trained classifier; write metrics.json and predictions",
+        description=(
+            "Predict the test split of the run's data (or of --data DIR, ISIC-2016 or plain-folder layout) "
+            "and write metrics.json, predictions.csv and predictions_isic.csv to the run (or --out DIR). "
+            "The operating threshold is chosen on the run's validation predictions, never on the test set."
+        ),
+    )
+    evaluate.add_argument("--run", metavar="RUN", required=True, help="finished train-classifier run folder")
+    evaluate.add_argument("--data", metavar="DIR", help="evaluate the test split of this data folder instead")
+    evaluate.add_argument("--out", metavar="DIR", help="write the results here instead of into the run")
+    evaluate.set_defaults(handler=_evaluate)
+
+    compare_parser = subparsers.add_parser(
+        "compare",
+        help="print Table 1 (AUC, sensitivity, specificity, FN, FP with 95%% CIs) for evaluated runs",
+        description=(
+            "Table 1 of the paper for evaluated classifier runs (a reproduce results folder stands for its "
+            "four runs). The NPV column is what the paper calls 'sensitivity'."
+        ),
+    )
+    compare_parser.add_argument("runs", nargs="+", metavar="RUN", help="evaluated run folders")
+    style = compare_parser.add_mutually_exclusive_group()
+    style.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    style.add_argument("--csv", action="store_true", help="print CSV (fractions, CI bounds in their own columns)")
+    compare_parser.add_argument(
+        "--operating-point", action="store_true",
+        help="figures at the threshold chosen on validation instead of 0.5",
+    )
+    compare_parser.set_defaults(handler=_compare)
+
+    reproduce = subparsers.add_parser(
+        "reproduce",
+        help="train-gan, synthesize, the four classifiers, evaluate, Table 1 (resumable)",
+        description=(
+            "Reproduce Table 1: stage 1, synthesis, VGG-GAP / Augment-5x / Augment-10x / MelaNet, their "
+            "evaluation on the test split and table.md + table.csv, each stage a child process. Running it "
+            "again on the same folder skips finished stages and resumes interrupted ones."
+        ),
+    )
+    common.add_config_arguments(reproduce)
+    reproduce.add_argument("--out", "--run", dest="out", metavar="DIR",
+                           help="results folder (default: a new timestamped folder under runs/)")
+    reproduce.add_argument(
+        "--resume", nargs="?", const=True, metavar="DIR",
+        help="continue the results folder (DIR or --out) with its saved config",
+    )
+    reproduce.set_defaults(handler=_reproduce)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from melanet.evaluation import evaluate
+
+    run_path = Path(args.run)
+    common.announce_run(run_path)
+    report = evaluate.evaluate_run(
+        run_path, data_root=args.data, out_dir=args.out, progress=common.progress_bar("test images")
+    )
+    print(_summary(report))
+    print(f"results written to {Path(args.out) if args.out else run_path}")
+    return 0
+
+
+def _summary(report: dict) -> str:
+    def percent(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    def interval(name: str, source: dict) -> str:
+        bounds = (source.get("confidence_intervals") or {}).get(name) or {}
+        if bounds.get("low") is None:
+            return ""
+        return f" [{100 * bounds['low']:.1f}, {100 * bounds['high']:.1f}]"
+
+    lines = [
+        f"test images: {report['n']} ({report['n_malignant']} malignant) from {report['data']['root']}",
+        f"AUC {percent(report['auc'])}{interval('auc', report)}",
+        f"threshold {report['threshold']:g}: sensitivity {percent(report['sensitivity'])}"
+        f"{interval('sensitivity', report)}, specificity {percent(report['specificity'])}"
+        f"{interval('specificity', report)}, TP {report['tp']} FP {report['fp']} TN {report['tn']} FN {report['fn']}",
+    ]
+    operating = report.get("operating_point") or {}
+    if operating.get("available"):
+        lines.append(
+            f"threshold {operating['threshold']:.3f} (validation sensitivity >= "
+            f"{operating['validation']['target_sensitivity']:g}): sensitivity {percent(operating['sensitivity'])}, "
+            f"specificity {percent(operating['specificity'])}, FN {operating['fn']} FP {operating['fp']}"
+        )
+    else:
+        lines.append(f"no operating point: {operating.get('reason', 'unknown')}")
+    lines.append(f"NPV {percent(report['npv'])} (what the paper calls 'sensitivity')")
+    return "\n".join(lines)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from melanet.evaluation import compare
+
+    rows = compare.load_rows(args.runs, operating_point=args.operating_point)
+    if args.csv:
+        sys.stdout.write(compare.to_csv(rows))
+    elif args.markdown:
+        sys.stdout.write(compare.to_markdown(rows))
+    else:
+        sys.stdout.write(compare.to_text(rows))
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from melanet import reproduce
+    from melanet.evaluation import compare
+
+    resume = args.resume is not None
+    if isinstance(args.resume, str):
+        if args.out and Path(args.out) != Path(args.resume):
+            raise runs.RunError(f"--resume {args.resume} and --out {args.out} name different folders")
+        args.out = args.resume
+    if resume and not args.out:
+        raise runs.RunError("--resume needs the results folder: --resume DIR or --out DIR --resume")
+    if resume and (args.config or args.overrides):
+        raise runs.RunError("--resume uses the results folder's saved config; drop --config/--set")
+    results = Path(args.out) if args.out else runs.default_run_dir("reproduce")
+    config = None if resume else common.resolve_config(args)
+    common.announce_run(results)
+    child_options = ["-q"] if args.quiet else ["-v"] if args.verbose else []
+    rows = reproduce.reproduce(results, config, resume=resume, child_options=child_options)
+    sys.stdout.write(compare.to_text(rows))
+    print(f"table written to {results / 'table.md'} and {results / 'table.csv'}")
+    return 0

@@ -1,0 +1,201 @@
+"""Evaluate a trained classifier run on a test split and write its result files.
+
+``evaluate_run`` predicts the test split of the run's own data (or of any data folder), picks the
+operating threshold on the run's *validation* predictions (``validation_predictions.csv``, written at
+training time), and writes to the run folder (or ``out_dir``):
+
+- ``metrics.json``: see :func:`melanet.evaluation.metrics.full_report`, plus ``data`` (what was
+  evaluated) and ``model`` (which run);
+- ``predictions.csv``: ``image, label, prob_malignant`` (label 0 = benign, 1 = malignant);
+- ``predictions_isic.csv``: the ``isic-challenge-scoring`` format, ``image, benign, malignant``
+  (class probabilities, one row per image), scorable by the official package.
+
+The test split is read here and nowhere in training.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from melanet import runs
+from melanet.data.errors import DataError
+from melanet.evaluation import metrics
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.csv"
+ISIC_PREDICTIONS_FILE = "predictions_isic.csv"
+VALIDATION_PREDICTIONS_FILE = "validation_predictions.csv"
+SKIPPED_FILE = "evaluation_skipped.csv"
+MODEL_FILE = "model.keras"
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def read_predictions(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read an ``image, label, prob_malignant`` CSV -> (ids, (N,) int64 labels, (N,) float64 probabilities).
+
+    Raises DataError naming the file and line of the first bad row.
+    """
+    path = Path(path)
+    try:
+        stream = path.open(newline="", encoding="utf-8")
+    except OSError as error:
+        raise DataError(f"{path}: cannot read predictions ({error.strerror or error})") from None
+    ids: list[str] = []
+    labels: list[int] = []
+    probabilities: list[float] = []
+    with stream:
+        reader = csv.DictReader(stream)
+        missing = {"image", "label", "prob_malignant"} - set(reader.fieldnames or ())
+        if missing:
+            raise DataError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))} "
+                            "(expected image,label,prob_malignant)")
+        for line, row in enumerate(reader, start=2):
+            try:
+                label = int(float(row["label"]))
+                probability = float(row["prob_malignant"])
+            except (TypeError, ValueError):
+                raise DataError(f"{path}: line {line}: expected a 0/1 label and a probability, got {row}") from None
+            if label not in (0, 1) or not 0.0 <= probability <= 1.0:
+                raise DataError(f"{path}: line {line}: label must be 0/1 and prob_malignant in [0, 1], got {row}")
+            ids.append(row["image"])
+            labels.append(label)
+            probabilities.append(probability)
+    return ids, np.asarray(labels, dtype=np.int64), np.asarray(probabilities, dtype=np.float64)
+
+
+def write_predictions(out_dir: str | Path, ids: Sequence[str], labels: np.ndarray, probabilities: np.ndarray) -> None:
+    """Write ``predictions.csv`` and ``predictions_isic.csv`` for (N,) ``labels`` and ``probabilities``."""
+    out_dir = Path(out_dir)
+    rows = [
+        {"image": image_id, "label": int(label), "prob_malignant": f"{float(probability):.8f}"}
+        for image_id, label, probability in zip(ids, labels, probabilities)
+    ]
+    runs.atomic_write_csv(out_dir / PREDICTIONS_FILE, rows, ["image", "label", "prob_malignant"])
+    isic_rows = [
+        {"image": image_id, "benign": f"{1.0 - float(probability):.8f}", "malignant": f"{float(probability):.8f}"}
+        for image_id, probability in zip(ids, probabilities)
+    ]
+    runs.atomic_write_csv(out_dir / ISIC_PREDICTIONS_FILE, isic_rows, ["image", "benign", "malignant"])
+
+
+def report_for_predictions(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    evaluation_config: Any,
+    seed: int,
+    validation_path: Path | None,
+) -> dict[str, Any]:
+    """``metrics.full_report`` with the config's settings and the run's validation predictions (if any)."""
+    validation_labels = validation_probabilities = None
+    if validation_path is not None and validation_path.is_file():
+        _, validation_labels, validation_probabilities = read_predictions(validation_path)
+    report = metrics.full_report(
+        labels,
+        probabilities,
+        threshold=evaluation_config.threshold,
+        confidence=evaluation_config.confidence,
+        bootstrap_samples=evaluation_config.bootstrap_samples,
+        seed=seed,
+        validation_labels=validation_labels,
+        validation_probabilities=validation_probabilities,
+        target_sensitivity=evaluation_config.target_sensitivity,
+    )
+    if validation_path is not None and report["operating_point"].get("available"):
+        report["operating_point"]["validation"]["file"] = validation_path.name
+    return report
+
+
+def evaluate_run(
+    run_path: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Predict the test split and write metrics + predictions; returns the ``metrics.json`` mapping.
+
+    ``data_root`` replaces the run's ``data.root`` (any ISIC-2016 or plain-folder layout; its test
+    split is evaluated at the run's image size). ``out_dir`` defaults to the run folder.
+    """
+    run = runs.Run.open(run_path)
+    config = run.config()
+    model_path = run.file(MODEL_FILE)
+    if not model_path.is_file():
+        status = run.status()
+        raise runs.RunError(
+            f"{run.path}: no {MODEL_FILE} (state {status.get('state', 'unknown')!r}, stage "
+            f"{status.get('stage', 'unknown')!r}); evaluate a finished train-classifier run"
+        )
+    data_config = config.data if data_root is None else dataclasses.replace(config.data, root=str(data_root))
+    target = run.path if out_dir is None else Path(out_dir)
+    writes_into_run = target.resolve() == run.path.resolve()
+    if writes_into_run:
+        with run.lock("evaluate"):
+            run.update_status(evaluation={"state": "running", "data": data_config.root, "split": "test",
+                                          "started_at": runs.now_iso()})
+            try:
+                report = _evaluate(run, config, data_config, target, progress)
+            except BaseException as error:
+                run.update_status(evaluation={"state": "failed", "data": data_config.root, "split": "test",
+                                              "message": f"{type(error).__name__}: {error}"[:500],
+                                              "finished_at": runs.now_iso()})
+                raise
+            run.update_status(evaluation={"state": "done", "data": data_config.root, "split": "test",
+                                          "n": report["n"], "auc": report["auc"], "finished_at": runs.now_iso()})
+    else:
+        report = _evaluate(run, config, data_config, target, progress)
+    return report
+
+
+def _evaluate(
+    run: runs.Run,
+    config: Any,
+    data_config: Any,
+    target: Path,
+    progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    # imported here: loading TensorFlow takes seconds, and compare/tests of metrics do not need it
+    from melanet.classifier import predict as classifier_predict
+    from melanet.data import prepare
+
+    image_set = prepare.load_split(data_config, "test", progress=progress)
+    if len(image_set.ids) == 0:
+        raise DataError(f"{data_config.root}: the test split has no usable images")
+    logger.info("evaluating %s on %d test images of %s", run.path, len(image_set.ids), data_config.root)
+    model = classifier_predict.load_model(run.path)
+    probabilities = np.asarray(
+        classifier_predict.predict_probabilities(model, image_set.images, config.classifier.batch_size),
+        dtype=np.float64,
+    ).reshape(-1)
+    labels = np.asarray(image_set.labels, dtype=np.int64)
+    report = report_for_predictions(
+        labels, probabilities, config.evaluation, config.seed, run.file(VALIDATION_PREDICTIONS_FILE)
+    )
+    report["data"] = {
+        "root": str(data_config.root),
+        "split": "test",
+        "image_size": data_config.image_size,
+        "n_images": len(image_set.ids),
+        "n_skipped": len(image_set.skipped),
+        "training_data": str(config.data.root),
+        "same_as_training_data": Path(data_config.root).resolve() == Path(config.data.root).resolve(),
+    }
+    report["model"] = {"run": str(run.path), "file": MODEL_FILE, "training_set": config.classifier.training_set}
+    report["evaluated_at"] = runs.now_iso()
+    target.mkdir(parents=True, exist_ok=True)
+    write_predictions(target, image_set.ids, labels, probabilities)
+    if image_set.skipped:
+        runs.atomic_write_csv(target / SKIPPED_FILE, image_set.skipped, ["file", "line", "reason"])
+    runs.atomic_write_json(target / runs.METRICS_FILE, report)
+    logger.info("AUC %s, sensitivity %s, specificity %s at threshold %s",
+                report["auc"], report["sensitivity"], report["specificity"], report["threshold"])
+    return report

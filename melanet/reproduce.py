@@ -1,0 +1,232 @@
+"""Reproduce Table 1: stage 1, synthesis, the four classifiers, their evaluation, the comparison table.
+
+Every stage runs as a child process of the same command line a person would type
+(``python -m melanet train-gan --run RESULTS/gan --config RESULTS/config.yaml``), so each stage is
+isolated (its own TensorFlow, its own lock and status) and resumable on its own. The results
+folder (layout in ``docs/run-folders.md``)::
+
+    config.yaml   the resolved configuration every stage starts from
+    status.json   stage 'reproduce': state, step/steps, progress, message, and one entry per stage
+    gan/  vgg_gap/  augment5x/  augment10x/  melanet/      run folders
+    table.md  table.csv                                     Table 1 with confidence intervals
+
+A stage whose run is already finished is skipped, and an interrupted training stage continues
+from its checkpoint, so running ``reproduce`` again on the same folder picks up where it stopped.
+The test split is read only by the four evaluations, after all training is over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from melanet import config as config_module
+from melanet import runs, training
+from melanet.evaluation import compare
+
+logger = logging.getLogger(__name__)
+
+STAGE = "reproduce"
+GAN_FOLDER = "gan"
+# (folder, classifier.training_set) in Table 1 order
+CLASSIFIERS = (
+    ("vgg_gap", "original"),
+    ("augment5x", "augment5x"),
+    ("augment10x", "augment10x"),
+    ("melanet", "synthetic"),
+)
+POLL_SECONDS = 1.0
+
+
+@dataclasses.dataclass
+class Step:
+    """One child process of the reproduction."""
+
+    name: str  # shown in status.json, e.g. "train-classifier augment5x"
+    verb: str  # melanet CLI verb
+    folder: Path  # the run folder the verb works on
+    overrides: tuple[str, ...] = ()  # --set values for configurable verbs
+    configurable: bool = False  # takes --config/--set (and --resume)
+
+    def is_done(self) -> bool:
+        """True when a previous reproduction already finished this step."""
+        run = runs.Run(self.folder)
+        status = run.status()
+        if self.verb == "train-gan":
+            finished = (self.folder / "generator_benign_to_malignant.keras").is_file()
+            return finished and not (status.get("stage") == "train-gan" and status.get("state") != "done")
+        if self.verb == "synthesize":
+            finished = (self.folder / "synthetic" / "manifest.csv").is_file()
+            return finished and not (status.get("stage") == "synthesize" and status.get("state") != "done")
+        if self.verb == "train-classifier":
+            return (self.folder / "model.keras").is_file() and status.get("state") == "done"
+        if self.verb == "evaluate":
+            metrics_path = self.folder / runs.METRICS_FILE
+            model_path = self.folder / "model.keras"
+            evaluation = status.get("evaluation") or {}
+            return (
+                metrics_path.is_file() and model_path.is_file()
+                and metrics_path.stat().st_mtime >= model_path.stat().st_mtime
+                and evaluation.get("state") == "done"
+            )
+        return False
+
+    def arguments(self, config_path: Path) -> list[str]:
+        """CLI arguments: resume an interrupted training run from its checkpoint, else start it."""
+        if self.configurable and training.latest_checkpoint(runs.Run(self.folder)) is not None:
+            return [self.verb, "--resume", str(self.folder)]
+        arguments = [self.verb, "--run", str(self.folder)]
+        if self.configurable:
+            arguments += ["--config", str(config_path)]
+            for override in self.overrides:
+                arguments += ["--set", override]
+        return arguments
+
+
+def plan(results: Path) -> list[Step]:
+    """Every step of the reproduction, in order; the evaluations come after all training."""
+    gan = results / GAN_FOLDER
+    steps = [
+        Step("train-gan", "train-gan", gan, configurable=True),
+        Step("synthesize", "synthesize", gan),
+    ]
+    for folder, training_set in CLASSIFIERS:
+        overrides = [f"classifier.training_set={training_set}"]
+        if training_set == "synthetic":
+            overrides.append(f"classifier.gan_run={gan.resolve()}")
+        steps.append(Step(f"train-classifier {folder}", "train-classifier", results / folder,
+                          tuple(overrides), configurable=True))
+    steps += [Step(f"evaluate {folder}", "evaluate", results / folder) for folder, _ in CLASSIFIERS]
+    return steps
+
+
+def prepare_results(
+    results: str | Path,
+    config: config_module.Config | None,
+    *,
+    resume: bool,
+) -> tuple[runs.Run, config_module.Config]:
+    """Create (or reopen) the results folder and return it with the configuration to use.
+
+    ``resume``: continue with the saved config (``config`` must be None). Otherwise a folder that
+    already holds a reproduction is continued only when its saved config equals ``config``.
+    """
+    results = Path(results)
+    saved_path = results / runs.CONFIG_FILE
+    if resume:
+        if config is not None:
+            raise config_module.ConfigError("--resume uses the results folder's saved config; drop --config/--set")
+        run = runs.Run.open(results)
+        if run.status().get("stage") != STAGE:
+            raise runs.RunError(f"{results}: not a 'reproduce' results folder (status stage "
+                                f"{run.status().get('stage')!r})")
+        return run, run.config()
+    if config is None:
+        config = config_module.Config()
+    if saved_path.is_file():
+        stage = runs.Run(results).status().get("stage")
+        if stage != STAGE:
+            raise runs.RunError(f"{results}: is a {stage or 'run'} folder, not a 'reproduce' results folder; "
+                                "choose another --out folder")
+        saved = runs.Run(results).config()
+        if saved != config:
+            raise runs.RunError(
+                f"{results}: already holds a reproduction with a different config; continue it with "
+                f"`melanet reproduce --resume {results}` or choose another --out folder"
+            )
+    return runs.Run.create(results, config, STAGE), config
+
+
+def _stage_entries(steps: Sequence[Step], states: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"name": step.name, "run": step.folder.name, "state": states.get(step.name, "pending")} for step in steps]
+
+
+def reproduce(
+    results: str | Path,
+    config: config_module.Config | None = None,
+    *,
+    resume: bool = False,
+    child_options: Sequence[str] = (),
+    program: Sequence[str] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run (or continue) the whole reproduction in ``results``; returns the table rows.
+
+    ``child_options`` go before the verb of every child (e.g. ``["-q"]``); ``program`` defaults to
+    ``[python, -m, melanet]``. Raises ``StageFailed`` naming the stage whose process failed.
+    """
+    run, config = prepare_results(results, config, resume=resume)
+    results = run.path
+    config_path = run.file(runs.CONFIG_FILE)
+    program = list(program or [sys.executable, "-m", "melanet"])
+    steps = plan(results)
+    states = {step.name: "done" for step in steps if step.is_done()}
+    with training.stage_session(run, STAGE):
+        for index, step in enumerate(steps):
+            if states.get(step.name) == "done":
+                logger.info("%s: already done, skipped", step.name)
+                continue
+            states[step.name] = "running"
+            message = f"{step.name} ({index + 1}/{len(steps)})"
+            run.update_status(step=index + 1, steps=len(steps), progress=round(index / len(steps), 4),
+                              message=message, stages=_stage_entries(steps, states))
+            if progress is not None:
+                progress(index, len(steps), message)
+            command = program + list(child_options) + step.arguments(config_path)
+            logger.info("%s: %s", step.name, " ".join(command))
+            return_code = _run_child(command, step, run, index, len(steps))
+            if return_code != 0:
+                states[step.name] = "failed"
+                run.update_status(stages=_stage_entries(steps, states))
+                raise StageFailed(f"{step.name} failed (exit code {return_code}); see {step.folder}/status.json; "
+                                  f"continue later with `melanet reproduce --resume {results}`")
+            states[step.name] = "done"
+        rows = compare.load_rows([results / folder for folder, _ in CLASSIFIERS])
+        compare.write_tables(rows, results)
+        run.update_status(step=len(steps), steps=len(steps), progress=1.0, message="table written",
+                          stages=_stage_entries(steps, states))
+        if progress is not None:
+            progress(len(steps), len(steps), "done")
+    return rows
+
+
+class StageFailed(runs.RunError):
+    """A child stage of the reproduction exited with an error."""
+
+
+def _run_child(command: list[str], step: Step, run: runs.Run, index: int, total: int) -> int:
+    """Run one child and fold its progress into the results folder's status until it exits."""
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                return child.wait(timeout=POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+            child_progress = runs.Run(step.folder).status().get("progress") if step.configurable else None
+            if isinstance(child_progress, (int, float)) and 0 <= child_progress <= 1:
+                run.update_status(progress=round((index + child_progress) / total, 4))
+    except BaseException:
+        # Stop (SIGTERM) or Ctrl-C: the child usually got the same signal from its process group;
+        # give it time to save its state as 'stopped', then make sure it ends.
+        _stop_child(child)
+        raise
+
+
+def _stop_child(child: subprocess.Popen) -> None:
+    for send, grace in ((None, 5.0), (signal.SIGTERM, 60.0), (signal.SIGKILL, 10.0)):
+        if send is not None and child.poll() is None:
+            os.kill(child.pid, send)
+        deadline = time.monotonic() + grace
+        while child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if child.poll() is not None:
+            return
