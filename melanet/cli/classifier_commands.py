@@ -1,9 +1,55 @@
-"""`melanet` verbs for this stage (filled in by the stage's implementation)."""
+"""`melanet train-classifier`: stage 2, the VGG-GAP focal-loss classifier."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from melanet import config as config_module
+from melanet import runs
+from melanet.cli import common
+
+STAGE = "train-classifier"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's verbs to the top-level parser."""
+    """Add ``train-classifier`` to the top-level parser."""
+    parser = subparsers.add_parser(
+        STAGE,
+        help="train the VGG-GAP classifier (stage 2) on one of the four training sets",
+        description=(
+            "Train VGG-GAP with focal loss on classifier.training_set (original | augment5x | augment10x | "
+            "synthetic, the last with classifier.gan_run = a stage-1 run folder). Model selection uses a "
+            "validation split carved from the training set, never the test set. Writes model.keras (best "
+            "validation model), validation_predictions.csv, history.csv and a checkpoint every epoch."
+        ),
+    )
+    common.add_stage_arguments(parser)
+    parser.set_defaults(handler=train_classifier_command)
+
+
+def train_classifier_command(args: argparse.Namespace) -> int:
+    from melanet import training
+    from melanet.classifier import train
+
+    if args.resume:
+        if args.config or args.overrides or args.run:
+            raise config_module.ConfigError("--resume continues with the run's saved config: drop --config, --set and --run")
+        run = runs.Run.open(args.resume)
+    else:
+        config = common.resolve_config(args)
+        path = common.run_folder(args, STAGE)
+        if (path / "checkpoints").is_dir():
+            raise runs.RunError(
+                f"{path}: already holds a classifier run; continue it with --resume {path} or choose another --run"
+            )
+        run = runs.Run.create(path, config, STAGE)
+    common.announce_run(run.path)
+    try:
+        summary = train.train_classifier(run, resume=bool(args.resume), progress=common.progress_bar(STAGE))
+    except training.StopRequested:
+        print(f"melanet {STAGE}: stopped; continue with: melanet {STAGE} --resume {run.path}", file=sys.stderr)
+        return 143
+    print(f"best {summary['monitor']} {summary['best_value']} at epoch {summary['best_epoch']} "
+          f"({summary['epochs_run']} epochs); model: {run.file('model.keras')}")
+    return 0

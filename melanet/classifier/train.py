@@ -1,0 +1,210 @@
+"""Stage 2 training: VGG-GAP + focal loss on one of the four training sets, selected on validation.
+
+The steps of ``train_classifier``:
+1. read the training split and carve the validation split from it (never the test split);
+2. build the training set (original / augment5x / augment10x / synthetic);
+3. build and compile the model under the configured distribution strategy;
+4. on ``resume``, restore weights, optimizer and selection counters from the last checkpoint;
+5. fit, one checkpoint per epoch; the best validation model is kept as ``model.keras``;
+6. reload the best model and write ``validation_predictions.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from melanet import distribute, runs, training
+from melanet.classifier import model as model_module
+from melanet.classifier import predict, training_sets
+from melanet.classifier.selection import SelectionState
+from melanet.config import Config
+from melanet.data.prepare import ImageSet
+
+logger = logging.getLogger(__name__)
+
+STAGE = "train-classifier"
+VALIDATION_PREDICTIONS_FILE = "validation_predictions.csv"
+Progress = Callable[[int, int, str], None]
+
+
+def train_classifier(run: runs.Run, *, resume: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """Train stage 2 in ``run`` with the run's ``config.yaml``; returns a summary (best epoch and value)."""
+    from melanet.data import prepare, splits
+
+    config = run.config()
+    with training.stage_session(run, STAGE):
+        run.update_status(message="loading data")
+        train_part, validation = splits.training_and_validation(config.data, config.seed, progress=progress)
+        run.record_skipped([*train_part.skipped, *validation.skipped])
+        run.update_status(message=f"building training set '{config.classifier.training_set}'")
+        training_set = training_sets.build_training_set(
+            config.classifier.training_set, train_part, seed=config.seed,
+            cache_dir=prepare.cache_directory(config.data), gan_run=config.classifier.gan_run, progress=progress,
+        )
+        benign, malignant = int(np.sum(training_set.labels == 0)), int(np.sum(training_set.labels == 1))
+        logger.info("training set '%s': %d images (%d benign, %d malignant); validation %d images",
+                    config.classifier.training_set, len(training_set.labels), benign, malignant, len(validation.labels))
+        return fit_classifier(config, run, training_set, validation, resume=resume, progress=progress)
+
+
+def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
+    """scikit-learn's 'balanced' class weights n / (2 * n_class), per example: (N,) float32."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    weights = len(labels) / (2.0 * np.maximum(counts, 1.0))
+    return weights[labels].astype(np.float32)
+
+
+def make_dataset(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, *,
+    sample_weights: np.ndarray | None = None, shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (images float32 [0, 1] (B, S, S, 3), labels int64 (B,)[, weights (B,)]).
+
+    The uint8 images stay uint8 until after batching (4x less memory traffic), then are scaled.
+    """
+    parts = (images, labels) if sample_weights is None else (images, labels, sample_weights)
+    dataset = tf.data.Dataset.from_tensor_slices(parts)
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+
+    def scale(batch_images, *rest):
+        return (tf.cast(batch_images, tf.float32) / 255.0, *rest)
+
+    return dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def build_compiled_model(config: Config) -> keras.Model:
+    """The configured VGG-GAP, compiled, optimizer built (call inside the strategy's scope)."""
+    settings = config.classifier
+    model = model_module.build_classifier(
+        config.data.image_size, settings.backbone, settings.width, settings.weights,
+        trainable_from=getattr(settings, "trainable_from", ""),
+    )
+    model_module.compile_classifier(model, settings.optimizer, settings.learning_rate,
+                                    settings.focal_alpha, settings.focal_gamma)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+class RunCallback(keras.callbacks.Callback):
+    """Per epoch: history + status, learning-rate plateaus, early stopping, best model, checkpoint."""
+
+    def __init__(self, run: runs.Run, config: Config, state: SelectionState, checkpoint: tf.train.Checkpoint,
+                 reporter: training.EpochReporter):
+        super().__init__()
+        self.run = run
+        self.settings = config.classifier
+        self.state = state
+        self.checkpoint = checkpoint
+        self.reporter = reporter
+
+        self.epoch_number = 1
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_number = epoch + 1
+        self.reporter.start_epoch(self.epoch_number)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.reporter.step(self.epoch_number, batch + 1)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        number = epoch + 1
+        learning_rate = current_learning_rate(self.model)
+        if self.settings.monitor not in logs:
+            raise ValueError(f"classifier.monitor={self.settings.monitor!r} is not among the metrics {sorted(logs)}")
+        decision = self.state.update(
+            number, float(logs[self.settings.monitor]),
+            reduce_lr_patience=self.settings.reduce_lr_patience,
+            early_stopping_patience=self.settings.early_stopping_patience,
+        )
+        if decision["improved"]:
+            save_model_atomically(self.model, self.run.file(predict.MODEL_FILE))
+        if decision["reduce_lr"]:
+            self.model.optimizer.learning_rate = learning_rate * self.settings.reduce_lr_factor
+            logger.info("epoch %d: no %s improvement for %d epochs, learning rate -> %.3g", number,
+                        self.settings.monitor, self.settings.reduce_lr_patience, current_learning_rate(self.model))
+        if decision["stop"]:
+            logger.info("epoch %d: early stopping, best %s %.4f at epoch %d", number, self.settings.monitor,
+                        self.state.best_value, self.state.best_epoch)
+            self.model.stop_training = True
+        values = {name: float(logs[name]) for name in ("loss", "auc", "val_loss", "val_auc") if name in logs}
+        self.reporter.end_epoch(number, {**values, "learning_rate": learning_rate})
+        training.save_checkpoint(self.checkpoint, self.run, number, extra={"selection": self.state.to_dict()})
+
+
+def fit_classifier(
+    config: Config, run: runs.Run, training_set: ImageSet, validation: ImageSet, *,
+    resume: bool = False, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Fit on in-memory sets (images (N, S, S, 3) uint8, labels (N,) 0/1) and write the run's outputs.
+
+    Returns ``{"best_epoch", "best_value", "monitor", "epochs_run", "stopped_early"}``.
+    """
+    settings = config.classifier
+    keras.utils.set_random_seed(config.seed)
+    distribute.set_precision(config.mixed_precision)
+    strategy = distribute.strategy_for(config.distribute)
+    with strategy.scope():
+        model = build_compiled_model(config)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    state = SelectionState(monitor=settings.monitor)
+    first_epoch = 0
+    if resume:
+        info = training.latest_checkpoint(run)
+        if info is not None:
+            first_epoch = training.restore_checkpoint(checkpoint, run)
+            state = SelectionState.from_dict(info.get("selection", {}))
+            logger.info("resuming after epoch %d (best %s %s at epoch %d)", first_epoch, state.monitor,
+                        state.best_value, state.best_epoch)
+        run.truncate_history(first_epoch)
+
+    weights = balanced_sample_weights(training_set.labels) if settings.class_weight else None
+    train_dataset = make_dataset(training_set.images, training_set.labels, settings.batch_size,
+                                 sample_weights=weights, shuffle_seed=config.seed + first_epoch)
+    validation_dataset = make_dataset(validation.images, validation.labels, settings.batch_size)
+    steps = math.ceil(len(training_set.labels) / settings.batch_size)
+    reporter = training.EpochReporter(run, settings.epochs, steps, first_epoch=first_epoch + 1, progress=progress)
+    callback = RunCallback(run, config, state, checkpoint, reporter)
+    if first_epoch < settings.epochs and not state.stopped_early:
+        model.fit(train_dataset, validation_data=validation_dataset, epochs=settings.epochs,
+                  initial_epoch=first_epoch, callbacks=[callback], shuffle=False, verbose=0)
+    epochs_run = len(run.history())
+
+    model_path = run.file(predict.MODEL_FILE)
+    if not model_path.is_file():  # no epoch ever improved (e.g. NaN metric): keep the last weights
+        save_model_atomically(model, model_path)
+    best = predict.load_model(run.path)
+    probabilities = predict.predict_probabilities(best, validation.images, settings.batch_size)
+    runs.atomic_write_csv(
+        run.file(VALIDATION_PREDICTIONS_FILE),
+        [{"image": image_id, "label": int(label), "prob_malignant": f"{probability:.6f}"}
+         for image_id, label, probability in zip(validation.ids, validation.labels, probabilities)],
+        ["image", "label", "prob_malignant"],
+    )
+    summary = {"monitor": state.monitor, "best_value": state.best_value, "best_epoch": state.best_epoch,
+               "epochs_run": epochs_run, "stopped_early": state.stopped_early}
+    run.update_status(message=f"best {state.monitor} {state.best_value} at epoch {state.best_epoch}")
+    return summary
+
+
+def current_learning_rate(model: keras.Model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def save_model_atomically(model: keras.Model, path: Path) -> None:
+    """``model.save`` to a temp name in the same folder, then rename (readers never see half a file)."""
+    temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    model.save(temp)
+    os.replace(temp, path)

@@ -1,0 +1,139 @@
+"""The four training sets of Table 1, built from the training part of the training split.
+
+- ``original``: the training images as they are (VGG-GAP).
+- ``augment5x`` / ``augment10x``: the originals plus 5 / 10 offline-augmented copies of each
+  (the paper's 900 -> 5400 / 9900 images); made once and cached on disk, keyed by the images, the seed
+  and the multiplier.
+- ``synthetic``: the originals plus the synthesized malignant lesions of a stage-1 run (MelaNet).
+
+The validation split is never touched here: it stays the untouched images carved from training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from melanet.classifier import augment
+from melanet.config import ConfigError
+from melanet.data.prepare import ImageSet
+
+logger = logging.getLogger(__name__)
+
+AUGMENT_COPIES = {"augment5x": 5, "augment10x": 10}
+TRAINING_SETS = ("original", "augment5x", "augment10x", "synthetic")
+SYNTHETIC_PREFIX = "syn_"
+
+
+def build_training_set(
+    kind: str,
+    originals: ImageSet,
+    *,
+    seed: int,
+    cache_dir: Path | None = None,
+    gan_run: str = "",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> ImageSet:
+    """The ``kind`` training set: ``original`` | ``augment5x`` | ``augment10x`` | ``synthetic``.
+
+    Args:
+        originals: the training part of the training split (images (N, S, S, 3) uint8).
+        seed: augmentation seed.
+        cache_dir: where augmented sets are cached (None: no cache).
+        gan_run: stage-1 run folder for ``synthetic``.
+    """
+    if kind == "original":
+        return originals
+    if kind in AUGMENT_COPIES:
+        copies = augmented_copies(originals, AUGMENT_COPIES[kind], seed, cache_dir, progress)
+        return concatenate(originals, copies)
+    if kind == "synthetic":
+        return concatenate(originals, synthetic_images(originals, gan_run))
+    raise ConfigError(f"classifier.training_set must be one of {', '.join(TRAINING_SETS)}, got {kind!r}")
+
+
+def concatenate(first: ImageSet, second: ImageSet) -> ImageSet:
+    return ImageSet(
+        images=np.concatenate([first.images, second.images]),
+        labels=np.concatenate([first.labels, second.labels]).astype(np.int64),
+        ids=list(first.ids) + list(second.ids),
+    )
+
+
+def _augmentation_key(originals: ImageSet, copies: int, seed: int) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"v{augment.AUGMENTATION_VERSION}-copies{copies}-seed{seed}-{originals.images.shape}".encode())
+    digest.update(np.ascontiguousarray(originals.images).tobytes())
+    digest.update(np.asarray(originals.labels, dtype=np.int64).tobytes())
+    digest.update("\n".join(originals.ids).encode())
+    return digest.hexdigest()[:24]
+
+
+def augmented_copies(
+    originals: ImageSet,
+    copies: int,
+    seed: int,
+    cache_dir: Path | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> ImageSet:
+    """``copies`` augmented versions of every original (labels kept; ids ``<id>_aug<k>``), cached."""
+    size = originals.images.shape[1]
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"augmented-{size}px-{copies}x-{_augmentation_key(originals, copies, seed)}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as stored:
+                    logger.info("augmented set from cache %s", path)
+                    return ImageSet(stored["images"], stored["labels"], [str(name) for name in stored["ids"]])
+            except (OSError, ValueError, KeyError) as error:
+                logger.warning("ignoring unreadable augmentation cache %s (%s)", path, error)
+    images = augment.augment_images(originals.images, copies, seed, progress=progress)
+    labels = np.tile(np.asarray(originals.labels, dtype=np.int64), copies)
+    ids = [f"{image_id}_aug{copy + 1}" for copy in range(copies) for image_id in originals.ids]
+    if path is not None:
+        _write_npz(path, images=images, labels=labels, ids=np.asarray(ids))
+    return ImageSet(images, labels, ids)
+
+
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(temp_name, path)
+        logger.info("cached augmented set in %s", path)
+    except OSError as error:
+        logger.warning("cannot cache the augmented set in %s (%s); going on without it", path.parent, error)
+
+
+def synthetic_images(originals: ImageSet, gan_run: str) -> ImageSet:
+    """The synthetic malignant images of stage-1 run ``gan_run`` (label 1), resized to the originals' size.
+
+    Only images synthesized from benign images of ``originals`` are kept: one made from a validation
+    image would leak that image into training.
+    """
+    if not gan_run:
+        raise ConfigError("classifier.training_set=synthetic needs classifier.gan_run (a stage-1 run folder)")
+    from melanet.gan import synthesis
+
+    synthetic = synthesis.load_synthetic(gan_run, originals.images.shape[1])
+    allowed = {f"{SYNTHETIC_PREFIX}{image_id}" for image_id in originals.ids}
+    keep = [index for index, image_id in enumerate(synthetic.ids) if image_id in allowed]
+    if len(keep) < len(synthetic.ids):
+        logger.info("synthetic: kept %d of %d images (the others come from images outside this training part)",
+                    len(keep), len(synthetic.ids))
+    if not keep:
+        raise ConfigError(f"classifier.gan_run={gan_run}: none of its synthetic images comes from this training part")
+    return ImageSet(
+        images=synthetic.images[keep],
+        labels=np.ones(len(keep), dtype=np.int64),
+        ids=[synthetic.ids[index] for index in keep],
+    )
