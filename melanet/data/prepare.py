@@ -72,7 +72,7 @@ def cache_directory(data_config: DataConfig) -> Path:
     in_root = Path(data_config.root) / CACHE_FOLDER_NAME
     with contextlib.suppress(OSError):
         in_root.mkdir(exist_ok=True)
-        if os.access(in_root, os.W_OK | os.X_OK):
+        if in_root.is_dir() and os.access(in_root, os.W_OK | os.X_OK):
             return in_root
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "melanet"
@@ -137,7 +137,7 @@ def _cached_or_decoded(
     images = np.stack([results[index][0] for index in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
     labels = np.array([samples[index].label for index in kept], dtype=np.int64)
     ids = [samples[index].image_id for index in kept]
-    refused = [problem(samples[index].path, reason, line=samples[index].line, split=split)
+    refused = [problem(samples[index].path, reason, split=split)
                for index, (array, reason) in enumerate(results) if array is None]
     try:
         _write_entry(images_path, meta_path, images, labels, ids, refused)

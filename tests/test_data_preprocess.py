@@ -1,0 +1,159 @@
+"""Preprocessing of real images: every mode to RGB, EXIF orientation, aspect-keeping padding, bad files."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from melanet.data import preprocess
+from melanet.data.errors import BadImageError, DataError
+
+LESION = Path(__file__).resolve().parents[1] / "data/sample/ISBI2016_ISIC_Part3_Training_Data/ISIC_0000000.jpg"
+
+
+def _encode(image: Image.Image, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def lesion() -> Image.Image:
+    """A real 256x192 RGB dermoscopy image."""
+    with Image.open(LESION) as image:
+        return image.convert("RGB")
+
+
+def test_output_shape_type_and_black_padding(lesion):
+    assert lesion.size == (256, 192)
+    array = preprocess.preprocess_image(LESION, 64)
+    assert array.shape == (64, 64, 3) and array.dtype == np.uint8
+    # 256x192 -> 64x48, centred: 8 black rows above and below, none at the sides
+    assert array[:8].max() == 0 and array[-8:].max() == 0
+    assert array[8:56].mean(axis=(0, 2)).min() > 5
+    reference = np.asarray(lesion.resize((64, 48), Image.Resampling.LANCZOS))
+    assert np.abs(array[8:56].astype(int) - reference).mean() < 2.0
+
+
+def test_portrait_image_is_padded_left_and_right(lesion):
+    portrait = lesion.transpose(Image.Transpose.ROTATE_90)  # 192x256
+    array = preprocess.preprocess_image(_encode(portrait, "PNG"), 32)
+    assert array[:, :4].max() == 0 and array[:, -4:].max() == 0 and array[:, 4:28].mean() > 20
+
+
+def test_sources_path_bytes_and_file_object_agree(lesion):
+    data = LESION.read_bytes()
+    from_path = preprocess.preprocess_image(str(LESION), 48)
+    with open(LESION, "rb") as stream:
+        from_stream = preprocess.preprocess_image(stream, 48)
+    assert np.array_equal(from_path, preprocess.preprocess_image(data, 48))
+    assert np.array_equal(from_path, from_stream)
+
+
+def _gray16(lesion: Image.Image) -> Image.Image:
+    return Image.fromarray(np.asarray(lesion.convert("L"), dtype=np.uint16) * 257)
+
+
+@pytest.mark.parametrize("name,make,image_format", [
+    ("L", lambda im: im.convert("L"), "PNG"),
+    ("LA", lambda im: im.convert("LA"), "PNG"),
+    ("RGBA", lambda im: im.convert("RGBA"), "PNG"),
+    ("P", lambda im: im.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+    ("CMYK", lambda im: im.convert("CMYK"), "JPEG"),
+    ("I;16", _gray16, "PNG"),
+    ("1", lambda im: im.convert("1"), "PNG"),
+])
+def test_every_mode_becomes_rgb(lesion, name, make, image_format):
+    encoded = _encode(make(lesion), image_format)
+    assert Image.open(io.BytesIO(encoded)).mode == name
+    array = preprocess.preprocess_image(encoded, 32)
+    expected = preprocess.preprocess_image(_encode(lesion, "PNG"), 32).astype(int)
+    assert array.shape == (32, 32, 3) and array.dtype == np.uint8
+    if name in ("L", "LA", "I;16"):
+        assert np.abs(array.astype(int) - expected.mean(axis=2, keepdims=True)).mean() < 6
+        assert np.array_equal(array[..., 0], array[..., 2])  # gray stays gray
+    elif name != "1":  # a 1-bit image is dithered: only its shape and padding are comparable
+        assert np.abs(array.astype(int) - expected).mean() < 6
+    assert array[:4].max() == 0
+
+
+def test_sixteen_bit_uses_the_full_range(lesion):
+    array = preprocess.preprocess_image(_encode(_gray16(lesion), "PNG"), 32)
+    assert 40 < array[8:24].mean() < 200  # PIL's own convert would clip nearly everything to 255
+
+
+def test_transparent_pixels_become_the_pad_colour(lesion):
+    rgba = lesion.convert("RGBA")
+    rgba.putalpha(0)
+    array = preprocess.preprocess_image(_encode(rgba, "PNG"), 32)
+    assert array.max() == 0
+
+
+@pytest.mark.parametrize("orientation,transpose", [(6, Image.Transpose.ROTATE_90), (3, Image.Transpose.ROTATE_180),
+                                                  (8, Image.Transpose.ROTATE_270), (2, Image.Transpose.FLIP_LEFT_RIGHT)])
+def test_exif_orientation_is_applied(lesion, orientation, transpose):
+    # store the pixels turned the other way and let the EXIF tag turn them back
+    stored = lesion.transpose(transpose)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    encoded = _encode(stored, "JPEG", quality=95, exif=exif)
+    array = preprocess.preprocess_image(encoded, 64)
+    upright = preprocess.preprocess_image(_encode(lesion, "JPEG", quality=95), 64)
+    assert np.abs(array.astype(int) - upright).mean() < 4
+    assert array[:8].max() == 0  # landscape again: padded top and bottom
+
+
+def test_large_jpeg_uses_draft_decoding_and_matches_a_full_decode(lesion):
+    big = lesion.resize((2048, 1536), Image.Resampling.BICUBIC)
+    encoded = _encode(big, "JPEG", quality=92)
+    with Image.open(io.BytesIO(encoded)) as probe:
+        probe.draft(None, (64, 48))
+        assert probe.size == (256, 192)  # the decoder itself scales by 1/8
+    drafted = preprocess.preprocess_image(encoded, 64)
+    full = preprocess.pad_and_resize(big, 64)
+    assert np.abs(drafted.astype(int) - full).mean() < 3
+
+
+def test_zero_byte_truncated_and_non_image_files(tmp_path):
+    empty, truncated, text = tmp_path / "empty.jpg", tmp_path / "truncated.jpg", tmp_path / "notes.jpg"
+    empty.write_bytes(b"")
+    data = LESION.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    text.write_text("this is not an image\n")
+    for path, reason in ((empty, "empty file"), (truncated, "truncated or corrupt"), (text, "not an image")):
+        with pytest.raises(BadImageError, match=reason) as caught:
+            preprocess.preprocess_image(path, 32)
+        assert caught.value.file == str(path) and str(path) in str(caught.value)
+        assert isinstance(caught.value, DataError)
+        with pytest.raises(BadImageError, match=reason):
+            preprocess.inspect_image(path)
+    assert preprocess.inspect_image(LESION) == (256, 192)
+
+
+def _png_bomb(side: int) -> bytes:
+    """A valid grayscale PNG of side x side black pixels, streamed so the test never holds it decoded."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    compressor, row, parts = zlib.compressobj(9), b"\0" * (side + 1), []
+    for _ in range(side):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_refused_by_header_size():
+    bomb = _png_bomb(12000)  # 144 M pixels in ~150 kB
+    assert len(bomb) < 1_000_000
+    with pytest.warns(Image.DecompressionBombWarning), Image.open(io.BytesIO(bomb)) as probe:
+        assert probe.size == (12000, 12000)  # PIL alone would only warn, then decode 144 MB
+    with pytest.raises(BadImageError, match=r"12000x12000 = 144000000 pixels exceeds data.max_image_pixels=100000000"):
+        preprocess.preprocess_image(bomb, 32)
+    with pytest.raises(BadImageError, match="exceeds data.max_image_pixels=1000"):
+        preprocess.preprocess_image(LESION, 32, max_pixels=1000)
