@@ -22,7 +22,7 @@ def feature_model(model: keras.Model) -> keras.Model:
             f"model '{model.name}' has no GlobalAveragePooling2D layer at its top level "
             f"(last layers: {names}); GAP features need the flat VGG-GAP classifier"
         )
-    return keras.Model(model.inputs, pooling[-1].output, name=f"{model.name}_gap_features")
+    return keras.Model(model.input, pooling[-1].output, name=f"{model.name}_gap_features")
 
 
 def extract_features(
