@@ -1,0 +1,162 @@
+"""`melanet reproduce` orchestration with real child processes.
+
+The children here are a small stand-in for the melanet CLI (it writes each stage's files in a
+moment) so that ordering, skipping finished stages, resuming after a failure and the results
+folder's status can be tested in seconds; the slow end-to-end test runs the real stages.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from melanet import config as config_module
+from melanet import reproduce, runs
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+STAND_IN = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    sys.path.insert(0, {repository!r})
+    from melanet import config as config_module, runs
+
+    arguments = [value for value in sys.argv[1:] if value not in ("-q", "-v")]
+    verb, options, overrides = arguments[0], {{}}, []
+    for flag, value in zip(arguments[1::2], arguments[2::2]):
+        if flag == "--set":
+            overrides.append(value)
+        else:
+            options[flag] = value
+    folder = Path(options.get("--run") or options["--resume"])
+    with open(os.environ["STAND_IN_LOG"], "a") as log:
+        log.write(json.dumps({{"verb": verb, "folder": folder.name, "options": options, "sets": overrides}}) + "\\n")
+    if verb in ("train-gan", "train-classifier"):
+        if "--resume" in options:
+            run = runs.Run.open(folder)
+        else:
+            run = runs.Run.create(folder, config_module.load_config(options["--config"], overrides), verb)
+        run.update_status(stage=verb, state="running")
+        failure = Path(os.environ["STAND_IN_FAIL"])
+        if failure.exists() and failure.read_text() == f"{{verb}} {{folder.name}}":
+            failure.unlink()  # fail once, after an epoch's checkpoint
+            (folder / "checkpoints" / "epoch-0001").mkdir(parents=True)
+            runs.atomic_write_json(folder / "checkpoints" / "latest.json", {{"epoch": 1, "folder": "epoch-0001"}})
+            run.update_status(state="failed")
+            sys.exit(1)
+        name = "generator_benign_to_malignant.keras" if verb == "train-gan" else "model.keras"
+        (folder / name).write_bytes(b"weights")
+        if verb == "train-classifier":
+            (folder / "validation_predictions.csv").write_text(
+                "image,label,prob_malignant\\na,0,0.1\\nb,0,0.6\\nc,1,0.4\\nd,1,0.9\\n")
+        run.update_status(state="done", progress=1.0)
+    elif verb == "synthesize":
+        (folder / "synthetic").mkdir(exist_ok=True)
+        (folder / "synthetic" / "manifest.csv").write_text("synthetic_id,source_id,path,reconstruction_path\\n")
+        runs.Run(folder).update_status(stage="synthesize", state="done")
+    elif verb == "evaluate":
+        import numpy as np
+        from melanet.evaluation import evaluate
+        run = runs.Run.open(folder)
+        strength = {{"original": 0.2, "augment5x": 0.25, "augment10x": 0.3, "synthetic": 0.4}}
+        labels = np.array([0] * 20 + [1] * 10)
+        shift = strength[run.config().classifier.training_set]
+        probabilities = np.clip(np.linspace(0.05, 0.75, 30) + shift * labels, 0, 1)
+        report = evaluate.report_for_predictions(labels, probabilities, run.config().evaluation, 0,
+                                                 folder / "validation_predictions.csv")
+        runs.atomic_write_json(folder / "metrics.json", report)
+        run.update_status(evaluation={{"state": "done"}})
+    """
+)
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    program = tmp_path / "stand_in_melanet.py"
+    program.write_text(STAND_IN.format(repository=str(REPOSITORY)))
+    log = tmp_path / "calls.jsonl"
+    failure = tmp_path / "fail_once"
+    monkeypatch.setenv("STAND_IN_LOG", str(log))
+    monkeypatch.setenv("STAND_IN_FAIL", str(failure))
+    return {"program": program, "log": log, "failure": failure}
+
+
+def calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_plan_order_and_overrides(tmp_path: Path) -> None:
+    steps = reproduce.plan(tmp_path)
+    assert [step.name for step in steps] == [
+        "train-gan", "synthesize",
+        "train-classifier vgg_gap", "train-classifier augment5x", "train-classifier augment10x",
+        "train-classifier melanet",
+        "evaluate vgg_gap", "evaluate augment5x", "evaluate augment10x", "evaluate melanet",
+    ]
+    melanet_step = steps[5]
+    assert melanet_step.overrides == ("classifier.training_set=synthetic",
+                                      f"classifier.gan_run={(tmp_path / 'gan').resolve()}")
+    arguments = melanet_step.arguments(tmp_path / "config.yaml")
+    assert arguments[:3] == ["train-classifier", "--run", str(tmp_path / "melanet")]
+    assert steps[6].arguments(tmp_path / "config.yaml") == ["evaluate", "--run", str(tmp_path / "vgg_gap")]
+
+
+def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path, stand_in: dict[str, Path]) -> None:
+    results = tmp_path / "results"
+    config = config_module.load_config(REPOSITORY / "configs" / "smoke.yaml")
+    program = [sys.executable, str(stand_in["program"])]
+    stand_in["failure"].write_text("train-classifier augment5x")
+
+    with pytest.raises(reproduce.StageFailed, match="train-classifier augment5x failed"):
+        reproduce.reproduce(results, config, program=program, child_options=["-q"])
+    status = runs.Run(results).status()
+    assert status["stage"] == "reproduce" and status["state"] == "failed"
+    states = {entry["name"]: entry["state"] for entry in status["stages"]}
+    assert states["train-gan"] == states["train-classifier vgg_gap"] == "done"
+    assert states["train-classifier augment5x"] == "failed" and states["evaluate vgg_gap"] == "pending"
+    assert [call["verb"] for call in calls(stand_in["log"])] == [
+        "train-gan", "synthesize", "train-classifier", "train-classifier"]
+    assert not (results / "vgg_gap" / "metrics.json").exists()  # the test set waits for all training
+
+    # the same command again continues: finished stages are skipped, the failed one resumes
+    stand_in["log"].unlink()
+    rows = reproduce.reproduce(results, config, program=program)
+    second = calls(stand_in["log"])
+    assert [(call["verb"], call["folder"]) for call in second] == [
+        ("train-classifier", "augment5x"), ("train-classifier", "augment10x"), ("train-classifier", "melanet"),
+        ("evaluate", "vgg_gap"), ("evaluate", "augment5x"), ("evaluate", "augment10x"), ("evaluate", "melanet"),
+    ]
+    assert second[0]["options"] == {"--resume": str(results / "augment5x")}
+    assert f"classifier.gan_run={(results / 'gan').resolve()}" in second[2]["sets"]
+    assert runs.Run(results / "melanet").config().classifier.training_set == "synthetic"
+    assert [row["method"] for row in rows] == ["VGG-GAP", "VGG-GAP + Augment-5x", "VGG-GAP + Augment-10x", "MelaNet"]
+    assert runs.read_json(results / "melanet" / "metrics.json")["operating_point"]["available"]
+    assert "| MelaNet |" in (results / "table.md").read_text()
+    assert len((results / "table.csv").read_text().splitlines()) == 5
+    status = runs.Run(results).status()
+    assert status["state"] == "done" and status["progress"] == 1.0
+    assert all(entry["state"] == "done" for entry in status["stages"])
+
+    # a third run has nothing left to do but the table
+    stand_in["log"].unlink()
+    reproduce.reproduce(results, resume=True, program=program)
+    assert calls(stand_in["log"]) == []
+
+
+def test_results_folder_guards(tmp_path: Path) -> None:
+    smoke = config_module.load_config(REPOSITORY / "configs" / "smoke.yaml")
+    reproduce.prepare_results(tmp_path / "results", smoke, resume=False)
+    with pytest.raises(runs.RunError, match="different config"):
+        reproduce.prepare_results(tmp_path / "results", config_module.Config(), resume=False)
+    run, config = reproduce.prepare_results(tmp_path / "results", None, resume=True)
+    assert config == smoke
+    runs.Run.create(tmp_path / "classifier", smoke, "train-classifier")
+    with pytest.raises(runs.RunError, match="not a 'reproduce' results folder"):
+        reproduce.prepare_results(tmp_path / "classifier", smoke, resume=False)
+    with pytest.raises(runs.RunError, match="not a 'reproduce' results folder"):
+        reproduce.prepare_results(tmp_path / "classifier", None, resume=True)
