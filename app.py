@@ -1,0 +1,23 @@
+"""MelaNet dashboard: `streamlit run app.py`.
+
+Every page reads run folders (shipped ones in models/, the user's in runs/) and calls the melanet
+package; training always runs in a separate process launched through melanet.jobs.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="MelaNet", page_icon=":material/biotech:", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("pages/lesions.py", title="Synthesized lesions", icon=":material/auto_awesome:"),
+    st.Page("pages/gradcam.py", title="Grad-CAM", icon=":material/visibility:"),
+    st.Page("pages/umap.py", title="UMAP", icon=":material/scatter_plot:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/upload_file:"),
+]
+
+page = st.navigation(PAGES)
+st.sidebar.caption("MelaNet reproduction (Zunair & Hamza 2020). Research use only, not a medical device.")
+page.run()

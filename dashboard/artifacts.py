@@ -1,0 +1,218 @@
+"""Read what the stages wrote (run-folder contract in ``docs/run-folders.md``) into plain values.
+
+No Streamlit and no TensorFlow here, so every function is cheap to import and easy to test.
+Missing or malformed files read as ``None`` / empty frames: the pages say what is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from melanet import config as config_module
+from melanet import runs
+from melanet.evaluation import metrics as metrics_module
+
+from dashboard import discovery
+
+OUTCOMES = ("TP", "FP", "TN", "FN")
+_EPOCH_PATTERN = re.compile(r"samples_epoch_(\d+)\.png$")
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV as a frame; an empty frame when the file is missing or unreadable."""
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        return pd.DataFrame()
+
+
+def history(run_path: Path) -> pd.DataFrame:
+    """``history.csv`` with numeric columns (one row per finished epoch)."""
+    frame = read_csv(run_path / runs.HISTORY_FILE)
+    return frame.apply(pd.to_numeric, errors="coerce") if not frame.empty else frame
+
+
+def run_config(run_path: Path) -> config_module.Config | None:
+    try:
+        return runs.Run(run_path).config()
+    except (runs.RunError, config_module.ConfigError):
+        return None
+
+
+def metrics(run_path: Path) -> dict[str, Any] | None:
+    return runs.Run(run_path).metrics()
+
+
+def predictions(run_path: Path) -> pd.DataFrame:
+    """``predictions.csv``: ``image``, ``label`` 0/1, ``prob_malignant`` in [0, 1] (empty if unusable)."""
+    frame = read_csv(run_path / "predictions.csv")
+    if frame.empty or not {"image", "label", "prob_malignant"} <= set(frame.columns):
+        return pd.DataFrame()
+    return frame
+
+
+def roc_curve(run_path: Path) -> tuple[list[float], list[float], float] | None:
+    """(fpr, tpr, auc) from ``metrics.json`` "roc", else computed from ``predictions.csv``."""
+    values = metrics(run_path) or {}
+    roc = values.get("roc") or {}
+    if roc.get("fpr") and roc.get("tpr"):
+        area = values.get("auc")
+        return list(roc["fpr"]), list(roc["tpr"]), float(area) if area is not None else math.nan
+    frame = predictions(run_path)
+    if frame.empty:
+        return None
+    points = metrics_module.roc_points(frame["label"].to_numpy(), frame["prob_malignant"].to_numpy())
+    if not points["fpr"]:
+        return None
+    area = metrics_module.auc(frame["label"].to_numpy(), frame["prob_malignant"].to_numpy())
+    return points["fpr"], points["tpr"], area
+
+
+def at_threshold(frame: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """Counts and rates of ``predictions.csv`` rows at ``threshold`` (malignant when prob > threshold)."""
+    counts = metrics_module.confusion_counts(frame["label"].to_numpy(), frame["prob_malignant"].to_numpy(), threshold)
+    return {**counts, **metrics_module.rates(counts), "threshold": threshold}
+
+
+def operating_threshold(values: dict[str, Any] | None) -> float | None:
+    """The threshold chosen on the validation split, when evaluation found one."""
+    point = (values or {}).get("operating_point") or {}
+    if point.get("available") and point.get("threshold") is not None:
+        return float(point["threshold"])
+    return None
+
+
+def with_interval(values: dict[str, Any], key: str, percent: bool = True) -> str:
+    """"81.2 (72.0-88.9)" for ``key`` of a metrics mapping with its 95 % interval ("-" if absent)."""
+    value = values.get(key)
+    if value is None:
+        return "-"
+    scale, digits = (100.0, 1) if percent else (1.0, 3)
+    text = f"{value * scale:.{digits}f}"
+    interval = (values.get("confidence_intervals") or {}).get(key) or {}
+    low, high = interval.get("low"), interval.get("high")
+    if low is not None and high is not None:
+        text += f" ({low * scale:.{digits}f}-{high * scale:.{digits}f})"
+    return text
+
+
+def metrics_table(entries: list[discovery.RunEntry]) -> pd.DataFrame:
+    """Table 1 layout: one row per evaluated run, percentages with 95 % intervals."""
+    rows = []
+    for entry in entries:
+        values = metrics(entry.path)
+        if not values:
+            continue
+        config = run_config(entry.path)
+        rows.append({
+            "run": entry.label,
+            "training set": config.classifier.training_set if config else "?",
+            "AUC %": with_interval(values, "auc"),
+            "sensitivity %": with_interval(values, "sensitivity"),
+            "specificity %": with_interval(values, "specificity"),
+            "PPV %": with_interval(values, "ppv"),
+            "NPV %": with_interval(values, "npv"),
+            "FN": values.get("fn"),
+            "FP": values.get("fp"),
+            "n": values.get("n"),
+        })
+    return pd.DataFrame(rows)
+
+
+def key_metrics(run_path: Path) -> dict[str, Any]:
+    """AUC, sensitivity, specificity at 0.5 (or nothing) for the runs table."""
+    values = metrics(run_path) or {}
+    return {name: values.get(name) for name in ("auc", "sensitivity", "specificity") if values.get(name) is not None}
+
+
+def sample_grids(run_path: Path) -> list[tuple[int, Path]]:
+    """``figures/samples_epoch_NNN.png`` as (epoch, path), oldest first."""
+    found = []
+    for path in (run_path / "figures").glob("samples_epoch_*.png"):
+        match = _EPOCH_PATTERN.search(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def synthetic_manifest(run_path: Path) -> pd.DataFrame:
+    """``synthetic/manifest.csv`` (``synthetic_id, source_id, path, reconstruction_path``)."""
+    frame = read_csv(run_path / "synthetic" / "manifest.csv")
+    if frame.empty or not {"synthetic_id", "source_id", "path"} <= set(frame.columns):
+        return pd.DataFrame()
+    return frame
+
+
+def explain_index(run_path: Path) -> pd.DataFrame:
+    """``explain/index.csv`` (``image, label, prob_malignant, outcome, ..., map_path, input_path``)."""
+    frame = read_csv(run_path / "explain" / "index.csv")
+    if frame.empty or not {"image", "outcome"} <= set(frame.columns):
+        return pd.DataFrame()
+    frame["outcome"] = frame["outcome"].astype(str).str.upper()
+    return frame
+
+
+def umap_points(run_path: Path) -> pd.DataFrame:
+    """``embedding/umap.csv`` (``panel, image, tag, x, y``)."""
+    frame = read_csv(run_path / "embedding" / "umap.csv")
+    if frame.empty or not {"panel", "image", "tag", "x", "y"} <= set(frame.columns):
+        return pd.DataFrame()
+    return frame
+
+
+def linked_gan_run(run_path: Path) -> Path | None:
+    """The stage-1 run whose synthetic images a classifier run used (``classifier.gan_run``).
+
+    Falls back to a ``gan/`` sibling (the ``melanet reproduce`` layout) when the saved path does not
+    exist here (a results folder moved to ``models/``).
+    """
+    config = run_config(run_path)
+    candidates = []
+    if config is not None and config.classifier.gan_run:
+        saved = Path(config.classifier.gan_run)
+        candidates += [saved if saved.is_absolute() else discovery.ROOT / saved, run_path.parent / saved.name]
+    candidates.append(run_path.parent / "gan")
+    for candidate in candidates:
+        if (candidate / "synthetic" / "manifest.csv").is_file():
+            return candidate
+    return None
+
+
+def image_paths(data_root: str | Path) -> dict[str, Path]:
+    """Image id -> file for every sample of a data folder (``melanet.data.sources.read_index``)."""
+    from melanet.data import errors, sources
+
+    try:
+        index = sources.read_index(discovery.resolve_path(data_root))
+    except (errors.DataError, OSError):
+        return {}
+    return {sample.image_id: sample.path for sample in [*index.train, *index.test]}
+
+
+def load_rgb(path: Path) -> np.ndarray | None:
+    """An image file as (H, W, 3) uint8, or None when it is missing or unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+
+
+def class_counts(data_root: str | Path) -> tuple[pd.DataFrame, list[dict[str, Any]], str]:
+    """Per-split, per-class image counts (Figure 4), the problems found and the layout."""
+    from melanet.data import sources
+
+    index = sources.read_index(discovery.resolve_path(data_root))
+    rows = []
+    for split in ("train", "test"):
+        labels = [sample.label for sample in index.samples(split)]
+        rows.append({"split": split, "benign": labels.count(0), "malignant": labels.count(1)})
+    return pd.DataFrame(rows), list(index.problems), index.layout

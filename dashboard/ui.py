@@ -1,0 +1,67 @@
+"""Streamlit pieces the pages share: run pickers, empty-state messages, cached reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from dashboard import artifacts, discovery
+
+NOT_A_DEVICE = "Research use only, not a medical device: never use these outputs to diagnose a patient."
+
+
+def all_runs() -> list[discovery.RunEntry]:
+    """Every run now on disk (cheap: a few stat calls; re-read on each rerun so new runs appear)."""
+    return discovery.discover()
+
+
+def no_runs(what: str, how: str) -> None:
+    """The message a page shows when there is nothing to show yet: what is missing and what to do."""
+    st.info(f"No {what} yet. {how}")
+
+
+def how_to_get_runs(step: str) -> str:
+    return (f"{step} on the **Train** page, or run `melanet reproduce --config configs/demo.yaml --run "
+            f"runs/demo` in a terminal (the shipped demo lives in `{discovery.models_dir().name}/`).")
+
+
+def pick_run(entries: list[discovery.RunEntry], label: str, key: str, index: int = 0) -> discovery.RunEntry:
+    """A select box of runs by label; returns the chosen entry."""
+    labels = [entry.label for entry in entries]
+    chosen = st.selectbox(label, labels, index=min(index, len(labels) - 1), key=key)
+    return entries[labels.index(chosen)]
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def image_paths(data_root: str) -> dict[str, Path]:
+    """Image id -> file of a data folder (cached: reading the index lists every image)."""
+    return artifacts.image_paths(data_root)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def load_rgb(path: str, modified: float) -> np.ndarray | None:
+    """An image as (H, W, 3) uint8 (cached by path and modification time)."""
+    del modified  # part of the cache key only
+    return artifacts.load_rgb(Path(path))
+
+
+def show_image(path: Path | None, caption: str, **kwargs) -> None:
+    """Show an image file, or say that it is missing."""
+    if path is None or not path.is_file():
+        st.caption(f"{caption}: image not found")
+        return
+    image = load_rgb(str(path), path.stat().st_mtime)
+    if image is None:
+        st.caption(f"{caption}: unreadable image {path.name}")
+    else:
+        st.image(image, caption=caption, **kwargs)
+
+
+def source_image(run_path: Path, image_id: str) -> Path | None:
+    """The original image of ``image_id`` in the data folder of the run's config."""
+    config = artifacts.run_config(run_path)
+    if config is None:
+        return None
+    return image_paths(config.data.root).get(image_id)

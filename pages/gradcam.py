@@ -1,0 +1,103 @@
+"""Grad-CAM: test images by outcome (TP/FP/TN/FN), the map over the image, two runs side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from melanet.explain import overlay as overlay_module
+
+from dashboard import artifacts, discovery, ui
+
+OUTCOME_NAMES = {"FN": "missed melanoma (FN)", "FP": "false alarm (FP)", "TP": "found melanoma (TP)",
+                 "TN": "correct benign (TN)"}
+
+st.title("Grad-CAM")
+st.caption("Where each classifier looks when it scores 'malignant' (class activation maps on the last "
+           "convolution layer). Misclassified images first.")
+
+explained = discovery.with_file(ui.all_runs(), "explain/index.csv")
+if not explained:
+    ui.no_runs("Grad-CAM maps", ui.how_to_get_runs("Train a classifier and run Evaluation > Grad-CAM maps"))
+    st.stop()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _map(path: str, modified: float) -> np.ndarray | None:
+    del modified
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _index(entry: discovery.RunEntry) -> pd.DataFrame:
+    return artifacts.explain_index(entry.path)
+
+
+def _row_input(entry: discovery.RunEntry, row: pd.Series) -> Path | None:
+    relative = row.get("input_path")
+    if isinstance(relative, str) and (entry.path / relative).is_file():
+        return entry.path / relative
+    return ui.source_image(entry.path, str(row["image"]))
+
+
+def show_explained(entry: discovery.RunEntry, row: pd.Series, opacity: float) -> None:
+    """The original and its overlay, with label, probability and outcome."""
+    label = "malignant" if int(row.get("label", 0)) == 1 else "benign"
+    st.markdown(f"**{entry.label}**: {OUTCOME_NAMES.get(row['outcome'], row['outcome'])}, "
+                f"true {label}, P(malignant) = {float(row.get('prob_malignant', float('nan'))):.3f}")
+    input_path = _row_input(entry, row)
+    map_value = row.get("map_path")
+    map_path = entry.path / map_value if isinstance(map_value, str) else None
+    activation = _map(str(map_path), map_path.stat().st_mtime) if map_path and map_path.is_file() else None
+    image = ui.load_rgb(str(input_path), input_path.stat().st_mtime) if input_path else None
+    left, right = st.columns(2)
+    with left:
+        ui.show_image(input_path, "original")
+    with right:
+        if image is not None and activation is not None and activation.ndim == 2:
+            st.image(overlay_module.overlay(image, activation, opacity=opacity),
+                     caption=f"{row.get('method', 'gradcam')} on {row.get('layer', '?')}, opacity {opacity:.2f}")
+        else:
+            overlay_value = row.get("overlay_path")
+            ui.show_image(entry.path / overlay_value if isinstance(overlay_value, str) else None, "overlay")
+
+
+entry = ui.pick_run(explained, "Run", key="gradcam_run")
+index = _index(entry)
+if index.empty:
+    st.warning(f"{entry.label}: explain/index.csv is empty or malformed.")
+    st.stop()
+present = [outcome for outcome in ("FN", "FP", "TP", "TN") if outcome in set(index["outcome"])]
+outcomes = st.multiselect("Outcome", ["FN", "FP", "TP", "TN"], default=present[:2] or present,
+                          format_func=OUTCOME_NAMES.get, key="gradcam_outcomes")
+filtered = index[index["outcome"].isin(outcomes)]
+if filtered.empty:
+    st.info("No image with these outcomes in this run.")
+    st.stop()
+image_id = st.selectbox(f"Image ({len(filtered)} of {len(index)})", list(filtered["image"]),
+                        format_func=lambda value: f"{value} ({filtered.set_index('image').loc[value, 'outcome']})",
+                        key="gradcam_image")
+opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="gradcam_opacity")
+others = [other for other in explained if other.path != entry.path]
+second = None
+if others:
+    second_label = st.selectbox("Side by side with", ["(none)"] + [other.label for other in others],
+                                index=1, key="gradcam_second")
+    second = next((other for other in others if other.label == second_label), None)
+
+columns = st.columns(2 if second else 1)
+with columns[0]:
+    show_explained(entry, filtered[filtered["image"] == image_id].iloc[0], opacity)
+if second is not None:
+    with columns[1]:
+        second_index = _index(second)
+        match = second_index[second_index["image"] == image_id] if not second_index.empty else second_index
+        if match.empty:
+            st.info(f"{second.label} has no map for {image_id} (its `melanet explain --which` chose other images).")
+        else:
+            show_explained(second, match.iloc[0], opacity)

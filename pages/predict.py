@@ -1,0 +1,97 @@
+"""Predict: one uploaded dermoscopy image -> malignant probability, decisions, Grad-CAM overlay.
+
+The only page that imports TensorFlow (through melanet.classifier.predict and melanet.explain.gradcam),
+and only once an image is uploaded; models are loaded once per process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from melanet.data import errors as data_errors
+from melanet.data import preprocess
+
+from dashboard import artifacts, discovery, ui
+
+MAX_UPLOAD_MB = 20
+EXTENSIONS = ("jpg", "jpeg", "png")
+
+st.title("Predict")
+st.warning(f"**{ui.NOT_A_DEVICE}** The models here were trained on a small public data set; their "
+           "errors are shown on the Compare and Grad-CAM pages.", icon=":material/warning:")
+
+classifiers = discovery.with_file(ui.all_runs(), "model.keras")
+if not classifiers:
+    ui.no_runs("trained classifiers", ui.how_to_get_runs("Train a classifier"))
+    st.stop()
+
+
+@st.cache_resource(show_spinner="Loading the model (once per process)...", max_entries=4)
+def _model(run_path: str, modified: float):
+    del modified  # a retrained model.keras is a new cache entry
+    from melanet.classifier import predict
+
+    return predict.load_model(run_path)
+
+
+def _decision(probability: float, threshold: float) -> str:
+    return "malignant" if probability > threshold else "benign"
+
+
+preferred = next((index for index, entry in enumerate(classifiers) if entry.path.name == "melanet"), 0)
+entry = ui.pick_run(classifiers, "Classifier run", key="predict_run", index=preferred)
+uploaded = st.file_uploader("Dermoscopy image (JPEG or PNG)", type=list(EXTENSIONS), key="predict_upload",
+                            max_upload_size=MAX_UPLOAD_MB)
+if uploaded is None:
+    st.info("Upload an image to get its malignant probability.")
+    st.stop()
+
+data = uploaded.getvalue()
+if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+    st.error(f"{uploaded.name} is {len(data) / 1024 / 1024:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
+             "Downsize the image first.")
+    st.stop()
+if Path(uploaded.name).suffix.lower().lstrip(".") not in EXTENSIONS:
+    st.error(f"{uploaded.name}: only JPEG and PNG images are accepted.")
+    st.stop()
+config = artifacts.run_config(entry.path)
+if config is None:
+    st.error(f"{entry.label}: its config.yaml is missing or invalid; choose another run.")
+    st.stop()
+try:
+    image = preprocess.preprocess_image(data, config.data.image_size, config.data.max_image_pixels)
+except data_errors.DataError as error:
+    st.error(f"Cannot use {uploaded.name}: {error}. Upload a JPEG or PNG dermoscopy image.")
+    st.stop()
+
+model = _model(str(entry.path), (entry.path / "model.keras").stat().st_mtime)
+from melanet.classifier import predict  # noqa: E402  (TensorFlow only once an image is here)
+
+probability = float(predict.predict_probabilities(model, image[None])[0])
+metrics = artifacts.metrics(entry.path) or {}
+operating = artifacts.operating_threshold(metrics)
+
+columns = st.columns(3)
+columns[0].metric("P(malignant)", f"{probability:.3f}")
+columns[1].metric("Decision at 0.5", _decision(probability, 0.5))
+columns[2].metric("Decision at the operating threshold",
+                  "-" if operating is None else _decision(probability, operating),
+                  help=None if operating is None else f"threshold {operating:.3f}, chosen on the validation split "
+                  f"to reach sensitivity {config.evaluation.target_sensitivity:g}")
+if operating is None:
+    st.caption("This run has no operating threshold (evaluate it to choose one on the validation split).")
+
+opacity = st.slider("Overlay opacity", 0.0, 1.0, config.explain.opacity, 0.05, key="predict_opacity")
+left, right = st.columns(2)
+with left:
+    st.image(image, caption=f"{uploaded.name} as the model sees it ({config.data.image_size} px)")
+with right:
+    try:
+        from melanet.explain import gradcam, overlay
+
+        maps = gradcam.compute_maps(model, image[None], layer=config.explain.layer, method="gradcam")
+        st.image(overlay.overlay(image, maps[0], opacity=opacity), caption=f"Grad-CAM on {config.explain.layer}")
+    except ValueError as error:
+        st.warning(f"No Grad-CAM for this model: {error}")

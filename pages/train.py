@@ -1,0 +1,225 @@
+"""Train: launch a stage as a separate process, watch it live, stop it, resume it.
+
+Nothing trains inside Streamlit: ``melanet.jobs`` starts ``python -m melanet <stage>`` detached,
+and this page only polls the run folder, so a job survives a refresh and shows in every tab.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import streamlit as st
+
+from melanet import config as config_module
+from melanet import jobs, runs
+
+from dashboard import artifacts, charts, discovery, ui
+
+TRAINING_SETS = {
+    "original": "originals only (VGG-GAP)",
+    "augment5x": "originals + offline augmentation to 5x (Augment-5x)",
+    "augment10x": "originals + offline augmentation to 10x (Augment-10x)",
+    "synthetic": "originals + CycleGAN synthetic malignant lesions (MelaNet)",
+}
+POLL_SECONDS = 2.0
+
+st.title("Train")
+st.caption(f"Runs are written to `{discovery.runs_dir()}`; each stage runs as its own process "
+           "(the same `melanet` command you would type).")
+
+entries = ui.all_runs()
+user_runs = [entry for entry in entries if not entry.read_only]
+
+
+def _default_name(stage: str) -> str:
+    return f"{stage}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _preset_select(key: str) -> Path:
+    presets = discovery.presets()
+    names = [path.name for path in presets]
+    chosen = st.selectbox("Preset", names, key=key, help="configs/*.yaml; the fields below override it")
+    return presets[names.index(chosen)]
+
+
+def _launch(stage: str, run_path: Path, **arguments) -> None:
+    """Start a stage and remember its run as the one to watch; errors become one clear message."""
+    try:
+        pid = jobs.start(stage, run_path, cwd=discovery.ROOT, **arguments)
+    except runs.RunBusyError as error:
+        st.error(f"Refused: {error}")
+        return
+    except (runs.RunError, ValueError) as error:
+        st.error(str(error))
+        return
+    st.session_state["watched_run"] = str(run_path)
+    st.success(f"Launched `{stage}` on `{run_path.name}` (process {pid}). Progress is shown below.")
+
+
+def _new_run_path(name: str) -> Path | None:
+    try:
+        return runs.resolve_run_name(discovery.runs_dir(), name)
+    except runs.RunError as error:
+        st.error(str(error))
+        return None
+
+
+def gan_form() -> None:
+    with st.form("gan_form"):
+        st.markdown("**Stage 1: CycleGAN benign -> malignant** (`melanet train-gan`)")
+        name = st.text_input("Run name", value=_default_name("gan"), key="gan_name")
+        preset = _preset_select("gan_preset")
+        defaults = config_module.load_config(preset)
+        left, middle, right = st.columns(3)
+        epochs = left.number_input("Epochs", 1, 5000, defaults.gan.epochs, key="gan_epochs")
+        size = middle.selectbox("Image size", [32, 64, 128, 256], key="gan_size",
+                                index=[32, 64, 128, 256].index(defaults.data.image_size)
+                                if defaults.data.image_size in (32, 64, 128, 256) else 1)
+        batch = right.number_input("Batch size", 1, 64, defaults.gan.batch_size, key="gan_batch")
+        root = st.text_input("Data folder", value=defaults.data.root, key="gan_root")
+        if st.form_submit_button("Launch GAN training", type="primary"):
+            path = _new_run_path(name)
+            if path is not None:
+                _launch("train-gan", path, config=preset, overrides=[
+                    f"gan.epochs={epochs}", f"data.image_size={size}", f"gan.batch_size={batch}", f"data.root={root}"])
+
+
+def synthesis_form() -> None:
+    gans = [entry for entry in discovery.of_kind(user_runs, "gan")
+            if (entry.path / "generator_benign_to_malignant.keras").is_file() or entry.state == "done"]
+    st.markdown("**Synthesis: every benign training image through the generator** (`melanet synthesize`)")
+    if not gans:
+        ui.no_runs("finished GAN runs in your runs folder", "Train a CycleGAN first (form above).")
+        return
+    with st.form("synthesis_form"):
+        entry = ui.pick_run(gans, "GAN run", key="synthesis_run")
+        if st.form_submit_button("Launch synthesis"):
+            _launch("synthesize", entry.path)
+
+
+def classifier_form() -> None:
+    with st.form("classifier_form"):
+        st.markdown("**Stage 2: VGG-GAP focal-loss classifier** (`melanet train-classifier`)")
+        name = st.text_input("Run name", value=_default_name("classifier"), key="classifier_name")
+        preset = _preset_select("classifier_preset")
+        defaults = config_module.load_config(preset)
+        training_set = st.radio("Training set", list(TRAINING_SETS), format_func=TRAINING_SETS.get,
+                                key="classifier_training_set")
+        sources = discovery.with_file(entries, "synthetic/manifest.csv")
+        gan_labels = ["(none)"] + [entry.label for entry in sources]
+        gan_label = st.selectbox("GAN run with synthetic lesions (for the MelaNet training set)", gan_labels,
+                                 key="classifier_gan_run")
+        left, right = st.columns(2)
+        epochs = left.number_input("Epochs", 1, 1000, defaults.classifier.epochs, key="classifier_epochs")
+        batch = right.number_input("Batch size", 1, 256, defaults.classifier.batch_size, key="classifier_batch")
+        if st.form_submit_button("Launch classifier training", type="primary"):
+            overrides = [f"classifier.training_set={training_set}", f"classifier.epochs={epochs}",
+                         f"classifier.batch_size={batch}"]
+            if training_set == "synthetic":
+                if gan_label == "(none)":
+                    st.error("The MelaNet training set needs a GAN run with synthetic lesions: synthesize first.")
+                    return
+                overrides.append(f"classifier.gan_run={sources[gan_labels.index(gan_label) - 1].path}")
+            path = _new_run_path(name)
+            if path is not None:
+                _launch("train-classifier", path, config=preset, overrides=overrides)
+
+
+def evaluation_form() -> None:
+    classifiers = [entry for entry in discovery.of_kind(user_runs, "classifier")
+                   if (entry.path / "model.keras").is_file()]
+    st.markdown("**Evaluation and explanation** (`melanet evaluate`, `explain`, `embed`)")
+    if not classifiers:
+        ui.no_runs("trained classifiers in your runs folder", "Train a classifier first (form above).")
+        return
+    with st.form("evaluation_form"):
+        entry = ui.pick_run(classifiers, "Classifier run", key="evaluation_run")
+        stage = st.radio("Step", ["evaluate", "explain", "embed"], horizontal=True, key="evaluation_stage",
+                         format_func={"evaluate": "test-set metrics", "explain": "Grad-CAM maps",
+                                      "embed": "UMAP embedding"}.get)
+        if st.form_submit_button("Launch"):
+            _launch(stage, entry.path)
+
+
+def _watch_choices() -> list[str]:
+    labels = [entry.label for entry in user_runs]
+    watched = st.session_state.get("watched_run")
+    if watched:
+        for entry in user_runs:
+            if str(entry.path) == watched and entry.label in labels:
+                labels.remove(entry.label)
+                labels.insert(0, entry.label)
+    return labels
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def progress_panel(run_path: Path) -> None:
+    """Polls the run folder: state, epoch, ETA, losses, latest sample grid, log; Stop and Resume."""
+    status = jobs.read_status(run_path)
+    state = status.get("state", "unknown")
+    if status.get("launching"):
+        state = "starting"
+    elif status.get("interrupted"):
+        state = "interrupted"
+    columns = st.columns(4)
+    columns[0].metric("State", state)
+    columns[1].metric("Stage", status.get("stage", "-"))
+    columns[2].metric("Epoch", f"{status.get('epoch', '-')}/{status.get('epochs', '-')}")
+    eta = status.get("eta_seconds")
+    columns[3].metric("ETA", "-" if eta is None or state != "running" else str(dt.timedelta(seconds=int(eta))))
+    st.progress(float(status.get("progress") or 0.0), text=str(status.get("message", "")))
+
+    stop_column, resume_column, _ = st.columns([1, 1, 4])
+    if stop_column.button("Stop", disabled=not status.get("alive"), key="stop_button"):
+        try:
+            jobs.stop(run_path)
+            st.toast("Stop sent: the stage saves its checkpoint and ends as 'stopped'.")
+        except runs.RunError as error:
+            st.error(str(error))
+    resumable = (state in ("stopped", "failed", "interrupted") and not status.get("alive")
+                 and status.get("stage") in ("train-gan", "train-classifier", "reproduce"))
+    if resume_column.button("Resume", disabled=not resumable, key="resume_button"):
+        try:
+            jobs.resume(run_path, cwd=discovery.ROOT)
+            st.toast("Resumed from the last checkpoint.")
+        except runs.RunError as error:
+            st.error(f"Refused: {error}")
+
+    frame = artifacts.history(run_path)
+    grids = artifacts.sample_grids(run_path)
+    left, right = st.columns([3, 2])
+    with left:
+        if frame.empty:
+            st.caption("No finished epoch yet.")
+        else:
+            st.plotly_chart(charts.history_figure(frame, "Per-epoch history"), key="history_chart")
+    with right:
+        if grids:
+            epoch, path = grids[-1]
+            ui.show_image(path, f"epoch {epoch}: benign input | synthetic malignant | reconstruction")
+    log = jobs.log_tail(run_path, 12)
+    if log:
+        with st.expander("Log (job.log)"):
+            st.code(log, language=None)
+
+
+tabs = st.tabs(["GAN training", "Synthesis", "Classifier", "Evaluation"])
+with tabs[0]:
+    gan_form()
+with tabs[1]:
+    synthesis_form()
+with tabs[2]:
+    classifier_form()
+with tabs[3]:
+    evaluation_form()
+
+st.subheader("Progress")
+entries = ui.all_runs()  # a launch above may have made a new run folder
+user_runs = [entry for entry in entries if not entry.read_only]
+choices = _watch_choices()
+if not choices:
+    ui.no_runs("runs in your runs folder", "Launch a stage above; its progress appears here.")
+else:
+    watched_label = st.selectbox("Run", choices, key=f"watch_{choices[0]}")
+    progress_panel(next(entry.path for entry in user_runs if entry.label == watched_label))

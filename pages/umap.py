@@ -1,0 +1,58 @@
+"""UMAP of the classifier's GAP features: original vs balanced training set (Figure 9)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import artifacts, charts, discovery, ui
+
+PANELS = {"original": "Original training set", "balanced": "Balanced (originals + synthetic malignant)"}
+
+st.title("UMAP embeddings")
+st.caption("2-D UMAP of the global-average-pooled features of a trained classifier. Select a point "
+           "(click, or box/lasso) to see its image.")
+
+embedded = discovery.with_file(ui.all_runs(), "embedding/umap.csv")
+if not embedded:
+    ui.no_runs("UMAP embeddings", ui.how_to_get_runs("Train a classifier and run Evaluation > UMAP embedding"))
+    st.stop()
+
+entry = ui.pick_run(embedded, "Run", key="umap_run")
+points = artifacts.umap_points(entry.path)
+if points.empty:
+    st.warning(f"{entry.label}: embedding/umap.csv is empty or malformed.")
+    st.stop()
+gan_run = artifacts.linked_gan_run(entry.path)
+
+
+def image_of(image_id: str, tag: str):
+    if tag == "synthetic" and gan_run is not None:
+        manifest = artifacts.synthetic_manifest(gan_run)
+        match = manifest[manifest["synthetic_id"] == image_id] if not manifest.empty else manifest
+        if not match.empty:
+            return gan_run / str(match.iloc[0]["path"])
+    return ui.source_image(entry.path, image_id)
+
+
+selected: list[tuple[str, str]] = []
+panels = [panel for panel in PANELS if panel in set(points["panel"])] or list(dict.fromkeys(points["panel"]))
+columns = st.columns(len(panels))
+for column, panel in zip(columns, panels):
+    with column:
+        part = points[points["panel"] == panel]
+        event = st.plotly_chart(charts.umap_figure(part, PANELS.get(panel, panel)), key=f"umap_{panel}",
+                                on_select="rerun", selection_mode=("points", "box", "lasso"))
+        for point in (event.selection.points if event else [])[:6]:
+            image_id = point.get("customdata")
+            if image_id is not None:
+                tag = part.loc[part["image"] == image_id, "tag"]
+                selected.append((str(image_id), str(tag.iloc[0]) if not tag.empty else ""))
+
+if selected:
+    st.subheader("Selected")
+    columns = st.columns(min(6, len(selected)))
+    for column, (image_id, tag) in zip(columns, selected):
+        with column:
+            ui.show_image(image_of(image_id, tag), f"{image_id} ({tag})")
+else:
+    st.caption("No point selected.")

@@ -1,0 +1,162 @@
+"""Every dashboard page rendered by Streamlit's AppTest, with a complete results folder and with nothing.
+
+The results folder is built by ``app_fixture`` in the layout ``melanet reproduce`` writes (and that
+``models/demo`` ships); ``MELANET_MODELS_DIR`` / ``MELANET_RUNS_DIR`` point the app at temporary folders.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import app_fixture
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["overview", "train", "compare", "lesions", "gradcam", "umap", "predict"]
+TIMEOUT = 90
+
+
+@pytest.fixture(scope="module")
+def results_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    models = tmp_path_factory.mktemp("models")
+    app_fixture.write_results(models / "demo")
+    return models
+
+
+@pytest.fixture()
+def demo_env(results_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(results_folder))
+    monkeypatch.setenv("MELANET_RUNS_DIR", str(tmp_path / "runs"))
+    return results_folder
+
+
+@pytest.fixture()
+def empty_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(tmp_path / "no-models"))
+    monkeypatch.setenv("MELANET_RUNS_DIR", str(tmp_path / "no-runs"))
+    return tmp_path
+
+
+def render(page: str) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    app.run()
+    if page != "overview":
+        app.switch_page(f"pages/{page}.py")
+        app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+def texts(app: AppTest) -> str:
+    parts = [element.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "title",
+                                        "subheader") for element in getattr(app, kind)]
+    return "\n".join(str(part) for part in parts)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_no_runs_and_says_what_to_do(empty_env: Path, page: str) -> None:
+    app = render(page)
+    assert "No " in texts(app) and ("Train" in texts(app) or "reproduce" in texts(app))
+
+
+def test_overview_lists_the_runs_with_state_and_metrics(demo_env: Path) -> None:
+    app = render("overview")
+    table = next(frame.value for frame in app.dataframe if "run" in frame.value.columns and "state" in frame.value.columns)
+    assert {"models/demo/gan", "models/demo/vgg_gap", "models/demo/melanet"} <= set(table["run"])
+    melanet = table.set_index("run").loc["models/demo/melanet"]
+    assert melanet["state"] == "done" and 0 <= melanet["AUC"] <= 1
+    histogram = app.dataframe[0].value
+    assert set(histogram["split"]) == {"train", "test"} and histogram["benign"].sum() > 0
+    assert "Table 1 of models/demo" in [expander.label for expander in app.expander]
+
+
+def test_compare_draws_one_roc_curve_per_chosen_run_and_moves_the_threshold(demo_env: Path) -> None:
+    app = render("compare")
+    chosen = app.multiselect(key="compare_runs").value
+    assert len(chosen) == 4
+    figure = app.get("plotly_chart")[0]
+    import json
+
+    traces = json.loads(figure.proto.spec)["data"]
+    curve_names = [trace["name"] for trace in traces if trace["name"] != "chance" and trace.get("mode") == "lines"]
+    assert len(curve_names) == 4 and all("AUC" in name for name in curve_names)
+    assert len(next(frame.value for frame in app.dataframe if "AUC %" in frame.value.columns)) == 4
+
+    def false_negatives() -> int:
+        return int(next(metric.value for metric in app.metric if metric.label.startswith("FN")))
+
+    at_half = false_negatives()
+    app.slider(key="threshold").set_value(0.95).run()
+    assert not app.exception
+    assert false_negatives() > at_half  # a stricter threshold misses more melanomas
+    app.multiselect(key="compare_runs").set_value(chosen[:1]).run()
+    traces = json.loads(app.get("plotly_chart")[0].proto.spec)["data"]
+    assert len([trace for trace in traces if trace.get("mode") == "lines" and trace["name"] != "chance"]) == 1
+
+
+def test_lesions_page_shows_triplets_with_source_ids(demo_env: Path) -> None:
+    app = render("lesions")
+    assert any("syn_ISIC_" in markdown.value for markdown in app.markdown)
+    assert len(app.get("image")) >= 3 * 6 + 1  # a page of input | synthetic | reconstruction, and a grid
+    assert not [caption.value for caption in app.caption if "not found" in caption.value]
+
+
+def test_gradcam_filters_by_outcome_and_shows_two_runs(demo_env: Path) -> None:
+    app = render("gradcam")
+    outcomes = app.multiselect(key="gradcam_outcomes")
+    assert set(outcomes.options) >= {"missed melanoma (FN)", "false alarm (FP)"}
+    outcomes.set_value(["TN"]).run()
+    assert not app.exception
+    assert all("(TN)" in option for option in app.selectbox(key="gradcam_image").options)
+    assert app.selectbox(key="gradcam_second").value != "(none)"
+    app.slider(key="gradcam_opacity").set_value(0.8).run()
+    assert not app.exception
+    assert "opacity 0.80" in texts(app) or len(app.get("image")) >= 2
+
+
+def test_umap_page_shows_both_panels(demo_env: Path) -> None:
+    app = render("umap")
+    assert len(app.get("plotly_chart")) == 2
+
+
+def _jpeg() -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 255, (80, 120, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_predict_with_a_good_and_a_bad_upload(demo_env: Path) -> None:
+    app = render("predict")
+    assert any("not a medical device" in warning.value for warning in app.warning)
+    app.file_uploader(key="predict_upload").set_value(("lesion.jpg", _jpeg(), "image/jpeg")).run(timeout=180)
+    assert not app.exception, [item.value for item in app.exception]
+    probability = float(next(metric.value for metric in app.metric if metric.label == "P(malignant)"))
+    assert 0.0 <= probability <= 1.0
+    assert {metric.value for metric in app.metric if metric.label == "Decision at 0.5"} <= {"benign", "malignant"}
+    assert not app.error
+
+    app.file_uploader(key="predict_upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
+    assert not app.exception
+    assert app.error and "Cannot use notes.png" in app.error[0].value
+
+    truncated = _jpeg()[:200]
+    app.file_uploader(key="predict_upload").set_value(("cut.jpg", truncated, "image/jpeg")).run()
+    assert not app.exception and "Cannot use cut.jpg" in app.error[0].value
+
+
+def test_overview_does_not_import_tensorflow() -> None:
+    import subprocess
+
+    code = ("import sys; from streamlit.testing.v1 import AppTest; "
+            f"app = AppTest.from_file({APP!r}, default_timeout=60); app.run(); "
+            "assert not app.exception, app.exception; print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"
