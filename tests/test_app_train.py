@@ -1,0 +1,64 @@
+"""The Train page in AppTest: run names, refusal of a busy run, and a watched job's Stop/Resume panel.
+
+The launches that really train are in the browser test; here the busy run is held by this process's
+own ``Run.lock()``, so the refusal happens before anything starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from melanet import config as config_module
+from melanet import runs
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture()
+def train_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MELANET_RUNS_DIR", str(tmp_path / "runs"))
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    app.switch_page("pages/train.py")
+    app.run()
+    assert not app.exception
+    return app
+
+
+def submit_gan(app: AppTest, name: str) -> AppTest:
+    app.text_input(key="gan_name").set_value(name)
+    next(button for button in app.button if button.label == "Launch GAN training").click()
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+def test_a_run_name_outside_the_runs_folder_is_refused(train_page: AppTest, tmp_path: Path) -> None:
+    submit_gan(train_page, "../escape")
+    assert "not allowed" in train_page.error[0].value
+    assert not (tmp_path / "escape").exists()
+
+
+def test_a_launch_on_a_busy_run_is_refused_with_a_clear_message(train_page: AppTest, tmp_path: Path) -> None:
+    run = runs.Run.create(tmp_path / "runs" / "busy", config_module.Config(), "train-gan")
+    with run.lock("a test"):
+        submit_gan(train_page, "busy")
+    assert train_page.error and train_page.error[0].value.startswith("Refused:")
+    assert "already in use" in train_page.error[0].value
+    assert not (run.path / "job.json").exists()  # nothing was launched
+
+
+def test_the_progress_panel_of_a_stopped_run_offers_resume(train_page: AppTest, tmp_path: Path) -> None:
+    run = runs.Run.create(tmp_path / "runs" / "halted", config_module.Config(), "train-gan")
+    run.update_status(stage="train-gan", state="stopped", epoch=3, epochs=10, progress=0.3, message="stopped")
+    run.append_history({"epoch": 1, "cycle": 2.0, "identity": 1.0, "seconds": 1.0})
+    train_page.run()
+    labels = {metric.label: metric.value for metric in train_page.metric}
+    assert labels["State"] == "stopped" and labels["Epoch"] == "3/10"
+    buttons = {button.label: button for button in train_page.button}
+    assert buttons["Stop"].disabled and not buttons["Resume"].disabled
+    assert train_page.get("plotly_chart")  # the loss history
