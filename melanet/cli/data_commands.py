@@ -1,9 +1,93 @@
-"""`melanet` verbs for this stage (filled in by the stage's implementation)."""
+"""``melanet data download | prepare | check``: get, cache and inspect a data folder."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from melanet import config as config_module
+from melanet.cli import common
+from melanet.data import check, download, prepare, sources
+from melanet.data.errors import describe_problem
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this module's verbs to the top-level parser."""
+    """Add ``data`` and its verbs to the top-level parser."""
+    data = subparsers.add_parser("data", help="download, check and prepare (preprocess + cache) a data folder")
+    verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
+
+    fetch = verbs.add_parser("download", help="download the official ISIC-2016 Part 3 files (resumable)")
+    fetch.add_argument("dataset", choices=["isic2016"], help="which data set")
+    fetch.add_argument("--dest", default="data/isic2016", metavar="DIR", help="folder to fill (default: %(default)s)")
+    fetch.add_argument("--base-url", metavar="URL",
+                       help=f"server holding the files (default: ${download.BASE_URL_ENVIRONMENT} or {download.DEFAULT_BASE_URL})")
+    fetch.add_argument("--keep-archives", action="store_true", help="keep the zip files after extracting them")
+    fetch.set_defaults(handler=_download)
+
+    prepare_parser = verbs.add_parser("prepare", help="preprocess a data folder into the cache the stages read")
+    _add_data_arguments(prepare_parser)
+    prepare_parser.add_argument("--image-size", type=int, metavar="N", help="square side in pixels (data.image_size)")
+    prepare_parser.add_argument("--skip-bad", action="store_true", help="skip and list bad inputs instead of stopping")
+    prepare_parser.set_defaults(handler=_prepare)
+
+    check_parser = verbs.add_parser("check", help="count images per split and class and list every problem")
+    _add_data_arguments(check_parser)
+    check_parser.set_defaults(handler=_check)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", metavar="DIR", help="data folder (ISIC-2016 layout or train|test/benign|malignant/)")
+    common.add_config_arguments(parser)
+    parser.add_argument("--workers", type=int, metavar="N", help="decoding processes (data.workers; 0 = all cores)")
+
+
+def _data_config(args: argparse.Namespace) -> config_module.DataConfig:
+    """The config's data section with the command line's folder and options applied."""
+    config = common.resolve_config(args)
+    changes: dict[str, object] = {"root": args.root}
+    if getattr(args, "image_size", None) is not None:
+        changes["image_size"] = args.image_size
+    if getattr(args, "skip_bad", False):
+        changes["skip_bad"] = True
+    if args.workers is not None:
+        changes["workers"] = args.workers
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, **changes))
+    config_module.validate(config)
+    return config.data
+
+
+def _download(args: argparse.Namespace) -> int:
+    url = download.base_url(args.base_url)
+    print(f"downloading ISIC-2016 Part 3 from {url} into {args.dest}", flush=True)
+    dest = download.download_isic2016(args.dest, url=url, keep_archives=args.keep_archives,
+                                      progress=common.progress_bar("download"))
+    print(f"done: {dest} (next: melanet data check {dest})")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    data_config = _data_config(args)
+    sources.detect_layout(Path(data_config.root))  # a wrong folder fails before anything is created
+    print(f"cache folder: {prepare.cache_directory(data_config)}", flush=True)
+    for split in sources.SPLITS:
+        started = time.perf_counter()
+        image_set = prepare.load_split(data_config, split, progress=common.progress_bar(f"{split} {data_config.image_size}px"))
+        benign, malignant = image_set.class_counts()
+        how = "read from cache" if image_set.from_cache else "decoded and cached"
+        print(f"{split}: {len(image_set)} images ({benign} benign / {malignant} malignant) at "
+              f"{data_config.image_size} px, {how} in {time.perf_counter() - started:.2f} s: {image_set.cache_path}")
+        if image_set.skipped:
+            print(f"{split}: skipped {len(image_set.skipped)} bad input(s):")
+            for item in image_set.skipped:
+                print(f"  {describe_problem(item)}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    data_config = _data_config(args)
+    report = check.check_data(data_config.root, max_pixels=data_config.max_image_pixels, workers=data_config.workers,
+                              progress=common.progress_bar("check"))
+    print(check.format_report(report))
+    return 0 if report.usable else 1

@@ -1,0 +1,83 @@
+"""``melanet data check``: per-split, per-class counts and every problem of a data folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from melanet.data import parallel, preprocess, sources
+from melanet.data.errors import BadImageError, describe_problem, problem
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckReport:
+    """Usable images per split and class, and every problem (dicts: file, line, reason, split)."""
+
+    root: Path
+    layout: str
+    counts: dict[str, tuple[int, int]]  # split -> (benign, malignant) usable images
+    problems: list[dict[str, Any]]
+
+    @property
+    def usable(self) -> bool:
+        """True when the stages can use the data as it is (no problems, both classes in both splits)."""
+        return not self.problems and all(min(pair) > 0 for pair in self.counts.values())
+
+
+def check_data(root: str | Path, *, max_pixels: int = 100_000_000, workers: int = 0,
+               progress: parallel.Progress | None = None) -> CheckReport:
+    """Index ``root`` and decode every image (cheaply) to find the problems loading would meet."""
+    root = Path(root)
+    index = sources.read_index(root)
+    samples = index.train + index.test
+    reasons = parallel.map_chunks(inspect_chunk, [str(sample.path) for sample in samples], max_pixels,
+                                  workers=workers, progress=progress, message="checking images")
+    problems = list(index.problems)
+    bad = set()
+    for sample, reason in zip(samples, reasons):
+        if reason is not None:
+            problems.append(problem(sample.path, reason, split=sample.split))
+            bad.add(sample.path)
+    counts = {}
+    for split in sources.SPLITS:
+        labels = [sample.label for sample in index.samples(split) if sample.path not in bad]
+        counts[split] = (labels.count(0), labels.count(1))
+        for label, class_name in enumerate(sources.CLASS_NAMES):
+            already = any(item["split"] == split and item["reason"].startswith("empty class") for item in problems)
+            if index.samples(split) and counts[split][label] == 0 and not already:
+                problems.append(problem(root, f"empty class: the {split} split has no usable {class_name} images",
+                                        split=split))
+    return CheckReport(root=root, layout=index.layout, counts=counts, problems=problems)
+
+
+def inspect_chunk(paths: list[str], max_pixels: int) -> list[str | None]:
+    """Worker: None per good image, the reason per bad one."""
+    reasons: list[str | None] = []
+    for path in paths:
+        try:
+            preprocess.inspect_image(path, max_pixels)
+            reasons.append(None)
+        except BadImageError as error:
+            reasons.append(error.reason)
+    return reasons
+
+
+def format_report(report: CheckReport) -> str:
+    """A counts table (the paper's Figure 4 as numbers), then every problem, then the verdict."""
+    rows = [("split", "benign", "malignant", "total")]
+    for split, (benign, malignant) in report.counts.items():
+        rows.append((split, str(benign), str(malignant), str(benign + malignant)))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    lines = [f"{report.root} ({report.layout} layout)"]
+    for position, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[0]) if column == 0 else cell.rjust(widths[column])
+                               for column, cell in enumerate(row)))
+        if position == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    if report.problems:
+        lines.append(f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}:")
+        lines += [f"  [{item['split']}] {describe_problem(item)}" for item in report.problems]
+    lines.append("OK: the data can be used" if report.usable else
+                 "NOT USABLE as it is: fix the problems above, or pass --skip-bad to the stages to skip bad items")
+    return "\n".join(lines)
