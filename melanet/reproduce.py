@@ -81,7 +81,8 @@ class Step:
 
     def arguments(self, config_path: Path) -> list[str]:
         """CLI arguments: resume an interrupted training run from its checkpoint, else start it."""
-        if self.configurable and training.latest_checkpoint(runs.Run(self.folder)) is not None:
+        run = runs.Run(self.folder)
+        if self.configurable and run.exists() and run.checkpoint_dir.is_dir():
             return [self.verb, "--resume", str(self.folder)]
         arguments = [self.verb, "--run", str(self.folder)]
         if self.configurable:
