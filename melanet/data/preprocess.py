@@ -135,7 +135,7 @@ def _open(source: ImageSource, name: str, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise BadImageError(name, f"refused: too many pixels ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise BadImageError(name, f"not a readable image ({error})") from None
+        raise BadImageError(name, f"truncated or corrupt image ({error})") from None
     width, height = image.size
     if width * height > max_pixels:
         image.close()
