@@ -39,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     explain.add_argument(
         "--layer", metavar="NAME", help="target layer (default: explain.layer of the run's config, block5_conv3)"
     )
+    explain.add_argument(
+        "--threshold",
+        metavar="VALUE",
+        help=(
+            "decision threshold for TP/FP/TN/FN: a number in (0, 1), or 'operating' for the point "
+            "`melanet evaluate` chose on the validation split (default: metrics.json's threshold)"
+        ),
+    )
     explain.add_argument("--limit", type=int, default=0, metavar="N", help="at most N images, mistakes first (0 = all)")
     explain.set_defaults(handler=run_explain)
 
@@ -68,10 +76,12 @@ def run_explain(args: argparse.Namespace) -> int:
         layer=args.layer,
         which=args.which,
         limit=args.limit,
+        threshold=args.threshold,
         progress=common.progress_bar("explain"),
     )
     rows = explain_module.read_index(index_path)
-    print(f"index: {index_path} ({len(rows)} rows)", flush=True)
+    counts = ", ".join(f"{name} {sum(row['outcome'] == name for row in rows)}" for name in explain_module.OUTCOMES)
+    print(f"index: {index_path} ({len(rows)} rows: {counts})", flush=True)
     return 0
 
 

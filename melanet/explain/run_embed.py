@@ -139,7 +139,7 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
             )
             synthetic_features, synthetic_ids = None, []
             if config.classifier.gan_run:
-                synthetic = _synthetic_for(run.path, config.classifier.gan_run, config.data.image_size, training.ids)
+                synthetic = _synthetic_for(run.path, config.classifier.gan_run, training)
                 synthetic_ids = synthetic.ids
                 synthetic_features = features.extract_features(
                     model, synthetic.images, batch_size=batch_size, progress=progress, message="features (synthetic)"
@@ -176,17 +176,9 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
     return csv_path
 
 
-def _synthetic_for(classifier_run: Path, gan_run: str, image_size: int, training_ids: Sequence[str]):
-    """Synthetic images of the stage-1 run whose source image is in this training split (all of them
-    when the ids do not match, e.g. a stage-1 run trained on other data)."""
-    from melanet.gan import synthesis
+def _synthetic_for(classifier_run: Path, gan_run: str, training):
+    """The synthetic images of the stage-1 run that this training split can use: the classifier's own
+    rule (``melanet.classifier.training_sets.synthetic_images``: only those made from its images)."""
+    from melanet.classifier import training_sets
 
-    synthetic = synthesis.load_synthetic(resolve_gan_run(gan_run, classifier_run), image_size)
-    training = set(training_ids)
-    keep = [index for index, image_id in enumerate(synthetic.ids) if image_id.removeprefix("syn_") in training]
-    if keep and len(keep) < len(synthetic.ids):
-        logger.info("using %d of %d synthetic images (sources in this training split)", len(keep), len(synthetic.ids))
-        return synthetic.subset(keep)
-    if not keep:
-        logger.warning("no synthetic image comes from this training split; using all %d", len(synthetic.ids))
-    return synthetic
+    return training_sets.synthetic_images(training, str(resolve_gan_run(gan_run, classifier_run)))

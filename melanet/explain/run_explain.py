@@ -2,7 +2,8 @@
 
 Writes, under ``<run>/explain/`` (or ``<run>/explain/<data folder name>/`` for ``--data DIR``)::
 
-    index.csv        image, label, prob_malignant, outcome, method, layer, map_path, overlay_path, input_path
+    index.csv        image, label, prob_malignant, outcome, method, layer, map_path, overlay_path, input_path,
+                     threshold (the decision threshold behind outcome)
     maps/*.npy       (H, W) float32 in [0, 1], one per image, method and layer
     overlays/*.png   heat map over the input, the input's size
     inputs/*.png     the preprocessed input the model saw
@@ -42,6 +43,7 @@ INDEX_COLUMNS = (
     "map_path",
     "overlay_path",
     "input_path",
+    "threshold",  # the decision threshold behind ``outcome`` (an addition to the documented columns)
 )
 EXPLAIN_FOLDER = "explain"
 
@@ -167,6 +169,9 @@ def explain_images(
     selected = order_for_review(outcome, probabilities, options.which)
     if options.limit:
         selected = selected[: options.limit]
+    if not selected:
+        found = ", ".join(f"{name} {int(np.sum(outcome == name))}" for name in OUTCOMES)
+        logger.warning("no test image has outcome %s at threshold %s (%s)", ",".join(options.which), options.threshold, found)
     logger.info(
         "explaining %d of %d images (%s) with %s on %s",
         len(selected),
@@ -205,6 +210,7 @@ def explain_images(
                     "method": options.method,
                     "layer": options.layer,
                     **{key: path.relative_to(run_path).as_posix() for key, path in paths.items()},
+                    "threshold": f"{options.threshold:.6g}",
                 }
             )
         if progress is not None:
@@ -235,9 +241,30 @@ def _review_key(row: dict[str, str]) -> tuple:
     return (row.get("method", ""), row.get("layer", ""), rank, confidence, row.get("image", ""))
 
 
-def run_threshold(run: runs.Run, default: float) -> float:
-    """The run's decision threshold: ``threshold`` of ``metrics.json`` when evaluated, else ``default``."""
+def run_threshold(run: runs.Run, default: float, choice: str | float | None = None) -> float:
+    """The decision threshold for outcomes.
+
+    ``choice`` None: ``threshold`` of the run's ``metrics.json`` when evaluated, else ``default``;
+    "operating": the operating point ``melanet evaluate`` chose on the validation split
+    (ConfigError when there is none); a number in (0, 1): that number.
+    """
     metrics = run.metrics() or {}
+    if choice is not None and str(choice) != "operating":
+        try:
+            number = float(choice)
+        except ValueError:
+            raise ConfigError(f"threshold must be a number in (0, 1) or 'operating', got {choice!r}") from None
+        if not 0.0 < number < 1.0:
+            raise ConfigError(f"threshold must be in (0, 1), got {number}")
+        return number
+    if choice is not None:
+        operating = metrics.get("operating_point") or {}
+        if not operating.get("available") or not isinstance(operating.get("threshold"), (int, float)):
+            raise ConfigError(
+                f"{run.path}: no validation operating point in metrics.json "
+                f"({operating.get('reason', 'run melanet evaluate first')})"
+            )
+        return float(operating["threshold"])
     value = metrics.get("threshold")
     if isinstance(value, (int, float)) and 0.0 < float(value) < 1.0:
         return float(value)
@@ -268,13 +295,15 @@ def explain_run(
     layer: str | None = None,
     which: str | None = None,
     limit: int = 0,
+    threshold: str | float | None = None,
     progress: Progress | None = None,
 ) -> Path:
     """Grad-CAM for the test split of a classifier run; returns the ``index.csv`` written.
 
     ``data_root`` explains the test split of another data folder instead, written under
     ``<run>/explain/<folder name>/``; the run's own test split goes to ``<run>/explain/``.
-    ``method``, ``layer`` and ``which`` default to the run's ``explain`` config section. Probabilities
+    ``method``, ``layer`` and ``which`` default to the run's ``explain`` config section; ``threshold``
+    as in :func:`run_threshold`. Probabilities
     come from the run's ``predictions.csv`` (``melanet evaluate``) when it covers the images, else
     the model predicts them here.
     """
@@ -318,8 +347,8 @@ def explain_run(
             )
             if probabilities.ndim == 2:
                 probabilities = probabilities[:, 1]
-        options = dataclasses.replace(options, threshold=run_threshold(run, config.evaluation.threshold))
-        status = {"state": "running", "method": options.method, "layer": options.layer,
+        options = dataclasses.replace(options, threshold=run_threshold(run, config.evaluation.threshold, threshold))
+        status = {"state": "running", "method": options.method, "layer": options.layer, "threshold": options.threshold,
                   "folder": output_dir.relative_to(run.path).as_posix(), "started_at": runs.now_iso()}
         run.update_status(explain=status)
 
