@@ -88,6 +88,11 @@ def main() -> None:
         "gradcam_plus_plus_seconds_per_image": round(timings["gradcam++"], 4),
         "forward_backward_seconds_per_image": round(timings["forward_backward"], 4),
         "gradcam_over_forward_backward": round(timings["gradcam"] / timings["forward_backward"], 2),
+        "note": (
+            "forward_backward = softmax score gradient down to the input pixels; Grad-CAM backpropagates "
+            "only to block5_conv3 (plus tf-keras-vis bookkeeping), so it can be cheaper. 2 shared CPU cores: "
+            "best of repeats, still noisy"
+        ),
         "umap_points": args.points,
         "umap_features": args.features,
         "umap_seconds": round(umap_seconds, 2),
