@@ -58,6 +58,7 @@ class ClassifierConfig:
     batch_size: int = 16
     backbone: str = "vgg16"  # "vgg16" (paper) | "vgg16-narrow" (CPU demo)
     width: float = 1.0  # filter multiplier for "vgg16-narrow"
+    trainable_from: str = ""  # "" = all layers trainable (paper); e.g. "block5_conv1" freezes earlier layers (CPU demo)
     weights: str = "imagenet"  # "imagenet" | "hed" (offline VGG16 edge weights) | "none" | path to .h5
     optimizer: str = "adadelta"  # "adadelta" (paper) | "adam"
     learning_rate: float = 1e-3

@@ -26,7 +26,7 @@ from melanet import distribute, runs, training
 from melanet.classifier import model as model_module
 from melanet.classifier import predict, training_sets
 from melanet.classifier.selection import SelectionState
-from melanet.config import Config
+from melanet.config import Config, ConfigError
 from melanet.data.prepare import ImageSet
 
 logger = logging.getLogger(__name__)
@@ -87,10 +87,15 @@ def make_dataset(
 def build_compiled_model(config: Config) -> keras.Model:
     """The configured VGG-GAP, compiled, optimizer built (call inside the strategy's scope)."""
     settings = config.classifier
-    model = model_module.build_classifier(
-        config.data.image_size, settings.backbone, settings.width, settings.weights,
-        trainable_from=getattr(settings, "trainable_from", ""),
-    )
+    try:
+        model = model_module.build_classifier(
+            config.data.image_size, settings.backbone, settings.width, settings.weights,
+            trainable_from=settings.trainable_from,
+        )
+    except ConfigError:
+        raise
+    except ValueError as error:  # a setting the builder refuses (e.g. an unknown trainable_from layer)
+        raise ConfigError(f"config: classifier settings: {error}") from None
     model_module.compile_classifier(model, settings.optimizer, settings.learning_rate,
                                     settings.focal_alpha, settings.focal_gamma)
     model.optimizer.build(model.trainable_variables)
