@@ -190,6 +190,7 @@ def reproduce(
                 raise StageFailed(f"{step.name} failed (exit code {return_code}); see {step.folder}/status.json; "
                                   f"continue later with `melanet reproduce --resume {results}`")
             states[step.name] = "done"
+            run.update_status(progress=round((index + 1) / len(steps), 4), stages=_stage_entries(steps, states))
         rows = compare.load_rows([results / folder for folder, _ in CLASSIFIERS])
         compare.write_tables(rows, results)
         run.update_status(step=len(steps), steps=len(steps), progress=1.0, message="table written",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from melanet import config as config_module
 from melanet import runs
 
 METHOD_NAMES = {
@@ -65,7 +66,7 @@ def load_row(run_path: str | Path, *, operating_point: bool = False) -> dict[str
     report = runs.read_json(metrics_path)
     try:
         training_set = runs.Run(path).config().classifier.training_set
-    except runs.RunError:
+    except (runs.RunError, config_module.ConfigError):
         training_set = (report.get("model") or {}).get("training_set", "")
     figures = report
     if operating_point:
