@@ -89,12 +89,16 @@ class ActivationMapper:
         if method not in METHODS:
             raise ValueError(f"unknown Grad-CAM method '{method}'; expected one of {', '.join(METHODS)}")
         find_target_layer(model, layer)
-        # Imported here: tf-keras-vis pulls in scipy and tf.keras at import time.
-        from tf_keras_vis.gradcam import Gradcam
-        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-        from tf_keras_vis.scorecam import Scorecam
-        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-        from tf_keras_vis.utils.scores import CategoricalScore
+        # Imported here: tf-keras-vis pulls in scipy and tf.keras at import time, and 0.8.7 imports
+        # scipy.ndimage.interpolation, which warns on every import.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="tf_keras_vis")
+            warnings.filterwarnings("ignore", message=".*scipy.ndimage.interpolation.*")
+            from tf_keras_vis.gradcam import Gradcam
+            from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+            from tf_keras_vis.scorecam import Scorecam
+            from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+            from tf_keras_vis.utils.scores import CategoricalScore
 
         self.model = model
         self.layer = layer
