@@ -1,0 +1,172 @@
+"""Synthesis: every benign training image -> ``generator_benign_to_malignant`` -> a synthetic malignant lesion.
+
+Writes into the stage-1 run folder::
+
+    synthetic/images/syn_<source_id>.png            the translation, (S, S, 3) uint8 = (x + 1) * 127.5
+    synthetic/reconstructions/syn_<source_id>.png   generator_malignant_to_benign of the translation
+    synthetic/manifest.csv                          synthetic_id, source_id, path, reconstruction_path
+
+Per image and resumable: images whose two PNGs already exist are skipped. The benign images are the
+training part of the run's own config and seed (the same split stage 1 trained on; never validation
+or test). ``load_synthetic`` reads the result back as an ``ImageSet`` for stage 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from melanet import config as config_module
+from melanet import runs, training
+from melanet.data import errors as data_errors
+from melanet.data import prepare
+
+logger = logging.getLogger(__name__)
+
+STAGE = "synthesize"
+SYNTHETIC_FOLDER = "synthetic"
+MANIFEST_FILE = f"{SYNTHETIC_FOLDER}/manifest.csv"
+MANIFEST_COLUMNS = ("synthetic_id", "source_id", "path", "reconstruction_path")
+SYNTHETIC_PREFIX = "syn_"
+
+
+def synthetic_id(source_id: str) -> str:
+    """``syn_<source_id>``; refuses ids that could not be a file name."""
+    if not source_id or any(character in source_id for character in "/\\\0") or source_id in (".", ".."):
+        raise ValueError(f"image id {source_id!r} cannot name a file")
+    return f"{SYNTHETIC_PREFIX}{source_id}"
+
+
+def manifest_row(source_id: str) -> dict[str, str]:
+    """The manifest row (paths relative to the run folder) for the synthetic image of ``source_id``."""
+    identifier = synthetic_id(source_id)
+    return {
+        "synthetic_id": identifier,
+        "source_id": source_id,
+        "path": f"{SYNTHETIC_FOLDER}/images/{identifier}.png",
+        "reconstruction_path": f"{SYNTHETIC_FOLDER}/reconstructions/{identifier}.png",
+    }
+
+
+def load_generators(run: runs.Run, config: config_module.Config):
+    """(generator_benign_to_malignant, generator_malignant_to_benign) of ``run``.
+
+    The final ``.keras`` files when training finished; else the newest checkpoint (with a warning),
+    so a stopped run can still be looked at. ``RunError`` when there is neither.
+    """
+    import keras
+
+    from melanet.gan import model, train
+
+    paths = [train.generator_path(run, name) for name in train.GENERATOR_NAMES]
+    if all(path.is_file() for path in paths):
+        return tuple(keras.saving.load_model(path, compile=False) for path in paths)
+    info = training.latest_checkpoint(run)
+    if info is None:
+        raise runs.RunError(f"{run.path}: no trained generators (run `melanet train-gan` first)")
+    logger.warning("%s: training has not finished; synthesizing with the checkpoint of epoch %s", run.path, info["epoch"])
+    cyclegan = model.from_config(config.gan, config.data.image_size)
+    training.restore_checkpoint(cyclegan.checkpoint(), run)
+    return tuple(cyclegan.network(name) for name in train.GENERATOR_NAMES)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    runs.atomic_write_bytes(path, buffer.getvalue())
+
+
+def synthesize(
+    run: runs.Run, *, batch_size: int = 16, progress: training.ProgressCallback | None = None
+) -> Path:
+    """Translate every benign training image of ``run``'s config; returns the manifest path.
+
+    Holds the run's lock (``RunBusyError`` while it trains) and reports progress in ``status.json``
+    under stage ``synthesize``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    with training.stage_session(run, STAGE):
+        return _synthesize_holding_lock(run, batch_size, progress)
+
+
+def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
+    from melanet.data import splits
+    from melanet.gan import dataset
+
+    config = run.config()
+    run.update_status(message="loading training images")
+    training_set, _ = splits.training_and_validation(config.data, config.seed, progress=progress)
+    benign_indices = np.flatnonzero(training_set.labels == 0)
+    rows = [manifest_row(training_set.ids[index]) for index in benign_indices]
+    pending = [
+        position for position, row in enumerate(rows)
+        if not ((run.path / row["path"]).is_file() and (run.path / row["reconstruction_path"]).is_file())
+    ]
+    logger.info("synthesis: %d benign training images, %d already done", len(rows), len(rows) - len(pending))
+    batches = [pending[start : start + batch_size] for start in range(0, len(pending), batch_size)]
+    reporter = training.EpochReporter(run, 1, len(batches), progress=progress)
+    reporter.start_epoch(1)
+    if batches:
+        to_malignant, to_benign = load_generators(run, config)
+        for number, batch in enumerate(batches, start=1):
+            images = training_set.images[benign_indices[batch]]
+            translated = to_malignant.predict_on_batch(dataset.to_model_range(images))
+            reconstructed = to_benign.predict_on_batch(translated)
+            for position, translation, reconstruction in zip(
+                batch, dataset.to_uint8(translated), dataset.to_uint8(reconstructed)
+            ):
+                _write_png(run.path / rows[position]["path"], translation)
+                _write_png(run.path / rows[position]["reconstruction_path"], reconstruction)
+            reporter.step(1, number, message=f"synthesized {min(len(pending), number * batch_size)}/{len(pending)}")
+    manifest = run.file(MANIFEST_FILE)
+    runs.atomic_write_csv(manifest, rows, MANIFEST_COLUMNS)
+    run.update_status(message=f"synthesized {len(rows)} images", synthetic_images=len(rows))
+    return manifest
+
+
+def read_manifest(run_path: str | Path) -> list[dict[str, str]]:
+    """Rows of ``synthetic/manifest.csv``; ``RunError`` when synthesis has not run, ``DataError`` on bad rows."""
+    path = Path(run_path) / MANIFEST_FILE
+    if not path.is_file():
+        raise runs.RunError(f"{path}: no synthetic images (run `melanet synthesize --run {run_path}` first)")
+    with path.open(newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        missing = [column for column in MANIFEST_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise data_errors.DataError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
+        rows = list(reader)
+    for line, row in enumerate(rows, start=2):
+        if not row["synthetic_id"] or not row["path"]:
+            raise data_errors.DataError(f"{path}: line {line}: empty synthetic_id or path")
+    return rows
+
+
+def load_synthetic(run_path: str | Path, image_size: int) -> prepare.ImageSet:
+    """The synthetic malignant images of a stage-1 run as an ``ImageSet``.
+
+    ``images`` (N, image_size, image_size, 3) uint8 (resized when the run used another size),
+    ``labels`` (N,) int64 all 1 (malignant), ``ids`` ``syn_<source_id>`` in manifest order.
+    """
+    from melanet.data import preprocess
+
+    run_path = Path(run_path)
+    rows = read_manifest(run_path)
+    images = np.empty((len(rows), image_size, image_size, 3), dtype=np.uint8)
+    for index, row in enumerate(rows):
+        path = run_path / row["path"]
+        if not path.is_file():
+            raise data_errors.DataError(f"{run_path / MANIFEST_FILE}: line {index + 2}: {path} not found")
+        with Image.open(path) as opened:
+            image = np.asarray(opened.convert("RGB"))
+        if image.shape[:2] != (image_size, image_size):
+            image = preprocess.preprocess_image(path, image_size)
+        images[index] = image
+    return prepare.ImageSet(
+        images=images, labels=np.ones(len(rows), dtype=np.int64), ids=[row["synthetic_id"] for row in rows]
+    )
