@@ -44,6 +44,8 @@ CLASSIFIERS = (
     ("melanet", "synthetic"),
 )
 POLL_SECONDS = 1.0
+# 143 = 128 + SIGTERM (a stage stopped on request), 130 = Ctrl-C; negative: killed by that signal
+STOPPED_EXIT_CODES = (143, 130, -signal.SIGTERM, -signal.SIGINT)
 
 
 @dataclasses.dataclass
@@ -183,7 +185,17 @@ def reproduce(
                 progress(index, len(steps), message)
             command = program + list(child_options) + step.arguments(config_path)
             logger.info("%s: %s", step.name, " ".join(command))
-            return_code = _run_child(command, step, run, index, len(steps))
+            try:
+                return_code = _run_child(command, step, run, index, len(steps))
+            except BaseException:
+                states[step.name] = "stopped"
+                run.update_status(stages=_stage_entries(steps, states))
+                raise
+            if return_code in STOPPED_EXIT_CODES:
+                # the child was stopped (SIGTERM to the process group, or Ctrl-C): so is the reproduction
+                states[step.name] = "stopped"
+                run.update_status(stages=_stage_entries(steps, states))
+                raise training.StopRequested()
             if return_code != 0:
                 states[step.name] = "failed"
                 run.update_status(stages=_stage_entries(steps, states))

@@ -8,7 +8,11 @@ folder's status can be tested in seconds; the slow end-to-end test runs the real
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 import textwrap
 from pathlib import Path
 
@@ -42,6 +46,14 @@ STAND_IN = textwrap.dedent(
         else:
             run = runs.Run.create(folder, config_module.load_config(options["--config"], overrides), verb)
         run.update_status(stage=verb, state="running")
+        if os.environ.get("STAND_IN_SLEEP") == verb:  # stands for a long stage: stops like stage_session
+            import signal, time
+            def stop(signum, frame):
+                run.update_status(state="stopped")
+                sys.exit(143)
+            signal.signal(signal.SIGTERM, stop)
+            Path(os.environ["STAND_IN_LOG"] + ".started").write_text("")
+            time.sleep(60)
         failure = Path(os.environ["STAND_IN_FAIL"])
         if failure.exists() and failure.read_text() == f"{{verb}} {{folder.name}}":
             failure.unlink()  # fail once, after an epoch's checkpoint
@@ -160,3 +172,33 @@ def test_results_folder_guards(tmp_path: Path) -> None:
         reproduce.prepare_results(tmp_path / "classifier", smoke, resume=False)
     with pytest.raises(runs.RunError, match="not a 'reproduce' results folder"):
         reproduce.prepare_results(tmp_path / "classifier", None, resume=True)
+
+
+def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, stand_in: dict[str, Path],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard's Stop: SIGTERM to the reproduction's process group stops child and parent, resumably."""
+    results = tmp_path / "results"
+    monkeypatch.setenv("STAND_IN_SLEEP", "train-classifier")
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPOSITORY)!r})\n"
+        "from melanet import config as config_module, reproduce, training\n"
+        f"config = config_module.load_config({str(REPOSITORY / 'configs' / 'smoke.yaml')!r})\n"
+        "try:\n"
+        f"    reproduce.reproduce({str(results)!r}, config, program=[sys.executable, {str(stand_in['program'])!r}])\n"
+        "except training.StopRequested:\n"
+        "    sys.exit(143)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    started = Path(str(stand_in["log"]) + ".started")
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), "the training stand-in never started"
+    os.killpg(parent.pid, signal.SIGTERM)
+    assert parent.wait(timeout=30) == 143
+    status = runs.Run(results).status()
+    assert status["state"] == "stopped"
+    states = {entry["name"]: entry["state"] for entry in status["stages"]}
+    assert states["synthesize"] == "done" and states["train-classifier vgg_gap"] == "stopped"
+    assert runs.Run(results / "vgg_gap").status()["state"] == "stopped"
+    assert not runs.Run(results).is_locked()

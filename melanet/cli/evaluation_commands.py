@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from melanet import runs
+from melanet import runs, training
 from melanet.cli import common
 
 
@@ -136,7 +136,11 @@ def _reproduce(args: argparse.Namespace) -> int:
     config = None if resume else common.resolve_config(args)
     common.announce_run(results)
     child_options = ["-q"] if args.quiet else ["-v"] if args.verbose else []
-    rows = reproduce.reproduce(results, config, resume=resume, child_options=child_options)
+    try:
+        rows = reproduce.reproduce(results, config, resume=resume, child_options=child_options)
+    except training.StopRequested:
+        print(f"melanet reproduce: stopped; continue with: melanet reproduce --resume {results}", file=sys.stderr)
+        return 143
     sys.stdout.write(compare.to_text(rows))
     print(f"table written to {results / 'table.md'} and {results / 'table.csv'}")
     return 0
