@@ -26,7 +26,7 @@ METHOD_NAMES = {
 REPRODUCE_ORDER = ("vgg_gap", "augment5x", "augment10x", "melanet")
 
 CSV_COLUMNS = (
-    "method", "run", "n", "threshold",
+    "method", "run", "n", "n_malignant", "threshold",
     "auc", "auc_low", "auc_high",
     "sensitivity", "sensitivity_low", "sensitivity_high",
     "specificity", "specificity_low", "specificity_high",
@@ -36,7 +36,7 @@ CSV_COLUMNS = (
 TABLE_HEADERS = ("Method", "AUC % [95% CI]", "Sensitivity % [95% CI]", "Specificity % [95% CI]", "FN", "FP",
                  "NPV % (paper's 'sensitivity')")
 FOOTNOTE = (
-    "Threshold {threshold}; AUC CI: stratified bootstrap; proportion CIs: Wilson. Sensitivity = TP/(TP+FN) "
+    "Test images: {test_images}. Threshold {threshold}; AUC CI: stratified bootstrap; proportion CIs: Wilson. Sensitivity = TP/(TP+FN) "
     "for melanoma. The paper's 'sensitivity' column is the NPV = TN/(TN+FN) (its code's cm[0,0]/(cm[0,0]+cm[1,0]))."
 )
 
@@ -79,6 +79,7 @@ def load_row(run_path: str | Path, *, operating_point: bool = False) -> dict[str
         "method": METHOD_NAMES.get(training_set, training_set or path.name),
         "run": path.name,
         "n": figures.get("n"),
+        "n_malignant": figures.get("n_malignant"),
         "threshold": figures.get("threshold"),
         "auc": report.get("auc"),
         "auc_low": auc_interval.get("low"),
@@ -129,11 +130,20 @@ def _thresholds(rows: Sequence[dict[str, Any]]) -> str:
     return ", ".join(values) or "n/a"
 
 
+def _test_images(rows: Sequence[dict[str, Any]]) -> str:
+    values = sorted({f"{row['n']} ({row['n_malignant']} malignant)" for row in rows if row.get("n") is not None})
+    return ", ".join(values) or "n/a"
+
+
+def _footnote(rows: Sequence[dict[str, Any]]) -> str:
+    return FOOTNOTE.format(threshold=_thresholds(rows), test_images=_test_images(rows))
+
+
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """A GitHub-flavoured Markdown table with a footnote on thresholds, intervals and the NPV column."""
     lines = ["| " + " | ".join(TABLE_HEADERS) + " |", "|" + "|".join(["---"] + ["---:"] * (len(TABLE_HEADERS) - 1)) + "|"]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
-    lines += ["", FOOTNOTE.format(threshold=_thresholds(rows))]
+    lines += ["", _footnote(rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -144,7 +154,7 @@ def to_text(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["  ".join(cell.ljust(width) if column == 0 else cell.rjust(width)
                        for column, (cell, width) in enumerate(zip(line, widths))).rstrip() for line in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines + ["", FOOTNOTE.format(threshold=_thresholds(rows))]) + "\n"
+    return "\n".join(lines + ["", _footnote(rows)]) + "\n"
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
