@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from melanet import config as config_module
 from melanet import runs
 from melanet.data.errors import DataError
 from melanet.evaluation import metrics
@@ -90,7 +91,7 @@ def write_predictions(out_dir: str | Path, ids: Sequence[str], labels: np.ndarra
 def report_for_predictions(
     labels: np.ndarray,
     probabilities: np.ndarray,
-    evaluation_config: Any,
+    evaluation_config: config_module.EvaluationConfig,
     seed: int,
     validation_path: Path | None,
 ) -> dict[str, Any]:
@@ -158,8 +159,8 @@ def evaluate_run(
 
 def _evaluate(
     run: runs.Run,
-    config: Any,
-    data_config: Any,
+    config: config_module.Config,
+    data_config: config_module.DataConfig,
     target: Path,
     progress: ProgressCallback | None,
 ) -> dict[str, Any]:

@@ -21,8 +21,6 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as sklearn_metrics
 
-PROPORTIONS = ("sensitivity", "specificity", "ppv", "npv", "accuracy")
-
 PAPER_NOTE = (
     "The MelaNet paper's Table 1 'sensitivity' is TN/(TN+FN), the negative predictive value, and its "
     "'specificity' is the positive predictive value: the authors' code computes "
