@@ -66,18 +66,19 @@ def _new_run_path(name: str) -> Path | None:
 
 
 def gan_form() -> None:
+    st.markdown("**Stage 1: CycleGAN benign -> malignant** (`melanet train-gan`)")
+    preset = _preset_select("gan_preset")
+    defaults = config_module.load_config(preset)
+    sizes = sorted({32, 64, 128, 256, defaults.data.image_size})
     with st.form("gan_form"):
-        st.markdown("**Stage 1: CycleGAN benign -> malignant** (`melanet train-gan`)")
-        name = st.text_input("Run name", value=_default_name("gan"), key="gan_name")
-        preset = _preset_select("gan_preset")
-        defaults = config_module.load_config(preset)
+        name = st.text_input("GAN run name", value=_default_name("gan"), key="gan_name")
         left, middle, right = st.columns(3)
-        epochs = left.number_input("Epochs", 1, 5000, defaults.gan.epochs, key="gan_epochs")
-        size = middle.selectbox("Image size", [32, 64, 128, 256], key="gan_size",
-                                index=[32, 64, 128, 256].index(defaults.data.image_size)
-                                if defaults.data.image_size in (32, 64, 128, 256) else 1)
-        batch = right.number_input("Batch size", 1, 64, defaults.gan.batch_size, key="gan_batch")
-        root = st.text_input("Data folder", value=defaults.data.root, key="gan_root")
+        # widget keys carry the preset, so choosing another preset shows its defaults
+        epochs = left.number_input("GAN epochs", 1, 5000, defaults.gan.epochs, key=f"gan_epochs_{preset.stem}")
+        size = middle.selectbox("Image size", sizes, index=sizes.index(defaults.data.image_size),
+                                key=f"gan_size_{preset.stem}")
+        batch = right.number_input("Batch size", 1, 64, defaults.gan.batch_size, key=f"gan_batch_{preset.stem}")
+        root = st.text_input("Data folder", value=defaults.data.root, key=f"gan_root_{preset.stem}")
         if st.form_submit_button("Launch GAN training", type="primary"):
             path = _new_run_path(name)
             if path is not None:
@@ -99,11 +100,11 @@ def synthesis_form() -> None:
 
 
 def classifier_form() -> None:
+    st.markdown("**Stage 2: VGG-GAP focal-loss classifier** (`melanet train-classifier`)")
+    preset = _preset_select("classifier_preset")
+    defaults = config_module.load_config(preset)
     with st.form("classifier_form"):
-        st.markdown("**Stage 2: VGG-GAP focal-loss classifier** (`melanet train-classifier`)")
-        name = st.text_input("Run name", value=_default_name("classifier"), key="classifier_name")
-        preset = _preset_select("classifier_preset")
-        defaults = config_module.load_config(preset)
+        name = st.text_input("Classifier run name", value=_default_name("classifier"), key="classifier_name")
         training_set = st.radio("Training set", list(TRAINING_SETS), format_func=TRAINING_SETS.get,
                                 key="classifier_training_set")
         sources = discovery.with_file(entries, "synthetic/manifest.csv")
@@ -111,8 +112,10 @@ def classifier_form() -> None:
         gan_label = st.selectbox("GAN run with synthetic lesions (for the MelaNet training set)", gan_labels,
                                  key="classifier_gan_run")
         left, right = st.columns(2)
-        epochs = left.number_input("Epochs", 1, 1000, defaults.classifier.epochs, key="classifier_epochs")
-        batch = right.number_input("Batch size", 1, 256, defaults.classifier.batch_size, key="classifier_batch")
+        epochs = left.number_input("Classifier epochs", 1, 1000, defaults.classifier.epochs,
+                                   key=f"classifier_epochs_{preset.stem}")
+        batch = right.number_input("Batch size", 1, 256, defaults.classifier.batch_size,
+                                   key=f"classifier_batch_{preset.stem}")
         if st.form_submit_button("Launch classifier training", type="primary"):
             overrides = [f"classifier.training_set={training_set}", f"classifier.epochs={epochs}",
                          f"classifier.batch_size={batch}"]
@@ -221,5 +224,5 @@ choices = _watch_choices()
 if not choices:
     ui.no_runs("runs in your runs folder", "Launch a stage above; its progress appears here.")
 else:
-    watched_label = st.selectbox("Run", choices, key=f"watch_{choices[0]}")
+    watched_label = st.selectbox("Run to watch", choices, key=f"watch_{choices[0]}")
     progress_panel(next(entry.path for entry in user_runs if entry.label == watched_label))

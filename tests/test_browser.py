@@ -1,0 +1,214 @@
+"""The dashboard in a real browser: `streamlit run app.py` headless on 127.0.0.1, driven by Playwright
+in Debian's Chromium. Visits every page, checks what is visible, saves a screenshot of each into
+test-artifacts/screenshots/, launches a smoke-sized GAN training from the Train page and watches it
+finish, then stops a longer one mid-way (from a second tab's view of the same job).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import app_fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (CI installs Debian's chromium package)", allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(env: dict[str, str], log_path: Path, script: str = "app.py") -> tuple[subprocess.Popen, str]:
+    """`streamlit run` headless on a free port; returns the process and its URL once it is healthy."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]
+    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return server, url
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise AssertionError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    folder = tmp_path_factory.mktemp("browser")
+    app_fixture.write_results(folder / "models" / "demo")
+    env = dict(os.environ, MELANET_MODELS_DIR=str(folder / "models"), MELANET_RUNS_DIR=str(folder / "runs"))
+    server, url = start_server(env, folder / "server.log")
+    try:
+        yield url, folder / "runs"
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def new_page(browser):
+    return browser.new_page(viewport={"width": 1400, "height": 1000})
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.5)  # let images and charts paint
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def choose(page, key: str, option: str) -> None:
+    """Pick ``option`` in the select box whose widget key is ``key``."""
+    page.locator(f'.st-key-{key} [role="combobox"]').click()
+    page.locator('[role="option"]').filter(has_text=option).first.click()
+
+
+def metric(page, label: str):
+    return page.locator('[data-testid="stMetric"]').filter(has_text=label).locator('[data-testid="stMetricValue"]')
+
+
+def jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def test_every_page_shows_its_content(dashboard, browser) -> None:
+    url, _ = dashboard
+    page = new_page(browser)
+    checks = {
+        "": ["What to do next", "Data set", "Table 1 of models/demo"],
+        "train": ["GAN run name", "Launch GAN training"],
+        "compare": ["ROC curves", "Metrics at threshold 0.5", "Confusion matrices"],
+        "lesions": ["syn_ISIC_", "synthetic malignant", "cycle reconstruction"],
+        "gradcam": ["Outcome", "Side by side with", "P(malignant)"],
+        "umap": ["Original training set", "Balanced (originals + synthetic malignant)"],
+        "predict": ["not a medical device", "Dermoscopy image (JPEG or PNG)"],
+    }
+    for path, texts in checks.items():
+        page.goto(f"{url}/{path}")
+        for text in texts:
+            expect(page.get_by_text(text).first).to_be_visible(timeout=60_000)
+        if path == "":  # the class counts and the runs table (canvas grids: their cells are not DOM text)
+            expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(2, timeout=30_000)
+        if path == "compare":
+            expect(page.locator(".legendtext").filter(has_text="AUC")).to_have_count(4, timeout=30_000)
+        screenshot(page, path or "overview")
+    page.close()
+
+
+def test_predict_upload_good_and_bad(dashboard, browser, tmp_path: Path) -> None:
+    url, _ = dashboard
+    page = new_page(browser)
+    page.goto(f"{url}/predict")
+    good = tmp_path / "lesion.jpg"
+    good.write_bytes(jpeg_bytes())
+    page.locator('input[type="file"]').set_input_files(str(good))
+    expect(metric(page, "P(malignant)")).to_have_text(__import__("re").compile(r"^[01]\.\d{3}$"), timeout=120_000)
+    expect(page.get_by_text("Grad-CAM on").first).to_be_visible(timeout=60_000)
+    screenshot(page, "predict-upload")
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image at all")
+    page.locator('input[type="file"]').set_input_files(str(bad))
+    expect(page.get_by_text("Cannot use notes.png").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+    screenshot(page, "predict-bad-upload")
+    page.close()
+
+
+def _launch_gan(page, name: str, epochs: int) -> None:
+    choose(page, "gan_preset", "smoke.yaml")
+    epochs_input = page.locator(".st-key-gan_epochs_smoke input")
+    expect(epochs_input).to_have_value("2", timeout=30_000)  # the smoke preset's defaults are shown
+    page.locator(".st-key-gan_name input").fill(name)
+    epochs_input.fill(str(epochs))
+    epochs_input.press("Tab")
+    page.get_by_role("button", name="Launch GAN training").click()
+    expect(page.get_by_text(f"on `{name}`").or_(page.get_by_text(f"on {name}")).first).to_be_visible(timeout=30_000)
+
+
+def _history_rows(run_dir: Path) -> int:
+    path = run_dir / "history.csv"
+    return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
+
+
+def test_launch_watch_finish_then_stop_one_midway(dashboard, browser) -> None:
+    url, runs_dir = dashboard
+    page = new_page(browser)
+    page.goto(f"{url}/train")
+    _launch_gan(page, "browser-finish", 1)
+    expect(metric(page, "State")).to_have_text("done", timeout=300_000)
+    expect(metric(page, "Epoch")).to_have_text("1/1")
+    screenshot(page, "train-finished")
+
+    page.reload()  # a refresh forgets the session, not the job: the run list is on disk
+    expect(page.get_by_role("button", name="Launch GAN training")).to_be_visible(timeout=60_000)
+    _launch_gan(page, "browser-stop", 40)
+    run_dir = runs_dir / "browser-stop"
+    deadline = time.monotonic() + 300
+    while _history_rows(run_dir) < 1:
+        assert time.monotonic() < deadline, "no epoch finished within 300 s"
+        time.sleep(0.5)
+    expect(metric(page, "State")).to_have_text("running", timeout=30_000)
+
+    second = new_page(browser)  # a second tab sees the same job
+    second.goto(f"{url}/train")
+    second.locator('[data-testid="stSelectbox"]').filter(has_text="Run to watch").locator('[role="combobox"]').click()
+    second.locator('[role="option"]').filter(has_text="runs/browser-stop").first.click()
+    expect(metric(second, "State")).to_have_text("running", timeout=30_000)
+    screenshot(second, "train-running-second-tab")
+
+    second.get_by_role("button", name="Stop").click()
+    expect(metric(page, "State")).to_have_text("stopped", timeout=120_000)
+    screenshot(page, "train-stopped")
+    status = __import__("json").loads((run_dir / "status.json").read_text())
+    assert status["state"] == "stopped" and status["epoch"] < 40
+    assert (run_dir / "checkpoints" / "latest.json").is_file()  # resumable
+    expect(page.get_by_role("button", name="Resume")).to_be_enabled(timeout=30_000)
+    second.close()
+    page.close()
