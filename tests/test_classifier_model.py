@@ -124,3 +124,20 @@ def test_hed_weights_are_copied_and_preprocessing_matches_keras_vgg16() -> None:
     preprocess = keras.Model(model.inputs, model.get_layer(backbone.PREPROCESSING_LAYER).output)
     expected = keras.applications.vgg16.preprocess_input(images.copy())
     np.testing.assert_allclose(preprocess.predict(images / 255.0, verbose=0), expected, atol=1e-3)
+
+
+def test_mixed_precision_keeps_a_float32_softmax() -> None:
+    from melanet import distribute
+
+    distribute.set_precision(True)
+    try:
+        model = _tiny()
+        model_module.compile_classifier(model, "adam", 1e-3, 0.25, 2.0)
+        assert model.get_layer("block5_conv3").compute_dtype == "float16"
+        outputs = model.predict(np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32"), verbose=0)
+        assert outputs.dtype == np.float32
+        np.testing.assert_allclose(outputs.sum(axis=1), 1.0, rtol=1e-5)
+        loss = model.train_on_batch(np.zeros((2, 32, 32, 3), "float32"), np.array([0, 1]))[0]
+        assert np.isfinite(loss)
+    finally:
+        distribute.set_precision(False)
