@@ -108,26 +108,61 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
             np.testing.assert_array_equal(original.numpy(), copy.numpy())
 
 
-def test_mirrored_strategy_and_mixed_precision_steps_run():
-    benign, malignant = toy_domains(4)
-    strategy = distribute.strategy_for("mirrored")
+TWO_REPLICAS_SCRIPT = """
+import sys
+sys.path.insert(0, "tests")
+from melanet import distribute
+distribute.split_cpu(2)
+import json, keras, numpy as np, tensorflow as tf
+from melanet.gan import dataset, model, train
+from test_gan_training import SIZES, toy_domains
+benign, malignant = toy_domains(8)
+pairs = dataset.epoch_dataset(benign, malignant, seed=0, epoch=1, batch_size=4)
+results = []
+for strategy in (distribute.strategy_for("mirrored"), tf.distribute.get_strategy()):
+    keras.utils.set_random_seed(0)
     with strategy.scope():
         cyclegan = model.CycleGan(SIZES)
-    step = train.CompiledStep(cyclegan, strategy)
-    pairs = dataset.epoch_dataset(benign, malignant, seed=0, epoch=1, batch_size=2)
-    for batch in strategy.experimental_distribute_dataset(pairs):
-        step(batch)
-    assert step.steps == 2 and all(np.isfinite(list(step.mean_losses().values())))
+    losses = train.run_epoch(train.CompiledStep(cyclegan, strategy), pairs, lambda index: None)
+    weights = [weight.numpy() for name in model.NETWORK_NAMES for weight in cyclegan.network(name).weights]
+    results.append((strategy.num_replicas_in_sync, losses, weights))
+(replicas, losses, weights), (_, single_losses, single_weights) = results
+print(json.dumps({"replicas": replicas, "losses": losses, "single_losses": single_losses,
+                  "weight_difference": max(float(np.abs(a - b).max()) for a, b in zip(weights, single_weights))}))
+"""
 
+
+@pytest.mark.slow
+def test_two_replicas_train_exactly_like_one_device():
+    """MirroredStrategy over two logical CPUs: same losses and weights as one device (gradient scaling)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repository = Path(__file__).resolve().parents[1]
+    completed = subprocess.run([sys.executable, "-c", TWO_REPLICAS_SCRIPT], cwd=repository,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    for name in model.LOSS_NAMES:
+        assert result["losses"][name] == pytest.approx(result["single_losses"][name], rel=1e-5)
+    assert result["weight_difference"] < 1e-6
+
+
+def test_mixed_precision_keeps_float32_outputs_and_finite_losses():
+    benign, malignant = toy_domains(2)
     distribute.set_precision(True)
     try:
         mixed = model.CycleGan(SIZES)
         assert isinstance(mixed.optimizers["discriminator_benign"], keras.optimizers.LossScaleOptimizer)
+        assert mixed.generator_benign_to_malignant.get_layer("down1_conv").compute_dtype == "float16"
         output = mixed.generator_benign_to_malignant(dataset.to_model_range(benign[:1]))
         assert output.dtype == tf.float32
-        mixed_step = train.CompiledStep(mixed, tf.distribute.get_strategy())
-        for batch in pairs:
-            mixed_step(batch)
-        assert all(np.isfinite(list(mixed_step.mean_losses().values())))
+        assert mixed.discriminator_benign(output).dtype == tf.float32
+        step = train.CompiledStep(mixed, tf.distribute.get_strategy())
+        step((dataset.to_model_range(benign), dataset.to_model_range(malignant)))
+        assert all(np.isfinite(list(step.mean_losses().values())))
     finally:
         distribute.set_precision(False)

@@ -12,6 +12,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from melanet import config as config_module
 from melanet.gan import losses, networks
 
 LOSS_NAMES = (
@@ -171,7 +172,7 @@ class CycleGan(keras.Model):
         return values
 
 
-def from_config(gan_config, image_size: int) -> CycleGan:
+def from_config(gan_config: config_module.GanConfig, image_size: int) -> CycleGan:
     """A ``CycleGan`` for ``melanet.config.GanConfig`` at ``image_size`` pixels."""
     sizes = CycleGanSizes(
         image_size=image_size,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -67,6 +68,18 @@ class CompiledStep:
         """Mean of each loss over the steps since ``reset``."""
         values = self.sums.numpy() / max(1, self.steps)
         return {name: float(value) for name, value in zip(model.LOSS_NAMES, values)}
+
+
+def run_epoch(step: CompiledStep, pairs: tf.data.Dataset, on_step: Callable[[int], None]) -> dict[str, float]:
+    """Train on every batch of ``pairs`` (from ``dataset.epoch_dataset``); returns the mean losses.
+
+    ``on_step(index)`` runs after each step (progress reporting); it must stay cheap.
+    """
+    step.reset()
+    for index, batch in enumerate(step.strategy.experimental_distribute_dataset(pairs), start=1):
+        step(batch)
+        on_step(index)
+    return step.mean_losses()
 
 
 def split_domains(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,6 +170,11 @@ def _train_holding_lock(run, config, *, resume, progress) -> None:
 def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) -> None:
     gan = config.gan
     strategy = distribute.strategy_for(config.distribute)
+    if gan.batch_size % strategy.num_replicas_in_sync:
+        raise config_module.ConfigError(
+            f"config: key 'gan.batch_size'={gan.batch_size} must be a multiple of the "
+            f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}"
+        )
     with strategy.scope():
         cyclegan = model.from_config(gan, config.data.image_size)
     epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -173,11 +191,7 @@ def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) ->
         pairs = dataset.epoch_dataset(
             benign, malignant, seed=config.seed, epoch=epoch, batch_size=gan.batch_size, flip=gan.flip
         )
-        step.reset()
-        for index, batch in enumerate(strategy.experimental_distribute_dataset(pairs), start=1):
-            step(batch)
-            reporter.step(epoch, index)
-        losses = step.mean_losses()
+        losses = run_epoch(step, pairs, lambda index: reporter.step(epoch, index))
         if not all(np.isfinite(value) for value in losses.values()):
             raise FloatingPointError(f"epoch {epoch}: non-finite CycleGAN loss {losses}")
         reporter.end_epoch(epoch, losses)
