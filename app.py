@@ -8,14 +8,17 @@ import streamlit as st
 
 st.set_page_config(page_title="MelaNet", page_icon=":material/biotech:", layout="wide")
 
+# URL paths differ from the file names on purpose: Streamlit 1.67 still maps a first request for
+# /<file stem> to the file in pages/ *without* running this script (no navigation, no page config).
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("pages/lesions.py", title="Synthesized lesions", icon=":material/auto_awesome:"),
-    st.Page("pages/gradcam.py", title="Grad-CAM", icon=":material/visibility:"),
-    st.Page("pages/umap.py", title="UMAP", icon=":material/scatter_plot:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/upload_file:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="training"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="comparison"),
+    st.Page("pages/lesions.py", title="Synthesized lesions", icon=":material/auto_awesome:",
+            url_path="synthesized-lesions"),
+    st.Page("pages/gradcam.py", title="Grad-CAM", icon=":material/visibility:", url_path="grad-cam"),
+    st.Page("pages/umap.py", title="UMAP", icon=":material/scatter_plot:", url_path="umap-embedding"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/upload_file:", url_path="prediction"),
 ]
 
 page = st.navigation(PAGES)

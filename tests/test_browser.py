@@ -93,7 +93,8 @@ def browser() -> Iterator:
 
 
 def new_page(browser):
-    return browser.new_page(viewport={"width": 1400, "height": 1000})
+    # tall: Streamlit scrolls inside the page, so a screenshot shows only the viewport
+    return browser.new_page(viewport={"width": 1400, "height": 2000})
 
 
 def screenshot(page, name: str) -> None:
@@ -104,8 +105,25 @@ def screenshot(page, name: str) -> None:
 
 def choose(page, key: str, option: str) -> None:
     """Pick ``option`` in the select box whose widget key is ``key``."""
-    page.locator(f'.st-key-{key} [role="combobox"]').click()
+    try:
+        page.locator(f'.st-key-{key} [role="combobox"]').click(timeout=20_000)
+    except Exception:
+        screenshot(page, f"failed-choose-{key}")
+        raise
     page.locator('[role="option"]').filter(has_text=option).first.click()
+
+
+def open_page(page, url: str, title: str) -> None:
+    """Enter at the root and switch pages with the sidebar, as people do.
+
+    (A first request straight to a page's URL makes Streamlit 1.67 flash "Page not found" while a
+    ``pages/`` folder exists beside ``st.navigation``.)
+    """
+    page.goto(url)
+    link = page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first
+    link.wait_for(timeout=60_000)
+    if title != "Overview":
+        link.click()
 
 
 def metric(page, label: str):
@@ -122,30 +140,31 @@ def test_every_page_shows_its_content(dashboard, browser) -> None:
     url, _ = dashboard
     page = new_page(browser)
     checks = {
-        "": ["What to do next", "Data set", "Table 1 of models/demo"],
-        "train": ["GAN run name", "Launch GAN training"],
-        "compare": ["ROC curves", "Metrics at threshold 0.5", "Confusion matrices"],
-        "lesions": ["syn_ISIC_", "synthetic malignant", "cycle reconstruction"],
-        "gradcam": ["Outcome", "Side by side with", "P(malignant)"],
-        "umap": ["Original training set", "Balanced (originals + synthetic malignant)"],
-        "predict": ["not a medical device", "Dermoscopy image (JPEG or PNG)"],
+        "Overview": ["What to do next", "Data set", "Table 1 of models/demo"],
+        "Train": ["GAN run name", "Launch GAN training"],
+        "Compare": ["ROC curves", "Metrics at threshold 0.5", "Confusion matrices"],
+        "Synthesized lesions": ["syn_ISIC_", "synthetic malignant", "cycle reconstruction"],
+        "Grad-CAM": ["Outcome", "Side by side with", "P(malignant)"],
+        "UMAP": ["Original training set", "Balanced (originals + synthetic malignant)"],
+        "Predict": ["not a medical device", "Dermoscopy image (JPEG or PNG)"],
     }
-    for path, texts in checks.items():
-        page.goto(f"{url}/{path}")
+    for title, texts in checks.items():
+        open_page(page, url, title)
         for text in texts:
             expect(page.get_by_text(text).first).to_be_visible(timeout=60_000)
-        if path == "":  # the class counts and the runs table (canvas grids: their cells are not DOM text)
+        if title == "Overview":  # the class counts and the runs table (canvas grids: their cells are not DOM text)
             expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(2, timeout=30_000)
-        if path == "compare":
+        if title == "Compare":
             expect(page.locator(".legendtext").filter(has_text="AUC")).to_have_count(4, timeout=30_000)
-        screenshot(page, path or "overview")
+        expect(page.locator('[data-testid="stSidebarNav"]')).to_contain_text("Synthesized lesions")  # our navigation
+        screenshot(page, title.lower().replace(" ", "-"))
     page.close()
 
 
 def test_predict_upload_good_and_bad(dashboard, browser, tmp_path: Path) -> None:
     url, _ = dashboard
     page = new_page(browser)
-    page.goto(f"{url}/predict")
+    open_page(page, url, "Predict")
     good = tmp_path / "lesion.jpg"
     good.write_bytes(jpeg_bytes())
     page.locator('input[type="file"]').set_input_files(str(good))
@@ -180,14 +199,14 @@ def _history_rows(run_dir: Path) -> int:
 def test_launch_watch_finish_then_stop_one_midway(dashboard, browser) -> None:
     url, runs_dir = dashboard
     page = new_page(browser)
-    page.goto(f"{url}/train")
+    open_page(page, url, "Train")
     _launch_gan(page, "browser-finish", 1)
     expect(metric(page, "State")).to_have_text("done", timeout=300_000)
     expect(metric(page, "Epoch")).to_have_text("1/1")
     screenshot(page, "train-finished")
 
     page.reload()  # a refresh forgets the session, not the job: the run list is on disk
-    expect(page.get_by_role("button", name="Launch GAN training")).to_be_visible(timeout=60_000)
+    expect(metric(page, "State")).to_have_text("done", timeout=60_000)
     _launch_gan(page, "browser-stop", 40)
     run_dir = runs_dir / "browser-stop"
     deadline = time.monotonic() + 300
@@ -197,18 +216,18 @@ def test_launch_watch_finish_then_stop_one_midway(dashboard, browser) -> None:
     expect(metric(page, "State")).to_have_text("running", timeout=30_000)
 
     second = new_page(browser)  # a second tab sees the same job
-    second.goto(f"{url}/train")
+    open_page(second, url, "Train")
     second.locator('[data-testid="stSelectbox"]').filter(has_text="Run to watch").locator('[role="combobox"]').click()
     second.locator('[role="option"]').filter(has_text="runs/browser-stop").first.click()
     expect(metric(second, "State")).to_have_text("running", timeout=30_000)
     screenshot(second, "train-running-second-tab")
 
-    second.get_by_role("button", name="Stop").click()
+    second.locator(".st-key-stop_button button").click()
     expect(metric(page, "State")).to_have_text("stopped", timeout=120_000)
     screenshot(page, "train-stopped")
     status = __import__("json").loads((run_dir / "status.json").read_text())
     assert status["state"] == "stopped" and status["epoch"] < 40
     assert (run_dir / "checkpoints" / "latest.json").is_file()  # resumable
-    expect(page.get_by_role("button", name="Resume")).to_be_enabled(timeout=30_000)
+    expect(page.locator(".st-key-resume_button button")).to_be_enabled(timeout=30_000)
     second.close()
     page.close()
