@@ -56,6 +56,7 @@ def show_image(path: Path | None, caption: str, **kwargs) -> None:
     if image is None:
         st.caption(f"{caption}: unreadable image {path.name}")
     else:
+        kwargs.setdefault("width", "stretch")  # small (32-64 px) demo images would otherwise stay tiny
         st.image(image, caption=caption, **kwargs)
 
 

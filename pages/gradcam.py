@@ -60,7 +60,7 @@ def show_explained(entry: discovery.RunEntry, row: pd.Series, opacity: float) ->
         ui.show_image(input_path, "original")
     with right:
         if image is not None and activation is not None and activation.ndim == 2:
-            st.image(overlay_module.overlay(image, activation, opacity=opacity),
+            st.image(overlay_module.overlay(image, activation, opacity=opacity), width="stretch",
                      caption=f"{row.get('method', 'gradcam')} on {row.get('layer', '?')}, opacity {opacity:.2f}")
         else:
             overlay_value = row.get("overlay_path")

@@ -86,12 +86,12 @@ if operating is None:
 opacity = st.slider("Overlay opacity", 0.0, 1.0, config.explain.opacity, 0.05, key="predict_opacity")
 left, right = st.columns(2)
 with left:
-    st.image(image, caption=f"{uploaded.name} as the model sees it ({config.data.image_size} px)")
+    st.image(image, width="stretch", caption=f"{uploaded.name} as the model sees it ({config.data.image_size} px)")
 with right:
     try:
         from melanet.explain import gradcam, overlay
 
         maps = gradcam.compute_maps(model, image[None], layer=config.explain.layer, method="gradcam")
-        st.image(overlay.overlay(image, maps[0], opacity=opacity), caption=f"Grad-CAM on {config.explain.layer}")
+        st.image(overlay.overlay(image, maps[0], opacity=opacity), width="stretch", caption=f"Grad-CAM on {config.explain.layer}")
     except ValueError as error:
         st.warning(f"No Grad-CAM for this model: {error}")
