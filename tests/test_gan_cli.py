@@ -58,6 +58,10 @@ def test_killed_training_resumes_to_the_configured_epochs_then_synthesizes(tmp_p
     assert run.status()["state"] == "running" and run.status()["alive"] is False
     assert not train.generator_path(run, "generator_benign_to_malignant").exists()
 
+    # a stopped run can still be looked at: its generators come from the last checkpoint
+    to_malignant, to_benign = synthesis.load_generators(run, run.config())
+    assert to_benign(to_malignant(np.zeros((1, 32, 32, 3), np.float32))).shape == (1, 32, 32, 3)
+
     # while another process holds the run (here: this one), a second training is refused untouched
     with run.lock("test"):
         assert main(["-q", "train-gan", "--resume", str(run_dir)]) == 2
