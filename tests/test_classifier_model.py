@@ -141,3 +141,14 @@ def test_mixed_precision_keeps_a_float32_softmax() -> None:
         assert np.isfinite(loss)
     finally:
         distribute.set_precision(False)
+
+
+def test_split_halves_share_weights_and_compose_to_the_model() -> None:
+    keras.utils.set_random_seed(3)
+    model = model_module.build_classifier(32, "vgg16-narrow", 0.0625, "none", trainable_from="block5_conv1")
+    prefix, suffix = model_module.split_at(model, "block5_conv1")
+    images = np.random.default_rng(0).uniform(0, 1, (3, 32, 32, 3)).astype("float32")
+    whole = model.predict(images, verbose=0)
+    composed = suffix.predict(prefix.predict(images, verbose=0), verbose=0)
+    np.testing.assert_allclose(composed, whole, rtol=1e-5, atol=1e-6)
+    assert {id(w) for w in suffix.trainable_weights} == {id(w) for w in model.trainable_weights}

@@ -151,3 +151,18 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
                             timeout=180, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "EPOCHS 2" in result.stdout
+
+
+def test_frozen_feature_cache_trains_the_same_as_running_the_frozen_layers(tiny_isic: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = [f"data.root={tiny_isic}", "data.image_size=32", "classifier.backbone=vgg16-narrow",
+                 "classifier.width=0.0625", "classifier.weights=none", "classifier.epochs=2",
+                 "classifier.trainable_from=block4_conv1", "classifier.optimizer=adam", "seed=5"]
+    histories = []
+    for limit in (train.FEATURE_CACHE_LIMIT_BYTES, 0):
+        monkeypatch.setattr(train, "FEATURE_CACHE_LIMIT_BYTES", limit)
+        run = runs.Run.create(tmp_path / f"limit-{limit}", config_module.load_config(None, overrides), "train-classifier")
+        train.train_classifier(run)
+        histories.append([float(row["loss"]) for row in run.history()])
+        assert (run.path / "model.keras").is_file()
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-3)

@@ -69,6 +69,28 @@ def freeze_before(model: keras.Model, layer_name: str) -> None:
         layer.trainable = False
 
 
+def split_at(model: keras.Model, layer_name: str) -> tuple[keras.Model, keras.Model]:
+    """Cut the VGG-GAP chain before ``layer_name`` into (frozen prefix, trainable suffix).
+
+    Both halves share ``model``'s layers (and so its weights): training the suffix trains ``model``.
+    The prefix maps images (N, S, S, 3) in [0, 1] to the activations entering ``layer_name``; the
+    suffix maps those activations to the (N, 2) softmax. Valid because VGG-GAP is a plain chain.
+    """
+    names = [layer.name for layer in model.layers]
+    if layer_name not in names:
+        raise ValueError(f"no layer {layer_name!r} in the model")
+    cut = names.index(layer_name)
+    if cut < 1:
+        raise ValueError(f"cannot split before the input layer {layer_name!r}")
+    prefix = keras.Model(model.input, model.layers[cut - 1].output, name="frozen_prefix")
+    suffix_input = keras.Input(tuple(prefix.output.shape[1:]), name="frozen_features")
+    features = suffix_input
+    for layer in model.layers[cut:]:
+        features = layer(features)
+    suffix = keras.Model(suffix_input, features, name="trainable_suffix")
+    return prefix, suffix
+
+
 @keras.saving.register_keras_serializable(package="melanet")
 class MalignantAUC(keras.metrics.AUC):
     """ROC AUC of the malignant probability: ``y_true`` (N,) labels 0/1, ``y_pred`` (N, 2) softmax.

@@ -32,6 +32,8 @@ from melanet.data.prepare import ImageSet
 logger = logging.getLogger(__name__)
 
 STAGE = "train-classifier"
+# Largest frozen-feature cache held in memory; past it the frozen layers run every step instead.
+FEATURE_CACHE_LIMIT_BYTES = 3 * 1024**3
 VALIDATION_PREDICTIONS_FILE = "validation_predictions.csv"
 Progress = Callable[[int, int, str], None]
 
@@ -71,12 +73,16 @@ def make_dataset(
     """Batches of (images float32 [0, 1] (B, S, S, 3), labels int64 (B,)[, weights (B,)]).
 
     The uint8 images stay uint8 until after batching (4x less memory traffic), then are scaled.
+    Float inputs (cached frozen features) pass through unscaled.
     """
     parts = (images, labels) if sample_weights is None else (images, labels, sample_weights)
     dataset = tf.data.Dataset.from_tensor_slices(parts)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+
+    if images.dtype != np.uint8:
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def scale(batch_images, *rest):
         return (tf.cast(batch_images, tf.float32) / 255.0, *rest)
@@ -106,9 +112,10 @@ class RunCallback(keras.callbacks.Callback):
     """Per epoch: history + status, learning-rate plateaus, early stopping, best model, checkpoint."""
 
     def __init__(self, run: runs.Run, config: Config, state: SelectionState, checkpoint: tf.train.Checkpoint,
-                 reporter: training.EpochReporter):
+                 reporter: training.EpochReporter, full_model: keras.Model):
         super().__init__()
         self.run = run
+        self.full_model = full_model  # what is saved; ``self.model`` may be only its trainable suffix
         self.settings = config.classifier
         self.state = state
         self.checkpoint = checkpoint
@@ -135,7 +142,7 @@ class RunCallback(keras.callbacks.Callback):
             early_stopping_patience=self.settings.early_stopping_patience,
         )
         if decision["improved"]:
-            save_model_atomically(self.model, self.run.file(predict.MODEL_FILE))
+            save_model_atomically(self.full_model, self.run.file(predict.MODEL_FILE))
         if decision["reduce_lr"]:
             self.model.optimizer.learning_rate = learning_rate * self.settings.reduce_lr_factor
             logger.info("epoch %d: no %s improvement for %d epochs, learning rate -> %.3g", number,
@@ -163,7 +170,19 @@ def fit_classifier(
     strategy = distribute.strategy_for(config.distribute)
     with strategy.scope():
         model = build_compiled_model(config)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+        trained, prefix = model, None
+        if settings.trainable_from:
+            # Frozen layers are deterministic and there is no online augmentation, so their output
+            # for each image can be computed once; then only the trainable suffix runs every step.
+            prefix, suffix = model_module.split_at(model, settings.trainable_from)
+            if feature_cache_bytes(prefix, len(training_set.labels) + len(validation.labels)) > FEATURE_CACHE_LIMIT_BYTES:
+                prefix = None
+        if prefix is not None:
+            trained = suffix
+            model_module.compile_classifier(trained, settings.optimizer, settings.learning_rate,
+                                            settings.focal_alpha, settings.focal_gamma)
+            trained.optimizer.build(trained.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=trained.optimizer)
     state = SelectionState(monitor=settings.monitor)
     first_epoch = 0
     if resume:
@@ -176,14 +195,19 @@ def fit_classifier(
         run.truncate_history(first_epoch)
 
     weights = balanced_sample_weights(training_set.labels) if settings.class_weight else None
-    train_dataset = make_dataset(training_set.images, training_set.labels, settings.batch_size,
+    train_inputs, validation_inputs = training_set.images, validation.images
+    if prefix is not None:
+        run.update_status(message=f"computing frozen features (layers before {settings.trainable_from})")
+        train_inputs = frozen_features(prefix, training_set.images, settings.batch_size)
+        validation_inputs = frozen_features(prefix, validation.images, settings.batch_size)
+    train_dataset = make_dataset(train_inputs, training_set.labels, settings.batch_size,
                                  sample_weights=weights, shuffle_seed=config.seed + first_epoch)
-    validation_dataset = make_dataset(validation.images, validation.labels, settings.batch_size)
+    validation_dataset = make_dataset(validation_inputs, validation.labels, settings.batch_size)
     steps = math.ceil(len(training_set.labels) / settings.batch_size)
     reporter = training.EpochReporter(run, settings.epochs, steps, first_epoch=first_epoch + 1, progress=progress)
-    callback = RunCallback(run, config, state, checkpoint, reporter)
+    callback = RunCallback(run, config, state, checkpoint, reporter, full_model=model)
     if first_epoch < settings.epochs and not state.stopped_early:
-        model.fit(train_dataset, validation_data=validation_dataset, epochs=settings.epochs,
+        trained.fit(train_dataset, validation_data=validation_dataset, epochs=settings.epochs,
                   initial_epoch=first_epoch, callbacks=[callback], shuffle=False, verbose=0)
     epochs_run = len(run.history())
 
@@ -202,6 +226,17 @@ def fit_classifier(
                "epochs_run": epochs_run, "stopped_early": state.stopped_early}
     run.update_status(message=f"best {state.monitor} {state.best_value} at epoch {state.best_epoch}")
     return summary
+
+
+def feature_cache_bytes(prefix: keras.Model, num_images: int) -> int:
+    """Memory the frozen features of ``num_images`` images take as float32."""
+    return num_images * int(np.prod(prefix.output.shape[1:])) * 4
+
+
+def frozen_features(prefix: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The frozen prefix's activations for uint8 images (N, S, S, 3): float32 (N, h, w, c)."""
+    outputs = prefix.predict(predict.scaled_batches(images, batch_size), verbose=0)
+    return np.asarray(outputs, dtype=np.float32)
 
 
 def current_learning_rate(model: keras.Model) -> float:
