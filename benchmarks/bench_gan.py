@@ -11,7 +11,9 @@ The paper's networks (U-Net 32 base filters, 4 levels; PatchGAN 64-512), batch 1
    (benign, malignant) batch already in memory as float32 tensors.
 
 The two are interleaved in rounds (bare, full, bare, full, ...) so that a shared machine's changing
-load hits both alike; the first call of each (tracing) is left out. The per-epoch extras of real
+load hits both alike; the first call of each (tracing) is left out. Besides the pooled rates, the
+median of the per-round full/bare ratios is reported: one load spike from another process during a
+single round moves it far less, so the target is judged on it. The per-epoch extras of real
 training (history row, sample grid, checkpoint) are timed once and reported separately, also as a
 share of a paper epoch (173 steps). Target: full >= 90 % of bare.
 
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -100,6 +103,9 @@ def measure(image_size: int, steps: int, rounds: int) -> dict:
         "bare_step": {"round_seconds": bare_seconds, "steps_per_second": bare_rate},
         "full_loop": {"round_seconds": full_seconds, "steps_per_second": full_rate},
         "full_over_bare": round(full_rate / bare_rate, 4),
+        "median_round_full_over_bare": round(
+            statistics.median(bare / full for bare, full in zip(bare_seconds, full_seconds)), 4
+        ),
         "per_epoch_extras_seconds": {
             "history_and_status": round(history_seconds, 3),
             "sample_grid": round(grid_seconds, 3),
@@ -125,7 +131,7 @@ def main() -> None:
         "model": "paper networks: U-Net 32 filters / 4 levels, PatchGAN 64-512 / 4 levels; batch 1; float32",
         "target": 0.9,
         "results": results,
-        "meets_target": all(result["full_over_bare"] >= 0.9 for result in results),
+        "meets_target": all(result["median_round_full_over_bare"] >= 0.9 for result in results),
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -142,7 +148,7 @@ def main() -> None:
     for result in results:
         print(f"{result['image_size']} px: bare {result['bare_step']['steps_per_second']:.3f} steps/s, "
               f"full {result['full_loop']['steps_per_second']:.3f} steps/s, "
-              f"full/bare {result['full_over_bare']:.3f}; extras {result['per_epoch_extras_seconds']}")
+              f"full/bare {result['full_over_bare']:.3f} (median round {result['median_round_full_over_bare']:.3f}); extras {result['per_epoch_extras_seconds']}")
     print(f"written {output}")
 
 
