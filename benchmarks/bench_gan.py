@@ -148,7 +148,8 @@ def main() -> None:
     for result in results:
         print(f"{result['image_size']} px: bare {result['bare_step']['steps_per_second']:.3f} steps/s, "
               f"full {result['full_loop']['steps_per_second']:.3f} steps/s, "
-              f"full/bare {result['full_over_bare']:.3f} (median round {result['median_round_full_over_bare']:.3f}); extras {result['per_epoch_extras_seconds']}")
+              f"full/bare {result['full_over_bare']:.3f} (median round {result['median_round_full_over_bare']:.3f}); "
+              f"extras {result['per_epoch_extras_seconds']}")
     print(f"written {output}")
 
 

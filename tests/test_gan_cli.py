@@ -80,7 +80,8 @@ def test_killed_training_resumes_to_the_configured_epochs_then_synthesizes(tmp_p
     status = run.status()
     assert status["state"] == "done" and status["epoch"] == EPOCHS and status["progress"] == 1.0
     assert training.latest_checkpoint(run)["epoch"] == EPOCHS
-    assert sorted(path.name for path in run.figures_dir.glob("samples_epoch_*.png"))[-1] == f"samples_epoch_{EPOCHS:03d}.png"
+    grids = sorted(path.name for path in run.figures_dir.glob("samples_epoch_*.png"))
+    assert grids == [f"samples_epoch_{epoch:03d}.png" for epoch in range(1, EPOCHS + 1)]
     with Image.open(run.figures_dir / "samples_epoch_001.png") as grid:
         assert grid.width > grid.height / 2  # three columns, sample_count rows
     for name in train.GENERATOR_NAMES:

@@ -125,7 +125,9 @@ class CycleGan(keras.Model):
             values = {
                 "adversarial_benign_to_malignant": losses.generator_adversarial_loss(scores_translated_malignant),
                 "adversarial_malignant_to_benign": losses.generator_adversarial_loss(scores_translated_benign),
-                "cycle": losses.l1_loss(reconstructed_benign, benign) + losses.l1_loss(reconstructed_malignant, malignant),
+                "cycle": (
+                    losses.l1_loss(reconstructed_benign, benign) + losses.l1_loss(reconstructed_malignant, malignant)
+                ),
             }
             if use_identity:
                 same_malignant = self.generator_benign_to_malignant(malignant, training=True)

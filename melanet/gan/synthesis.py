@@ -69,7 +69,9 @@ def load_generators(run: runs.Run, config: config_module.Config):
     info = training.latest_checkpoint(run)
     if info is None:
         raise runs.RunError(f"{run.path}: no trained generators (run `melanet train-gan` first)")
-    logger.warning("%s: training has not finished; synthesizing with the checkpoint of epoch %s", run.path, info["epoch"])
+    logger.warning(
+        "%s: training has not finished; synthesizing with the checkpoint of epoch %s", run.path, info["epoch"]
+    )
     cyclegan = model.from_config(config.gan, config.data.image_size)
     training.restore_checkpoint(cyclegan.checkpoint(), run)
     return tuple(cyclegan.network(name) for name in train.GENERATOR_NAMES)
