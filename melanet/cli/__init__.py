@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from melanet.cli import (
+# TensorFlow's C++ log (graph-optimizer notes such as "remapper failed") is noise for CLI users;
+# set before any command module imports TensorFlow. An explicit user setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from melanet.cli import (  # noqa: E402
     classifier_commands,
     common,
     data_commands,

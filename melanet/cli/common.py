@@ -73,9 +73,12 @@ def progress_bar(description: str) -> Callable[[int, int, str], None]:
     from tqdm import tqdm
 
     state: dict[str, tqdm] = {}
+    finished_totals: set[int] = set()
 
     def update(done: int, total: int, message: str = "") -> None:
         bar = state.get("bar")
+        if bar is None and done >= total and total in finished_totals:
+            return  # a repeated 'done' after the bar closed would draw a second, finished bar
         if bar is None or bar.total != total:
             if bar is not None:
                 bar.close()
@@ -88,6 +91,7 @@ def progress_bar(description: str) -> Callable[[int, int, str], None]:
         if done >= total:
             bar.close()
             state.pop("bar", None)
+            finished_totals.add(total)
 
     return update
 
