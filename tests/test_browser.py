@@ -30,6 +30,8 @@ SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
+if not Path(CHROMIUM).exists() and os.environ.get("MELANET_REQUIRE_BROWSER"):
+    pytest.fail(f"{CHROMIUM} is missing and MELANET_REQUIRE_BROWSER is set (CI must install chromium)", pytrace=False)
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (CI installs Debian's chromium package)", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.sync_api")

@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow's own INFO chatter
     common.set_quiet(args.quiet)
     try:
         return int(args.handler(args) or 0)

@@ -17,13 +17,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from melanet import runs
 from melanet.config import DataConfig
 from melanet.data import parallel, preprocess, sources
 from melanet.data.errors import BadImageError, DataError, problem, problems_error
@@ -178,24 +178,10 @@ def _read_entry(images_path: Path, meta_path: Path, samples: list[sources.Sample
 def _write_entry(images_path: Path, meta_path: Path, images: np.ndarray, labels: np.ndarray,
                  ids: list[str], refused: list[dict[str, Any]]) -> None:
     images_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(images_path, lambda stream: np.save(stream, images, allow_pickle=False))
+    runs.atomic_write_with(images_path, lambda stream: np.save(stream, images, allow_pickle=False))
     meta = {"version": preprocess.PREPROCESSING_VERSION, "shape": list(images.shape), "ids": ids,
             "labels": labels.tolist(), "refused": refused}
-    _atomic_write(meta_path, lambda stream: stream.write(json.dumps(meta).encode()))
-
-
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
+    runs.atomic_write_with(meta_path, lambda stream: stream.write(json.dumps(meta).encode()))
 
 
 def _remove_stale(folder: Path, prefix: str, current_stem: str) -> None:
