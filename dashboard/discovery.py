@@ -67,7 +67,7 @@ def kind_of(path: Path, stage: str) -> str:
     if stage in GAN_STAGES or (path / "generator_benign_to_malignant.keras").is_file() \
             or (path / "synthetic" / "manifest.csv").is_file():
         return "gan"
-    if stage in CLASSIFIER_STAGES or (path / "model.keras").is_file() or (path / "metrics.json").is_file():
+    if stage in CLASSIFIER_STAGES or runs.model_file(path) is not None or (path / "metrics.json").is_file():
         return "classifier"
     return "other"
 
@@ -99,6 +99,11 @@ def discover() -> list[RunEntry]:
 
 def of_kind(entries: list[RunEntry], *kinds: str) -> list[RunEntry]:
     return [entry for entry in entries if entry.kind in kinds]
+
+
+def with_model(entries: list[RunEntry]) -> list[RunEntry]:
+    """The classifier entries holding a trained model (full or compact file)."""
+    return [entry for entry in entries if runs.model_file(entry.path) is not None]
 
 
 def with_file(entries: list[RunEntry], relative: str) -> list[RunEntry]:

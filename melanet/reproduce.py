@@ -68,14 +68,15 @@ class Step:
         if self.verb == "synthesize":
             finished = (self.folder / "synthetic" / "manifest.csv").is_file()
             return finished and not (status.get("stage") == "synthesize" and status.get("state") != "done")
+        # a shared run may hold its model in compact form (melanet.classifier.compact)
+        model_path = runs.model_file(self.folder)
         if self.verb == "train-classifier":
-            return (self.folder / "model.keras").is_file() and status.get("state") == "done"
+            return model_path is not None and status.get("state") == "done"
         if self.verb == "evaluate":
             metrics_path = self.folder / runs.METRICS_FILE
-            model_path = self.folder / "model.keras"
             evaluation = status.get("evaluation") or {}
             return (
-                metrics_path.is_file() and model_path.is_file()
+                metrics_path.is_file() and model_path is not None
                 and metrics_path.stat().st_mtime >= model_path.stat().st_mtime
                 and evaluation.get("state") == "done"
             )

@@ -38,6 +38,8 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 SKIPPED_FILE = "skipped.csv"
 LOCK_FILE = ".lock"
+# A classifier run's trained model: the full Keras file, or its compact form (melanet.classifier.compact).
+MODEL_FILES = ("model.keras", "model.trained.npz")
 DEFAULT_RUNS_DIR = Path("runs")
 
 STATES = ("pending", "running", "done", "failed", "stopped")
@@ -328,6 +330,15 @@ def _format_number(value: Any) -> Any:
     if hasattr(value, "item"):
         return _format_number(value.item())
     return value
+
+
+def model_file(run_path: str | Path) -> Path | None:
+    """The run's trained-model file (see ``MODEL_FILES``), or None. Does not import TensorFlow."""
+    for name in MODEL_FILES:
+        path = Path(run_path) / name
+        if path.is_file():
+            return path
+    return None
 
 
 def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[Run]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from melanet import runs
 from melanet.data import errors as data_errors
 from melanet.data import preprocess
 
@@ -22,7 +23,7 @@ st.title("Predict")
 st.warning(f"**{ui.NOT_A_DEVICE}** The models here were trained on a small public data set; their "
            "errors are shown on the Compare and Grad-CAM pages.", icon=":material/warning:")
 
-classifiers = discovery.with_file(ui.all_runs(), "model.keras")
+classifiers = discovery.with_model(ui.all_runs())
 if not classifiers:
     ui.no_runs("trained classifiers", ui.how_to_get_runs("Train a classifier"))
     st.stop()
@@ -66,7 +67,7 @@ except data_errors.DataError as error:
     st.error(f"Cannot use {uploaded.name}: {error}. Upload a JPEG or PNG dermoscopy image.")
     st.stop()
 
-model = _model(str(entry.path), (entry.path / "model.keras").stat().st_mtime)
+model = _model(str(entry.path), runs.model_file(entry.path).stat().st_mtime)
 from melanet.classifier import predict  # noqa: E402  (TensorFlow only once an image is here)
 
 probability = float(predict.predict_probabilities(model, image[None])[0])

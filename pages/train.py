@@ -130,8 +130,7 @@ def classifier_form() -> None:
 
 
 def evaluation_form() -> None:
-    classifiers = [entry for entry in discovery.of_kind(user_runs, "classifier")
-                   if (entry.path / "model.keras").is_file()]
+    classifiers = discovery.with_model(discovery.of_kind(user_runs, "classifier"))
     st.markdown("**Evaluation and explanation** (`melanet evaluate`, `explain`, `embed`)")
     if not classifiers:
         ui.no_runs("trained classifiers in your runs folder", "Train a classifier first (form above).")

@@ -152,3 +152,47 @@ def test_split_halves_share_weights_and_compose_to_the_model() -> None:
     composed = suffix.predict(prefix.predict(images, verbose=0), verbose=0)
     np.testing.assert_allclose(composed, whole, rtol=1e-5, atol=1e-6)
     assert {id(w) for w in suffix.trainable_weights} == {id(w) for w in model.trainable_weights}
+
+
+def test_compact_run_keeps_only_trained_layers_and_predicts_the_same(tmp_path: Path) -> None:
+    from melanet import config as config_module
+    from melanet import runs
+    from melanet.classifier import compact, predict
+
+    keras.utils.set_random_seed(4)
+    weights_file = tmp_path / "frozen.weights.h5"
+    source = model_module.build_classifier(32, "vgg16-narrow", 0.0625, "none")
+    source.save_weights(weights_file)
+    chosen = config_module.load_config(None, [
+        "data.image_size=32", "classifier.backbone=vgg16-narrow", "classifier.width=0.0625",
+        f"classifier.weights={weights_file}", "classifier.trainable_from=block5_conv3"])
+    run = runs.Run.create(tmp_path / "run", chosen, "train-classifier")
+    trained = model_module.build_classifier(32, "vgg16-narrow", 0.0625, str(weights_file), trainable_from="block5_conv3")
+    for layer in (trained.get_layer("block5_conv3"), trained.get_layer("predictions")):  # as if trained
+        layer.set_weights([weight + 0.01 for weight in layer.get_weights()])
+    trained.save(run.file("model.keras"))
+    images = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    expected = predict.predict_probabilities(trained, images)
+
+    compact.compact_run(run.path)
+    assert runs.model_file(run.path) == run.file("model.trained.npz")
+    assert not run.file("model.keras").exists()
+    np.testing.assert_allclose(predict.predict_probabilities(predict.load_model(run.path), images), expected, atol=1e-6)
+
+    # a different frozen source is detected, not silently used
+    model_module.build_classifier(32, "vgg16-narrow", 0.0625, "none").save_weights(weights_file)
+    with pytest.raises(runs.RunError, match="frozen layers"):
+        predict.load_model(run.path)
+
+
+def test_compact_refuses_runs_whose_frozen_layers_cannot_be_rebuilt(tmp_path: Path) -> None:
+    from melanet import config as config_module
+    from melanet import runs
+    from melanet.classifier import compact
+
+    for overrides, message in ((["classifier.weights=none", "classifier.trainable_from=block5_conv3"], "random"),
+                               (["classifier.weights=none"], "every layer was trained")):
+        run = runs.Run.create(tmp_path / message.replace(" ", "-"), config_module.load_config(None, overrides),
+                              "train-classifier")
+        with pytest.raises(runs.RunError, match=message):
+            compact.compact_run(run.path)

@@ -18,18 +18,28 @@ def load_model(run_path: str | Path) -> keras.Model:
     """The selected (best validation) model of a stage-2 run, uncompiled.
 
     Input (N, S, S, 3) float32 in [0, 1]; output (N, 2) softmax [benign, malignant].
-    Raises ``RunError`` when the run has no ``model.keras`` yet.
+    Reads ``model.keras``, else a compact ``model.trained.npz`` (see ``melanet.classifier.compact``).
+    Raises ``RunError`` when the run has no trained model yet.
     """
+    from melanet.classifier import compact
+
     path = Path(run_path) / MODEL_FILE
-    if not path.is_file():
-        raise runs.RunError(f"{path}: no trained model in this run (train it with 'melanet train-classifier')")
-    return keras.models.load_model(path, compile=False)
+    if path.is_file():
+        return keras.models.load_model(path, compile=False)
+    if (Path(run_path) / compact.COMPACT_FILE).is_file():
+        return compact.load_compact(run_path)
+    raise runs.RunError(f"{path}: no trained model in this run (train it with 'melanet train-classifier')")
 
 
 def scaled_batches(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """uint8 (N, S, S, 3) -> batches of float32 in [0, 1] (the classifier's input scaling)."""
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    return dataset.map(lambda batch: tf.cast(batch, tf.float32) / 255.0, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def to_unit_range(batch: tf.Tensor) -> tf.Tensor:
+    """uint8 [0, 255] -> float32 [0, 1]."""
+    return tf.cast(batch, tf.float32) / 255.0
 
 
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:

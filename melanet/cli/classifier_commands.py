@@ -27,6 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_stage_arguments(parser)
     parser.set_defaults(handler=train_classifier_command)
 
+    compact = subparsers.add_parser(
+        "compact",
+        help="shrink a finished classifier run for sharing: keep only its trained layers",
+        description=(
+            "Replace RUN/model.keras by model.trained.npz: the weights of the layers that were trained "
+            "(classifier.trainable_from onward) plus a fingerprint of the frozen ones, which are rebuilt from "
+            "classifier.weights when the model is loaded. Checked to give the same predictions before "
+            "model.keras is removed. Only for runs with frozen layers from hed/imagenet/a file."
+        ),
+    )
+    compact.add_argument("--run", required=True, metavar="RUN", help="a finished train-classifier run folder")
+    compact.set_defaults(handler=compact_command)
+
 
 def train_classifier_command(args: argparse.Namespace) -> int:
     from melanet import training
@@ -52,4 +65,16 @@ def train_classifier_command(args: argparse.Namespace) -> int:
         return 143
     print(f"best {summary['monitor']} {summary['best_value']} at epoch {summary['best_epoch']} "
           f"({summary['epochs_run']} epochs); model: {run.file('model.keras')}")
+    return 0
+
+
+def compact_command(args: argparse.Namespace) -> int:
+    from melanet.classifier import compact
+
+    run = runs.Run.open(args.run)
+    common.announce_run(run.path)
+    if run.is_locked():
+        raise runs.RunBusyError(f"{run.path}: in use by another process; compact it when it has finished")
+    path = compact.compact_run(run.path)
+    print(f"compact model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -129,8 +129,7 @@ def evaluate_run(
     """
     run = runs.Run.open(run_path)
     config = run.config()
-    model_path = run.file(MODEL_FILE)
-    if not model_path.is_file():
+    if runs.model_file(run.path) is None:
         status = run.status()
         raise runs.RunError(
             f"{run.path}: no {MODEL_FILE} (state {status.get('state', 'unknown')!r}, stage "
