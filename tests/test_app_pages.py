@@ -22,8 +22,15 @@ PAGES = ["overview", "train", "compare", "lesions", "gradcam", "umap", "predict"
 TIMEOUT = 90
 
 
-@pytest.fixture(scope="module")
-def results_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+@pytest.fixture(scope="module", params=["fixture", "shipped"])
+def results_folder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results folder written by ``app_fixture`` and the demo run shipped in ``models/demo``."""
+    if request.param == "shipped":
+        assert (SHIPPED_MODELS / "demo" / "table.md").is_file(), "models/demo (the shipped demo run) is missing"
+        return SHIPPED_MODELS
     models = tmp_path_factory.mktemp("models")
     app_fixture.write_results(models / "demo")
     return models
