@@ -29,7 +29,7 @@ if not explained:
 def _map(path: str, modified: float) -> np.ndarray | None:
     del modified
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False).astype(np.float32)
     except (OSError, ValueError):
         return None
 

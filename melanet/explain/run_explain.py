@@ -105,8 +105,9 @@ def _png_bytes(array: np.ndarray) -> bytes:
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
+    # float16 keeps a [0, 1] map to ~5e-4, far finer than a colour map shows, at half the size
     buffer = io.BytesIO()
-    np.save(buffer, array.astype(np.float32))
+    np.save(buffer, array.astype(np.float16))
     return buffer.getvalue()
 
 
