@@ -61,12 +61,23 @@ def now_iso() -> str:
 # atomic writes
 
 
+def _file_mode() -> int:
+    """Mode of a newly created file under the process umask (mkstemp alone would give 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
     """Call ``write(stream)`` on a temp file in ``path``'s folder, fsync, then ``os.replace`` onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(handle, _FILE_MODE)
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()

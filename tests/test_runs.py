@@ -149,3 +149,11 @@ def test_checkpoints_are_atomic_and_only_the_newest_is_kept(tmp_path: Path) -> N
     variable.assign(0.0)
     assert training.restore_checkpoint(state, run) == 3
     assert float(variable.numpy()) == 3.0
+
+
+def test_atomic_files_are_readable_like_ordinary_new_files(tmp_path: Path) -> None:
+    target = tmp_path / "status.json"
+    runs.atomic_write_json(target, {"state": "done"})
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

@@ -35,7 +35,6 @@ PREDICTIONS_FILE = "predictions.csv"
 ISIC_PREDICTIONS_FILE = "predictions_isic.csv"
 VALIDATION_PREDICTIONS_FILE = "validation_predictions.csv"
 SKIPPED_FILE = "evaluation_skipped.csv"
-MODEL_FILE = "model.keras"
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -132,7 +131,7 @@ def evaluate_run(
     if runs.model_file(run.path) is None:
         status = run.status()
         raise runs.RunError(
-            f"{run.path}: no {MODEL_FILE} (state {status.get('state', 'unknown')!r}, stage "
+            f"{run.path}: no trained model (state {status.get('state', 'unknown')!r}, stage "
             f"{status.get('stage', 'unknown')!r}); evaluate a finished train-classifier run"
         )
     data_config = config.data if data_root is None else dataclasses.replace(config.data, root=str(data_root))
@@ -189,7 +188,7 @@ def _evaluate(
         "training_data": str(config.data.root),
         "same_as_training_data": Path(data_config.root).resolve() == Path(config.data.root).resolve(),
     }
-    report["model"] = {"run": str(run.path), "file": MODEL_FILE, "training_set": config.classifier.training_set}
+    report["model"] = {"run": str(run.path), "file": runs.model_file(run.path).name, "training_set": config.classifier.training_set}
     report["evaluated_at"] = runs.now_iso()
     target.mkdir(parents=True, exist_ok=True)
     write_predictions(target, image_set.ids, labels, probabilities)

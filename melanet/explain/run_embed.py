@@ -125,8 +125,8 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
 
     run = runs.Run.open(run_path)
     config = run.config()
-    if not run.file("model.keras").is_file():
-        raise runs.RunError(f"{run.path}: no model.keras; embed a finished train-classifier run")
+    if runs.model_file(run.path) is None:
+        raise runs.RunError(f"{run.path}: no trained model (model.keras or model.trained.npz); embed a finished train-classifier run")
     output_dir = run.path / EMBEDDING_FOLDER
     with run.lock("embed"):
         run.update_status(embedding={"state": "running", "started_at": runs.now_iso()})

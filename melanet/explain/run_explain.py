@@ -313,9 +313,10 @@ def explain_run(
 
     run = runs.Run.open(run_path)
     config = run.config()
-    model_path = run.file("model.keras")
-    if not model_path.is_file():
-        raise runs.RunError(f"{run.path}: no model.keras; explain a finished train-classifier run")
+    if runs.model_file(run.path) is None:
+        raise runs.RunError(
+            f"{run.path}: no trained model (model.keras or model.trained.npz); explain a finished train-classifier run"
+        )
     data_config = config.data if data_root is None else dataclasses.replace(config.data, root=str(data_root))
     output_dir = run.path / EXPLAIN_FOLDER
     if data_root is not None:
