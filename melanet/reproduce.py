@@ -68,17 +68,17 @@ class Step:
         if self.verb == "synthesize":
             finished = (self.folder / "synthetic" / "manifest.csv").is_file()
             return finished and not (status.get("stage") == "synthesize" and status.get("state") != "done")
-        # a shared run may hold its model in compact form (melanet.classifier.compact)
+        # A shared run may hold its model in compact form (melanet.classifier.compact), or, once
+        # evaluated, none at all (the shipped demo drops the baselines' weights): never retrain it.
         model_path = runs.model_file(self.folder)
+        metrics_path = self.folder / runs.METRICS_FILE
         if self.verb == "train-classifier":
-            return model_path is not None and status.get("state") == "done"
+            return status.get("state") == "done" and (model_path is not None or metrics_path.is_file())
         if self.verb == "evaluate":
-            metrics_path = self.folder / runs.METRICS_FILE
             evaluation = status.get("evaluation") or {}
             return (
-                metrics_path.is_file() and model_path is not None
-                and metrics_path.stat().st_mtime >= model_path.stat().st_mtime
-                and evaluation.get("state") == "done"
+                metrics_path.is_file() and evaluation.get("state") == "done"
+                and (model_path is None or metrics_path.stat().st_mtime >= model_path.stat().st_mtime)
             )
         return False
 

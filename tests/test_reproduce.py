@@ -202,3 +202,17 @@ def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, sta
     assert states["synthesize"] == "done" and states["train-classifier vgg_gap"] == "stopped"
     assert runs.Run(results / "vgg_gap").status()["state"] == "stopped"
     assert not runs.Run(results).is_locked()
+
+
+def test_an_evaluated_classifier_shared_without_weights_is_not_retrained(tmp_path: Path) -> None:
+    folder = tmp_path / "augment5x"
+    run = runs.Run.create(folder, config_module.Config(), "train-classifier")
+    train = reproduce.Step("train-classifier augment5x", "train-classifier", folder, configurable=True)
+    evaluate = reproduce.Step("evaluate augment5x", "evaluate", folder)
+    assert not train.is_done()  # pending, nothing trained yet
+    run.update_status(state="done", evaluation={"state": "done"})
+    run.write_json(runs.METRICS_FILE, {"auc": 0.7})
+    assert train.is_done() and evaluate.is_done()  # weights dropped after evaluation (shipped demo)
+    (folder / "model.trained.npz").write_bytes(b"newer model")
+    os.utime(folder / runs.METRICS_FILE, (1, 1))
+    assert train.is_done() and not evaluate.is_done()  # a model newer than its metrics is re-evaluated
