@@ -17,7 +17,10 @@ if not embedded:
     ui.no_runs("UMAP embeddings", ui.how_to_get_runs("Train a classifier and run Evaluation > UMAP embedding"))
     st.stop()
 
-entry = ui.pick_run(embedded, "Run", key="umap_run")
+# open on a run with both panels (one trained on synthetic images) when there is one
+with_synthetic = [number for number, candidate in enumerate(embedded)
+                  if "balanced" in set(artifacts.umap_points(candidate.path).get("panel", []))]
+entry = ui.pick_run(embedded, "Run", key="umap_run", index=with_synthetic[0] if with_synthetic else 0)
 points = artifacts.umap_points(entry.path)
 if points.empty:
     st.warning(f"{entry.label}: embedding/umap.csv is empty or malformed.")
