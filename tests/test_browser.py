@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app_fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -74,9 +73,10 @@ def stop_server(server: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The dashboard as a fresh clone shows it: the shipped ``models/demo``, and an empty runs folder."""
     folder = tmp_path_factory.mktemp("browser")
-    app_fixture.write_results(folder / "models" / "demo")
-    env = dict(os.environ, MELANET_MODELS_DIR=str(folder / "models"), MELANET_RUNS_DIR=str(folder / "runs"))
+    assert (REPO / "models" / "demo" / "table.md").is_file(), "the shipped demo run models/demo is missing"
+    env = dict(os.environ, MELANET_MODELS_DIR=str(REPO / "models"), MELANET_RUNS_DIR=str(folder / "runs"))
     server, url = start_server(env, folder / "server.log")
     try:
         yield url, folder / "runs"
