@@ -110,6 +110,6 @@ def test_evaluate_other_data_into_other_folder(classifier_run: Path, tmp_path: P
 def test_evaluate_refuses_a_run_without_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs.Run.create(tmp_path / "untrained", config_module.Config(), "train-classifier")
     assert main(["evaluate", "--run", str(tmp_path / "untrained")]) == 2
-    assert "no model.keras" in capsys.readouterr().err
+    assert "no trained model" in capsys.readouterr().err
     with pytest.raises(runs.RunError, match="run folder not found"):
         evaluate.evaluate_run(tmp_path / "absent")
