@@ -166,3 +166,12 @@ def test_frozen_feature_cache_trains_the_same_as_running_the_frozen_layers(tiny_
         histories.append([float(row["loss"]) for row in run.history()])
         assert (run.path / "model.keras").is_file()
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-3)
+
+
+def test_a_fresh_training_in_a_used_folder_replaces_its_history(tiny_isic: Path, tmp_path: Path) -> None:
+    overrides = [f"data.root={tiny_isic}", "data.image_size=32", "classifier.backbone=vgg16-narrow",
+                 "classifier.width=0.0625", "classifier.weights=none", "classifier.epochs=2", "seed=2"]
+    run = runs.Run.create(tmp_path / "run", config_module.load_config(None, overrides), "train-classifier")
+    for _ in range(2):
+        train.train_classifier(run)
+    assert [row["epoch"] for row in run.history()] == ["1", "2"]

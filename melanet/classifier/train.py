@@ -192,7 +192,7 @@ def fit_classifier(
             state = SelectionState.from_dict(info.get("selection", {}))
             logger.info("resuming after epoch %d (best %s %s at epoch %d)", first_epoch, state.monitor,
                         state.best_value, state.best_epoch)
-        run.truncate_history(first_epoch)
+    run.truncate_history(first_epoch)  # a fresh start (epoch 0) replaces any earlier history
 
     weights = balanced_sample_weights(training_set.labels) if settings.class_weight else None
     train_inputs, validation_inputs = training_set.images, validation.images
