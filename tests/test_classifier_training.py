@@ -159,11 +159,22 @@ def test_frozen_feature_cache_trains_the_same_as_running_the_frozen_layers(tiny_
                  "classifier.width=0.0625", "classifier.weights=none", "classifier.epochs=2",
                  "classifier.trainable_from=block4_conv1", "classifier.optimizer=adam", "seed=5"]
     histories = []
+    feature_calls: list[int] = []
+    original_features = train.frozen_features
+
+    def counting_features(prefix, images, batch_size):
+        feature_calls.append(len(images))
+        return original_features(prefix, images, batch_size)
+
+    monkeypatch.setattr(train, "frozen_features", counting_features)
     for limit in (train.FEATURE_CACHE_LIMIT_BYTES, 0):
         monkeypatch.setattr(train, "FEATURE_CACHE_LIMIT_BYTES", limit)
+        feature_calls.clear()
         run = runs.Run.create(tmp_path / f"limit-{limit}", config_module.load_config(None, overrides), "train-classifier")
         train.train_classifier(run)
         histories.append([float(row["loss"]) for row in run.history()])
+        # the cache path computes features for the training and validation sets; the other never does
+        assert len(feature_calls) == (2 if limit else 0)
         assert (run.path / "model.keras").is_file()
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-3)
 

@@ -82,7 +82,10 @@ def compact_run(run_path: str | Path) -> Path:
     full_path = run.file(FULL_FILE)
     if not full_path.is_file():
         raise runs.RunError(f"{full_path}: not found (train the run first)")
-    trained_model = keras.models.load_model(full_path, compile=False)
+    try:
+        trained_model = keras.models.load_model(full_path, compile=False)
+    except (OSError, ValueError) as error:
+        raise runs.RunError(f"{full_path}: cannot be read as a Keras model ({error})") from None
     reference = _rebuild(config)
     fingerprint = frozen_fingerprint(reference, settings.trainable_from)
     if frozen_fingerprint(trained_model, settings.trainable_from) != fingerprint:
