@@ -15,6 +15,9 @@ from typing import Any
 import yaml
 
 
+RESIZE_MODES = ("pad", "stretch", "crop")  # how a non-square image becomes square (data.resize)
+
+
 class ConfigError(ValueError):
     """A configuration file or override is invalid (names the file/key and what was expected)."""
 
@@ -25,6 +28,7 @@ class DataConfig:
 
     root: str = "data/sample"  # ISIC-2016 Part 3 layout or <root>/{train,test}/{benign,malignant}/
     image_size: int = 256  # square side after pad-to-square + resize, pixels
+    resize: str = "pad"  # "pad" (paper: keep aspect, black bars) | "stretch" (authors' code) | "crop" (centre square)
     val_fraction: float = 0.15  # stratified validation split carved from the training set
     cache_dir: str = ""  # "" = <root>/.melanet-cache when writable, else ~/.cache/melanet
     skip_bad: bool = False  # go on past unreadable images and record them in the run folder
@@ -249,6 +253,7 @@ def validate(config: Config) -> None:
     """Range checks that types alone cannot express."""
     checks = [
         (config.data.image_size >= 16, "data.image_size", "an integer >= 16"),
+        (config.data.resize in RESIZE_MODES, "data.resize", "one of " + ", ".join(RESIZE_MODES)),
         (0.0 < config.data.val_fraction < 0.9, "data.val_fraction", "a fraction in (0, 0.9)"),
         (config.data.workers >= 0, "data.workers", ">= 0"),
         (config.gan.epochs >= 1, "gan.epochs", ">= 1"),

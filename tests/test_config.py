@@ -20,6 +20,7 @@ def test_every_preset_loads(preset: Path) -> None:
 def test_paper_preset_has_the_papers_hyper_parameters() -> None:
     paper = config.load_config(Path(__file__).resolve().parents[1] / "configs" / "paper.yaml")
     assert paper.data.image_size == 256
+    assert paper.data.resize == "pad"  # the paper pads to square (its code stretches)
     assert paper.gan.epochs == 500
     assert (paper.gan.generator_filters, paper.gan.generator_levels) == (32, 4)
     assert paper.gan.discriminator_filters == 64
@@ -52,6 +53,7 @@ def test_overrides_apply_in_order_and_coerce_types(tmp_path: Path) -> None:
         (["classifier.training_set=augment3x"], "must be one of original, augment5x, augment10x, synthetic"),
         (["gan.epochs"], "expected section.key=value"),
         (["gan.epochs=0"], "'gan.epochs' must be >= 1"),
+        (["data.resize=squash"], "'data.resize' must be one of pad, stretch, crop"),
         (["data.image_size=32", "gan.generator_levels=6"], "gan.generator_levels"),
     ],
 )

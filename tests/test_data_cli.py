@@ -55,9 +55,9 @@ def test_prepare_prints_the_cache_and_reuses_it(tiny_isic, capsys):
     assert cli.main(arguments) == 0
     output = capsys.readouterr().out
     assert f"cache folder: {tiny_isic / '.melanet-cache'}" in output
-    assert "train: 12 images (8 benign / 4 malignant) at 32 px, decoded and cached" in output
+    assert "train: 12 images (8 benign / 4 malignant) at 32 px (pad), decoded and cached" in output
     assert cli.main(arguments) == 0
-    assert "test: 6 images (3 benign / 3 malignant) at 32 px, read from cache" in capsys.readouterr().out
+    assert "test: 6 images (3 benign / 3 malignant) at 32 px (pad), read from cache" in capsys.readouterr().out
 
 
 def test_prepare_stops_on_bad_input_unless_skip_bad(tiny_isic, capsys):

@@ -67,6 +67,9 @@ def test_cache_misses_when_a_file_or_a_setting_changes(tiny_isic):
     resized = prepare.load_split(dataclasses.replace(config, image_size=16), "train")
     assert not resized.from_cache and resized.images.shape[1:] == (16, 16, 3)
     assert prepare.load_split(config, "train").from_cache  # each size keeps its own entry
+    stretched = prepare.load_split(dataclasses.replace(config, resize="stretch"), "train")
+    assert not stretched.from_cache and not np.array_equal(stretched.images, first.images)
+    assert prepare.load_split(config, "train").from_cache  # and so does each resize mode
 
 
 def test_cache_dir_override_and_fallback(tiny_isic, tmp_path, monkeypatch):

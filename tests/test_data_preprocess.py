@@ -47,6 +47,39 @@ def test_portrait_image_is_padded_left_and_right(lesion):
     assert array[:, :4].max() == 0 and array[:, -4:].max() == 0 and array[:, 4:28].mean() > 20
 
 
+def test_stretch_fills_the_square_with_the_whole_image(lesion):
+    array = preprocess.preprocess_image(LESION, 64, resize="stretch")
+    assert array.shape == (64, 64, 3) and array.dtype == np.uint8
+    assert array.mean(axis=(1, 2)).min() > 5, "no black rows: nothing is padded"
+    reference = np.asarray(lesion.resize((64, 64), Image.Resampling.LANCZOS))
+    assert np.abs(array.astype(int) - reference).mean() < 2.0
+
+
+def test_crop_keeps_the_centred_square_undistorted(lesion):
+    array = preprocess.preprocess_image(LESION, 48, resize="crop")
+    assert array.shape == (48, 48, 3)
+    # 256x192: the centred 192x192 square starts at x = 32
+    reference = np.asarray(lesion.crop((32, 0, 224, 192)).resize((48, 48), Image.Resampling.LANCZOS))
+    assert np.abs(array.astype(int) - reference).mean() < 2.0
+    assert not np.array_equal(array, preprocess.preprocess_image(LESION, 48, resize="stretch"))
+    portrait = lesion.transpose(Image.Transpose.ROTATE_90)  # 192x256: cut top and bottom instead
+    rotated = preprocess.preprocess_image(_encode(portrait, "PNG"), 48, resize="crop")
+    assert np.abs(rotated.astype(int) - np.rot90(reference)).mean() < 2.0
+
+
+def test_draft_decoding_keeps_the_short_side_for_stretch_and_crop(lesion):
+    big = lesion.resize((2048, 1536), Image.Resampling.BICUBIC)
+    encoded = _encode(big, "JPEG", quality=92)
+    for mode, full in (("stretch", preprocess.stretch_resize(big, 64)), ("crop", preprocess.crop_and_resize(big, 64))):
+        drafted = preprocess.preprocess_image(encoded, 64, resize=mode)
+        assert np.abs(drafted.astype(int) - full).mean() < 3, mode
+
+
+def test_unknown_resize_mode_is_refused():
+    with pytest.raises(ValueError, match="resize must be one of pad, stretch, crop, got 'squash'"):
+        preprocess.preprocess_image(LESION, 32, resize="squash")
+
+
 def test_sources_path_bytes_and_file_object_agree(lesion):
     data = LESION.read_bytes()
     from_path = preprocess.preprocess_image(str(LESION), 48)

@@ -77,7 +77,7 @@ def _prepare(args: argparse.Namespace) -> int:
         benign, malignant = image_set.class_counts()
         how = "read from cache" if image_set.from_cache else "decoded and cached"
         print(f"{split}: {len(image_set)} images ({benign} benign / {malignant} malignant) at "
-              f"{data_config.image_size} px, {how} in {time.perf_counter() - started:.2f} s: {image_set.cache_path}")
+              f"{data_config.image_size} px ({data_config.resize}), {how} in {time.perf_counter() - started:.2f} s: {image_set.cache_path}")
         if image_set.skipped:
             print(f"{split}: skipped {len(image_set.skipped)} bad input(s):")
             for item in image_set.skipped:

@@ -1,9 +1,10 @@
 """Load a split as one array of preprocessed images, decoding on every core once and caching on disk.
 
 The cache entry of a split is a pair of files in the cache folder:
-``<root tag>-<split>-<S>px-<key>.npy`` (the (N, S, S, 3) uint8 images) and ``...json`` (ids,
+``<root tag>-<split>-<S>px-<resize>-<key>.npy`` (the (N, S, S, 3) uint8 images) and ``...json`` (ids,
 labels, images refused while decoding). ``key`` hashes every source file's path, size and
-modification time, its label, the image size, the pixel limit and ``PREPROCESSING_VERSION``, so any
+modification time, its label, the image size, the resize mode, the pixel limit and
+``PREPROCESSING_VERSION``, so any
 change to the data or the settings is a miss. Both files are written to a temp name and renamed;
 the JSON is renamed last and is what makes an entry exist, so a killed process never leaves an
 entry that a reader would take for complete.
@@ -78,10 +79,13 @@ def cache_directory(data_config: DataConfig) -> Path:
     return base / "melanet"
 
 
-def cache_key(samples: Sequence[sources.Sample], split: str, image_size: int, max_pixels: int) -> str:
+def cache_key(
+    samples: Sequence[sources.Sample], split: str, image_size: int, max_pixels: int, resize: str = "pad"
+) -> str:
     """Hex digest of the source files (path, size, mtime), labels and every setting that changes the output."""
     digest = hashlib.sha256()
-    header = {"version": preprocess.PREPROCESSING_VERSION, "split": split, "size": image_size, "max_pixels": max_pixels}
+    header = {"version": preprocess.PREPROCESSING_VERSION, "split": split, "size": image_size,
+              "max_pixels": max_pixels, "resize": resize}
     digest.update(json.dumps(header, sort_keys=True).encode())
     for sample in samples:
         stat = sample.path.stat()
@@ -118,11 +122,11 @@ def load_split(data_config: DataConfig, split: str, *, progress: Progress | None
 def _cached_or_decoded(
     data_config: DataConfig, split: str, samples: list[sources.Sample], progress: Progress | None
 ) -> ImageSet:
-    size, max_pixels = data_config.image_size, data_config.max_image_pixels
+    size, max_pixels, resize = data_config.image_size, data_config.max_image_pixels, data_config.resize
     folder = cache_directory(data_config)
     root_tag = hashlib.sha256(str(Path(data_config.root).resolve()).encode()).hexdigest()[:8]
-    prefix = f"{root_tag}-{split}-{size}px-"
-    stem = prefix + cache_key(samples, split, size, max_pixels)[:24]
+    prefix = f"{root_tag}-{split}-{size}px-{resize}-"
+    stem = prefix + cache_key(samples, split, size, max_pixels, resize)[:24]
     images_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
     cached = _read_entry(images_path, meta_path, samples)
     if cached is not None:
@@ -131,7 +135,7 @@ def _cached_or_decoded(
             progress(len(samples), len(samples), "from cache")
         return cached
     results = parallel.map_chunks(
-        decode_chunk, [str(sample.path) for sample in samples], size, max_pixels,
+        decode_chunk, [str(sample.path) for sample in samples], size, max_pixels, resize,
         workers=data_config.workers, progress=progress, message=f"decoding {split}")
     kept = [index for index, (array, _) in enumerate(results) if array is not None]
     images = np.stack([results[index][0] for index in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
@@ -149,12 +153,14 @@ def _cached_or_decoded(
     return ImageSet(images, labels, ids, refused, cache_path=images_path, from_cache=False)
 
 
-def decode_chunk(paths: list[str], image_size: int, max_pixels: int) -> list[tuple[np.ndarray | None, str | None]]:
+def decode_chunk(
+    paths: list[str], image_size: int, max_pixels: int, resize: str = "pad"
+) -> list[tuple[np.ndarray | None, str | None]]:
     """Worker: (array, None) per decodable image, (None, reason) per refused one."""
     results: list[tuple[np.ndarray | None, str | None]] = []
     for path in paths:
         try:
-            results.append((preprocess.preprocess_image(path, image_size, max_pixels), None))
+            results.append((preprocess.preprocess_image(path, image_size, max_pixels, resize), None))
         except BadImageError as error:
             results.append((None, error.reason))
     return results

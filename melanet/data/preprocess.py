@@ -1,10 +1,17 @@
-"""Decode one image the way the paper prepares it: upright, RGB, padded to a square, resized.
+"""Decode one image the way the paper prepares it: upright, RGB, made square, resized.
 
 Steps: refuse too many pixels from the header alone (a decompression bomb never gets decoded);
 let the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding when the target is small
 (``Image.draft``: a 3872x2592 ISIC JPEG decodes several times faster); apply the EXIF orientation;
-convert any mode to 8-bit RGB; resize the long side to ``image_size`` with an antialiasing
-(Lanczos) filter; centre on a black square.
+convert any mode to 8-bit RGB; make it square at ``image_size`` with an antialiasing (Lanczos)
+filter in one of three ways (``data.resize``):
+
+- ``pad`` (the paper, the default): long side to S, centred on a black square; nothing is lost or
+  distorted, but the bars are a hard edge that a model can learn.
+- ``stretch`` (the authors' code): both sides to S; no bars, the lesion is squashed by the aspect
+  ratio (ISIC-2016 images are mostly 4:3 to 3:2).
+- ``crop``: the centred square of the short side, then to S; no bars, no distortion, the image's
+  left and right margins (usually skin, rarely lesion) are cut off.
 
 Why black padding: dermoscopy images already have dark vignette corners from the lens, so black
 bars look like the data rather than a new artefact; black is also 0 after both scalings the models
@@ -31,29 +38,35 @@ PAD_COLOUR = (0, 0, 0)
 ImageSource = str | Path | bytes | BinaryIO
 
 
-def preprocess_image(source: ImageSource, image_size: int, max_pixels: int = 100_000_000) -> np.ndarray:
+def preprocess_image(
+    source: ImageSource, image_size: int, max_pixels: int = 100_000_000, resize: str = "pad"
+) -> np.ndarray:
     """Decode ``source`` (path, bytes or binary file object) to a (S, S, 3) uint8 RGB array, S = ``image_size``.
 
-    The image keeps its aspect ratio: its long side becomes S and the short side is padded with
-    black, centred. Raises ``BadImageError`` (a ``DataError``) naming the file for an empty,
-    truncated or unreadable file and for an image whose width x height exceeds ``max_pixels``.
+    ``resize`` is ``pad`` (keep the aspect ratio, pad the short side with black, centred),
+    ``stretch`` (both sides to S) or ``crop`` (centred square, then to S); see the module text.
+    Raises ``BadImageError`` (a ``DataError``) naming the file for an empty, truncated or
+    unreadable file and for an image whose width x height exceeds ``max_pixels``.
     """
     if image_size < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")
+    if resize not in _SQUARERS:
+        raise ValueError(f"resize must be one of {', '.join(_SQUARERS)}, got {resize!r}")
     name = _source_name(source)
     with _open(source, name, max_pixels) as image:
         width, height = image.size
-        long_side = max(width, height)
-        if image.format == "JPEG" and long_side > image_size:
+        # the smallest size each mode reads from: pad needs the long side at S, stretch and crop the short one
+        side = max(width, height) if resize == "pad" else min(width, height)
+        if image.format == "JPEG" and side > image_size:
             # the decoder scales by 1/2, 1/4 or 1/8 but never below the requested size
-            image.draft(None, (max(1, width * image_size // long_side), max(1, height * image_size // long_side)))
+            image.draft(None, (max(1, width * image_size // side), max(1, height * image_size // side)))
         try:
             image.load()
             upright = ImageOps.exif_transpose(image)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise BadImageError(name, f"truncated or corrupt image ({error})") from None
         rgb = to_rgb(upright)
-    return pad_and_resize(rgb, image_size)
+    return _SQUARERS[resize](rgb, image_size)
 
 
 def inspect_image(source: ImageSource, max_pixels: int = 100_000_000) -> tuple[int, int]:
@@ -106,6 +119,28 @@ def pad_and_resize(image: Image.Image, image_size: int) -> np.ndarray:
     canvas = Image.new("RGB", (image_size, image_size), PAD_COLOUR)
     canvas.paste(image, ((image_size - new_size[0]) // 2, (image_size - new_size[1]) // 2))
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def stretch_resize(image: Image.Image, image_size: int) -> np.ndarray:
+    """RGB ``image`` -> (S, S, 3) uint8: both sides resized to S (Lanczos), aspect ratio not kept."""
+    if image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def crop_and_resize(image: Image.Image, image_size: int) -> np.ndarray:
+    """RGB ``image`` -> (S, S, 3) uint8: the centred square of side min(width, height), resized to S (Lanczos)."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    box = (left, top, left + side, top + side)
+    if side == image_size:
+        return np.asarray(image.crop(box), dtype=np.uint8)
+    resized = image.resize((image_size, image_size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+_SQUARERS = {"pad": pad_and_resize, "stretch": stretch_resize, "crop": crop_and_resize}
 
 
 def _source_name(source: ImageSource) -> str:
