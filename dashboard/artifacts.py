@@ -166,6 +166,21 @@ def umap_points(run_path: Path) -> pd.DataFrame:
     return frame
 
 
+def domain_gap(run_path: Path) -> dict[str, dict[str, Any]]:
+    """``embedding/separability.json``: pair name -> {auc, n_first, n_second, folds}; {} if absent or unreadable."""
+    path = run_path / "embedding" / "separability.json"
+    if not path.is_file():
+        return {}
+    try:
+        values = runs.read_json(path)
+    except runs.RunError:
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    return {name: entry for name, entry in values.items()
+            if isinstance(entry, dict) and isinstance(entry.get("auc"), (int, float))}
+
+
 def linked_gan_run(run_path: Path) -> Path | None:
     """The stage-1 run whose synthetic images a classifier run used (``classifier.gan_run``).
 

@@ -51,9 +51,26 @@ for column, panel in zip(columns, panels):
                 tag = part.loc[part["image"] == image_id, "tag"]
                 selected.append((str(image_id), str(tag.iloc[0]) if not tag.empty else ""))
 
+gap = artifacts.domain_gap(entry.path)
+if gap:
+    st.subheader("Domain gap: can the classifier tell synthetic lesions from real ones?")
+    labels = {"synthetic_vs_real_malignant": "synthetic vs real malignant",
+              "synthetic_vs_real_benign": "synthetic vs real benign",
+              "real_malignant_vs_real_benign": "real malignant vs real benign (the task)"}
+    columns = st.columns(len(labels))
+    for column, (name, label) in zip(columns, labels.items()):
+        if name in gap:
+            column.metric(label, f"{gap[name]['auc']:.3f}",
+                          help=f"{gap[name]['n_first']} vs {gap[name]['n_second']} images, "
+                               f"{gap[name]['folds']}-fold cross-validated")
+    st.caption("ROC AUC of a cross-validated logistic regression on the same features as the plot: 0.5 = the "
+               "two groups cannot be told apart, 1.0 = fully separable. Synthetic images help only when the first "
+               "figure is near 0.5; when it is above the task's own figure, the classifier can learn the GAN's "
+               "artefacts as the mark of melanoma.")
+
 if selected:
     st.subheader("Selected")
-    columns = st.columns(min(6, len(selected)))
+    columns = st.columns(6)  # thumbnails: a single selection should not fill the page
     for column, (image_id, tag) in zip(columns, selected):
         with column:
             ui.show_image(image_of(image_id, tag), f"{image_id} ({tag})")

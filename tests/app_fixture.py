@@ -17,6 +17,7 @@ from melanet import config as config_module
 from melanet import runs
 from melanet.data import sources
 from melanet.evaluation import metrics as metrics_module
+from melanet.explain import separability
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = "data/sample"
@@ -119,6 +120,9 @@ def write_classifier_run(path: Path, training_set: str, gan_run: str, test: list
         (path / "embedding").mkdir(exist_ok=True)
         runs.atomic_write_csv(path / "embedding" / "umap.csv", rows, ["panel", "image", "tag", "x", "y"])
         _png(path / "embedding" / "umap.png", rng.integers(0, 255, (40, 80, 3)))
+        groups = {"benign": rng.normal(0, 1, (30, 8)), "malignant": rng.normal(0.5, 1, (10, 8)),
+                  "synthetic": rng.normal(2, 1, (10, 8))}
+        runs.atomic_write_json(path / "embedding" / "separability.json", separability.domain_gap(groups, seed=0))
     _done(run, "evaluate", 3)
     return run
 

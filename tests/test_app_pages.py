@@ -7,6 +7,7 @@ The results folder is built by ``app_fixture`` in the layout ``melanet reproduce
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -88,7 +89,6 @@ def test_compare_draws_one_roc_curve_per_chosen_run_and_moves_the_threshold(demo
     chosen = app.multiselect(key="compare_runs").value
     assert len(chosen) == 4
     figure = app.get("plotly_chart")[0]
-    import json
 
     traces = json.loads(figure.proto.spec)["data"]
     curve_names = [trace["name"] for trace in traces if trace["name"] != "chance" and trace.get("mode") == "lines"]
@@ -127,9 +127,17 @@ def test_gradcam_filters_by_outcome_and_shows_two_runs(demo_env: Path) -> None:
     assert "opacity 0.80" in texts(app) or len(app.get("image")) >= 2
 
 
-def test_umap_page_shows_both_panels(demo_env: Path) -> None:
+def test_umap_page_shows_both_panels_and_the_domain_gap(demo_env: Path) -> None:
     app = render("umap")
     assert len(app.get("plotly_chart")) == 2
+    shown = {metric.label: float(metric.value) for metric in app.metric}
+    assert set(shown) == {"synthetic vs real malignant", "synthetic vs real benign",
+                          "real malignant vs real benign (the task)"}
+    # the page shows the numbers of the run's own separability.json
+    run = next(path.parent.parent for path in sorted(demo_env.rglob("embedding/separability.json"))
+               if (path.parent / "umap.csv").read_text().count("synthetic") > 0)
+    written = json.loads((run / "embedding" / "separability.json").read_text())
+    assert shown["synthetic vs real malignant"] == pytest.approx(written["synthetic_vs_real_malignant"]["auc"], abs=5e-4)
 
 
 def _jpeg() -> bytes:

@@ -147,7 +147,8 @@ def test_every_page_shows_its_content(dashboard, browser) -> None:
         "Compare": ["ROC curves", "Metrics at threshold 0.5", "Confusion matrices"],
         "Synthesized lesions": ["syn_ISIC_", "synthetic malignant", "cycle reconstruction"],
         "Grad-CAM": ["Outcome", "Side by side with", "P(malignant)"],
-        "UMAP": ["Original training set", "Balanced (originals + synthetic malignant)"],
+        "UMAP": ["Original training set", "Balanced (originals + synthetic malignant)", "Domain gap",
+                 "synthetic vs real malignant"],
         "Predict": ["not a medical device", "Dermoscopy image (JPEG or PNG)"],
     }
     for title, texts in checks.items():
@@ -160,6 +161,28 @@ def test_every_page_shows_its_content(dashboard, browser) -> None:
             expect(page.locator(".legendtext").filter(has_text="AUC")).to_have_count(4, timeout=30_000)
         expect(page.locator('[data-testid="stSidebarNav"]')).to_contain_text("Synthesized lesions")  # our navigation
         screenshot(page, title.lower().replace(" ", "-"))
+    page.close()
+
+
+def test_umap_click_on_a_synthetic_point_shows_its_image(dashboard, browser) -> None:
+    url, _ = dashboard
+    page = new_page(browser)
+    open_page(page, url, "UMAP")
+    expect(page.get_by_text("No point selected.")).to_be_visible(timeout=60_000)
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    expect(charts).to_have_count(2, timeout=60_000)
+    # panel (b): traces benign, malignant, synthetic; plotly picks the point under the mouse
+    synthetic_points = charts.nth(1).locator(".scatterlayer .trace").nth(2).locator("path.point")
+    expect(synthetic_points.first).to_be_attached(timeout=60_000)
+    box = synthetic_points.nth(0).bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.get_by_text("Selected", exact=True)).to_be_visible(timeout=60_000)
+    caption = page.get_by_text(__import__("re").compile(r"^syn_ISIC_\d+ \(synthetic\)$")).first
+    expect(caption).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("No point selected.")).to_have_count(0)
+    screenshot(page, "umap-selected")
     page.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from melanet import runs
 from melanet.classifier import model as model_module
 from melanet.cli import main
 from melanet.data import splits
+from melanet.explain import separability
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -81,6 +83,14 @@ def test_explain_and_embed_on_a_classifier_run(classifier_run: Path, capsys: pyt
     assert [row["image"] for row in balanced if row["tag"] == "synthetic"] == [f"syn_{i}" for i in benign_in_training]
     assert {row["tag"] for row in original} == {"benign", "malignant"}
     assert Image.open(classifier_run / "embedding" / "umap.png").size[0] == 2 * 520
+    gap = json.loads((classifier_run / "embedding" / "separability.json").read_text())
+    benign, malignant = len(benign_in_training), len(training.ids) - len(benign_in_training)
+    assert (gap["synthetic_vs_real_malignant"]["n_first"], gap["synthetic_vs_real_malignant"]["n_second"]) == (benign, malignant)
+    assert (gap["real_malignant_vs_real_benign"]["n_first"], gap["real_malignant_vs_real_benign"]["n_second"]) == (malignant, benign)
+    assert all(0.0 <= gap[name]["auc"] <= 1.0 for name in separability.PAIRS)
+    assert runs.Run(classifier_run).status()["embedding"]["synthetic_vs_real_malignant_auc"] == pytest.approx(
+        gap["synthetic_vs_real_malignant"]["auc"], abs=1e-4)
+    assert "synthetic vs real malignant:" in capsys.readouterr().out
 
 
 def test_missing_layer_is_a_one_line_error(classifier_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

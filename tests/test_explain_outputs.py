@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanet.explain import embedding, features, run_embed, run_explain
+from melanet.explain import embedding, features, run_embed, run_explain, separability
 
 
 def tiny_classifier(size: int = 32) -> keras.Model:
@@ -134,3 +134,32 @@ def test_umap_rows_tags_and_seed_reproducibility(tmp_path: Path) -> None:
     only_original = run_embed.embed_panels(original, ids, labels, None, **arguments)
     assert {row["panel"] for row in only_original} == {"original"}
     assert run_embed.render_rows(only_original).size[0] == 520
+
+
+def test_domain_gap_reads_half_for_one_distribution_and_one_for_two() -> None:
+    rng = np.random.default_rng(3)
+    same = separability.held_out_auc(rng.normal(0, 1, (60, 16)), rng.normal(0, 1, (60, 16)), seed=0)
+    apart = separability.held_out_auc(rng.normal(1.5, 1, (60, 16)), rng.normal(0, 1, (60, 16)), seed=0)
+    assert same is not None and apart is not None
+    assert abs(same["auc"] - 0.5) < 0.15
+    assert apart["auc"] > 0.97
+    assert (apart["n_first"], apart["n_second"], apart["folds"]) == (60, 60, 5)
+    again = separability.held_out_auc(rng.normal(1.5, 1, (60, 16)), rng.normal(0, 1, (60, 16)), seed=0)
+    assert again is not None and again["auc"] > 0.97
+
+
+def test_domain_gap_held_out_scores_are_not_training_scores() -> None:
+    # pure noise with more dimensions than images: a model scored on its own training data would
+    # separate the groups perfectly; held-out scores must not
+    rng = np.random.default_rng(4)
+    result = separability.held_out_auc(rng.normal(0, 1, (20, 200)), rng.normal(0, 1, (20, 200)), seed=1)
+    assert result is not None and result["auc"] < 0.8
+
+
+def test_domain_gap_small_or_mismatched_groups() -> None:
+    assert separability.held_out_auc(np.zeros((1, 4)), np.ones((9, 4)), seed=0) is None
+    assert separability.held_out_auc(np.zeros((3, 4)), np.ones((9, 4)), seed=0)["folds"] == 3
+    with pytest.raises(ValueError, match="same C"):
+        separability.held_out_auc(np.zeros((5, 4)), np.zeros((5, 3)), seed=0)
+    with pytest.raises(ValueError, match="synthetic"):
+        separability.domain_gap({"benign": np.zeros((5, 4)), "malignant": np.zeros((5, 4))}, seed=0)

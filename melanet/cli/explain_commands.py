@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from melanet.cli import common
@@ -91,4 +92,12 @@ def run_embed(args: argparse.Namespace) -> int:
     common.announce_run(Path(args.run))
     csv_path = embed_module.embed_run(args.run, progress=common.progress_bar("embed"))
     print(f"embedding: {csv_path} and {csv_path.with_name('umap.png')}", flush=True)
+    gap_path = csv_path.with_name("separability.json")
+    if gap_path.is_file():
+        gap = json.loads(gap_path.read_text(encoding="utf-8"))
+        print("domain gap (cross-validated AUC of a linear read-out of the features; 0.5 = indistinguishable):")
+        for name, entry in gap.items():
+            if isinstance(entry, dict):
+                print(f"  {name.replace('_', ' ')}: {entry['auc']:.3f} ({entry['n_first']} vs {entry['n_second']})")
+        print(f"  written to {gap_path}", flush=True)
     return 0

@@ -8,11 +8,14 @@ Two panels, each its own 2-D UMAP (seed = the run's ``seed``):
   ``classifier.gan_run`` (only those made from images of this training split), tagged synthetic.
   Without a ``gan_run`` there is no second panel.
 
-Writes ``<run>/embedding/umap.csv`` (``panel, image, tag, x, y``) and ``<run>/embedding/umap.png``.
+Writes ``<run>/embedding/umap.csv`` (``panel, image, tag, x, y``) and ``<run>/embedding/umap.png``;
+with synthetic images also ``<run>/embedding/separability.json``: how well a cross-validated linear
+read-out of the same features tells synthetic from real lesions (:mod:`melanet.explain.separability`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from collections.abc import Callable, Sequence
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from melanet import runs
-from melanet.explain import embedding, features
+from melanet.explain import embedding, features, separability
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +164,21 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
                 min_dist=config.explain.umap_min_dist,
                 progress=progress,
             )
+            if synthetic_features is not None:
+                gap = separability.domain_gap(
+                    {"benign": original[training.labels == 0], "malignant": original[training.labels == 1],
+                     "synthetic": synthetic_features},
+                    seed=config.seed,
+                )
+                runs.atomic_write_json(output_dir / "separability.json", {
+                    "features": "global average pooling of the classifier (the UMAP input)",
+                    "method": f"{separability.FOLDS}-fold cross-validated logistic regression, ROC AUC of held-out scores",
+                    "reading": "0.5 = indistinguishable, 1.0 = fully separable",
+                    **gap,
+                })
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    (output_dir / "separability.json").unlink()  # from an earlier embedding with synthetic images
             csv_path = output_dir / "umap.csv"
             runs.atomic_write_csv(csv_path, [{**row, "x": f"{row['x']:.6f}", "y": f"{row['y']:.6f}"} for row in rows], COLUMNS)
             buffer = io.BytesIO()
@@ -171,8 +189,10 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
                                          "finished_at": runs.now_iso()})
             raise
         panels = sorted({str(row["panel"]) for row in rows})
-        run.update_status(embedding={"state": "done", "panels": panels, "points": len(rows),
-                                     "finished_at": runs.now_iso()})
+        done = {"state": "done", "panels": panels, "points": len(rows), "finished_at": runs.now_iso()}
+        if synthetic_features is not None and gap["synthetic_vs_real_malignant"] is not None:
+            done["synthetic_vs_real_malignant_auc"] = round(gap["synthetic_vs_real_malignant"]["auc"], 4)
+        run.update_status(embedding=done)
     return csv_path
 
 
