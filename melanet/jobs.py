@@ -235,6 +235,30 @@ def stop(run_dir: str | Path, *, wait_seconds: float = 0.0) -> bool:
     return True
 
 
+# launched steps that run on a finished run and keep their own entry in its status.json
+STEP_STATUS_KEYS = {"evaluate": "evaluation", "explain": "explain", "embed": "embedding"}
+
+
+def step_state(status: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """For a run whose last launched job is evaluate / explain / embed: (its state, its status entry).
+
+    ``status`` is what :func:`read_status` returns. The state is the entry's own (``running``,
+    ``done``, ``failed``), ``starting`` while the process lives but has not written its entry yet,
+    and ``interrupted`` when the entry says running but no process is behind it. None for the
+    training stages, whose state is the run's own.
+    """
+    key = STEP_STATUS_KEYS.get(str(status.get("job_stage")))
+    if key is None:
+        return None
+    entry = status.get(key) if isinstance(status.get(key), dict) else {}
+    state = str(entry.get("state") or ("starting" if status.get("alive") else "unknown"))
+    if state == "running" and not status.get("alive"):
+        state = "interrupted"
+    elif state != "running" and status.get("alive"):
+        state = "starting"  # a relaunch: the old entry is still there until the new process writes its own
+    return state, entry
+
+
 def read_status(run_dir: str | Path) -> dict[str, Any]:
     """The run's ``status.json`` plus what the job knows.
 

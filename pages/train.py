@@ -159,18 +159,28 @@ def _watch_choices() -> list[str]:
 def progress_panel(run_path: Path) -> None:
     """Polls the run folder: state, epoch, ETA, losses, latest sample grid, log; Stop and Resume."""
     status = jobs.read_status(run_path)
+    step = jobs.step_state(status)  # evaluate / explain / embed launched on a trained run
     state = status.get("state", "unknown")
-    if status.get("launching"):
+    if step is not None:
+        state = step[0]
+    elif status.get("launching"):
         state = "starting"
     elif status.get("interrupted"):
         state = "interrupted"
     columns = st.columns(4)
     columns[0].metric("State", state)
-    columns[1].metric("Stage", status.get("stage", "-"))
+    columns[1].metric("Stage", status.get("job_stage") if step is not None else status.get("stage", "-"))
     columns[2].metric("Epoch", f"{status.get('epoch', '-')}/{status.get('epochs', '-')}")
     eta = status.get("eta_seconds")
-    columns[3].metric("ETA", "-" if eta is None or state != "running" else str(dt.timedelta(seconds=int(eta))))
-    st.progress(float(status.get("progress") or 0.0), text=str(status.get("message", "")))
+    columns[3].metric("ETA", "-" if eta is None or state != "running" or step is not None
+                      else str(dt.timedelta(seconds=int(eta))))
+    if step is not None:
+        entry = step[1]
+        total = entry.get("total") or 0
+        fraction = 1.0 if state == "done" else (float(entry.get("done", 0)) / total if total else 0.0)
+        st.progress(min(1.0, fraction), text=str(entry.get("message") or f"{status.get('job_stage')}: {state}"))
+    else:
+        st.progress(float(status.get("progress") or 0.0), text=str(status.get("message", "")))
 
     stop_column, resume_column, _ = st.columns([1, 1, 4])
     if stop_column.button("Stop", disabled=not status.get("alive"), key="stop_button"):
@@ -179,7 +189,7 @@ def progress_panel(run_path: Path) -> None:
             st.toast("Stop sent: the stage saves its checkpoint and ends as 'stopped'.")
         except runs.RunError as error:
             st.error(str(error))
-    resumable = (state in ("stopped", "failed", "interrupted") and not status.get("alive")
+    resumable = (step is None and state in ("stopped", "failed", "interrupted") and not status.get("alive")
                  and status.get("stage") in ("train-gan", "train-classifier", "reproduce"))
     if resume_column.button("Resume", disabled=not resumable, key="resume_button"):
         try:

@@ -256,3 +256,67 @@ def test_launch_watch_finish_then_stop_one_midway(dashboard, browser) -> None:
     expect(page.locator(".st-key-resume_button button")).to_be_enabled(timeout=30_000)
     second.close()
     page.close()
+
+
+def _wait_for_file(path: Path, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        assert time.monotonic() < deadline, f"no {path} within {timeout_s} s"
+        time.sleep(0.5)
+
+
+def _wait_done(page, run_dir: Path, timeout_s: float = 300) -> None:
+    """The watched run's State metric reads 'done' (the panel polls the run folder)."""
+    expect(metric(page, "State")).to_have_text("done", timeout=timeout_s * 1000)
+    assert __import__("json").loads((run_dir / "status.json").read_text())["state"] == "done"
+
+
+def test_synthesis_classifier_and_evaluation_forms_chain_into_a_metrics_file(dashboard, browser) -> None:
+    """The Train page's other three forms, in the order a user runs them, on the smoke preset."""
+    url, runs_dir = dashboard
+    page = new_page(browser)
+    open_page(page, url, "Train")
+    _launch_gan(page, "chain-gan", 1)
+    _wait_done(page, runs_dir / "chain-gan")
+
+    page.reload()  # the forms list the runs on disk when the page renders
+    page.get_by_role("tab", name="Synthesis").click()
+    choose(page, "synthesis_run", "runs/chain-gan")
+    page.get_by_role("button", name="Launch synthesis").click()
+    expect(page.get_by_text("Launched synthesize").first).to_be_visible(timeout=30_000)
+    manifest_path = runs_dir / "chain-gan" / "synthetic" / "manifest.csv"
+    _wait_for_file(manifest_path)  # the GAN run already read 'done' before synthesis started
+    _wait_done(page, runs_dir / "chain-gan")
+    manifest = manifest_path.read_text().splitlines()
+    assert len(manifest) > 1 and manifest[0].startswith("synthetic_id,")
+
+    page.reload()
+    page.get_by_role("tab", name="Classifier").click()
+    choose(page, "classifier_preset", "smoke.yaml")
+    expect(page.locator(".st-key-classifier_epochs_smoke input")).to_have_value("2", timeout=30_000)
+    page.locator(".st-key-classifier_name input").fill("chain-melanet")
+    page.get_by_text("originals + CycleGAN synthetic malignant lesions (MelaNet)").click()
+    choose(page, "classifier_gan_run", "runs/chain-gan")
+    epochs_input = page.locator(".st-key-classifier_epochs_smoke input")
+    epochs_input.fill("1")
+    epochs_input.press("Tab")
+    page.get_by_role("button", name="Launch classifier training").click()
+    expect(page.get_by_text("on `chain-melanet`").or_(page.get_by_text("on chain-melanet")).first).to_be_visible(
+        timeout=30_000)
+    run_dir = runs_dir / "chain-melanet"
+    _wait_done(page, run_dir)
+    saved = (run_dir / "config.yaml").read_text()
+    assert "training_set: synthetic" in saved and str(runs_dir / "chain-gan") in saved and "epochs: 1" in saved
+
+    page.reload()
+    page.get_by_role("tab", name="Evaluation").click()
+    choose(page, "evaluation_run", "runs/chain-melanet")
+    page.get_by_role("button", name="Launch", exact=True).click()
+    expect(page.get_by_text("Launched evaluate").first).to_be_visible(timeout=30_000)
+    _wait_for_file(run_dir / "metrics.json")
+    _wait_done(page, run_dir)
+    expect(metric(page, "Stage")).to_have_text("evaluate")  # the panel follows the launched step
+    metrics = __import__("json").loads((run_dir / "metrics.json").read_text())
+    assert metrics["n"] == 73 and metrics["tp"] + metrics["fn"] == 39 and 0.0 <= metrics["auc"] <= 1.0
+    screenshot(page, "train-chain-evaluated")
+    page.close()

@@ -172,3 +172,21 @@ def test_real_train_gan_smoke_run_through_jobs(tmp_path: Path) -> None:
     status = jobs.read_status(run_dir)
     assert status["state"] == "done", jobs.log_tail(run_dir, 40)
     assert len(runs.Run(run_dir).history()) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ({"state": "done", "job_stage": "train-classifier", "alive": False}, None),
+        ({"state": "done", "job_stage": "evaluate", "alive": True}, "starting"),
+        ({"state": "done", "job_stage": "evaluate", "alive": True, "evaluation": {"state": "running"}}, "running"),
+        ({"state": "done", "job_stage": "evaluate", "alive": False, "evaluation": {"state": "done"}}, "done"),
+        ({"state": "done", "job_stage": "explain", "alive": False, "explain": {"state": "running"}}, "interrupted"),
+        ({"state": "done", "job_stage": "embed", "alive": False, "embedding": {"state": "failed"}}, "failed"),
+        # relaunched while the old entry says done: the new process has not written yet
+        ({"state": "done", "job_stage": "embed", "alive": True, "embedding": {"state": "done"}}, "starting"),
+    ],
+)
+def test_step_state_follows_the_launched_step_not_the_training(status: dict, expected: str | None) -> None:
+    result = jobs.step_state(status)
+    assert (result[0] if result else None) == expected
