@@ -265,10 +265,23 @@ def _wait_for_file(path: Path, timeout_s: float = 300) -> None:
         time.sleep(0.5)
 
 
-def _wait_done(page, run_dir: Path, timeout_s: float = 300) -> None:
-    """The watched run's State metric reads 'done' (the panel polls the run folder)."""
-    expect(metric(page, "State")).to_have_text("done", timeout=timeout_s * 1000)
-    assert __import__("json").loads((run_dir / "status.json").read_text())["state"] == "done"
+def _wait_done(page, run_dir: Path, step: str = "", timeout_s: float = 300) -> None:
+    """``run_dir``'s status.json reads done (its ``step`` entry, e.g. ``evaluation``, when given), and the
+    progress panel, watching that run, says so too (the panel of an earlier run may still be on screen
+    right after a launch, so the file is checked first)."""
+    status_path = run_dir / "status.json"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = __import__("json").loads(status_path.read_text()) if status_path.is_file() else {}
+        state = (status.get(step) or {}).get("state") if step else status.get("state")
+        if state == "done":
+            break
+        assert state != "failed", f"{run_dir.name} failed: {status}"
+        assert time.monotonic() < deadline, f"{run_dir.name} not done within {timeout_s} s: {status}"
+        time.sleep(0.5)
+    watched = page.locator('[data-testid="stSelectbox"]').filter(has_text="Run to watch").locator('[role="combobox"]')
+    expect(watched).to_have_value(f"runs/{run_dir.name}", timeout=30_000)
+    expect(metric(page, "State")).to_have_text("done", timeout=60_000)
 
 
 def test_synthesis_classifier_and_evaluation_forms_chain_into_a_metrics_file(dashboard, browser) -> None:
@@ -313,8 +326,7 @@ def test_synthesis_classifier_and_evaluation_forms_chain_into_a_metrics_file(das
     choose(page, "evaluation_run", "runs/chain-melanet")
     page.get_by_role("button", name="Launch", exact=True).click()
     expect(page.get_by_text("Launched evaluate").first).to_be_visible(timeout=30_000)
-    _wait_for_file(run_dir / "metrics.json")
-    _wait_done(page, run_dir)
+    _wait_done(page, run_dir, step="evaluation")
     expect(metric(page, "Stage")).to_have_text("evaluate")  # the panel follows the launched step
     metrics = __import__("json").loads((run_dir / "metrics.json").read_text())
     assert metrics["n"] == 73 and metrics["tp"] + metrics["fn"] == 39 and 0.0 <= metrics["auc"] <= 1.0
