@@ -72,6 +72,21 @@ def test_cache_misses_when_a_file_or_a_setting_changes(tiny_isic):
     assert prepare.load_split(config, "train").from_cache  # and so does each resize mode
 
 
+def test_entries_named_before_the_resize_mode_are_removed_on_the_next_write(tiny_isic):
+    config = _config(tiny_isic)
+    folder = prepare.cache_directory(config)
+    tag = prepare.load_split(config, "train").cache_path.name.split("-")[0]
+    legacy = [folder / f"{tag}-train-32px-{'ab' * 12}{suffix}" for suffix in (".npy", ".json")]
+    other_size = [folder / f"{tag}-train-16px-{'cd' * 12}{suffix}" for suffix in (".npy", ".json")]
+    for path in legacy + other_size:
+        path.write_bytes(b"old")
+    victim = _image(tiny_isic, 2)
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+    assert not prepare.load_split(config, "train").from_cache
+    assert not any(path.exists() for path in legacy)
+    assert all(path.exists() for path in other_size), "another size's entries are not this write's to remove"
+
+
 def test_cache_dir_override_and_fallback(tiny_isic, tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere"
     image_set = prepare.load_split(_config(tiny_isic, cache_dir=str(elsewhere)), "train")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -191,8 +192,12 @@ def _write_entry(images_path: Path, meta_path: Path, images: np.ndarray, labels:
 
 
 def _remove_stale(folder: Path, prefix: str, current_stem: str) -> None:
-    """Older entries of the same root, split and size can never be hit again."""
-    for path in folder.glob(prefix + "*"):
+    """Older entries of the same root, split, size and resize mode can never be hit again; nor can
+    entries named before the resize mode was part of the name (``<root tag>-<split>-<S>px-<key>``)."""
+    legacy = re.compile(re.escape(prefix.rsplit("-", 2)[0]) + r"-[0-9a-f]{24}")
+    candidates = list(folder.glob(prefix + "*")) + [
+        path for path in folder.glob(prefix.rsplit("-", 2)[0] + "-*") if legacy.fullmatch(path.stem)]
+    for path in candidates:
         if path.stem != current_stem and path.suffix in (".npy", ".json"):
             with contextlib.suppress(OSError):
                 path.unlink()
