@@ -166,17 +166,18 @@ def umap_points(run_path: Path) -> pd.DataFrame:
     return frame
 
 
-def domain_gap(run_path: Path) -> dict[str, dict[str, Any]]:
-    """``embedding/separability.json``: pair name -> {auc, n_first, n_second, folds}; {} if absent or unreadable."""
+def domain_gap(run_path: Path) -> dict[str, dict[str, Any]] | str:
+    """``embedding/separability.json``: pair name -> {auc, n_first, n_second, folds}; {} when absent;
+    a one-line message naming the file when it cannot be read."""
     path = run_path / "embedding" / "separability.json"
     if not path.is_file():
         return {}
     try:
         values = runs.read_json(path)
-    except runs.RunError:
-        return {}
+    except runs.RunError as error:
+        return str(error)
     if not isinstance(values, dict):
-        return {}
+        return f"{path}: expected a JSON object of pair name -> {{auc, n_first, n_second, folds}}"
     return {name: entry for name, entry in values.items()
             if isinstance(entry, dict) and isinstance(entry.get("auc"), (int, float))}
 

@@ -52,7 +52,9 @@ for column, panel in zip(columns, panels):
                 selected.append((str(image_id), str(tag.iloc[0]) if not tag.empty else ""))
 
 gap = artifacts.domain_gap(entry.path)
-if gap:
+if isinstance(gap, str):
+    st.warning(f"Domain gap not shown: {gap}")
+elif gap:
     st.subheader("Domain gap: can the classifier tell synthetic lesions from real ones?")
     labels = {"synthetic_vs_real_malignant": "synthetic vs real malignant",
               "synthetic_vs_real_benign": "synthetic vs real benign",

@@ -140,6 +140,22 @@ def test_umap_page_shows_both_panels_and_the_domain_gap(demo_env: Path) -> None:
     assert shown["synthetic vs real malignant"] == pytest.approx(written["synthetic_vs_real_malignant"]["auc"], abs=5e-4)
 
 
+def test_umap_page_names_an_unreadable_domain_gap_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    app_fixture.write_results(models / "demo")
+    broken = sorted((models / "demo").rglob("embedding/separability.json"))[0]
+    broken.write_text("{not json")
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(models))
+    monkeypatch.setenv("MELANET_RUNS_DIR", str(tmp_path / "runs"))
+    app = render("umap")
+    if broken.parent.parent.name not in app.selectbox(key="umap_run").value:
+        app.selectbox(key="umap_run").set_value(
+            next(option for option in app.selectbox(key="umap_run").options if broken.parent.parent.name in option)).run()
+    warnings = [warning.value for warning in app.warning]
+    assert any(str(broken) in text and "invalid JSON at line 1" in text for text in warnings), warnings
+    assert len(app.get("plotly_chart")) == 2  # the plots still show
+
+
 def _jpeg() -> bytes:
     buffer = io.BytesIO()
     pixels = np.random.default_rng(0).integers(0, 255, (80, 120, 3), dtype=np.uint8)
