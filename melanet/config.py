@@ -16,6 +16,10 @@ import yaml
 
 
 RESIZE_MODES = ("pad", "stretch", "crop")  # how a non-square image becomes square (data.resize)
+COLOR_CONSTANCY_METHODS = ("none", "shades_of_gray")  # data.color_constancy
+TTA_MODES = ("none", "flips")  # evaluation.tta: test-time augmentation
+SYNTHETIC_KEEP_ALL = "all"  # classifier.synthetic_keep: every synthetic image, or "top_fraction=F"
+SYNTHETIC_KEEP_TOP_FRACTION = "top_fraction"
 
 
 class ConfigError(ValueError):
@@ -34,6 +38,7 @@ class DataConfig:
     skip_bad: bool = False  # go on past unreadable images and record them in the run folder
     workers: int = 0  # decoding processes; 0 = all cores
     max_image_pixels: int = 100_000_000  # decompression-bomb guard (width x height)
+    color_constancy: str = "none"  # "none" | "shades_of_gray" (p = 6, Barata et al. 2015), before caching
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +57,8 @@ class GanConfig:
     identity_weight: float = 1.0  # identity L1 weight (authors' code)
     flip: bool = True  # random horizontal flip
     sample_count: int = 4  # benign inputs shown in the per-epoch sample grid
+    mask_padding: bool = True  # paste each source's black bars back onto its translations; masked L1 terms
+    diff_augment: bool = False  # DiffAugment (Zhao et al. 2020) on every discriminator input while training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +78,7 @@ class ClassifierConfig:
     class_weight: bool = True  # 'balanced' class weights on top of focal loss (authors' code)
     training_set: str = "original"  # "original" | "augment5x" | "augment10x" | "synthetic"
     gan_run: str = ""  # stage-1 run folder whose synthesized lesions feed "synthetic"
+    synthetic_keep: str = "all"  # "all" | "top_fraction=F": the most realistic share (audit/realism.csv)
     reduce_lr_patience: int = 5
     reduce_lr_factor: float = 0.1
     early_stopping_patience: int = 10
@@ -85,6 +93,7 @@ class EvaluationConfig:
     target_sensitivity: float = 0.8  # operating point chosen on the validation split
     bootstrap_samples: int = 2000
     confidence: float = 0.95
+    tta: str = "none"  # "none" | "flips": average the probabilities over the four flips of each image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +128,30 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "classifier.optimizer": ("adadelta", "adam"),
     "classifier.training_set": ("original", "augment5x", "augment10x", "synthetic"),
     "explain.method": ("gradcam", "gradcam++", "scorecam"),
+    "data.color_constancy": COLOR_CONSTANCY_METHODS,
+    "evaluation.tta": TTA_MODES,
 }
+
+
+def synthetic_keep_fraction(value: str) -> float | None:
+    """``classifier.synthetic_keep`` -> None for ``all``, else F of ``top_fraction=F`` (0 < F <= 1).
+
+    ConfigError naming the key for anything else.
+    """
+    text = str(value).strip()
+    if text == SYNTHETIC_KEEP_ALL:
+        return None
+    name, _, number = text.partition("=")
+    try:
+        fraction = float(number)
+    except ValueError:
+        fraction = float("nan")
+    if name.strip() != SYNTHETIC_KEEP_TOP_FRACTION or not 0.0 < fraction <= 1.0:
+        raise ConfigError(
+            f"config: key 'classifier.synthetic_keep' must be '{SYNTHETIC_KEEP_ALL}' or "
+            f"'{SYNTHETIC_KEEP_TOP_FRACTION}=F' with F in (0, 1], got {value!r}"
+        )
+    return fraction
 
 
 def _coerce(value: Any, annotation: Any, key: str, where: str) -> Any:
@@ -271,6 +303,7 @@ def validate(config: Config) -> None:
     for ok, key, expected in checks:
         if not ok:
             raise ConfigError(f"config: key '{key}' must be {expected}")
+    synthetic_keep_fraction(config.classifier.synthetic_keep)
     max_levels = config.data.image_size.bit_length() - 1
     if config.gan.generator_levels > max_levels - 1:
         raise ConfigError(
