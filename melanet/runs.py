@@ -31,15 +31,17 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from melanet import config as config_module
+from melanet import layout
 
-CONFIG_FILE = "config.yaml"
-STATUS_FILE = "status.json"
-HISTORY_FILE = "history.csv"
-METRICS_FILE = "metrics.json"
-SKIPPED_FILE = "skipped.csv"
-LOCK_FILE = ".lock"
+# File names live in melanet.layout (the run-folder contract); these aliases keep old imports working.
+CONFIG_FILE = layout.CONFIG_FILE
+STATUS_FILE = layout.STATUS_FILE
+HISTORY_FILE = layout.HISTORY_FILE
+METRICS_FILE = layout.METRICS_FILE
+SKIPPED_FILE = layout.SKIPPED_FILE
+LOCK_FILE = layout.LOCK_FILE
 # A classifier run's trained model: the full Keras file, or its compact form (melanet.classifier.compact).
-MODEL_FILES = ("model.keras", "model.trained.npz")
+MODEL_FILES = layout.MODEL_FILES
 DEFAULT_RUNS_DIR = Path("runs")
 
 STATES = ("pending", "running", "done", "failed", "stopped")
@@ -183,12 +185,17 @@ class Run:
         return self.path.name
 
     @property
+    def files(self) -> layout.RunLayout:
+        """Every file of the run folder as a path (``melanet.layout.RunLayout``)."""
+        return layout.RunLayout(self.path)
+
+    @property
     def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoints"
+        return self.files.checkpoints
 
     @property
     def figures_dir(self) -> Path:
-        return self.path / "figures"
+        return self.files.figures
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -1,0 +1,145 @@
+"""The stage registry: every pipeline stage and step, its CLI verb, inputs, resume rule and choices.
+
+One entry per verb that works on a run folder. The CLI (``melanet.cli``), the job launcher
+(``melanet.jobs``), the reproduction (``melanet.reproduce``), the lifecycle's folder check and the
+dashboard's Train page read this table; a new stage (an audit, a reader study) is one new entry here
+plus its CLI verb. ``tests/test_stages.py`` walks the table against the CLI parser, ``jobs`` and the
+Train page.
+
+Two kinds of entry:
+
+- ``training``: owns its run folder. Its ``status.json`` ``stage``/``state`` are the run's own
+  (``train-gan``, ``train-classifier``, ``reproduce``).
+- ``step``: works on a finished run of ``folder_stage`` and keeps its own entry ``status_key`` in that
+  run's ``status.json`` (``evaluate`` -> ``evaluation``), leaving the run's stage and state alone;
+  ``synthesize`` is the exception that records itself as the run's stage (it predates the entries).
+
+Choices that the config validates against are ``Literal`` types here (``TrainingSet``,
+``GradCamMethod``, ...); their tuples (``TRAINING_SETS``, ...) are what forms and parsers offer.
+
+This module imports nothing from the rest of ``melanet`` except ``layout``, so ``config`` can
+import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Literal
+
+from melanet import layout
+
+# -- choices ----------------------------------------------------------------------------------------
+TrainingSet = Literal["original", "augment5x", "augment10x", "synthetic"]
+TRAINING_SETS: tuple[TrainingSet, ...] = typing.get_args(TrainingSet)
+SYNTHETIC_TRAINING_SET: TrainingSet = "synthetic"  # the one that needs classifier.gan_run
+
+GradCamMethod = Literal["gradcam", "gradcam++", "scorecam"]
+GRADCAM_METHODS: tuple[GradCamMethod, ...] = typing.get_args(GradCamMethod)
+
+Backbone = Literal["vgg16", "vgg16-narrow"]
+BACKBONES: tuple[Backbone, ...] = typing.get_args(Backbone)
+
+Optimizer = Literal["adadelta", "adam"]
+OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)
+
+Distribute = Literal["none", "mirrored"]
+DISTRIBUTE_CHOICES: tuple[Distribute, ...] = typing.get_args(Distribute)
+
+# Outcomes of a thresholded prediction, in the order the explain index lists them: mistakes first.
+Outcome = Literal["FN", "FP", "TP", "TN"]
+OUTCOMES: tuple[Outcome, ...] = typing.get_args(Outcome)
+
+# -- exit codes of the CLI ------------------------------------------------------------------------
+USER_ERROR_EXIT_CODE = 2  # bad input, bad config, refused folder: one line on stderr
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT (Ctrl-C)
+STOPPED_EXIT_CODE = 143  # 128 + SIGTERM: stopped on request (the dashboard's Stop), resumable
+
+StageKind = Literal["training", "step"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One verb that works on a run folder.
+
+    ``name`` is what ``status.json`` calls it (``stage``) and ``verb`` its CLI verb (the same for
+    every stage today). ``folder_stage`` is the stage whose folder it may work on.
+    ``resume_overridable``: the ``--set`` keys a ``--resume`` may change (e.g. train longer).
+    ``finished_file``: a file whose presence means the stage's output is complete.
+    """
+
+    name: str
+    verb: str
+    kind: StageKind
+    summary: str
+    inputs: tuple[str, ...]
+    folder_stage: str
+    configurable: bool = False  # takes --config / --set
+    resumable: bool = False  # takes --resume RUN (continue from the last checkpoint)
+    resume_overridable: tuple[str, ...] = ()
+    launchable: bool = True  # the dashboard may start it through melanet.jobs
+    status_key: str | None = None  # a step's own entry in the run's status.json
+    finished_file: str | None = None
+
+    @property
+    def is_step(self) -> bool:
+        return self.kind == "step"
+
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage("train-gan", "train-gan", "training", "stage 1: CycleGAN benign <-> malignant",
+              inputs=("data.root training split",), folder_stage="train-gan",
+              configurable=True, resumable=True, resume_overridable=("gan.epochs",),
+              finished_file=layout.GENERATOR_FILES[0]),
+        Stage("synthesize", "synthesize", "step", "stage 1: synthetic malignant lesions from benign ones",
+              inputs=("a finished train-gan run",), folder_stage="train-gan",
+              finished_file=layout.SYNTHETIC_MANIFEST_FILE),
+        Stage("train-classifier", "train-classifier", "training", "stage 2: VGG-GAP with focal loss",
+              inputs=("data.root training split", "classifier.gan_run for the synthetic set"),
+              folder_stage="train-classifier", configurable=True, resumable=True,
+              finished_file=layout.MODEL_FILE),
+        Stage("compact", "compact", "step", "keep only the trained layers of a finished classifier",
+              inputs=("a finished train-classifier run",), folder_stage="train-classifier",
+              launchable=False, finished_file=layout.COMPACT_MODEL_FILE),
+        Stage("evaluate", "evaluate", "step", "test-set metrics with confidence intervals",
+              inputs=("a finished train-classifier run", "a data folder's test split"),
+              folder_stage="train-classifier", status_key="evaluation", finished_file=layout.METRICS_FILE),
+        Stage("explain", "explain", "step", "Grad-CAM maps of test images",
+              inputs=("a finished train-classifier run", "a data folder's test split"),
+              folder_stage="train-classifier", status_key="explain", finished_file=layout.EXPLAIN_INDEX_FILE),
+        Stage("embed", "embed", "step", "UMAP of GAP features (originals vs originals + synthetic)",
+              inputs=("a finished train-classifier run", "its classifier.gan_run"),
+              folder_stage="train-classifier", status_key="embedding", finished_file=layout.UMAP_CSV_FILE),
+        Stage("reproduce", "reproduce", "training", "every stage of Table 1 in one results folder",
+              inputs=("data.root",), folder_stage="reproduce", configurable=True, resumable=True,
+              finished_file=layout.TABLE_MARKDOWN_FILE),
+    )
+}
+
+TRAINING_STAGES = tuple(name for name, stage in STAGES.items() if stage.kind == "training")
+RESUMABLE_STAGES = tuple(name for name, stage in STAGES.items() if stage.resumable)
+LAUNCHABLE_STAGES = tuple(name for name, stage in STAGES.items() if stage.launchable)
+# status.json key of each step that keeps its own entry: {"evaluate": "evaluation", ...}
+STEP_STATUS_KEYS = {name: stage.status_key for name, stage in STAGES.items() if stage.status_key}
+# stages whose folders hold a stage-1 (CycleGAN) run / a stage-2 (classifier) run
+GAN_STAGES = tuple(name for name, stage in STAGES.items() if stage.folder_stage == "train-gan")
+CLASSIFIER_STAGES = tuple(name for name, stage in STAGES.items() if stage.folder_stage == "train-classifier")
+
+
+def get(name: str) -> Stage:
+    """The registry entry of ``name``; ``ValueError`` naming the known stages otherwise."""
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(STAGES)}") from None
+
+
+def folder_stage_of(stage_name: str | None) -> str | None:
+    """Which folder a ``status.json`` ``stage`` value means: ``"evaluate"`` -> ``"train-classifier"``.
+
+    None for an unknown or missing stage.
+    """
+    stage = STAGES.get(str(stage_name))
+    return None if stage is None else stage.folder_stage
