@@ -25,6 +25,8 @@ import fcntl
 import io
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -45,6 +47,14 @@ MODEL_FILES = layout.MODEL_FILES
 DEFAULT_RUNS_DIR = Path("runs")
 
 STATES = ("pending", "running", "done", "failed", "stopped")
+# Temp files of atomic writes (``.<name>.<pid>.<random>.tmp``), of ``model.save``
+# (``.<stem>.<pid>[.tmp].keras``) and checkpoint staging folders (``.staging-epoch-NNNN-<pid>``).
+TEMPORARY_SUFFIX = ".tmp"
+_TEMPORARY_NAMES = (
+    re.compile(r"\..+\.(\d+)\.[^.]*\.tmp"),
+    re.compile(r"\..+\.(\d+)(?:\.tmp)?\.keras"),
+    re.compile(r"\.staging-epoch-\d+-(\d+)"),
+)
 
 
 class RunError(ValueError):
@@ -73,11 +83,20 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+def temporary_prefix(path: str | Path) -> str:
+    """Prefix of the temp files written for ``path`` by this process: ``.<name>.<pid>.``.
+
+    The writer's pid in the name lets ``remove_stale_temporaries`` tell a file left by a killed
+    writer from one a live process is still writing.
+    """
+    return f".{Path(path).name}.{os.getpid()}."
+
+
 def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
     """Call ``write(stream)`` on a temp file in ``path``'s folder, fsync, then ``os.replace`` onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         os.fchmod(handle, _FILE_MODE)
         with os.fdopen(handle, "wb") as stream:
@@ -89,6 +108,49 @@ def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], Any]) -> Non
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temp files and folders in ``folder`` left by writers that were killed.
+
+    Matches this module's ``.<name>.<pid>.*.tmp``, the models' ``.<stem>.<pid>[.tmp].keras`` and the
+    checkpoints' ``.staging-epoch-NNNN-<pid>``; a name whose pid is still alive is kept.
+    Returns what was removed.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        pid = _writer_pid(entry.name)
+        if pid is None or _process_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
+def _writer_pid(name: str) -> int | None:
+    """The writer's pid in a temp name (see ``remove_stale_temporaries``), or None for other names."""
+    for pattern in _TEMPORARY_NAMES:
+        match = pattern.fullmatch(name)
+        if match:
+            return int(match.group(1))
+    return None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -203,6 +265,12 @@ class Run:
     def exists(self) -> bool:
         return (self.path / CONFIG_FILE).is_file()
 
+    def require_folder(self) -> None:
+        """``RunError`` when the folder is gone (deleted while a stage ran): never recreate it half-empty."""
+        if not self.path.is_dir():
+            raise RunError(f"{self.path}: the run folder was deleted while this stage was using it; "
+                           "nothing more is written there")
+
     # creation / config --------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, config: config_module.Config, stage: str) -> "Run":
@@ -245,6 +313,7 @@ class Run:
         return status
 
     def update_status(self, **fields: Any) -> dict[str, Any]:
+        self.require_folder()
         path = self.path / STATUS_FILE
         try:
             status = json.loads(path.read_text(encoding="utf-8"))
@@ -268,6 +337,7 @@ class Run:
 
     def append_history(self, row: Mapping[str, Any]) -> None:
         """Append one epoch row; the whole file is rewritten atomically (histories are small)."""
+        self.require_folder()
         rows: list[Mapping[str, Any]] = self.history()
         fieldnames = list(rows[0].keys()) if rows else []
         for key in row:

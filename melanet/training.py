@@ -38,6 +38,9 @@ def stage_session(run: runs.Run, stage: str) -> Iterator[None]:
     A second process on the same run gets ``RunBusyError`` before anything is written.
     """
     with run.lock(stage):
+        # holding the lock, no live process writes here: temp files are leftovers of a killed one
+        for folder in (run.path, run.checkpoint_dir):
+            runs.remove_stale_temporaries(folder)
         previous = signal.getsignal(signal.SIGTERM)
 
         def on_terminate(signum: int, frame: Any) -> None:

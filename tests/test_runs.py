@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -56,6 +57,102 @@ def test_atomic_write_leaves_no_partial_file_when_interrupted(tmp_path: Path) ->
     assert [path.name for path in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails_midway(tmp_path: Path) -> None:
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"old" * 1000)
+
+    def half_then_fail(stream) -> None:
+        stream.write(b"new" * 500)  # half of the new content is already on disk
+        stream.flush()
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        runs.atomic_write_with(target, half_then_fail)
+    assert target.read_bytes() == b"old" * 1000
+    assert [path.name for path in tmp_path.iterdir()] == ["weights.bin"]
+
+
+SLOW_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from melanet import runs
+
+    def write(stream):
+        stream.write(b"n" * 4_000_000)  # the first half of a large file
+        stream.flush()
+        print("half written", flush=True)
+        time.sleep(60)
+        stream.write(b"n" * 4_000_000)
+
+    runs.atomic_write_with(sys.argv[1], write)
+    """
+)
+
+
+def test_atomic_write_survives_a_writer_killed_mid_file(tmp_path: Path) -> None:
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old model")
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "half written"
+        leftovers = [path for path in tmp_path.iterdir() if path != target]
+        assert len(leftovers) == 1 and leftovers[0].stat().st_size == 4_000_000  # killed mid-file
+    finally:
+        writer.kill()
+        writer.wait()
+    assert target.read_bytes() == b"old model"
+    # the killed writer's temp file is recognised by its pid and removed by the next cleanup
+    assert runs.remove_stale_temporaries(tmp_path) == leftovers
+    assert [path.name for path in tmp_path.iterdir()] == ["model.bin"]
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_stage_start_removes_temporaries_of_killed_writers_only(tmp_path: Path) -> None:
+    run = runs.Run.create(tmp_path / "run", config.Config(), "train-classifier")
+    dead, alive = _dead_pid(), os.getpid()
+    run.checkpoint_dir.mkdir()
+    stale = [run.path / f".model.{dead}.tmp.keras", run.path / f".history.csv.{dead}.k2j_x9a1.tmp",
+             run.path / f".generator_benign_to_malignant.{dead}.keras"]
+    for path in stale:
+        path.write_bytes(b"partial")
+    (run.checkpoint_dir / f".staging-epoch-0002-{dead}").mkdir()
+    live = run.path / f".model.{alive}.tmp.keras"
+    live.write_bytes(b"being written")
+    keep = [run.path / "model.keras", run.path / ".model.keras.notes"]
+    for path in keep:
+        path.write_bytes(b"kept")
+    with training.stage_session(run, "train-classifier"):
+        assert not any(path.exists() for path in stale)
+        assert not (run.checkpoint_dir / f".staging-epoch-0002-{dead}").exists()
+        assert live.exists() and all(path.exists() for path in keep)
+
+
+def test_a_deleted_run_folder_is_not_recreated_by_status_or_history(tmp_path: Path) -> None:
+    run = runs.Run.create(tmp_path / "run", config.Config(), "train-gan")
+    shutil.rmtree(run.path)
+    with pytest.raises(runs.RunError, match="deleted"):
+        run.update_status(state="running", epoch=2)
+    with pytest.raises(runs.RunError, match="deleted"):
+        run.append_history({"epoch": 2, "loss": 0.1})
+    assert not run.path.exists()
+
+
+def test_a_stage_whose_folder_is_deleted_fails_clearly(tmp_path: Path) -> None:
+    run = runs.Run.create(tmp_path / "run", config.Config(), "train-gan")
+    reporter = training.EpochReporter(run, epochs=2, steps_per_epoch=1, min_interval_seconds=0.0)
+    with pytest.raises(runs.RunError, match="deleted"):
+        with training.stage_session(run, "train-gan"):
+            reporter.start_epoch(1)
+            shutil.rmtree(run.path)
+            reporter.end_epoch(1, {"loss": 0.5})
+    assert not run.path.exists()
+
+
 LOCK_HOLDER = textwrap.dedent(
     """
     import sys, time
@@ -89,6 +186,18 @@ def test_lock_refuses_second_process_and_is_released_on_sigkill(tmp_path: Path) 
 def test_run_names_cannot_leave_the_runs_dir(tmp_path: Path, name: str) -> None:
     with pytest.raises(runs.RunError):
         runs.resolve_run_name(tmp_path, name)
+
+
+def test_a_symlink_inside_the_runs_dir_cannot_lead_out(tmp_path: Path) -> None:
+    runs_dir, outside = tmp_path / "runs", tmp_path / "outside"
+    runs_dir.mkdir()
+    outside.mkdir()
+    (runs_dir / "link").symlink_to(outside, target_is_directory=True)
+    for name in ("link", "link/run-1"):
+        with pytest.raises(runs.RunError, match="resolves outside"):
+            runs.resolve_run_name(runs_dir, name)
+    (runs_dir / "inner").symlink_to(runs_dir / "real", target_is_directory=True)
+    assert runs.resolve_run_name(runs_dir, "inner/run-1") == (runs_dir / "real" / "run-1").resolve()
 
 
 def test_run_names_inside_the_runs_dir_resolve(tmp_path: Path) -> None:
