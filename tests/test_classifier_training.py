@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from melanet import runs, training
 from melanet.classifier import model as model_module
 from melanet.classifier import predict, train
 from melanet.classifier.selection import SelectionState
+from melanet.data.prepare import ImageSet
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = ["data.image_size=32", "classifier.backbone=vgg16-narrow", "classifier.width=0.0625",
@@ -111,12 +113,14 @@ def test_resume_after_sigkill_continues_the_history(tiny_isic: Path, tmp_path: P
     killed_after = training.latest_checkpoint(run)["epoch"]
     assert killed_after < 12, "the run was killed before it finished"
     assert run.status()["state"] == "running" and not run.status()["alive"]
+    rows_before_kill = run.history()[:killed_after]
 
     finished = subprocess.run(_melanet("--resume", str(run_dir)), cwd=REPOSITORY, env=environment,
                               capture_output=True, text=True, timeout=180)
     assert finished.returncode == 0, finished.stderr[-2000:]
     epochs = [int(row["epoch"]) for row in run.history()]
     assert epochs == list(range(1, 13))
+    assert run.history()[:killed_after] == rows_before_kill  # kept, not trained again
     assert list(run.history()[0]) == ["epoch", "loss", "auc", "val_loss", "val_auc", "learning_rate", "seconds"]
     assert run.status()["state"] == "done"
     predictions = (run_dir / train.VALIDATION_PREDICTIONS_FILE).read_text().splitlines()
@@ -186,3 +190,74 @@ def test_a_fresh_training_in_a_used_folder_replaces_its_history(tiny_isic: Path,
     for _ in range(2):
         train.train_classifier(run)
     assert [row["epoch"] for row in run.history()] == ["1", "2"]
+
+
+class SimulatedKill(Exception):
+    """Stands for a SIGKILL right after a checkpoint was written."""
+
+
+def _fit_in_process(run: runs.Run, config: config_module.Config, *, resume: bool = False,
+                    kill_after: int | None = None, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """fit_classifier on 12 random images; returns the epochs it checkpointed (kill_after: stop there)."""
+    generator = np.random.default_rng(3)
+    images = generator.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 0] * 4)
+    ids = [str(index) for index in range(12)]
+    saved: list[int] = []
+    original = training.save_checkpoint
+
+    def recording_save(checkpoint, run_, epoch, extra=None):
+        path = original(checkpoint, run_, epoch, extra=extra)
+        saved.append(epoch)
+        if epoch == kill_after:
+            raise SimulatedKill()
+        return path
+
+    monkeypatch.setattr(training, "save_checkpoint", recording_save)
+    with pytest.raises(SimulatedKill) if kill_after else contextlib.nullcontext():
+        train.fit_classifier(config, run, ImageSet(images, labels, ids), ImageSet(images[:6], labels[:6], ids[:6]),
+                             resume=resume)
+    monkeypatch.setattr(training, "save_checkpoint", original)
+    return saved
+
+
+def _checkpoint_weights(run: runs.Run, config: config_module.Config) -> list[np.ndarray]:
+    model = train.build_compiled_model(config)
+    training.restore_checkpoint(tf.train.Checkpoint(model=model, optimizer=model.optimizer), run)
+    return [variable.numpy() for variable in model.weights]
+
+
+def test_killed_and_resumed_training_equals_an_uninterrupted_one(tmp_path: Path, monkeypatch) -> None:
+    config = config_module.load_config(overrides=[*TINY, "classifier.epochs=3", "classifier.early_stopping_patience=9",
+                                                   "seed=4"])
+    whole = runs.Run.create(tmp_path / "whole", config, train.STAGE)
+    assert _fit_in_process(whole, config, monkeypatch=monkeypatch) == [1, 2, 3]
+
+    resumed = runs.Run.create(tmp_path / "resumed", config, train.STAGE)
+    assert _fit_in_process(resumed, config, kill_after=1, monkeypatch=monkeypatch) == [1]
+    rows_before_kill = resumed.history()
+    weights_before_kill = _checkpoint_weights(resumed, config)
+    assert _fit_in_process(resumed, config, resume=True, monkeypatch=monkeypatch) == [2, 3]
+
+    # the epoch trained before the kill is kept as it was, not trained again
+    assert resumed.history()[:1] == rows_before_kill
+    assert [row["epoch"] for row in resumed.history()] == ["1", "2", "3"]
+    # the same run as without the kill: the per-epoch order depends on (seed, epoch) only
+    columns = ("loss", "auc", "val_loss", "val_auc", "learning_rate")
+    for whole_row, resumed_row in zip(whole.history(), resumed.history()):
+        np.testing.assert_allclose([float(whole_row[name]) for name in columns],
+                                   [float(resumed_row[name]) for name in columns], rtol=1e-4, atol=1e-6)
+    final_whole, final_resumed = _checkpoint_weights(whole, config), _checkpoint_weights(resumed, config)
+    for expected, actual in zip(final_whole, final_resumed):
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-6)
+    assert any(not np.allclose(before, after) for before, after in zip(weights_before_kill, final_resumed))
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
+    whole = train.epoch_orders(10, seed=3, first_epoch=0, epochs=4)
+    resumed = train.epoch_orders(10, seed=3, first_epoch=2, epochs=4)
+    assert whole.shape == (4, 10) and resumed.shape == (2, 10)
+    np.testing.assert_array_equal(whole[2:], resumed)
+    assert all(sorted(order) == list(range(10)) for order in whole)
+    assert not np.array_equal(whole[0], whole[1])
+    assert not np.array_equal(whole, train.epoch_orders(10, seed=4, first_epoch=0, epochs=4))

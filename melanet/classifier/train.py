@@ -66,20 +66,35 @@ def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
     return weights[labels].astype(np.float32)
 
 
+def epoch_orders(count: int, seed: int, first_epoch: int, epochs: int) -> np.ndarray:
+    """The order of the ``count`` training examples in epochs ``first_epoch + 1 .. epochs``.
+
+    Returns (epochs - first_epoch, count) int64 permutations. Epoch ``e``'s order depends on
+    ``(seed, e)`` only, so a resumed run sees the same batches as an uninterrupted one.
+    """
+    return np.stack([np.random.default_rng([seed, epoch]).permutation(count)
+                     for epoch in range(first_epoch + 1, epochs + 1)]).reshape(-1, count)
+
+
 def make_dataset(
     images: np.ndarray, labels: np.ndarray, batch_size: int, *,
-    sample_weights: np.ndarray | None = None, shuffle_seed: int | None = None,
+    sample_weights: np.ndarray | None = None, orders: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of (images float32 [0, 1] (B, S, S, 3), labels int64 (B,)[, weights (B,)]).
 
-    The uint8 images stay uint8 until after batching (4x less memory traffic), then are scaled.
-    Float inputs (cached frozen features) pass through unscaled.
+    Without ``orders``: one pass in the given order. With ``orders`` (E, N) from ``epoch_orders``:
+    E epochs back to back, each in its own order and cut into its own batches (fit with
+    ``steps_per_epoch``). The uint8 images stay uint8 until after batching (4x less memory
+    traffic), then are scaled. Float inputs (cached frozen features) pass through unscaled.
     """
     parts = (images, labels) if sample_weights is None else (images, labels, sample_weights)
-    dataset = tf.data.Dataset.from_tensor_slices(parts)
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    if orders is None:
+        dataset = tf.data.Dataset.from_tensor_slices(parts).batch(batch_size)
+    else:
+        tensors = tuple(tf.convert_to_tensor(part) for part in parts)
+        dataset = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+            lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        dataset = dataset.map(lambda indices: tuple(tf.gather(tensor, indices) for tensor in tensors))
 
     if images.dtype != np.uint8:
         return dataset.prefetch(tf.data.AUTOTUNE)
@@ -200,15 +215,17 @@ def fit_classifier(
         run.update_status(message=f"computing frozen features (layers before {settings.trainable_from})")
         train_inputs = frozen_features(prefix, training_set.images, settings.batch_size)
         validation_inputs = frozen_features(prefix, validation.images, settings.batch_size)
+    orders = epoch_orders(len(training_set.labels), config.seed, first_epoch, settings.epochs)
     train_dataset = make_dataset(train_inputs, training_set.labels, settings.batch_size,
-                                 sample_weights=weights, shuffle_seed=config.seed + first_epoch)
+                                 sample_weights=weights, orders=orders)
     validation_dataset = make_dataset(validation_inputs, validation.labels, settings.batch_size)
     steps = math.ceil(len(training_set.labels) / settings.batch_size)
     reporter = training.EpochReporter(run, settings.epochs, steps, first_epoch=first_epoch + 1, progress=progress)
     callback = RunCallback(run, config, state, checkpoint, reporter, full_model=model)
     if first_epoch < settings.epochs and not state.stopped_early:
         trained.fit(train_dataset, validation_data=validation_dataset, epochs=settings.epochs,
-                  initial_epoch=first_epoch, callbacks=[callback], shuffle=False, verbose=0)
+                    initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=[callback], shuffle=False,
+                    verbose=0)
     epochs_run = len(run.history())
 
     model_path = run.file(predict.MODEL_FILE)
