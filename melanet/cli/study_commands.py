@@ -1,0 +1,97 @@
+"""`melanet reader-study create|results`: readers against a classifier run on the same test cases."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from melanet.cli import common
+from melanet.studies import study as study_module
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add this module's verbs to the top-level parser."""
+    parser = subparsers.add_parser(
+        "reader-study",
+        help="reader studies: dermatologists read a run's test cases blind (and aided); compare with the model",
+        description=(
+            "A reader study lives in ROOT/NAME/ (ROOT = --root, default studies/). Readers answer on the "
+            "dashboard's Reader study page; 'results' compares them with the model."
+        ),
+    )
+    verbs = parser.add_subparsers(dest="study_command", metavar="VERB", required=True)
+    create = verbs.add_parser(
+        "create",
+        help="make a study from an evaluated classifier run",
+        description=(
+            "Write ROOT/NAME/ with study.json, cases.csv (case, image, label, prob_malignant, model_decision, "
+            "file, overlay) and overlays/ (the run's Grad-CAM overlays, for the aided phase). Cases: the test "
+            "split of the run's data or of --data DIR; --cases N draws a stratified random subset with --seed. "
+            "The model's decisions use the operating threshold the run chose on its validation split."
+        ),
+    )
+    create.add_argument("--run", required=True, metavar="RUN", help="an evaluated train-classifier run folder")
+    create.add_argument("--name", required=True, metavar="NAME", help="study name (letters, digits, - _ . /)")
+    create.add_argument("--data", metavar="DIR", help="use the test split of this labelled data folder")
+    create.add_argument("--cases", type=int, default=0, metavar="N", help="a stratified random subset of N cases")
+    create.add_argument("--seed", type=int, default=0, help="seed of the subset and of the readers' case orders")
+    create.add_argument("--no-aided", action="store_true", help="unaided phase only (no model output shown)")
+    _add_root(create)
+    create.set_defaults(handler=_create)
+
+    results = verbs.add_parser(
+        "results",
+        help="compute readers vs model and write STUDY/results.json",
+        description=(
+            "Per reader and phase: sensitivity, specificity (Wilson CIs), AUC of the reader's rating, Cohen's "
+            "kappa against the model, the model's figures on the same cases, a paired DeLong test; for "
+            "aided vs unaided: answers changed right->wrong and wrong->right. Writes STUDY/results.json."
+        ),
+    )
+    results.add_argument("study", metavar="STUDY", help="a study name under --root, or a study folder")
+    _add_root(results)
+    results.set_defaults(handler=_results)
+
+
+def _add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=str(study_module.DEFAULT_STUDIES_DIR), metavar="DIR",
+                        help="folder holding the studies (default: studies/)")
+
+
+def _create(args: argparse.Namespace) -> int:
+    from melanet.studies import create
+
+    options = create.CreateOptions(data_root=args.data, cases=args.cases, seed=args.seed, aided=not args.no_aided)
+    study = create.create_study(args.run, args.name, root=Path(args.root), options=options,
+                                progress=common.progress_bar("test images"))
+    print(f"study folder: {study.path}")
+    overlays = study.info.get("overlays") or {}
+    print(f"{len(study.cases)} cases ({study.info['n_malignant']} malignant), phases {', '.join(study.phases)}, "
+          f"threshold {study.threshold:.4g} ({study.info['threshold']['source']})"
+          + (f", overlays: {overlays.get('from_run_explain', 0)} from the run's explain/, "
+             f"{overlays.get('computed', 0)} computed" if overlays else ""))
+    return 0
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _results(args: argparse.Namespace) -> int:
+    from melanet.studies import results as results_module
+
+    study = study_module.find_study(args.study, Path(args.root))
+    results, path = results_module.write_results(study)
+    model = results["model"]
+    print(f"model on {results['n_cases']} cases: AUC {model['auc']:.3f}, sensitivity {_percent(model['sensitivity'])}, "
+          f"specificity {_percent(model['specificity'])} at threshold {study.threshold:.4g}")
+    if not results["readers"]:
+        print("no responses yet")
+    for entry in results["readers"]:
+        auc = "n/a" if entry["auc"] is None else f"{entry['auc']:.3f}"
+        p_value = entry["delong"].get("p")
+        print(f"{entry['reader']} ({entry['phase']}, {entry['n']} of {results['n_cases']}): sensitivity "
+              f"{_percent(entry['sensitivity'])}, specificity {_percent(entry['specificity'])}, rating AUC {auc}"
+              + ("" if p_value is None else f" (DeLong vs model p = {p_value:.3g})"))
+    print(f"results written to {path}")
+    return 0

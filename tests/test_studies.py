@@ -1,0 +1,325 @@
+"""Reader studies: creation from the shipped demo run (read only), answers saved atomically, and the
+results against hand-computed values and scikit-learn."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as sklearn_metrics
+
+from melanet.cli import main as cli_main
+from melanet.studies import create, responses, results, study as study_module
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_RUN = REPO / "models" / "demo" / "melanet"
+Z = 1.959963984540054  # the 95 % normal quantile
+UNAIDED, AIDED = study_module.PHASES
+
+
+@pytest.fixture
+def demo_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> study_module.Study:
+    """A 12-case study of the shipped demo MelaNet run, in a temporary root (the run is only read)."""
+    monkeypatch.chdir(REPO)  # the run's data.root, data/sample, is relative to the repository
+    return create.create_study(DEMO_RUN, "demo-12", root=tmp_path / "studies",
+                               options=create.CreateOptions(cases=12, seed=5))
+
+
+def answer_all(study: study_module.Study, reader: str, phase: str, choose) -> None:
+    """Answer every case in the reader's order; ``choose(case) -> (decision, confidence)``."""
+    for case_id in study_module.case_order(study, reader, phase):
+        decision, confidence = choose(study.case(case_id))
+        responses.record_answer(study, reader=reader, phase=phase, case=case_id, decision=decision,
+                                confidence=confidence, seconds=3.5)
+
+
+def entry(result: dict, reader: str, phase: str = UNAIDED) -> dict:
+    return next(item for item in result["readers"] if item["reader"] == reader and item["phase"] == phase)
+
+
+def labels_and_probabilities(study: study_module.Study) -> tuple[list[int], list[float]]:
+    return [case.label for case in study.cases], [case.prob_malignant for case in study.cases]
+
+
+# -- creation ------------------------------------------------------------------------------------
+
+
+def test_create_draws_a_stratified_seeded_subset_with_the_runs_outputs(demo_study, tmp_path) -> None:
+    predictions = {row["image"]: row for row in csv.DictReader((DEMO_RUN / "predictions.csv").open())}
+    metrics = json.loads((DEMO_RUN / "metrics.json").read_text())
+    threshold = metrics["operating_point"]["threshold"]
+    assert demo_study.threshold == threshold and "validation" in demo_study.info["threshold"]["source"]
+    assert len(demo_study.cases) == 12
+    # 39 of the 73 test images are malignant: round(12 * 39 / 73) = 6
+    assert sum(case.label for case in demo_study.cases) == round(12 * 39 / 73)
+    for case in demo_study.cases:
+        assert case.label == int(predictions[case.image]["label"])
+        assert case.prob_malignant == pytest.approx(float(predictions[case.image]["prob_malignant"]), abs=1e-6)
+        assert case.model_decision == ("malignant" if case.prob_malignant > threshold else "benign")
+        assert demo_study.image_path(case, REPO).is_file()
+        assert demo_study.overlay_path(case).is_file()
+    assert [case.case for case in demo_study.cases] == [f"c{n:03d}" for n in range(1, 13)]
+    again = create.create_study(DEMO_RUN, "again", root=tmp_path / "studies",
+                                options=create.CreateOptions(cases=12, seed=5))
+    other = create.create_study(DEMO_RUN, "other", root=tmp_path / "studies",
+                                options=create.CreateOptions(cases=12, seed=6, aided=False))
+    assert [case.image for case in again.cases] == [case.image for case in demo_study.cases]
+    assert [case.image for case in other.cases] != [case.image for case in demo_study.cases]
+    assert other.phases == (UNAIDED,) and not (other.path / study_module.OVERLAYS_FOLDER).exists()
+
+
+def test_case_order_is_seeded_per_reader_and_phase(demo_study) -> None:
+    first = study_module.case_order(demo_study, "Dr A", UNAIDED)
+    assert first == study_module.case_order(demo_study, "Dr A", UNAIDED)
+    assert sorted(first) == sorted(case.case for case in demo_study.cases)
+    assert first != study_module.case_order(demo_study, "Dr B", UNAIDED)
+    assert first != study_module.case_order(demo_study, "Dr A", AIDED)
+
+
+def test_bad_inputs_get_one_clear_line_and_exit_2(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(REPO)
+    root = str(tmp_path / "studies")
+    unlabelled = tmp_path / "unlabelled" / "ISBI2016_ISIC_Part3_Test_Data"
+    unlabelled.mkdir(parents=True)
+    (unlabelled / "ISIC_0000001.jpg").write_bytes((REPO / "data/sample/ISBI2016_ISIC_Part3_Test_Data").glob("*.jpg")
+                                                  .__next__().read_bytes())
+    cases = {
+        "unknown run": (["create", "--run", str(tmp_path / "nope"), "--name", "s"], "run folder not found"),
+        "name with ..": (["create", "--run", str(DEMO_RUN), "--name", "../escape"], "study name '../escape'"),
+        "absolute name": (["create", "--run", str(DEMO_RUN), "--name", "/tmp/x"], "absolute paths are not allowed"),
+        "no labels": (["create", "--run", str(DEMO_RUN), "--name", "s", "--data", str(unlabelled.parent)],
+                      "no labelled test images"),
+        "too many cases": (["create", "--run", str(DEMO_RUN), "--name", "s", "--cases", "500"],
+                           "--cases must be between 2 and 73"),
+        "unevaluated run": (["create", "--run", str(REPO / "models" / "demo" / "gan"), "--name", "s"],
+                            "not evaluated"),
+        "unknown study": (["results", "nothing-here"], "study 'nothing-here' not found"),
+    }
+    for what, (arguments, message) in cases.items():
+        assert cli_main(["reader-study", *arguments, "--root", root]) == 2, what
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in lines[0], (what, lines)
+    assert not (tmp_path / "studies").exists() or not any((tmp_path / "studies").iterdir())
+    assert not (tmp_path / "escape").exists()
+
+
+def test_an_existing_study_is_never_overwritten(demo_study, tmp_path) -> None:
+    responses.record_answer(demo_study, reader="A", phase=UNAIDED, case="c001", decision="benign", confidence=2,
+                            seconds=1)
+    with pytest.raises(study_module.StudyError, match="exists already"):
+        create.create_study(DEMO_RUN, "demo-12", root=tmp_path / "studies")
+    assert len(responses.read_responses(study_module.open_study(demo_study.path))) == 1
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def test_answers_resume_where_the_reader_stopped_and_aided_waits_for_unaided(demo_study) -> None:
+    order = study_module.case_order(demo_study, "Dr A", UNAIDED)
+    for case_id in order[:5]:
+        responses.record_answer(demo_study, reader="  Dr   A ", phase=UNAIDED, case=case_id, decision="malignant",
+                                confidence=4, seconds=2)
+    reopened = study_module.open_study(demo_study.path)  # a server restart: nothing but the files
+    progress = responses.reader_progress(reopened, responses.read_responses(reopened), "Dr A")
+    assert (progress.phase, progress.done, progress.total, progress.next_case) == (UNAIDED, 5, 12, order[5])
+    with pytest.raises(study_module.StudyError, match="answered 5 of 12 cases unaided"):
+        responses.record_answer(reopened, reader="Dr A", phase=AIDED, case=order[0], decision="benign",
+                                confidence=1, seconds=1)
+    # a resubmitted form keeps the first answer
+    again = responses.record_answer(reopened, reader="Dr A", phase=UNAIDED, case=order[0], decision="benign",
+                                    confidence=1, seconds=9)
+    assert again["decision"] == "malignant" and len(responses.read_responses(reopened)) == 5
+    for case_id in order[5:]:
+        responses.record_answer(reopened, reader="Dr A", phase=UNAIDED, case=case_id, decision="benign",
+                                confidence=3, seconds=2)
+    progress = responses.reader_progress(reopened, responses.read_responses(reopened), "Dr A")
+    assert (progress.phase, progress.done, progress.next_case) == (AIDED, 0,
+                                                                    study_module.case_order(reopened, "Dr A", AIDED)[0])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("decision", "maybe", "decision must be one of"),
+    ("confidence", 6, "confidence must be an integer 1-5"),
+    ("confidence", True, "confidence must be an integer 1-5"),
+    ("seconds", -1.0, "seconds must be a finite number"),
+    ("phase", "later", "phase must be one of"),
+    ("case", "c999", "no case 'c999'"),
+    ("reader", "   ", "reader name is empty"),
+])
+def test_bad_answers_are_refused(demo_study, field, value, message) -> None:
+    answer = {"reader": "A", "phase": UNAIDED, "case": "c001", "decision": "benign", "confidence": 3, "seconds": 1.0}
+    answer[field] = value
+    with pytest.raises(study_module.StudyError, match=message):
+        responses.record_answer(demo_study, **answer)
+    assert not demo_study.responses_path.exists()
+
+
+def test_notes_stay_on_one_line(demo_study) -> None:
+    responses.record_answer(demo_study, reader="A, the second", phase=UNAIDED, case="c001", decision="benign",
+                            confidence=3, seconds=1, note='irregular,\n"blue-white" veil')
+    text = demo_study.responses_path.read_text()
+    assert len(text.splitlines()) == 2
+    row = responses.read_responses(demo_study)[0]
+    assert row["note"] == 'irregular, "blue-white" veil' and row["reader"] == "A, the second"
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from melanet.studies import responses, study
+    opened = study.open_study(sys.argv[1])
+    start = int(sys.argv[2])
+    for number in range(start, start + 100000):
+        for case in opened.cases:
+            responses.record_answer(opened, reader=f"reader-{number:05d}", phase="unaided", case=case.case,
+                                    decision="malignant", confidence=3, seconds=1.5, note="x" * 300)
+            print("saved", flush=True)
+""")
+
+
+def test_a_killed_writer_never_leaves_a_torn_line_or_loses_a_saved_answer(demo_study) -> None:
+    generator = random.Random(0)
+    saved = 0
+    for attempt in range(6):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(demo_study.path), str(attempt * 1000)],
+                                  stdout=subprocess.PIPE, text=True, cwd=REPO)
+        wanted = generator.randint(20, 60)
+        confirmed = 0
+        while confirmed < wanted:
+            assert writer.stdout.readline() == "saved\n", "the writer died"
+            confirmed += 1
+        time.sleep(generator.uniform(0, 0.05))  # let it get into the middle of the next save
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+        confirmed += sum(1 for line in writer.stdout if line == "saved\n")
+        saved += confirmed
+        text = demo_study.responses_path.read_text(encoding="utf-8")
+        assert text.endswith("\n")
+        lines = text.splitlines()
+        assert lines[0] == ",".join(responses.RESPONSE_COLUMNS)
+        for number, line in enumerate(lines[1:], start=2):
+            fields = next(csv.reader(io.StringIO(line)))
+            assert len(fields) == len(responses.RESPONSE_COLUMNS) and fields[-1] == "x" * 300, number
+        rows = responses.read_responses(demo_study)
+        # every answer the writer confirmed is on disk; at most the one in flight besides
+        assert saved <= len(rows) <= saved + attempt + 1
+
+
+# -- results -------------------------------------------------------------------------------------
+
+
+def wilson(successes: int, trials: int) -> list[float]:
+    """Wilson's interval written out again (closed forms are checked below)."""
+    p = successes / trials
+    centre = (p + Z * Z / (2 * trials)) / (1 + Z * Z / trials)
+    half = Z * math.sqrt(p * (1 - p) / trials + Z * Z / (4 * trials * trials)) / (1 + Z * Z / trials)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def test_a_perfect_reader(demo_study) -> None:
+    answer_all(demo_study, "perfect", UNAIDED, lambda case: (("benign", "malignant")[case.label], 5))
+    result = results.compute_results(demo_study)
+    figures = entry(result, "perfect")
+    labels, probabilities = labels_and_probabilities(demo_study)
+    malignant, benign = sum(labels), len(labels) - sum(labels)
+    assert (figures["tp"], figures["fn"], figures["tn"], figures["fp"]) == (malignant, 0, benign, 0)
+    assert figures["sensitivity"] == 1 and figures["specificity"] == 1 and figures["auc"] == 1
+    # all successes: Wilson's lower bound is n / (n + z^2), the upper bound 1
+    assert figures["sensitivity_ci"] == pytest.approx([malignant / (malignant + Z * Z), 1.0])
+    assert figures["specificity_ci"] == pytest.approx([benign / (benign + Z * Z), 1.0])
+    # kappa against the model, from the 2x2 table by hand
+    model = [case.model_decision == "malignant" for case in demo_study.cases]
+    agree = sum(m == bool(label) for m, label in zip(model, labels)) / len(labels)
+    chance = (malignant / len(labels)) * (sum(model) / len(labels)) + (benign / len(labels)) * (1 - sum(model) / len(labels))
+    assert figures["kappa_vs_model"] == pytest.approx((agree - chance) / (1 - chance))
+    # at specificity 1 the model catches the malignant cases scored above every benign case
+    top_benign = max(p for p, label in zip(probabilities, labels) if label == 0)
+    assert figures["model_sensitivity_at_reader_specificity"] == pytest.approx(
+        sum(p > top_benign for p, label in zip(probabilities, labels) if label == 1) / malignant)
+    lowest_malignant = min(p for p, label in zip(probabilities, labels) if label == 1)
+    assert figures["model_specificity_at_reader_sensitivity"] == pytest.approx(
+        sum(p < lowest_malignant for p, label in zip(probabilities, labels) if label == 0) / benign)
+    assert figures["delong"]["auc_reader"] == 1
+    assert figures["delong"]["delta_auc"] == pytest.approx(1 - figures["model"]["auc"])
+    assert figures["model"]["auc"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, probabilities))
+    assert figures["complete"] and result["mean_reader"][UNAIDED]["sensitivity"] == 1
+
+
+def test_an_always_malignant_reader(demo_study) -> None:
+    answer_all(demo_study, "worried", UNAIDED, lambda case: ("malignant", 3))
+    figures = entry(results.compute_results(demo_study), "worried")
+    labels, _ = labels_and_probabilities(demo_study)
+    benign = len(labels) - sum(labels)
+    assert figures["sensitivity"] == 1 and figures["specificity"] == 0
+    assert figures["specificity_ci"] == pytest.approx([0.0, Z * Z / (benign + Z * Z)])  # no successes
+    assert figures["auc"] == 0.5  # one rating for every case
+    assert figures["kappa_vs_model"] == pytest.approx(0.0)  # a constant rater agrees only by chance
+    assert figures["model_sensitivity_at_reader_specificity"] == 1.0  # specificity 0 allows every threshold
+    assert figures["fp"] == benign and figures["tn"] == 0
+
+
+def test_a_random_reader_against_scikit_learn(demo_study) -> None:
+    generator = random.Random(11)
+    answer_all(demo_study, "random", UNAIDED,
+               lambda case: (generator.choice(["benign", "malignant"]), generator.randint(1, 5)))
+    figures = entry(results.compute_results(demo_study), "random")
+    answers = responses.answers_of(responses.read_responses(demo_study), "random", UNAIDED)
+    cases = [demo_study.case(case_id) for case_id in sorted(answers)]
+    truth = [case.label for case in cases]
+    said = [int(answers[case.case]["decision"] == "malignant") for case in cases]
+    ratings = [results.rating(answers[c.case]["decision"], answers[c.case]["confidence"]) for c in cases]
+    model = [int(case.model_decision == "malignant") for case in cases]
+    tn, fp, fn, tp = sklearn_metrics.confusion_matrix(truth, said, labels=[0, 1]).ravel()
+    assert (figures["tp"], figures["fp"], figures["tn"], figures["fn"]) == (tp, fp, tn, fn)
+    assert figures["sensitivity"] == pytest.approx(tp / (tp + fn))
+    assert figures["specificity_ci"] == pytest.approx(wilson(tn, tn + fp))
+    assert figures["auc"] == pytest.approx(sklearn_metrics.roc_auc_score(truth, ratings))
+    assert figures["kappa_vs_model"] == pytest.approx(sklearn_metrics.cohen_kappa_score(said, model))
+    assert figures["delong"]["auc_reader"] == pytest.approx(figures["auc"])
+    assert 0 <= figures["delong"]["p"] <= 1 and figures["delong"]["ci"][0] < figures["delong"]["delta_auc"]
+
+
+def test_kappa_and_rating_match_scikit_learn_on_fixed_arrays() -> None:
+    first = np.array([1, 0, 1, 1, 0, 0, 1, 0, 1, 1])
+    second = np.array([1, 1, 1, 0, 0, 0, 1, 0, 0, 1])
+    assert results.cohen_kappa(first, second) == pytest.approx(sklearn_metrics.cohen_kappa_score(first, second))
+    assert [results.rating("benign", level) for level in (5, 4, 3, 2, 1)] == [1, 2, 3, 4, 5]
+    assert [results.rating("malignant", level) for level in (1, 2, 3, 4, 5)] == [6, 7, 8, 9, 10]
+
+
+def test_aided_versus_unaided_changes(demo_study) -> None:
+    answer_all(demo_study, "learner", UNAIDED, lambda case: ("benign", 2))  # every malignant case wrong
+    answer_all(demo_study, "learner", AIDED, lambda case: (case.model_decision, 4))  # follows the model
+    result = results.compute_results(demo_study)
+    change = result["aided_vs_unaided"][0]
+    labels = [case.label for case in demo_study.cases]
+    model = [case.model_decision == "malignant" for case in demo_study.cases]
+    assert change["n"] == 12 and change["reader"] == "learner"
+    assert change["wrong_to_right"] == sum(label == 1 and m for label, m in zip(labels, model))
+    assert change["right_to_wrong"] == sum(label == 0 and m for label, m in zip(labels, model))
+    assert change["changed"] == change["changed_towards_model"] == sum(model)
+    assert change["changed_away_from_model"] == 0
+    aided = entry(result, "learner", AIDED)
+    assert change["delta_sensitivity"] == pytest.approx(aided["sensitivity"] - 0.0)
+    assert change["delta_specificity"] == pytest.approx(aided["specificity"] - 1.0)
+    assert aided["kappa_vs_model"] == pytest.approx(1.0)
+
+
+def test_results_command_writes_what_compute_returns(demo_study, capsys) -> None:
+    answer_all(demo_study, "perfect", UNAIDED, lambda case: (("benign", "malignant")[case.label], 5))
+    root = str(demo_study.path.parent)
+    assert cli_main(["reader-study", "results", "demo-12", "--root", root]) == 0
+    written = (demo_study.path / study_module.RESULTS_FILE).read_bytes()
+    assert written == results.results_bytes(results.compute_results(demo_study))
+    assert "perfect (unaided, 12 of 12): sensitivity 100.0%" in capsys.readouterr().out
