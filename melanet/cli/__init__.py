@@ -24,9 +24,11 @@ from melanet.cli import (  # noqa: E402
     evaluation_commands,
     explain_commands,
     gan_commands,
+    study_commands,
 )
 
-_MODULES = (data_commands, gan_commands, classifier_commands, evaluation_commands, explain_commands)
+_MODULES = (data_commands, gan_commands, classifier_commands, evaluation_commands, explain_commands,
+            study_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
