@@ -3,13 +3,15 @@
 Algorithm 1 step 5 of the paper: every epoch draws as many benign images as there are malignant
 ones (undersampling the majority class afresh each epoch). The draw is a pure function of
 ``(seed, epoch)``, so a resumed run sees exactly the batches an uninterrupted one would have seen.
-Everything per batch (scaling, flipping, batching, prefetching) happens inside tf.data.
+Everything per batch (scaling, flipping, padding masks, batching, prefetching) happens inside tf.data.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from melanet.gan import masking
 
 
 def to_model_range(images: tf.Tensor | np.ndarray) -> tf.Tensor:
@@ -48,15 +50,26 @@ def epoch_draw(benign_count: int, malignant_count: int, seed: int, epoch: int) -
     }
 
 
+def _flip_where(images: tf.Tensor, decisions: tf.Tensor) -> tf.Tensor:
+    return tf.where(decisions[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
 def _prepare(benign: tf.Tensor, malignant: tf.Tensor, flips: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """uint8 batches + flip decisions -> float32 batches in [-1, 1], flipped where asked."""
-
-    def flip_where(images: tf.Tensor, decisions: tf.Tensor) -> tf.Tensor:
-        return tf.where(decisions[:, None, None, None], tf.reverse(images, axis=[2]), images)
-
     return (
-        flip_where(to_model_range(benign), flips[:, 0]),
-        flip_where(to_model_range(malignant), flips[:, 1]),
+        to_model_range(_flip_where(benign, flips[:, 0])),
+        to_model_range(_flip_where(malignant, flips[:, 1])),
+    )
+
+
+def _prepare_with_masks(benign: tf.Tensor, malignant: tf.Tensor, flips: tf.Tensor) -> tuple[tf.Tensor, ...]:
+    """As ``_prepare``, plus the (N, S, S, 1) padding masks of both flipped batches."""
+    benign, malignant = _flip_where(benign, flips[:, 0]), _flip_where(malignant, flips[:, 1])
+    return (
+        to_model_range(benign),
+        to_model_range(malignant),
+        masking.padding_masks(benign),
+        masking.padding_masks(malignant),
     )
 
 
@@ -68,10 +81,13 @@ def epoch_dataset(
     epoch: int,
     batch_size: int,
     flip: bool = True,
+    masks: bool = False,
 ) -> tf.data.Dataset:
     """One epoch of ``(benign, malignant)`` pairs of (batch_size, S, S, 3) float32 in [-1, 1].
 
     ``benign_images``, ``malignant_images``: (N, S, S, 3) uint8 training images of each domain.
+    With ``masks`` each element is ``(benign, malignant, benign_masks, malignant_masks)``, the masks
+    (batch_size, S, S, 1) float32, 1 = source pixel, 0 = padding bar (``melanet.gan.masking``).
     Yields ``steps_per_epoch(...)`` batches.
     """
     for name, images in (("benign_images", benign_images), ("malignant_images", malignant_images)):
@@ -89,6 +105,6 @@ def epoch_dataset(
     )
     return (
         dataset.batch(batch_size, drop_remainder=True)
-        .map(_prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(_prepare_with_masks if masks else _prepare, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )

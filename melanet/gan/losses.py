@@ -25,6 +25,16 @@ def discriminator_loss(scores_on_real: tf.Tensor, scores_on_translated: tf.Tenso
     return 0.5 * (real + translated)
 
 
-def l1_loss(images: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
-    """Mean absolute difference of two (N, S, S, 3) batches in [-1, 1] (cycle and identity terms)."""
-    return tf.reduce_mean(tf.abs(_float32(images) - _float32(targets)))
+def l1_loss(images: tf.Tensor, targets: tf.Tensor, masks: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean absolute difference of two (N, S, S, 3) batches in [-1, 1] (cycle and identity terms).
+
+    ``masks`` (N, S, S, 1), 1 = valid pixel, 0 = padding bar (``melanet.gan.masking``): the mean then
+    runs over the valid pixels only, and the bar pixels get no gradient.
+    """
+    differences = tf.abs(_float32(images) - _float32(targets))
+    if masks is None:
+        return tf.reduce_mean(differences)
+    masks = _float32(masks)
+    channels = tf.cast(tf.shape(differences)[-1], tf.float32)
+    valid = tf.maximum(tf.reduce_sum(masks) * channels, 1.0)
+    return tf.reduce_sum(differences * masks) / valid

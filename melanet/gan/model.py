@@ -3,6 +3,11 @@
 Domains: benign and malignant. ``generator_benign_to_malignant`` is the paper's G_B,
 ``generator_malignant_to_benign`` its G_M; ``discriminator_malignant`` (D_M) tells real malignant
 images from translated benign ones, ``discriminator_benign`` (D_B) the other way round.
+
+Two options against the artefacts of small, padded data sets: ``mask_padding`` pastes each
+source's padding bars back onto everything generated from it before any loss sees it
+(``melanet.gan.masking``), and ``diff_augment`` augments every discriminator input alike
+(``melanet.gan.diff_augment``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import keras
 import tensorflow as tf
 
 from melanet import config as config_module
-from melanet.gan import losses, networks
+from melanet.gan import diff_augment as diff_augment_module
+from melanet.gan import losses, masking, networks
 
 LOSS_NAMES = (
     "adversarial_benign_to_malignant",
@@ -57,12 +63,17 @@ class CycleGan(keras.Model):
         identity_weight: float = 1.0,
         learning_rate: float = 2e-4,
         beta_1: float = 0.5,
+        mask_padding: bool = False,
+        diff_augment: bool = False,
+        augment_seed: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.sizes = sizes
         self.cycle_weight = float(cycle_weight)
         self.identity_weight = float(identity_weight)
+        self.mask_padding = bool(mask_padding)
+        self.augmenter = diff_augment_module.PairAugmenter(augment_seed, enabled=diff_augment)
         size = sizes.image_size
         self.generator_benign_to_malignant = networks.build_generator(
             size, sizes.generator_filters, sizes.generator_levels, name="generator_benign_to_malignant"
@@ -98,41 +109,65 @@ class CycleGan(keras.Model):
         objects.update({f"optimizer_{name}": optimizer for name, optimizer in self.optimizers.items()})
         return tf.train.Checkpoint(**objects, **extra)
 
+    def _generate(self, name: str, images: tf.Tensor, bars_from: tf.Tensor, masks: tf.Tensor | None) -> tf.Tensor:
+        """Generator ``name`` on ``images`` (training mode), with the bars of ``bars_from`` pasted back."""
+        return masking.paste_bars(self.network(name)(images, training=True), bars_from, masks)
+
+    def _score_pair(self, name: str, real: tf.Tensor, generated: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Discriminator ``name`` on a (real, generated) pair, both DiffAugmented alike when enabled."""
+        real, generated = self.augmenter(real, generated, training=True)
+        discriminator = self.network(name)
+        return discriminator(real, training=True), discriminator(generated, training=True)
+
     def compute_gradients(
-        self, benign: tf.Tensor, malignant: tf.Tensor
+        self,
+        benign: tf.Tensor,
+        malignant: tf.Tensor,
+        benign_masks: tf.Tensor | None = None,
+        malignant_masks: tf.Tensor | None = None,
     ) -> tuple[dict[str, tf.Tensor], dict[str, list[tf.Tensor | None]]]:
         """Losses and per-network gradients for one batch.
 
-        ``benign``, ``malignant``: (N, S, S, 3) float32 in [-1, 1] (one replica's share). Losses are
+        ``benign``, ``malignant``: (N, S, S, 3) float32 in [-1, 1] (one replica's share);
+        ``benign_masks``, ``malignant_masks``: (N, S, S, 1) float32 padding masks (1 = source pixel,
+        ``melanet.gan.masking.padding_masks``) or None (every pixel valid). Losses are
         float32 scalars (batch means, unweighted); gradients are already divided by the number of
         replicas (the optimizers sum them across replicas) and multiplied by the loss scale under
         mixed precision (the optimizers undo it).
         """
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         use_identity = self.identity_weight > 0
+        to_malignant, to_benign = "generator_benign_to_malignant", "generator_malignant_to_benign"
         with tf.GradientTape(persistent=True) as tape:
-            # 1. Translate each domain into the other and back again (cycle).
-            translated_malignant = self.generator_benign_to_malignant(benign, training=True)
-            reconstructed_benign = self.generator_malignant_to_benign(translated_malignant, training=True)
-            translated_benign = self.generator_malignant_to_benign(malignant, training=True)
-            reconstructed_malignant = self.generator_benign_to_malignant(translated_benign, training=True)
+            # 1. Translate each domain into the other and back again (cycle); every generated image
+            #    carries the bars of the image it came from (none when no masks are given).
+            translated_malignant = self._generate(to_malignant, benign, benign, benign_masks)
+            reconstructed_benign = self._generate(to_benign, translated_malignant, benign, benign_masks)
+            translated_benign = self._generate(to_benign, malignant, malignant, malignant_masks)
+            reconstructed_malignant = self._generate(to_malignant, translated_benign, malignant, malignant_masks)
             # 2. Score real and translated images with the discriminator of each target domain.
-            scores_real_malignant = self.discriminator_malignant(malignant, training=True)
-            scores_translated_malignant = self.discriminator_malignant(translated_malignant, training=True)
-            scores_real_benign = self.discriminator_benign(benign, training=True)
-            scores_translated_benign = self.discriminator_benign(translated_benign, training=True)
+            scores_real_malignant, scores_translated_malignant = self._score_pair(
+                "discriminator_malignant", malignant, translated_malignant
+            )
+            scores_real_benign, scores_translated_benign = self._score_pair(
+                "discriminator_benign", benign, translated_benign
+            )
             # 3. Generator losses: fool the discriminators, close the cycle, keep target-domain images.
             values = {
                 "adversarial_benign_to_malignant": losses.generator_adversarial_loss(scores_translated_malignant),
                 "adversarial_malignant_to_benign": losses.generator_adversarial_loss(scores_translated_benign),
                 "cycle": (
-                    losses.l1_loss(reconstructed_benign, benign) + losses.l1_loss(reconstructed_malignant, malignant)
+                    losses.l1_loss(reconstructed_benign, benign, benign_masks)
+                    + losses.l1_loss(reconstructed_malignant, malignant, malignant_masks)
                 ),
             }
             if use_identity:
-                same_malignant = self.generator_benign_to_malignant(malignant, training=True)
-                same_benign = self.generator_malignant_to_benign(benign, training=True)
-                values["identity"] = losses.l1_loss(same_malignant, malignant) + losses.l1_loss(same_benign, benign)
+                same_malignant = self._generate(to_malignant, malignant, malignant, malignant_masks)
+                same_benign = self._generate(to_benign, benign, benign, benign_masks)
+                values["identity"] = (
+                    losses.l1_loss(same_malignant, malignant, malignant_masks)
+                    + losses.l1_loss(same_benign, benign, benign_masks)
+                )
             else:
                 values["identity"] = tf.constant(0.0)
             generator_total = (
@@ -162,20 +197,21 @@ class CycleGan(keras.Model):
         del tape
         return {name: values[name] for name in LOSS_NAMES}, gradients
 
-    def train_step(self, data: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """One update of all four networks from a (benign, malignant) batch pair; returns the losses.
+    def train_step(self, data: tuple[tf.Tensor, ...]) -> dict[str, tf.Tensor]:
+        """One update of all four networks from a batch; returns the losses.
 
-        Runs in replica context (call it through ``strategy.run`` inside a ``tf.function``).
+        ``data``: ``(benign, malignant)`` or, with padding masks, ``(benign, malignant, benign_masks,
+        malignant_masks)`` (``melanet.gan.dataset.epoch_dataset``). Runs in replica context (call it
+        through ``strategy.run`` inside a ``tf.function``).
         """
-        benign, malignant = data
-        values, gradients = self.compute_gradients(benign, malignant)
+        values, gradients = self.compute_gradients(*data)
         for name in NETWORK_NAMES:
             self.optimizers[name].apply(gradients[name], self.network(name).trainable_variables)
         return values
 
 
-def from_config(gan_config: config_module.GanConfig, image_size: int) -> CycleGan:
-    """A ``CycleGan`` for ``melanet.config.GanConfig`` at ``image_size`` pixels."""
+def from_config(gan_config: config_module.GanConfig, image_size: int, augment_seed: int = 0) -> CycleGan:
+    """A ``CycleGan`` for ``melanet.config.GanConfig`` at ``image_size`` pixels (``augment_seed``: DiffAugment's draws)."""
     sizes = CycleGanSizes(
         image_size=image_size,
         generator_filters=gan_config.generator_filters,
@@ -189,4 +225,7 @@ def from_config(gan_config: config_module.GanConfig, image_size: int) -> CycleGa
         identity_weight=gan_config.identity_weight,
         learning_rate=gan_config.learning_rate,
         beta_1=gan_config.beta_1,
+        mask_padding=gan_config.mask_padding,
+        diff_augment=gan_config.diff_augment,
+        augment_seed=augment_seed,
     )

@@ -6,6 +6,9 @@ Writes into the stage-1 run folder::
     synthetic/reconstructions/syn_<source_id>.png   generator_malignant_to_benign of the translation
     synthetic/manifest.csv                          synthetic_id, source_id, path, reconstruction_path
 
+With ``gan.mask_padding`` every translation and reconstruction carries its source's padding bars
+exactly (``melanet.gan.masking``).
+
 Per image and resumable: images whose two PNGs already exist are skipped. The benign images are the
 training part of the run's own config and seed (the same split stage 1 trained on; never validation
 or test). ``load_synthetic`` reads the result back as an ``ImageSet`` for stage 2.
@@ -99,7 +102,7 @@ def synthesize(
 
 def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
     from melanet.data import splits
-    from melanet.gan import dataset
+    from melanet.gan import dataset, masking
 
     config = run.config()
     run.update_status(message="loading training images")
@@ -118,8 +121,10 @@ def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
         to_malignant, to_benign = load_generators(run, config)
         for number, batch in enumerate(batches, start=1):
             images = training_set.images[benign_indices[batch]]
-            translated = to_malignant.predict_on_batch(dataset.to_model_range(images))
-            reconstructed = to_benign.predict_on_batch(translated)
+            masks = masking.padding_masks(images) if config.gan.mask_padding else None
+            translated, reconstructed = masking.translate_and_reconstruct(
+                to_malignant, to_benign, dataset.to_model_range(images), masks
+            )
             for position, translation, reconstruction in zip(
                 batch, dataset.to_uint8(translated), dataset.to_uint8(reconstructed)
             ):

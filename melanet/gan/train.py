@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from melanet import config as config_module
 from melanet import distribute, runs, training
-from melanet.gan import dataset, model, samples
+from melanet.gan import dataset, masking, model, samples
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +95,15 @@ def fixed_sample_indices(benign_count: int, sample_count: int, seed: int) -> np.
 
 
 def translate_and_reconstruct(cyclegan: model.CycleGan, benign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R, S, S, 3) uint8 benign -> (translations, reconstructions), both (R, S, S, 3) uint8."""
-    translated = cyclegan.generator_benign_to_malignant(dataset.to_model_range(benign), training=False)
-    reconstructed = cyclegan.generator_malignant_to_benign(translated, training=False)
+    """(R, S, S, 3) uint8 benign -> (translations, reconstructions), both (R, S, S, 3) uint8.
+
+    With ``cyclegan.mask_padding`` both carry the input's padding bars exactly.
+    """
+    masks = masking.padding_masks(benign) if cyclegan.mask_padding else None
+    translated, reconstructed = masking.translate_and_reconstruct(
+        cyclegan.generator_benign_to_malignant, cyclegan.generator_malignant_to_benign,
+        dataset.to_model_range(benign), masks,
+    )
     return dataset.to_uint8(translated), dataset.to_uint8(reconstructed)
 
 
@@ -120,15 +126,11 @@ def train(
     """Train (or, with ``resume``, continue) the CycleGAN of ``config`` in ``run``.
 
     Holds the run's lock for the whole stage (a second process gets ``RunBusyError``) and writes
-    ``config.yaml`` once it holds it. A fresh start on a folder that already has checkpoints is
-    refused, so that two trainings never mix in one folder.
+    ``config.yaml`` once it holds it. ``training.check_folder`` refuses, before anything is written,
+    another stage's folder and a fresh start on a finished run or one with checkpoints, so that two
+    trainings never mix in one folder.
     """
-    with training.stage_session(run, STAGE):
-        if not resume and training.latest_checkpoint(run) is not None:
-            raise runs.RunError(
-                f"{run.path} already holds a stage-1 checkpoint; continue it with --resume {run.path} "
-                "or choose another run folder"
-            )
+    with training.stage_session(run, STAGE, resume=resume):
         run.write_config(config)
         _train_holding_lock(run, config, resume=resume, progress=progress)
     return run
@@ -176,7 +178,7 @@ def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) ->
             f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}"
         )
     with strategy.scope():
-        cyclegan = model.from_config(gan, config.data.image_size)
+        cyclegan = model.from_config(gan, config.data.image_size, augment_seed=config.seed)
     epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = cyclegan.checkpoint(epoch=epoch_variable)
     epochs_done = training.restore_checkpoint(checkpoint, run) if resume else 0
@@ -188,8 +190,10 @@ def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) ->
     sample_inputs = benign[fixed_sample_indices(len(benign), gan.sample_count, config.seed)]
     for epoch in range(epochs_done + 1, gan.epochs + 1):
         reporter.start_epoch(epoch)
+        cyclegan.augmenter.reset(epoch)  # DiffAugment's draws are a function of (seed, epoch): resumable
         pairs = dataset.epoch_dataset(
-            benign, malignant, seed=config.seed, epoch=epoch, batch_size=gan.batch_size, flip=gan.flip
+            benign, malignant, seed=config.seed, epoch=epoch, batch_size=gan.batch_size, flip=gan.flip,
+            masks=gan.mask_padding,
         )
         losses = run_epoch(step, pairs, lambda index: reporter.step(epoch, index))
         if not all(np.isfinite(value) for value in losses.values()):
