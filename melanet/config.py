@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from melanet import stages  # the choices (Literal types) and the stage registry
+
 
 RESIZE_MODES = ("pad", "stretch", "crop")  # how a non-square image becomes square (data.resize)
 COLOR_CONSTANCY_METHODS = ("none", "shades_of_gray")  # data.color_constancy
@@ -30,7 +32,7 @@ class ConfigError(ValueError):
 class DataConfig:
     """Where the images are and how they are preprocessed."""
 
-    root: str = "data/sample"  # ISIC-2016 Part 3 layout or <root>/{train,test}/{benign,malignant}/
+    root: str = "data/sample"  # ISIC 2016-2020 official layout or <root>/{train,test}/{benign,malignant}/
     image_size: int = 256  # square side after pad-to-square + resize, pixels
     resize: str = "pad"  # "pad" (paper: keep aspect, black bars) | "stretch" (authors' code) | "crop" (centre square)
     val_fraction: float = 0.15  # stratified validation split carved from the training set
@@ -39,6 +41,8 @@ class DataConfig:
     workers: int = 0  # decoding processes; 0 = all cores
     max_image_pixels: int = 100_000_000  # decompression-bomb guard (width x height)
     color_constancy: str = "none"  # "none" | "shades_of_gray" (p = 6, Barata et al. 2015), before caching
+    # ISIC 2017-2020 class columns counted malignant, e.g. "MEL,BCC,AKIEC" (2018); "" = melanoma only
+    malignant_classes: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,16 +71,16 @@ class ClassifierConfig:
 
     epochs: int = 100
     batch_size: int = 16
-    backbone: str = "vgg16"  # "vgg16" (paper) | "vgg16-narrow" (CPU demo)
+    backbone: stages.Backbone = "vgg16"  # "vgg16" (paper) | "vgg16-narrow" (CPU demo)
     width: float = 1.0  # filter multiplier for "vgg16-narrow"
     trainable_from: str = ""  # "" = all layers trainable (paper); e.g. "block5_conv1" freezes earlier layers (CPU demo)
     weights: str = "imagenet"  # "imagenet" | "hed" (offline VGG16 edge weights) | "none" | path to .h5
-    optimizer: str = "adadelta"  # "adadelta" (paper) | "adam"
+    optimizer: stages.Optimizer = "adadelta"  # "adadelta" (paper) | "adam"
     learning_rate: float = 1e-3
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     class_weight: bool = True  # 'balanced' class weights on top of focal loss (authors' code)
-    training_set: str = "original"  # "original" | "augment5x" | "augment10x" | "synthetic"
+    training_set: stages.TrainingSet = "original"  # "original" | "augment5x" | "augment10x" | "synthetic"
     gan_run: str = ""  # stage-1 run folder whose synthesized lesions feed "synthetic"
     synthetic_keep: str = "all"  # "all" | "top_fraction=F": the most realistic share (audit/realism.csv)
     reduce_lr_patience: int = 5
@@ -101,8 +105,8 @@ class ExplainConfig:
     """Grad-CAM and UMAP."""
 
     layer: str = "block5_conv3"
-    method: str = "gradcam"  # "gradcam" | "gradcam++" | "scorecam"
-    which: str = "all"  # comma list of tp,fp,tn,fn or "all"
+    method: stages.GradCamMethod = "gradcam"  # "gradcam" | "gradcam++" | "scorecam"
+    outcomes: str = "all"  # which outcomes to explain: comma list of tp,fp,tn,fn or "all" (YAML key was "which")
     opacity: float = 0.5
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1
@@ -113,7 +117,7 @@ class Config:
     """Everything one run needs; saved resolved as ``config.yaml`` in the run folder."""
 
     seed: int = 42
-    distribute: str = "none"  # "none" | "mirrored" (tf.distribute.MirroredStrategy on all GPUs)
+    distribute: stages.Distribute = "none"  # "none" | "mirrored" (tf.distribute.MirroredStrategy on all GPUs)
     mixed_precision: bool = False
     data: DataConfig = DataConfig()
     gan: GanConfig = GanConfig()
@@ -122,12 +126,11 @@ class Config:
     explain: ExplainConfig = ExplainConfig()
 
 
+# Keys renamed since run folders were first written: a saved config.yaml with the old key still loads.
+RENAMED_KEYS = {"explain.which": "explain.outcomes"}
+
+# Choices of plain ``str`` fields; fields typed as a ``Literal`` (melanet.stages) carry their own.
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "distribute": ("none", "mirrored"),
-    "classifier.backbone": ("vgg16", "vgg16-narrow"),
-    "classifier.optimizer": ("adadelta", "adam"),
-    "classifier.training_set": ("original", "augment5x", "augment10x", "synthetic"),
-    "explain.method": ("gradcam", "gradcam++", "scorecam"),
     "data.color_constancy": COLOR_CONSTANCY_METHODS,
     "evaluation.tta": TTA_MODES,
 }
@@ -196,6 +199,9 @@ def _apply(base: Any, updates: dict[str, Any], prefix: str, where: str) -> Any:
     changes: dict[str, Any] = {}
     for name, value in updates.items():
         key = f"{prefix}{name}"
+        if name not in fields and key in RENAMED_KEYS:
+            key = RENAMED_KEYS[key]
+            name = key.rsplit(".", 1)[-1]
         if name not in fields:
             known = ", ".join(f"{prefix}{field}" for field in fields)
             raise ConfigError(f"{where}: unknown key '{key}' (known keys: {known})")
@@ -204,10 +210,12 @@ def _apply(base: Any, updates: dict[str, Any], prefix: str, where: str) -> Any:
             changes[name] = _apply(current, value, f"{key}.", where)
         else:
             hint = hints[name]
+            allowed = _CHOICES.get(key)
+            if typing.get_origin(hint) is typing.Literal:
+                hint, allowed = str, typing.get_args(hint)
             if isinstance(hint, types.UnionType):
                 hint = str
             changes[name] = _coerce(value, hint.__name__ if isinstance(hint, type) else hint, key, where)
-            allowed = _CHOICES.get(key)
             if allowed and changes[name] not in allowed:
                 raise ConfigError(f"{where}: key '{key}' must be one of {', '.join(allowed)}, got {value!r}")
     return dataclasses.replace(base, **changes)

@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", metavar="DIR", help="data folder (ISIC-2016 layout or train|test/benign|malignant/)")
+    parser.add_argument("root", metavar="DIR",
+                        help="data folder (an official ISIC 2016-2020 layout or train|test/benign|malignant/)")
     common.add_config_arguments(parser)
     parser.add_argument("--workers", type=int, metavar="N", help="decoding processes (data.workers; 0 = all cores)")
 
@@ -69,9 +70,11 @@ def _download(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     data_config = _data_config(args)
-    sources.detect_layout(Path(data_config.root))  # a wrong folder fails before anything is created
+    # a wrong folder fails before anything is created
+    index = sources.read_index(Path(data_config.root), malignant_classes=data_config.malignant_classes)
+    print(f"{data_config.root}: {index.layout} layout ({index.title}); splits: {', '.join(index.splits)}", flush=True)
     print(f"cache folder: {prepare.cache_directory(data_config)}", flush=True)
-    for split in sources.SPLITS:
+    for split in index.splits:
         started = time.perf_counter()
         image_set = prepare.load_split(data_config, split, progress=common.progress_bar(f"{split} {data_config.image_size}px"))
         benign, malignant = image_set.class_counts()
@@ -88,6 +91,6 @@ def _prepare(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     data_config = _data_config(args)
     report = check.check_data(data_config.root, max_pixels=data_config.max_image_pixels, workers=data_config.workers,
-                              progress=common.progress_bar("check"))
+                              progress=common.progress_bar("check"), malignant_classes=data_config.malignant_classes)
     print(check.format_report(report))
     return 0 if report.usable else 1

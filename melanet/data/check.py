@@ -15,9 +15,11 @@ class CheckReport:
     """Usable images per split and class, and every problem (dicts: file, line, reason, split)."""
 
     root: Path
-    layout: str
-    counts: dict[str, tuple[int, int]]  # split -> (benign, malignant) usable images
+    layout: str  # as sources.DataIndex.layout ("isic2016", "isic2018", "folders", ...)
+    counts: dict[str, tuple[int, int]]  # split -> (benign, malignant) usable images, for the splits present
     problems: list[dict[str, Any]]
+    title: str = ""  # the layout as people name it
+    notes: tuple[str, ...] = ()  # grouping, class convention
 
     @property
     def usable(self) -> bool:
@@ -26,11 +28,11 @@ class CheckReport:
 
 
 def check_data(root: str | Path, *, max_pixels: int = 100_000_000, workers: int = 0,
-               progress: parallel.Progress | None = None) -> CheckReport:
-    """Index ``root`` and decode every image (cheaply) to find the problems loading would meet."""
+               progress: parallel.Progress | None = None, malignant_classes: str = "") -> CheckReport:
+    """Index ``root`` (any layout) and decode every image (cheaply) to find the problems loading would meet."""
     root = Path(root)
-    index = sources.read_index(root)
-    samples = index.train + index.test
+    index = sources.read_index(root, malignant_classes=malignant_classes)
+    samples = [sample for split in index.splits for sample in index.samples(split)]
     reasons = parallel.map_chunks(inspect_chunk, [str(sample.path) for sample in samples], max_pixels,
                                   workers=workers, progress=progress, message="checking images")
     problems = list(index.problems)
@@ -40,7 +42,7 @@ def check_data(root: str | Path, *, max_pixels: int = 100_000_000, workers: int 
             problems.append(problem(sample.path, reason, split=sample.split))
             bad.add(sample.path)
     counts = {}
-    for split in sources.SPLITS:
+    for split in index.splits:
         labels = [sample.label for sample in index.samples(split) if sample.path not in bad]
         counts[split] = (labels.count(0), labels.count(1))
         for label, class_name in enumerate(sources.CLASS_NAMES):
@@ -48,7 +50,8 @@ def check_data(root: str | Path, *, max_pixels: int = 100_000_000, workers: int 
             if index.samples(split) and counts[split][label] == 0 and not already:
                 problems.append(problem(root, f"empty class: the {split} split has no usable {class_name} images",
                                         split=split))
-    return CheckReport(root=root, layout=index.layout, counts=counts, problems=problems)
+    return CheckReport(root=root, layout=index.layout, counts=counts, problems=problems, title=index.title,
+                       notes=tuple(index.notes))
 
 
 def inspect_chunk(paths: list[str], max_pixels: int) -> list[str | None]:
@@ -69,12 +72,15 @@ def format_report(report: CheckReport) -> str:
     for split, (benign, malignant) in report.counts.items():
         rows.append((split, str(benign), str(malignant), str(benign + malignant)))
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    lines = [f"{report.root} ({report.layout} layout)"]
+    lines = [f"{report.root} ({report.layout} layout{': ' + report.title if report.title else ''})"]
     for position, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[0]) if column == 0 else cell.rjust(widths[column])
                                for column, cell in enumerate(row)))
         if position == 0:
             lines.append("  ".join("-" * width for width in widths))
+    if "test" not in report.counts:
+        lines.append("no labelled test split: evaluating on this folder uses all its labelled images")
+    lines += [f"note: {note}" for note in report.notes]
     if report.problems:
         lines.append(f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}:")
         lines += [f"  [{item['split']}] {describe_problem(item)}" for item in report.problems]

@@ -95,15 +95,20 @@ def cache_key(
 
 
 def load_split(data_config: DataConfig, split: str, *, progress: Progress | None = None) -> ImageSet:
-    """Preprocessed images of ``split`` ('train' or 'test') of ``data_config.root``, from the cache when it is current.
+    """Preprocessed images of ``split`` ('train', 'test', or 'validation' where the layout has an official one)
+    of ``data_config.root``, from the cache when it is current.
 
     Bad inputs (structural problems of the split and images refused while decoding) raise one
     ``DataError`` listing them all, unless ``data_config.skip_bad``: then they are left out and
     returned in ``ImageSet.skipped``. A class with no usable image is always an error.
     """
     root = Path(data_config.root)
-    index = sources.read_index(root)
+    index = sources.read_index(root, malignant_classes=data_config.malignant_classes)
+    if split not in index.splits:
+        raise DataError(f"{root}: this {index.title} folder has no labelled {split} split "
+                        f"(it has: {', '.join(index.splits)})")
     samples = index.samples(split)
+    logger.info("%s: %s layout (%s), %s split: %d labelled images", root, index.layout, index.title, split, len(samples))
     problems = index.split_problems(split)
     image_set = _cached_or_decoded(data_config, split, samples, progress)
     problems += image_set.skipped

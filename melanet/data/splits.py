@@ -1,26 +1,54 @@
-"""Training / validation split carved from the training set; the test set is never touched here."""
+"""Training / validation split carved from the training set; the test set is never touched here.
+
+Three cases, in this order:
+
+- the layout has an official validation split (ISIC 2017 Part 3, ISIC 2018 Task 3): it is used as it is
+  (``data.val_fraction`` does not apply);
+- the training samples carry groups (ISIC 2019: ``lesion_id``; ISIC 2020: ``patient_id``, with the
+  duplicate pairs of ``ISIC_2020_Training_Duplicates.csv`` joined into one group): a stratified *grouped*
+  split, so no patient's (else lesion's) images sit on both sides and a duplicate pair is never split;
+- otherwise (ISIC-2016, plain folders): a stratified split of the images.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from melanet.config import DataConfig
-from melanet.data import prepare
+from melanet.data import prepare, sources
 from melanet.data.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 
 def training_and_validation(
     data_config: DataConfig, seed: int, *, progress: prepare.Progress | None = None
 ) -> tuple[prepare.ImageSet, prepare.ImageSet]:
-    """(training, validation) image sets: a stratified split of the training split of ``data_config.root``.
+    """(training, validation) image sets of ``data_config.root`` (see the module docstring for which split).
 
-    ``data_config.val_fraction`` of each class goes to validation (rounded by scikit-learn); the same
-    ``seed`` and data give the same split. Both keep the training split's order. Images skipped with
-    ``data.skip_bad`` are reported once, in the training set's ``skipped``.
+    ``data_config.val_fraction`` of each class goes to validation (rounded by scikit-learn; about that
+    fraction when grouped); the same ``seed`` and data give the same split. Both keep the training
+    split's order. Images skipped with ``data.skip_bad`` are reported once, in the training set's ``skipped``.
     """
+    index = sources.read_index(Path(data_config.root), malignant_classes=data_config.malignant_classes)
     full = prepare.load_split(data_config, "train", progress=progress)
-    training_indices, validation_indices = split_indices(full.labels, data_config.val_fraction, seed)
+    if "validation" in index.splits:
+        logger.info("%s: using the official %s validation split (data.val_fraction does not apply)",
+                    data_config.root, index.title)
+        validation = prepare.load_split(data_config, "validation", progress=progress)
+        return full, validation
+    group_of = {sample.image_id: sample.group for sample in index.train}
+    groups = [group_of.get(image_id) for image_id in full.ids]
+    if any(group is not None for group in groups):
+        training_indices, validation_indices = grouped_split_indices(
+            full.labels, groups, data_config.val_fraction, seed)
+    else:
+        training_indices, validation_indices = split_indices(full.labels, data_config.val_fraction, seed)
     return full.subset(training_indices, skipped=full.skipped), full.subset(validation_indices)
 
 
@@ -36,3 +64,28 @@ def split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[n
             f"cannot carve a stratified validation split ({val_fraction:.0%}) from {counts[0]} benign and "
             f"{counts[1]} malignant training images: {error}") from None
     return np.sort(training), np.sort(validation)
+
+
+def grouped_split_indices(
+    labels: np.ndarray, groups: Sequence[str | None], val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (training, validation) indices of a stratified split that never splits a group.
+
+    ``labels`` (N,) in {0, 1}; ``groups`` N group names (None = the image is its own group). One fold
+    of ``StratifiedGroupKFold`` with ``round(1 / val_fraction)`` folds becomes validation: the first
+    fold, in the seeded order, that leaves both classes on both sides.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    names = [group if group is not None else f"image:{index}" for index, group in enumerate(groups)]
+    folds = max(2, round(1 / val_fraction))
+    distinct = len(set(names))
+    if distinct < folds:
+        raise DataError(f"cannot carve a grouped validation split ({val_fraction:.0%}): only {distinct} "
+                        f"patient/lesion groups among {len(labels)} training images (need at least {folds})")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for training, validation in splitter.split(np.zeros(len(labels)), labels, names):
+        if len(set(labels[training])) == 2 and len(set(labels[validation])) == 2:
+            return np.sort(training), np.sort(validation)
+    counts = np.bincount(labels, minlength=2)
+    raise DataError(f"cannot carve a grouped validation split ({val_fraction:.0%}) with both classes on both "
+                    f"sides from {counts[0]} benign and {counts[1]} malignant training images in {distinct} groups")
