@@ -9,8 +9,8 @@ from pathlib import Path
 
 from melanet import config as config_module
 from melanet.cli import common
-from melanet.data import check, download, prepare, sources
-from melanet.data.errors import describe_problem
+from melanet.data import challenges, check, download, prepare, sources
+from melanet.data.errors import DataError, describe_problem
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,11 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="download, check and prepare (preprocess + cache) a data folder")
     verbs = data.add_subparsers(dest="data_command", metavar="VERB", required=True)
 
-    fetch = verbs.add_parser("download", help="download the official ISIC-2016 Part 3 files (resumable)")
-    fetch.add_argument("dataset", choices=["isic2016"], help="which data set")
-    fetch.add_argument("--dest", default="data/isic2016", metavar="DIR", help="folder to fill (default: %(default)s)")
+    fetch = verbs.add_parser("download", help="download the official ISIC challenge files (resumable)")
+    fetch.add_argument("dataset", choices=["isic2016", *challenges.LAYOUTS], help="which data set")
+    fetch.add_argument("--dest", metavar="DIR", help="folder to fill (default: data/<dataset>)")
+    fetch.add_argument("--parts", nargs="+", metavar="PART",
+                       help="which parts (default: all): training, validation, test (2017, 2018); training (2019, 2020)")
     fetch.add_argument("--base-url", metavar="URL",
-                       help=f"server holding the files (default: ${download.BASE_URL_ENVIRONMENT} or {download.DEFAULT_BASE_URL})")
+                       help=f"server folder holding the files; '{{year}}' becomes the year (default: "
+                            f"${download.BASE_URL_ENVIRONMENT}, else {download.DEFAULT_BASE_URL} for 2016 and "
+                            f"{challenges.NEW_BUCKET_URL} for 2017-2020; old bucket: {challenges.OLD_BUCKET_URL})")
     fetch.add_argument("--keep-archives", action="store_true", help="keep the zip files after extracting them")
     fetch.set_defaults(handler=_download)
 
@@ -60,10 +64,21 @@ def _data_config(args: argparse.Namespace) -> config_module.DataConfig:
 
 
 def _download(args: argparse.Namespace) -> int:
-    url = download.base_url(args.base_url)
-    print(f"downloading ISIC-2016 Part 3 from {url} into {args.dest}", flush=True)
-    dest = download.download_isic2016(args.dest, url=url, keep_archives=args.keep_archives,
-                                      progress=common.progress_bar("download"))
+    destination = args.dest or f"data/{args.dataset}"
+    if args.dataset == "isic2016":
+        if args.parts:
+            raise DataError("isic2016: --parts is for the 2017-2020 data sets (2016 is always all four files)")
+        url = download.base_url(args.base_url)
+        print(f"downloading ISIC-2016 Part 3 from {url} into {destination}", flush=True)
+        dest = download.download_isic2016(destination, url=url, keep_archives=args.keep_archives,
+                                          progress=common.progress_bar("download"))
+    else:
+        layout = challenges.LAYOUTS[args.dataset]
+        url = download.base_url(args.base_url, year=layout.year)
+        print(f"downloading {layout.title} ({', '.join(args.parts or layout.parts)}) from {url} into {destination}",
+              flush=True)
+        dest = download.download_challenge(args.dataset, destination, parts=args.parts, url=url,
+                                           keep_archives=args.keep_archives, progress=common.progress_bar("download"))
     print(f"done: {dest} (next: melanet data check {dest})")
     return 0
 

@@ -1,9 +1,16 @@
-"""Download the official ISIC-2016 Part 3 files: resumable, size-checked, extracted atomically.
+"""Download the official ISIC challenge files (2016 Part 3, 2017 Part 3, 2018 Task 3, 2019, 2020):
+resumable, size-checked, extracted atomically.
 
 Each file is fetched into ``<name>.part`` and renamed when its size matches the server's; an
 interrupted download resumes from the ``.part`` file with an HTTP Range request. A zip is extracted
 into a temporary folder beside the destination and renamed into place, so a folder under the
 official name is always complete; the zip is then removed (``keep_archives`` keeps it).
+
+ISIC-2016 comes from ``DEFAULT_BASE_URL``; the later challenges from the newer bucket
+(``https://isic-archive.s3.amazonaws.com/challenges/<year>/``; the old one,
+``https://isic-challenge-data.s3.amazonaws.com/<year>/``, holds the same names). Either can be replaced
+(``--base-url`` or ``$MELANET_ISIC_BASE_URL``); a ``{year}`` in the URL becomes the challenge year. File
+names and ``--parts`` of the later challenges are defined in :mod:`melanet.data.challenges`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from melanet.data import challenges
 from melanet.data.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -37,22 +45,55 @@ ISIC2016_FILES = (
 _CHUNK = 1 << 20
 
 
-def base_url(explicit: str | None = None) -> str:
-    """``explicit``, else $MELANET_ISIC_BASE_URL, else the ISIC challenge bucket; always ending in '/'."""
-    url = explicit or os.environ.get(BASE_URL_ENVIRONMENT) or DEFAULT_BASE_URL
+def base_url(explicit: str | None = None, *, year: int = 2016) -> str:
+    """``explicit``, else $MELANET_ISIC_BASE_URL, else the year's bucket folder; ``{year}`` filled in, ending in '/'.
+
+    The default is ``DEFAULT_BASE_URL`` for 2016 and the newer ISIC bucket for the later challenges.
+    """
+    default = DEFAULT_BASE_URL if year == 2016 else challenges.NEW_BUCKET_URL
+    url = (explicit or os.environ.get(BASE_URL_ENVIRONMENT) or default).replace("{year}", str(year))
     return url if url.endswith("/") else url + "/"
 
 
 def download_isic2016(dest: str | Path, *, url: str | None = None, attempts: int = 4, timeout: float = 60.0,
                       keep_archives: bool = False, progress: Progress | None = None) -> Path:
     """Fetch and unpack the four official files into ``dest`` (ready for ``melanet data check``); returns ``dest``."""
+    files = tuple((name, name[: -len(".zip")] if name.endswith(".zip") else None) for name in ISIC2016_FILES)
+    return download_files(files, dest, base_url(url), attempts=attempts, timeout=timeout,
+                          keep_archives=keep_archives, progress=progress)
+
+
+def download_challenge(dataset: str, dest: str | Path, *, parts: list[str] | None = None, url: str | None = None,
+                       attempts: int = 4, timeout: float = 60.0, keep_archives: bool = False,
+                       progress: Progress | None = None) -> Path:
+    """Fetch and unpack ``parts`` (default: all) of ``dataset`` ('isic2017' ... 'isic2020') into ``dest``.
+
+    Raises ``DataError`` for an unknown data set or part (naming the choices).
+    """
+    if dataset not in challenges.LAYOUTS:
+        raise DataError(f"unknown data set {dataset!r} (expected isic2016 or {', '.join(challenges.LAYOUTS)})")
+    layout = challenges.LAYOUTS[dataset]
+    chosen = parts or list(layout.parts)
+    unknown = [part for part in chosen if part not in layout.parts]
+    if unknown:
+        raise DataError(f"{dataset}: unknown part {', '.join(unknown)} (expected {', '.join(layout.parts)})")
+    files = tuple(entry for part in chosen for entry in layout.parts[part].files)
+    return download_files(files, dest, base_url(url, year=layout.year), attempts=attempts, timeout=timeout,
+                          keep_archives=keep_archives, progress=progress)
+
+
+def download_files(files: tuple[tuple[str, str | None], ...], dest: str | Path, root_url: str, *, attempts: int = 4,
+                   timeout: float = 60.0, keep_archives: bool = False, progress: Progress | None = None) -> Path:
+    """Fetch each ``(name, folder)`` from ``root_url`` into ``dest``; a zip is unpacked into ``dest/folder``.
+
+    A CSV already present, or a folder already extracted, is not fetched again.
+    """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    root_url = base_url(url)
-    for name in ISIC2016_FILES:
+    for name, folder_name in files:
         target = dest / name
-        if name.endswith(".zip"):
-            folder = dest / name[: -len(".zip")]
+        if folder_name is not None:
+            folder = dest / folder_name
             if folder.is_dir():
                 logger.info("%s already extracted", folder)
                 continue
