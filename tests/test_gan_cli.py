@@ -57,6 +57,8 @@ def test_killed_training_resumes_to_the_configured_epochs_then_synthesizes(tmp_p
     assert 1 <= killed_at < EPOCHS, f"the kill must land mid-training: {stderr[-2000:]}"
     assert run.status()["state"] == "running" and run.status()["alive"] is False
     assert not train.generator_path(run, "generator_benign_to_malignant").exists()
+    rows_before_kill = run.history()[:killed_at]
+    grids_before_kill = [train.sample_path(run, epoch).read_bytes() for epoch in range(1, killed_at + 1)]
 
     # a stopped run can still be looked at: its generators come from the last checkpoint
     to_malignant, to_benign = synthesis.load_generators(run, run.config())
@@ -75,6 +77,9 @@ def test_killed_training_resumes_to_the_configured_epochs_then_synthesizes(tmp_p
     assert main(["-q", "train-gan", "--resume", str(run_dir)]) == 0
     history = run.history()
     assert [int(row["epoch"]) for row in history] == list(range(1, EPOCHS + 1))
+    # the epochs finished before the kill are kept as they were, not trained again
+    assert history[:killed_at] == rows_before_kill
+    assert [train.sample_path(run, epoch).read_bytes() for epoch in range(1, killed_at + 1)] == grids_before_kill
     assert list(history[0]) == list(train.HISTORY_COLUMNS)
     assert all(np.isfinite(float(row["cycle"])) for row in history)
     status = run.status()

@@ -166,3 +166,58 @@ def test_mixed_precision_keeps_float32_outputs_and_finite_losses():
         assert all(np.isfinite(list(step.mean_losses().values())))
     finally:
         distribute.set_precision(False)
+
+
+def _train_in_process(run_dir, config, *, resume=False, stop_after=None, monkeypatch) -> list[int]:
+    """``train.train`` in this process; returns the epochs it checkpointed (stop_after: stop there)."""
+    saved = []
+    original = training.save_checkpoint
+
+    def recording_save(checkpoint, run, epoch, extra=None):
+        path = original(checkpoint, run, epoch, extra=extra)
+        saved.append(epoch)
+        if epoch == stop_after:
+            raise training.StopRequested()
+        return path
+
+    monkeypatch.setattr(training, "save_checkpoint", recording_save)
+    try:
+        train.train(runs.Run(run_dir), config, resume=resume)
+    except training.StopRequested:
+        assert stop_after is not None
+    finally:
+        monkeypatch.setattr(training, "save_checkpoint", original)
+    return saved
+
+
+def _checkpoint_weights(run: runs.Run, config) -> list[np.ndarray]:
+    cyclegan = model.from_config(config.gan, config.data.image_size)
+    training.restore_checkpoint(cyclegan.checkpoint(epoch=tf.Variable(0, dtype=tf.int64)), run)
+    return [weight.numpy() for name in model.NETWORK_NAMES for weight in cyclegan.network(name).weights]
+
+
+def test_stopped_and_resumed_training_equals_an_uninterrupted_one(tmp_path, tiny_isic, monkeypatch):
+    from melanet import config as config_module
+
+    config = config_module.load_config("configs/smoke.yaml", [f"data.root={tiny_isic}", "gan.epochs=2",
+                                                             "gan.batch_size=1", "seed=3"])
+    assert _train_in_process(tmp_path / "whole", config, monkeypatch=monkeypatch) == [1, 2]
+    assert _train_in_process(tmp_path / "resumed", config, stop_after=1, monkeypatch=monkeypatch) == [1]
+    resumed = runs.Run(tmp_path / "resumed")
+    rows_before_stop = resumed.history()
+    grid_before_stop = train.sample_path(resumed, 1).read_bytes()
+    weights_before_stop = _checkpoint_weights(resumed, config)
+
+    # the resumed process trains epoch 2 only, from the weights saved after epoch 1
+    assert _train_in_process(tmp_path / "resumed", config, resume=True, monkeypatch=monkeypatch) == [2]
+    assert resumed.history()[:1] == rows_before_stop
+    assert train.sample_path(resumed, 1).read_bytes() == grid_before_stop
+    assert [row["epoch"] for row in resumed.history()] == ["1", "2"]
+    whole = runs.Run(tmp_path / "whole")
+    for whole_row, resumed_row in zip(whole.history(), resumed.history()):
+        for name in model.LOSS_NAMES:
+            assert float(resumed_row[name]) == pytest.approx(float(whole_row[name]), rel=1e-4, abs=1e-6), name
+    final_whole, final_resumed = _checkpoint_weights(whole, config), _checkpoint_weights(resumed, config)
+    for expected, actual in zip(final_whole, final_resumed):
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+    assert any(not np.allclose(before, after) for before, after in zip(weights_before_stop, final_resumed))
