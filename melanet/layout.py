@@ -45,6 +45,10 @@ SYNTHETIC_MANIFEST_FILE = f"{SYNTHETIC_FOLDER}/manifest.csv"
 SYNTHETIC_IMAGES_FOLDER = f"{SYNTHETIC_FOLDER}/images"
 SYNTHETIC_RECONSTRUCTIONS_FOLDER = f"{SYNTHETIC_FOLDER}/reconstructions"
 SYNTHETIC_PREFIX = "syn_"  # synthetic ids are syn_<source_id>
+AUDIT_FOLDER = "audit"  # melanet audit-synthesis (melanet.explain.run_audit)
+AUDIT_FILE = f"{AUDIT_FOLDER}/audit.json"  # KID with intervals, memorisation summary, realism probe, per feature space
+AUDIT_REALISM_FILE = f"{AUDIT_FOLDER}/realism.csv"  # per synthetic image: held-out P(real malignant), rank
+AUDIT_NEAREST_FILE = f"{AUDIT_FOLDER}/nearest.csv"  # per image: nearest real malignant training image, distance
 
 # -- stage 2: train-classifier, compact, evaluate, explain, embed ----------------------------------
 MODEL_FILE = "model.keras"  # the selected model, a flat functional Keras model
@@ -71,13 +75,14 @@ TABLE_MARKDOWN_FILE = "table.md"
 TABLE_CSV_FILE = "table.csv"
 
 # Folders inside a run that are never run folders themselves (the dashboard's discovery skips them).
-INNER_FOLDERS = (CHECKPOINTS_FOLDER, FIGURES_FOLDER, SYNTHETIC_FOLDER, EXPLAIN_FOLDER, EMBEDDING_FOLDER)
+INNER_FOLDERS = (CHECKPOINTS_FOLDER, FIGURES_FOLDER, SYNTHETIC_FOLDER, EXPLAIN_FOLDER, EMBEDDING_FOLDER, AUDIT_FOLDER)
 
 # Every name above that a run folder may hold, for the documentation check and the literal grep.
 DOCUMENTED_NAMES = (
     CONFIG_FILE, STATUS_FILE, HISTORY_FILE, SKIPPED_FILE, CHECKPOINTS_FOLDER, LATEST_CHECKPOINT_FILE,
     FIGURES_FOLDER, JOB_FILE, JOB_LOG_FILE, *GENERATOR_FILES, SYNTHETIC_MANIFEST_FILE,
-    SYNTHETIC_IMAGES_FOLDER, SYNTHETIC_RECONSTRUCTIONS_FOLDER, MODEL_FILE, COMPACT_MODEL_FILE,
+    SYNTHETIC_IMAGES_FOLDER, SYNTHETIC_RECONSTRUCTIONS_FOLDER, AUDIT_FILE, AUDIT_REALISM_FILE, AUDIT_NEAREST_FILE,
+    MODEL_FILE, COMPACT_MODEL_FILE,
     VALIDATION_PREDICTIONS_FILE, METRICS_FILE, PREDICTIONS_FILE, ISIC_PREDICTIONS_FILE,
     EVALUATION_SKIPPED_FILE, EXPLAIN_INDEX_FILE, UMAP_CSV_FILE, UMAP_FIGURE_FILE, SEPARABILITY_FILE,
     TABLE_MARKDOWN_FILE, TABLE_CSV_FILE,
@@ -155,6 +160,18 @@ class RunLayout:
     @property
     def synthetic_manifest(self) -> Path:
         return self.path / SYNTHETIC_MANIFEST_FILE
+
+    @property
+    def audit(self) -> Path:
+        return self.path / AUDIT_FILE
+
+    @property
+    def audit_realism(self) -> Path:
+        return self.path / AUDIT_REALISM_FILE
+
+    @property
+    def audit_nearest(self) -> Path:
+        return self.path / AUDIT_NEAREST_FILE
 
     # stage 2
     @property

@@ -62,7 +62,8 @@ if config is None:
     st.error(f"{entry.label}: its config.yaml is missing or invalid; choose another run.")
     st.stop()
 try:
-    image = preprocess.preprocess_image(data, config.data.image_size, config.data.max_image_pixels, config.data.resize)
+    image = preprocess.preprocess_image(data, config.data.image_size, config.data.max_image_pixels, config.data.resize,
+                                        config.data.color_constancy)
 except data_errors.DataError as error:
     st.error(f"Cannot use {uploaded.name}: {error}. Upload a JPEG or PNG dermoscopy image.")
     st.stop()

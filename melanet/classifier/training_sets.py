@@ -4,7 +4,9 @@
 - ``augment5x`` / ``augment10x``: the originals plus 5 / 10 offline-augmented copies of each
   (the paper's 900 -> 5400 / 9900 images); made once and cached on disk, keyed by the images, the seed
   and the multiplier.
-- ``synthetic``: the originals plus the synthesized malignant lesions of a stage-1 run (MelaNet).
+- ``synthetic``: the originals plus the synthesized malignant lesions of a stage-1 run (MelaNet);
+  ``classifier.synthetic_keep: top_fraction=F`` keeps only the share F of them that the synthesis
+  audit (``melanet audit-synthesis``, ``audit/realism.csv``) scored most realistic.
 
 The validation split is never touched here: it stays the untouched images carved from training.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -20,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from melanet import config as config_module
+from melanet import layout
 from melanet.classifier import augment
 from melanet.config import ConfigError
 from melanet.data.prepare import ImageSet
@@ -38,6 +43,8 @@ def build_training_set(
     seed: int,
     cache_dir: Path | None = None,
     gan_run: str = "",
+    synthetic_keep: str = config_module.SYNTHETIC_KEEP_ALL,
+    color_constancy: str = "none",
     progress: Callable[[int, int, str], None] | None = None,
 ) -> ImageSet:
     """The ``kind`` training set: ``original`` | ``augment5x`` | ``augment10x`` | ``synthetic``.
@@ -47,6 +54,8 @@ def build_training_set(
         seed: augmentation seed.
         cache_dir: where augmented sets are cached (None: no cache).
         gan_run: stage-1 run folder for ``synthetic``.
+        synthetic_keep: ``classifier.synthetic_keep`` (``all`` or ``top_fraction=F``).
+        color_constancy: ``data.color_constancy``, applied to the synthetic images as to the real ones.
     """
     if kind == "original":
         return originals
@@ -54,7 +63,8 @@ def build_training_set(
         copies = augmented_copies(originals, AUGMENT_COPIES[kind], seed, cache_dir, progress)
         return concatenate(originals, copies)
     if kind == "synthetic":
-        return concatenate(originals, synthetic_images(originals, gan_run))
+        synthetic = synthetic_images(originals, gan_run, keep=synthetic_keep, color_constancy=color_constancy)
+        return concatenate(originals, synthetic)
     raise ConfigError(f"classifier.training_set must be one of {', '.join(TRAINING_SETS)}, got {kind!r}")
 
 
@@ -114,26 +124,79 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
         logger.warning("cannot cache the augmented set in %s (%s); going on without it", path.parent, error)
 
 
-def synthetic_images(originals: ImageSet, gan_run: str) -> ImageSet:
+def synthetic_images(
+    originals: ImageSet, gan_run: str, *, keep: str = config_module.SYNTHETIC_KEEP_ALL, color_constancy: str = "none"
+) -> ImageSet:
     """The synthetic malignant images of stage-1 run ``gan_run`` (label 1), resized to the originals' size.
 
     Only images synthesized from benign images of ``originals`` are kept: one made from a validation
-    image would leak that image into training.
+    image would leak that image into training. ``keep`` = ``top_fraction=F`` then keeps the most
+    realistic share F of those (``most_realistic``).
     """
     if not gan_run:
         raise ConfigError("classifier.training_set=synthetic needs classifier.gan_run (a stage-1 run folder)")
     from melanet.gan import synthesis
 
-    synthetic = synthesis.load_synthetic(gan_run, originals.images.shape[1])
+    synthetic = synthesis.load_synthetic(gan_run, originals.images.shape[1], color_constancy)
     allowed = {f"{SYNTHETIC_PREFIX}{image_id}" for image_id in originals.ids}
+    keep_rule = keep
     keep = [index for index, image_id in enumerate(synthetic.ids) if image_id in allowed]
     if len(keep) < len(synthetic.ids):
         logger.info("synthetic: kept %d of %d images (the others come from images outside this training part)",
                     len(keep), len(synthetic.ids))
     if not keep:
         raise ConfigError(f"classifier.gan_run={gan_run}: none of its synthetic images comes from this training part")
+    fraction = config_module.synthetic_keep_fraction(keep_rule)
+    if fraction is not None:
+        scores = read_realism_scores(gan_run, set(originals.ids))
+        chosen = most_realistic([synthetic.ids[index] for index in keep], scores, fraction)
+        logger.info("synthetic: kept the %d most realistic of %d (classifier.synthetic_keep=%s)",
+                    len(chosen), len(keep), keep_rule)
+        keep = [keep[position] for position in chosen]
     return ImageSet(
         images=synthetic.images[keep],
         labels=np.ones(len(keep), dtype=np.int64),
         ids=[synthetic.ids[index] for index in keep],
     )
+
+
+def most_realistic(ids: list[str], scores: dict[str, float], fraction: float) -> list[int]:
+    """Positions in ``ids`` of the ``round(fraction * len(ids))`` (at least 1) highest-scoring ids.
+
+    ``scores``: realism per synthetic id (higher = more like a real malignant lesion). Ties go to
+    the id that comes first in ``ids``; the positions are returned in ``ids`` order. ``ConfigError``
+    naming an id without a score.
+    """
+    missing = [image_id for image_id in ids if image_id not in scores]
+    if missing:
+        raise ConfigError(
+            f"classifier.synthetic_keep: the synthesis audit has no realism score for {len(missing)} synthetic "
+            f"image(s), e.g. {missing[0]}; rerun `melanet audit-synthesis` on the GAN run"
+        )
+    count = min(len(ids), max(1, math.floor(fraction * len(ids) + 0.5)))
+    order = sorted(range(len(ids)), key=lambda position: (-scores[ids[position]], position))
+    return sorted(order[:count])
+
+
+def read_realism_scores(gan_run: str | Path, training_ids: set[str]) -> dict[str, float]:
+    """``synthetic_id -> realism`` from ``audit/realism.csv`` of ``gan_run``.
+
+    The scores must come from training images only: ``ConfigError`` when the audit is missing or
+    when its probe used a real image that is not in ``training_ids`` (e.g. a validation image of
+    this classifier's split).
+    """
+    from melanet.explain import audit_files
+
+    try:
+        summary = audit_files.read_summary(gan_run)
+        scores = audit_files.read_realism(gan_run)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"classifier.synthetic_keep needs the synthesis audit of {gan_run}: {error}") from None
+    outside = sorted(set(summary.get("probe_real_ids", [])) - training_ids)
+    if outside:
+        raise ConfigError(
+            f"classifier.synthetic_keep: the realism scores of {Path(gan_run) / layout.AUDIT_FILE} used "
+            f"{len(outside)} real image(s) outside this classifier's training part (e.g. {outside[0]}); "
+            "audit with the same data, seed and validation fraction"
+        )
+    return scores

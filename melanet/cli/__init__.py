@@ -18,6 +18,7 @@ from collections.abc import Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from melanet.cli import (  # noqa: E402
+    audit_commands,
     classifier_commands,
     common,
     data_commands,
@@ -28,7 +29,7 @@ from melanet.cli import (  # noqa: E402
 )
 
 _MODULES = (data_commands, gan_commands, classifier_commands, evaluation_commands, explain_commands,
-            study_commands)
+            audit_commands, study_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,9 @@
 The cache entry of a split is a pair of files in the cache folder:
 ``<root tag>-<split>-<S>px-<resize>-<key>.npy`` (the (N, S, S, 3) uint8 images) and ``...json`` (ids,
 labels, images refused while decoding). ``key`` hashes every source file's path, size and
-modification time, its label, the image size, the resize mode, the pixel limit and
+modification time, its label, the image size, the resize mode, the colour constancy
+(``data.color_constancy``; a method other than ``none`` is also named after the resize mode in the
+file name, ``pad+shades_of_gray``), the pixel limit and
 ``PREPROCESSING_VERSION``, so any
 change to the data or the settings is a miss. Both files are written to a temp name and renamed;
 the JSON is renamed last and is what makes an entry exist, so a killed process never leaves an
@@ -81,12 +83,15 @@ def cache_directory(data_config: DataConfig) -> Path:
 
 
 def cache_key(
-    samples: Sequence[sources.Sample], split: str, image_size: int, max_pixels: int, resize: str = "pad"
+    samples: Sequence[sources.Sample], split: str, image_size: int, max_pixels: int, resize: str = "pad",
+    color_constancy: str = "none",
 ) -> str:
     """Hex digest of the source files (path, size, mtime), labels and every setting that changes the output."""
     digest = hashlib.sha256()
     header = {"version": preprocess.PREPROCESSING_VERSION, "split": split, "size": image_size,
               "max_pixels": max_pixels, "resize": resize}
+    if color_constancy != "none":  # absent for "none", so the entries cached before the option stay valid
+        header["color_constancy"] = color_constancy
     digest.update(json.dumps(header, sort_keys=True).encode())
     for sample in samples:
         stat = sample.path.stat()
@@ -129,10 +134,12 @@ def _cached_or_decoded(
     data_config: DataConfig, split: str, samples: list[sources.Sample], progress: Progress | None
 ) -> ImageSet:
     size, max_pixels, resize = data_config.image_size, data_config.max_image_pixels, data_config.resize
+    color_constancy = data_config.color_constancy
+    mode_tag = resize if color_constancy == "none" else f"{resize}+{color_constancy}"
     folder = cache_directory(data_config)
     root_tag = hashlib.sha256(str(Path(data_config.root).resolve()).encode()).hexdigest()[:8]
-    prefix = f"{root_tag}-{split}-{size}px-{resize}-"
-    stem = prefix + cache_key(samples, split, size, max_pixels, resize)[:24]
+    prefix = f"{root_tag}-{split}-{size}px-{mode_tag}-"
+    stem = prefix + cache_key(samples, split, size, max_pixels, resize, color_constancy)[:24]
     images_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
     cached = _read_entry(images_path, meta_path, samples)
     if cached is not None:
@@ -141,7 +148,7 @@ def _cached_or_decoded(
             progress(len(samples), len(samples), "from cache")
         return cached
     results = parallel.map_chunks(
-        decode_chunk, [str(sample.path) for sample in samples], size, max_pixels, resize,
+        decode_chunk, [str(sample.path) for sample in samples], size, max_pixels, resize, color_constancy,
         workers=data_config.workers, progress=progress, message=f"decoding {split}")
     kept = [index for index, (array, _) in enumerate(results) if array is not None]
     images = np.stack([results[index][0] for index in kept]) if kept else np.zeros((0, size, size, 3), np.uint8)
@@ -160,13 +167,13 @@ def _cached_or_decoded(
 
 
 def decode_chunk(
-    paths: list[str], image_size: int, max_pixels: int, resize: str = "pad"
+    paths: list[str], image_size: int, max_pixels: int, resize: str = "pad", color_constancy: str = "none"
 ) -> list[tuple[np.ndarray | None, str | None]]:
     """Worker: (array, None) per decodable image, (None, reason) per refused one."""
     results: list[tuple[np.ndarray | None, str | None]] = []
     for path in paths:
         try:
-            results.append((preprocess.preprocess_image(path, image_size, max_pixels, resize), None))
+            results.append((preprocess.preprocess_image(path, image_size, max_pixels, resize, color_constancy), None))
         except BadImageError as error:
             results.append((None, error.reason))
     return results

@@ -17,6 +17,13 @@ Why black padding: dermoscopy images already have dark vignette corners from the
 bars look like the data rather than a new artefact; black is also 0 after both scalings the models
 use (``x / 255``) and the "no signal" end of ``x / 127.5 - 1``, and it never invents lesion colour.
 Resizing before padding keeps the pad out of the resampling filter, so the image border stays sharp.
+
+Colour constancy (``data.color_constancy``, applied last, before the image is cached): ``none``, or
+``shades_of_gray`` (Finlayson & Trezzi 2004, as used for dermoscopy by Barata et al. 2015 and the
+ISIC challenge winners): the illuminant of each channel is the Minkowski p-norm mean of its values
+(p = 6), and each channel is scaled so that the illuminant becomes grey. Black padding does not move
+the estimate: zeros scale the three channel means alike, and only the direction of the illuminant
+is used.
 """
 
 from __future__ import annotations
@@ -34,17 +41,23 @@ from melanet.data.errors import BadImageError
 # Bump when the output of preprocess_image changes for the same input: it invalidates every cache.
 PREPROCESSING_VERSION = 1
 PAD_COLOUR = (0, 0, 0)
+SHADES_OF_GRAY_POWER = 6  # Minkowski norm p of Shades of Gray (Barata et al. 2015)
 
 ImageSource = str | Path | bytes | BinaryIO
 
 
 def preprocess_image(
-    source: ImageSource, image_size: int, max_pixels: int = 100_000_000, resize: str = "pad"
+    source: ImageSource,
+    image_size: int,
+    max_pixels: int = 100_000_000,
+    resize: str = "pad",
+    color_constancy: str = "none",
 ) -> np.ndarray:
     """Decode ``source`` (path, bytes or binary file object) to a (S, S, 3) uint8 RGB array, S = ``image_size``.
 
     ``resize`` is ``pad`` (keep the aspect ratio, pad the short side with black, centred),
     ``stretch`` (both sides to S) or ``crop`` (centred square, then to S); see the module text.
+    ``color_constancy`` is ``none`` or ``shades_of_gray`` (``apply_color_constancy``).
     Raises ``BadImageError`` (a ``DataError``) naming the file for an empty, truncated or
     unreadable file and for an image whose width x height exceeds ``max_pixels``.
     """
@@ -52,6 +65,8 @@ def preprocess_image(
         raise ValueError(f"image_size must be >= 1, got {image_size}")
     if resize not in _SQUARERS:
         raise ValueError(f"resize must be one of {', '.join(_SQUARERS)}, got {resize!r}")
+    if color_constancy not in COLOR_CONSTANCY:
+        raise ValueError(f"color_constancy must be one of {', '.join(COLOR_CONSTANCY)}, got {color_constancy!r}")
     name = _source_name(source)
     with _open(source, name, max_pixels) as image:
         width, height = image.size
@@ -66,7 +81,7 @@ def preprocess_image(
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             raise BadImageError(name, f"truncated or corrupt image ({error})") from None
         rgb = to_rgb(upright)
-    return _SQUARERS[resize](rgb, image_size)
+    return apply_color_constancy(_SQUARERS[resize](rgb, image_size), color_constancy)
 
 
 def inspect_image(source: ImageSource, max_pixels: int = 100_000_000) -> tuple[int, int]:
@@ -141,6 +156,36 @@ def crop_and_resize(image: Image.Image, image_size: int) -> np.ndarray:
 
 
 _SQUARERS = {"pad": pad_and_resize, "stretch": stretch_resize, "crop": crop_and_resize}
+
+
+def shades_of_gray(image: np.ndarray, power: int = SHADES_OF_GRAY_POWER) -> np.ndarray:
+    """Shades of Gray colour constancy of one image.
+
+    ``image``: (H, W, 3) uint8 RGB. Illuminant ``e_c = (mean_x I_c(x)^p)^(1/p)`` per channel,
+    normalised to unit length; each channel is multiplied by ``1 / (sqrt(3) * e_c)`` (a grey
+    illuminant leaves the image unchanged), then rounded and clipped to [0, 255]. Returns (H, W, 3)
+    uint8. An all-black image is returned unchanged.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    if values.ndim != 3 or values.shape[-1] != 3:
+        raise ValueError(f"shades_of_gray expects an (H, W, 3) image, got {values.shape}")
+    illuminant = np.power(np.mean(np.power(values, power), axis=(0, 1)), 1.0 / power)
+    length = float(np.linalg.norm(illuminant))
+    if length == 0.0 or not np.all(illuminant > 0):
+        return np.asarray(image, dtype=np.uint8)
+    gains = 1.0 / (np.sqrt(3.0) * illuminant / length)
+    return np.clip(np.rint(values * gains), 0, 255).astype(np.uint8)
+
+
+COLOR_CONSTANCY = {"none": None, "shades_of_gray": shades_of_gray}
+
+
+def apply_color_constancy(image: np.ndarray, method: str) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with ``data.color_constancy`` ``method`` applied (``none``: as it is)."""
+    if method not in COLOR_CONSTANCY:
+        raise ValueError(f"color_constancy must be one of {', '.join(COLOR_CONSTANCY)}, got {method!r}")
+    correct = COLOR_CONSTANCY[method]
+    return image if correct is None else correct(image)
 
 
 def _source_name(source: ImageSource) -> str:

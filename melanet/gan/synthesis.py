@@ -154,10 +154,11 @@ def read_manifest(run_path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def load_synthetic(run_path: str | Path, image_size: int) -> prepare.ImageSet:
+def load_synthetic(run_path: str | Path, image_size: int, color_constancy: str = "none") -> prepare.ImageSet:
     """The synthetic malignant images of a stage-1 run as an ``ImageSet``.
 
-    ``images`` (N, image_size, image_size, 3) uint8 (resized when the run used another size),
+    ``images`` (N, image_size, image_size, 3) uint8 (resized when the run used another size; with
+    ``color_constancy`` (``data.color_constancy`` of the reader) corrected as real images are),
     ``labels`` (N,) int64 all 1 (malignant), ``ids`` ``syn_<source_id>`` in manifest order.
     """
     from melanet.data import preprocess
@@ -173,7 +174,7 @@ def load_synthetic(run_path: str | Path, image_size: int) -> prepare.ImageSet:
             image = np.asarray(opened.convert("RGB"))
         if image.shape[:2] != (image_size, image_size):
             image = preprocess.preprocess_image(path, image_size)
-        images[index] = image
+        images[index] = preprocess.apply_color_constancy(image, color_constancy)
     return prepare.ImageSet(
         images=images, labels=np.ones(len(rows), dtype=np.int64), ids=[row["synthetic_id"] for row in rows]
     )
