@@ -173,3 +173,105 @@ def test_full_report_layout_and_paper_compatibility() -> None:
     assert "sensitivity" not in compatibility  # never under the bare name
     no_validation = metrics.full_report(LABELS, PROBABILITIES, bootstrap_samples=10)
     assert no_validation["operating_point"]["available"] is False
+
+
+# A validation split that differs from the test arrays above: a threshold chosen on the test set,
+# or validation figures reported as test figures, would show.
+VALIDATION_LABELS = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+VALIDATION_PROBABILITIES = np.array([0.02, 0.08, 0.12, 0.25, 0.33, 0.41, 0.47, 0.71, 0.38, 0.52, 0.66, 0.74, 0.93])
+
+
+def _stratified_bootstrap_aucs(labels: np.ndarray, scores: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """An independent draw of the bootstrap distribution (resampling within each class)."""
+    generator = np.random.default_rng(seed)
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    drawn = np.concatenate([positives[generator.integers(0, positives.size, (samples, positives.size))],
+                            negatives[generator.integers(0, negatives.size, (samples, negatives.size))]], axis=1)
+    row_labels = np.concatenate([np.ones(positives.size), np.zeros(negatives.size)])
+    return metrics._rank_auc(np.broadcast_to(row_labels, drawn.shape), drawn)
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.8])
+def test_bootstrap_auc_interval_holds_its_level_of_the_bootstrap_distribution(confidence: float) -> None:
+    generator = np.random.default_rng(11)
+    labels = np.array([1] * 40 + [0] * 60)
+    scores = np.clip(generator.normal(0.4 + 0.2 * labels, 0.2), 0, 1)
+    low, high = metrics.bootstrap_auc_interval(labels, scores, samples=4000, confidence=confidence, seed=0)
+    independent = _stratified_bootstrap_aucs(labels, scores, 8000, seed=99)
+    inside = np.mean((independent >= low) & (independent <= high))
+    assert inside == pytest.approx(confidence, abs=0.012)
+    # and the two tails are equal: a percentile interval, not a one-sided one
+    assert np.mean(independent < low) == pytest.approx((1 - confidence) / 2, abs=0.01)
+
+
+def test_bootstrap_auc_interval_covers_the_true_auc_on_simulated_data() -> None:
+    # scores N(0, 1) benign vs N(1.2, 1) malignant: true AUC = Phi(1.2 / sqrt(2))
+    from scipy import stats
+
+    true_auc = stats.norm.cdf(1.2 / math.sqrt(2))
+    generator = np.random.default_rng(5)
+    labels = np.array([1] * 60 + [0] * 90)
+    covered, widths = 0, []
+    trials = 300
+    for trial in range(trials):
+        scores = stats.norm.cdf(generator.normal(1.2 * labels, 1.0))  # monotone: same AUC, inside [0, 1]
+        low, high = metrics.bootstrap_auc_interval(labels, scores, samples=400, seed=trial)
+        covered += low <= true_auc <= high
+        widths.append(high - low)
+    # a percentile bootstrap at these sizes covers about 93-95 %; a 90 % interval would cover ~88 %
+    assert 0.915 <= covered / trials <= 0.98, covered / trials
+    # the width agrees with the normal theory (Hanley-McNeil) 95 % width within 15 %
+    q1, q2 = true_auc / (2 - true_auc), 2 * true_auc**2 / (1 + true_auc)
+    variance = (true_auc * (1 - true_auc) + 59 * (q1 - true_auc**2) + 89 * (q2 - true_auc**2)) / (60 * 90)
+    assert np.mean(widths) == pytest.approx(2 * 1.959964 * math.sqrt(variance), rel=0.15)
+
+
+@pytest.mark.parametrize("confidence", [0.95, 0.9])
+def test_wilson_interval_has_its_level_on_average(confidence: float) -> None:
+    # exact coverage: P(p inside the interval of k successes) summed over k ~ Binomial(n, p)
+    from scipy import stats
+
+    trials = 40
+    intervals = [metrics.wilson_interval(successes, trials, confidence) for successes in range(trials + 1)]
+    coverages = []
+    for proportion in np.linspace(0.05, 0.95, 91):
+        probabilities = stats.binom.pmf(np.arange(trials + 1), trials, proportion)
+        coverages.append(sum(p for p, (low, high) in zip(probabilities, intervals) if low <= proportion <= high))
+    assert np.mean(coverages) == pytest.approx(confidence, abs=0.01)
+
+
+def test_each_proportion_gets_the_wilson_interval_of_its_own_counts() -> None:
+    counts = {"tp": 6, "fp": 5, "tn": 9, "fn": 2}  # sensitivity 6/8, specificity 9/14, ppv 6/11, npv 9/11
+    intervals = metrics.proportion_intervals(counts)
+    expected = {"sensitivity": (6, 8), "specificity": (9, 14), "ppv": (6, 11), "npv": (9, 11), "accuracy": (15, 22)}
+    for name, (successes, trials) in expected.items():
+        low, high = metrics.wilson_interval(successes, trials)
+        assert (intervals[name]["low"], intervals[name]["high"]) == pytest.approx((low, high)), name
+    assert len({(value["low"], value["high"]) for value in intervals.values()}) == 5
+
+
+def test_operating_point_is_chosen_on_validation_and_measured_on_test() -> None:
+    report = metrics.full_report(
+        LABELS, PROBABILITIES, bootstrap_samples=50, seed=1,
+        validation_labels=VALIDATION_LABELS, validation_probabilities=VALIDATION_PROBABILITIES,
+        target_sensitivity=0.8,
+    )
+    on_validation = metrics.select_threshold(VALIDATION_LABELS, VALIDATION_PROBABILITIES, 0.8)
+    on_test = metrics.select_threshold(LABELS, PROBABILITIES, 0.8)
+    # validation malignant scores .38 .52 .66 .74 .93: 4 of 5 above needs threshold < .52 -> (.47 + .52) / 2
+    assert on_validation["threshold"] == pytest.approx(0.495)
+    assert on_test["threshold"] != pytest.approx(0.495)
+    operating = report["operating_point"]
+    assert operating["threshold"] == pytest.approx(0.495)
+    assert operating["validation"]["n"] == VALIDATION_LABELS.size
+    test_counts = metrics.confusion_counts(LABELS, PROBABILITIES, 0.495)
+    assert {key: operating[key] for key in ("tp", "fp", "tn", "fn")} == test_counts
+    assert operating["n"] == LABELS.size
+    assert operating["sensitivity"] == pytest.approx(test_counts["tp"] / (test_counts["tp"] + test_counts["fn"]))
+    low, high = metrics.wilson_interval(test_counts["tn"], test_counts["tn"] + test_counts["fp"])
+    assert operating["confidence_intervals"]["specificity"]["low"] == pytest.approx(low)
+    assert operating["confidence_intervals"]["specificity"]["high"] == pytest.approx(high)
+    # the top-level figures stay at 0.5, with their own Wilson intervals
+    top = report["confidence_intervals"]
+    assert (top["sensitivity"]["low"], top["sensitivity"]["high"]) == pytest.approx(metrics.wilson_interval(6, 8))
+    assert (top["specificity"]["low"], top["specificity"]["high"]) == pytest.approx(metrics.wilson_interval(9, 12))
