@@ -1,4 +1,4 @@
-"""Load a trained stage-2 model and predict malignant probabilities."""
+"""Load a trained stage-2 model and predict malignant probabilities (optionally averaged over flips)."""
 
 from __future__ import annotations
 
@@ -42,15 +42,28 @@ def to_unit_range(batch: tf.Tensor) -> tf.Tensor:
     return tf.cast(batch, tf.float32) / 255.0
 
 
-def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+# evaluation.tta: the views of each image whose probabilities are averaged (axes of (N, S, S, 3) to reverse)
+TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "flips": ((), (2,), (1,), (1, 2)),  # as is, left-right, up-down, both (= rotated by 180 degrees)
+}
+
+
+def predict_probabilities(
+    model: keras.Model, images: np.ndarray, batch_size: int = 32, *, tta: str = "none"
+) -> np.ndarray:
     """Probability of malignant for each image.
 
     Args:
         model: a VGG-GAP model (see ``load_model``).
         images: (N, S, S, 3) uint8 RGB in [0, 255], S the model's input size.
+        tta: ``evaluation.tta``: ``none``, or ``flips`` (the mean of the probabilities of the image,
+            its left-right and up-down mirror images and both flips together).
     Returns:
         (N,) float64 in [0, 1].
     """
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"images must be (N, S, S, 3) uint8, got {images.shape} {images.dtype}")
     expected = tuple(model.input_shape[1:3])
@@ -58,5 +71,8 @@ def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: in
         raise ValueError(f"images are {images.shape[1]}x{images.shape[2]} px, the model expects {expected[0]}x{expected[1]}")
     if len(images) == 0:
         return np.zeros(0, dtype=np.float64)
-    probabilities = model.predict(scaled_batches(images, batch_size), verbose=0)
-    return np.asarray(probabilities[:, 1], dtype=np.float64)
+    views = []
+    for axes in TTA_VIEWS[tta]:
+        view = np.flip(images, axis=axes) if axes else images
+        views.append(np.asarray(model.predict(scaled_batches(view, batch_size), verbose=0)[:, 1], dtype=np.float64))
+    return np.mean(views, axis=0)

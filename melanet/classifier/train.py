@@ -232,7 +232,9 @@ def fit_classifier(
     if not model_path.is_file():  # no epoch ever improved (e.g. NaN metric): keep the last weights
         save_model_atomically(model, model_path)
     best = predict.load_model(run.path)
-    probabilities = predict.predict_probabilities(best, validation.images, settings.batch_size)
+    # with the test-time augmentation evaluation will use, so the operating threshold chosen here fits it
+    probabilities = predict.predict_probabilities(best, validation.images, settings.batch_size,
+                                                  tta=config.evaluation.tta)
     runs.atomic_write_csv(
         run.file(VALIDATION_PREDICTIONS_FILE),
         [{"image": image_id, "label": int(label), "prob_malignant": f"{probability:.6f}"}

@@ -172,7 +172,8 @@ def _evaluate(
     logger.info("evaluating %s on %d test images of %s", run.path, len(image_set.ids), data_config.root)
     model = classifier_predict.load_model(run.path)
     probabilities = np.asarray(
-        classifier_predict.predict_probabilities(model, image_set.images, config.classifier.batch_size),
+        classifier_predict.predict_probabilities(model, image_set.images, config.classifier.batch_size,
+                                                 tta=config.evaluation.tta),
         dtype=np.float64,
     ).reshape(-1)
     labels = np.asarray(image_set.labels, dtype=np.int64)

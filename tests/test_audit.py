@@ -1,0 +1,166 @@
+"""Synthesis audit: KID against a direct unbiased MMD^2, nearest neighbours against brute force, the
+realism probe, the refusal of a run without synthesis, and the audit end to end on a real tiny run."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+
+import numpy as np
+import pytest
+
+from melanet import config as config_module
+from melanet import layout, runs
+from melanet.classifier import training_sets
+from melanet.cli import main
+from melanet.explain import audit, audit_files
+
+
+def direct_unbiased_mmd2(first: np.ndarray, second: np.ndarray) -> float:
+    """The textbook estimator, one pair at a time, with k(x, y) = (x.y / d + 1)^3."""
+    dimension = first.shape[1]
+
+    def kernel(x, y):
+        return (float(np.dot(x, y)) / dimension + 1.0) ** 3
+
+    m, n = len(first), len(second)
+    within_first = sum(kernel(first[i], first[j]) for i, j in itertools.permutations(range(m), 2))
+    within_second = sum(kernel(second[i], second[j]) for i, j in itertools.permutations(range(n), 2))
+    across = sum(kernel(x, y) for x in first for y in second)
+    return within_first / (m * (m - 1)) + within_second / (n * (n - 1)) - 2.0 * across / (m * n)
+
+
+def test_kid_equals_a_direct_unbiased_mmd_with_the_cubic_kernel():
+    generator = np.random.default_rng(0)
+    first, second = generator.normal(size=(6, 4)), generator.normal(0.5, 1.2, size=(5, 4))
+    assert audit.unbiased_mmd2(first, second) == pytest.approx(direct_unbiased_mmd2(first, second), rel=1e-12)
+    result = audit.kernel_inception_distance(first, second, seed=1, subsets=20)
+    assert result["kid"] == pytest.approx(direct_unbiased_mmd2(first, second), rel=1e-12)
+    assert result["subset_size"] == 2 and result["n_first"] == 6 and result["n_second"] == 5
+    # the interval is the percentile range of direct estimates on the same subsets
+    rng = np.random.default_rng(1)
+    estimates = [direct_unbiased_mmd2(first[rng.choice(6, 2, replace=False)], second[rng.choice(5, 2, replace=False)])
+                 for _ in range(20)]
+    assert result["low"] == pytest.approx(np.quantile(estimates, 0.025))
+    assert result["high"] == pytest.approx(np.quantile(estimates, 0.975))
+
+
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift():
+    generator = np.random.default_rng(2)
+    same = audit.kernel_inception_distance(generator.normal(size=(200, 8)), generator.normal(size=(200, 8)), seed=0)
+    shifted = audit.kernel_inception_distance(generator.normal(size=(200, 8)), generator.normal(1, 1, (200, 8)), seed=0)
+    assert abs(same["kid"]) < 0.05 < shifted["kid"] and shifted["low"] > 0
+
+
+def test_nearest_neighbours_match_brute_force(monkeypatch):
+    monkeypatch.setattr(audit, "NEIGHBOUR_CHUNK", 7)  # several blocks, one partial
+    generator = np.random.default_rng(3)
+    queries, references = generator.normal(size=(30, 5)), generator.normal(size=(11, 5))
+    distances = np.linalg.norm(queries[:, None, :] - references[None, :, :], axis=-1)
+    indices, found = audit.nearest_neighbours(queries, references)
+    np.testing.assert_array_equal(indices, distances.argmin(axis=1))
+    np.testing.assert_allclose(found, distances.min(axis=1), rtol=1e-9)
+    # leave-one-out on one set: never the row itself
+    within = np.linalg.norm(queries[:, None, :] - queries[None, :, :], axis=-1)
+    np.fill_diagonal(within, np.inf)
+    indices, found = audit.nearest_neighbours(queries, queries, exclude_self=True)
+    np.testing.assert_array_equal(indices, within.argmin(axis=1))
+    np.testing.assert_allclose(found, within.min(axis=1), rtol=1e-9)
+
+
+def test_realism_scores_rank_the_synthetic_images_that_look_real_first():
+    generator = np.random.default_rng(4)
+    real = generator.normal(0, 1, (30, 6))
+    synthetic = generator.normal(3, 1, (30, 6))
+    synthetic[:5] = generator.normal(0, 1, (5, 6))  # five that look like the real ones
+    scores, probe = audit.realism_scores(synthetic, real, [f"b{index}" for index in range(30)],
+                                         [f"m{index}" for index in range(30)], seed=0)
+    assert scores.shape == (30,) and np.all((scores >= 0) & (scores <= 1))
+    assert set(np.argsort(-scores)[:5]) == set(range(5))
+    assert probe["auc"] > 0.8 and probe["folds"] == 5
+
+
+def test_realism_folds_hold_a_group_out_together():
+    """Two synthetic images of one source are scored by a probe that saw neither of them."""
+    generator = np.random.default_rng(5)
+    real = generator.normal(0, 1, (12, 3))
+    synthetic = generator.normal(2, 1, (12, 3))
+    synthetic[1] = synthetic[0]  # the same source twice: a memorising probe would score them alike
+    groups = ["a", "a"] + [f"s{index}" for index in range(10)]
+    scores, _ = audit.realism_scores(synthetic, real, groups, [f"m{index}" for index in range(12)], seed=0)
+    assert scores[0] == pytest.approx(scores[1])
+
+
+def test_top_fraction_keeps_the_most_realistic_images():
+    ids = ["syn_a", "syn_b", "syn_c", "syn_d", "syn_e"]
+    scores = {"syn_a": 0.1, "syn_b": 0.9, "syn_c": 0.5, "syn_d": 0.7, "syn_e": 0.5}
+    assert training_sets.most_realistic(ids, scores, 0.4) == [1, 3]  # b, d in id order
+    assert training_sets.most_realistic(ids, scores, 0.6) == [1, 2, 3]  # tie c/e: the earlier id
+    assert training_sets.most_realistic(ids, scores, 1.0) == [0, 1, 2, 3, 4]
+    assert training_sets.most_realistic(ids, scores, 0.01) == [1]  # at least one
+    with pytest.raises(config_module.ConfigError, match="syn_e"):
+        training_sets.most_realistic(ids, {key: value for key, value in scores.items() if key != "syn_e"}, 0.5)
+
+
+def test_synthetic_keep_is_all_in_the_paper_preset_and_parsed_strictly():
+    assert config_module.load_config("configs/paper.yaml").classifier.synthetic_keep == "all"
+    assert config_module.synthetic_keep_fraction("top_fraction=0.25") == 0.25
+    for bad in ("top_fraction=0", "top_fraction=1.5", "best=0.5", "top_fraction="):
+        with pytest.raises(config_module.ConfigError, match="classifier.synthetic_keep"):
+            config_module.load_config(None, [f"classifier.synthetic_keep={bad}"])
+
+
+def _trained_gan(tmp_path, data_root, *, synthesize: bool):
+    run_dir = tmp_path / "gan"
+    arguments = ["-q", "train-gan", "--config", "configs/smoke.yaml", "--run", str(run_dir),
+                 "--set", f"data.root={data_root}", "--set", "gan.epochs=1", "--set", "gan.batch_size=2"]
+    assert main(arguments) == 0
+    if synthesize:
+        assert main(["-q", "synthesize", "--run", str(run_dir)]) == 0
+    return run_dir
+
+
+@pytest.mark.slow
+def test_the_audit_refuses_a_gan_run_without_synthesis_with_one_line(tmp_path, tiny_isic, capsys):
+    run_dir = _trained_gan(tmp_path, tiny_isic, synthesize=False)
+    capsys.readouterr()
+    assert main(["-q", "audit-synthesis", "--run", str(run_dir)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "no synthetic images to audit" in error and "melanet synthesize" in error
+    assert not (run_dir / layout.AUDIT_FILE).exists()
+
+
+@pytest.mark.slow
+def test_audit_end_to_end_then_synthetic_keep_uses_its_scores(tmp_path, tiny_isic, capsys):
+    run_dir = _trained_gan(tmp_path, tiny_isic, synthesize=True)
+    assert main(["-q", "audit-synthesis", "--run", str(run_dir)]) == 0
+    assert "realism probe (backbone features)" in capsys.readouterr().out
+    summary = audit_files.read_summary(run_dir)
+    kid = summary["feature_spaces"]["backbone"]["kid"]
+    assert set(kid) == {"synthetic_vs_real_malignant", "real_benign_vs_real_malignant"}
+    assert all(entry["low"] <= entry["high"] for entry in kid.values())
+    with (run_dir / layout.AUDIT_REALISM_FILE).open() as stream:
+        realism = list(csv.DictReader(stream))
+    counts = summary["counts"]
+    assert len(realism) == counts["synthetic"] and [int(row["rank"]) for row in realism] == list(range(1, len(realism) + 1))
+    values = [float(row["realism"]) for row in realism]
+    assert values == sorted(values, reverse=True)
+    nearest = audit_files.read_nearest(run_dir)
+    assert sum(row["kind"] == "synthetic" for row in nearest) == counts["synthetic"]
+    assert sum(row["kind"] == "real" for row in nearest) == counts["real_malignant"]
+    assert runs.Run(run_dir).status()["audit"]["state"] == "done"
+
+    # synthetic_keep=top_fraction keeps the best-ranked share of this training part's synthetic images
+    from melanet.data import splits
+
+    config = runs.Run(run_dir).config()
+    training_part, _ = splits.training_and_validation(config.data, config.seed)
+    kept = training_sets.synthetic_images(training_part, str(run_dir), keep="top_fraction=0.5")
+    expected = max(1, int(np.floor(0.5 * len(realism) + 0.5)))
+    assert len(kept.ids) == expected
+    assert sorted(kept.ids) == sorted(row["synthetic_id"] for row in realism[:expected])
+    # scores whose probe used a real image outside the classifier's training part are refused
+    without = [index for index in range(len(training_part.ids)) if index != int(np.flatnonzero(training_part.labels == 1)[0])]
+    smaller = training_part.subset(without)
+    with pytest.raises(config_module.ConfigError, match="outside this classifier's training part"):
+        training_sets.synthetic_images(smaller, str(run_dir), keep="top_fraction=0.5")
