@@ -50,7 +50,9 @@ def train_classifier(run: runs.Run, *, resume: bool = False, progress: Progress 
         run.update_status(message=f"building training set '{config.classifier.training_set}'")
         training_set = training_sets.build_training_set(
             config.classifier.training_set, train_part, seed=config.seed,
-            cache_dir=prepare.cache_directory(config.data), gan_run=config.classifier.gan_run, progress=progress,
+            cache_dir=prepare.cache_directory(config.data), gan_run=config.classifier.gan_run,
+            synthetic_keep=config.classifier.synthetic_keep, color_constancy=config.data.color_constancy,
+            progress=progress,
         )
         benign, malignant = int(np.sum(training_set.labels == 0)), int(np.sum(training_set.labels == 1))
         logger.info("training set '%s': %d images (%d benign, %d malignant); validation %d images",
