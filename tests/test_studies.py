@@ -80,6 +80,17 @@ def test_create_draws_a_stratified_seeded_subset_with_the_runs_outputs(demo_stud
     assert other.phases == (UNAIDED,) and not (other.path / study_module.OVERLAYS_FOLDER).exists()
 
 
+def test_stratified_subset_keeps_each_class_share() -> None:
+    labels = np.array([1] * 39 + [0] * 34)
+    chosen = create.stratified_subset(labels, 7, seed=0)
+    assert len(set(chosen.tolist())) == 7 and labels[chosen].sum() == round(7 * 39 / 73) == 4
+    rare = np.array([1] * 2 + [0] * 98)
+    assert rare[create.stratified_subset(rare, 5, seed=0)].sum() == 1  # at least one of each class
+    assert (create.stratified_subset(labels, 7, seed=3) == create.stratified_subset(labels, 7, seed=3)).all()
+    with pytest.raises(study_module.StudyError, match="between 2 and 73"):
+        create.stratified_subset(labels, 1, seed=0)
+
+
 def test_case_order_is_seeded_per_reader_and_phase(demo_study) -> None:
     first = study_module.case_order(demo_study, "Dr A", UNAIDED)
     assert first == study_module.case_order(demo_study, "Dr A", UNAIDED)
@@ -189,7 +200,7 @@ WRITER = textwrap.dedent("""
 
 
 def test_a_killed_writer_never_leaves_a_torn_line_or_loses_a_saved_answer(demo_study) -> None:
-    generator = random.Random(0)
+    generator = random.Random(14)
     saved = 0
     for attempt in range(6):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(demo_study.path), str(attempt * 1000)],
@@ -214,6 +225,60 @@ def test_a_killed_writer_never_leaves_a_torn_line_or_loses_a_saved_answer(demo_s
         rows = responses.read_responses(demo_study)
         # every answer the writer confirmed is on disk; at most the one in flight besides
         assert saved <= len(rows) <= saved + attempt + 1
+
+
+MID_WRITE_KILLER = textwrap.dedent("""
+    import builtins, os, signal, sys
+    from melanet.studies import responses, study
+    opened = study.open_study(sys.argv[1])
+    folder = os.path.realpath(sys.argv[1])
+    armed = False
+
+    class HalfThenDie:
+        # a file whose next write puts half its bytes on disk, then the process is SIGKILLed
+        def __init__(self, stream):
+            self.stream = stream
+        def write(self, data):
+            if not armed:
+                return self.stream.write(data)
+            self.stream.write(data[: len(data) // 2])
+            self.stream.flush()
+            os.fsync(self.stream.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
+        def __enter__(self):
+            return self
+        def __exit__(self, *details):
+            return self.stream.__exit__(*details)
+
+    def trapped(opener):
+        def open_for_writing(file, mode="r", *args, **kwargs):
+            stream = opener(file, mode, *args, **kwargs)
+            inside = isinstance(file, int) or os.path.realpath(str(file)).startswith(folder)
+            return HalfThenDie(stream) if inside and any(flag in mode for flag in "wax+") else stream
+        return open_for_writing
+
+    builtins.open, os.fdopen = trapped(builtins.open), trapped(os.fdopen)
+    for number, case in enumerate(opened.cases):
+        armed = number == int(sys.argv[2])
+        responses.record_answer(opened, reader="killed", phase="unaided", case=case.case, decision="benign",
+                                confidence=2, seconds=1.0)
+        print("saved", flush=True)
+""")
+
+
+def test_a_writer_killed_in_the_middle_of_writing_leaves_the_previous_answers_whole(demo_study) -> None:
+    writer = subprocess.run([sys.executable, "-c", MID_WRITE_KILLER, str(demo_study.path), "4"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert writer.returncode == -signal.SIGKILL, writer.stderr
+    assert writer.stdout.count("saved") == 4
+    text = demo_study.responses_path.read_text(encoding="utf-8")
+    assert text.endswith("\n") and len(text.splitlines()) == 5  # the header and the four saved answers
+    assert len(responses.read_responses(demo_study)) == 4
+    responses.record_answer(demo_study, reader="killed", phase=UNAIDED, case=demo_study.cases[4].case,
+                            decision="malignant", confidence=5, seconds=2.0)  # the reader carries on
+    assert [row["decision"] for row in responses.read_responses(demo_study)] == ["benign"] * 4 + ["malignant"]
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -270,7 +335,7 @@ def test_an_always_malignant_reader(demo_study) -> None:
 
 
 def test_a_random_reader_against_scikit_learn(demo_study) -> None:
-    generator = random.Random(11)
+    generator = random.Random(14)
     answer_all(demo_study, "random", UNAIDED,
                lambda case: (generator.choice(["benign", "malignant"]), generator.randint(1, 5)))
     figures = entry(results.compute_results(demo_study), "random")
@@ -281,6 +346,7 @@ def test_a_random_reader_against_scikit_learn(demo_study) -> None:
     ratings = [results.rating(answers[c.case]["decision"], answers[c.case]["confidence"]) for c in cases]
     model = [int(case.model_decision == "malignant") for case in cases]
     tn, fp, fn, tp = sklearn_metrics.confusion_matrix(truth, said, labels=[0, 1]).ravel()
+    assert tp != fn and tn != fp  # so that a swapped count cannot pass unnoticed
     assert (figures["tp"], figures["fp"], figures["tn"], figures["fn"]) == (tp, fp, tn, fn)
     assert figures["sensitivity"] == pytest.approx(tp / (tp + fn))
     assert figures["specificity_ci"] == pytest.approx(wilson(tn, tn + fp))
