@@ -71,6 +71,10 @@ UMAP_FIGURE_FILE = f"{EMBEDDING_FOLDER}/umap.png"
 SEPARABILITY_FILE = f"{EMBEDDING_FOLDER}/separability.json"
 
 # -- melanet reproduce results folder ---------------------------------------------------------------
+REPRODUCE_GAN_FOLDER = "gan"  # the stage-1 run of a results folder
+# the classifier runs of a results folder, in Table 1 order: folder -> classifier.training_set
+REPRODUCE_CLASSIFIER_FOLDERS = {"vgg_gap": "original", "augment5x": "augment5x", "augment10x": "augment10x",
+                                "melanet": "synthetic"}
 TABLE_MARKDOWN_FILE = "table.md"
 TABLE_CSV_FILE = "table.csv"
 

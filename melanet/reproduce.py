@@ -68,6 +68,13 @@ class Step:
         if self.verb == "synthesize":
             finished = (self.folder / "synthetic" / "manifest.csv").is_file()
             return finished and not (status.get("stage") == "synthesize" and status.get("state") != "done")
+        if self.verb == "audit-synthesis":  # done when audited after the latest synthesis
+            files = run.files
+            return (
+                (status.get("audit") or {}).get("state") == "done" and files.audit.is_file()
+                and files.synthetic_manifest.is_file()
+                and files.audit.stat().st_mtime >= files.synthetic_manifest.stat().st_mtime
+            )
         # A shared run may hold its model in compact form (melanet.classifier.compact), or, once
         # evaluated, none at all (the shipped demo drops the baselines' weights): never retrain it.
         model_path = runs.model_file(self.folder)
@@ -101,6 +108,7 @@ def plan(results: Path) -> list[Step]:
     steps = [
         Step("train-gan", "train-gan", gan, configurable=True),
         Step("synthesize", "synthesize", gan),
+        Step("audit-synthesis", "audit-synthesis", gan),  # KID, memorisation, realism (classifier.synthetic_keep)
     ]
     for folder, training_set in CLASSIFIERS:
         overrides = [f"classifier.training_set={training_set}"]

@@ -80,6 +80,7 @@ class Stage:
     launchable: bool = True  # the dashboard may start it through melanet.jobs
     status_key: str | None = None  # a step's own entry in the run's status.json
     finished_file: str | None = None
+    continues_own_folder: bool = False  # a fresh start on its own folder continues it (reproduce)
 
     @property
     def is_step(self) -> bool:
@@ -118,7 +119,7 @@ STAGES: dict[str, Stage] = {
               folder_stage="train-classifier", status_key="embedding", finished_file=layout.UMAP_CSV_FILE),
         Stage("reproduce", "reproduce", "training", "every stage of Table 1 in one results folder",
               inputs=("data.root",), folder_stage="reproduce", configurable=True, resumable=True,
-              finished_file=layout.TABLE_MARKDOWN_FILE),
+              finished_file=layout.TABLE_MARKDOWN_FILE, continues_own_folder=True),
     )
 }
 

@@ -71,6 +71,9 @@ STAND_IN = textwrap.dedent(
         (folder / "synthetic").mkdir(exist_ok=True)
         (folder / "synthetic" / "manifest.csv").write_text("synthetic_id,source_id,path,reconstruction_path\\n")
         runs.Run(folder).update_status(stage="synthesize", state="done")
+    elif verb == "audit-synthesis":
+        runs.atomic_write_json(folder / "audit" / "audit.json", {{"counts": {{}}}})
+        runs.Run(folder).update_status(audit={{"state": "done"}})
     elif verb == "evaluate":
         import numpy as np
         from melanet.evaluation import evaluate
@@ -105,17 +108,18 @@ def calls(log: Path) -> list[dict]:
 def test_plan_order_and_overrides(tmp_path: Path) -> None:
     steps = reproduce.plan(tmp_path)
     assert [step.name for step in steps] == [
-        "train-gan", "synthesize",
+        "train-gan", "synthesize", "audit-synthesis",
         "train-classifier vgg_gap", "train-classifier augment5x", "train-classifier augment10x",
         "train-classifier melanet",
         "evaluate vgg_gap", "evaluate augment5x", "evaluate augment10x", "evaluate melanet",
     ]
-    melanet_step = steps[5]
+    melanet_step = steps[6]
     assert melanet_step.overrides == ("classifier.training_set=synthetic",
                                       f"classifier.gan_run={(tmp_path / 'gan').resolve()}")
     arguments = melanet_step.arguments(tmp_path / "config.yaml")
     assert arguments[:3] == ["train-classifier", "--run", str(tmp_path / "melanet")]
-    assert steps[6].arguments(tmp_path / "config.yaml") == ["evaluate", "--run", str(tmp_path / "vgg_gap")]
+    assert steps[2].arguments(tmp_path / "config.yaml") == ["audit-synthesis", "--run", str(tmp_path / "gan")]
+    assert steps[7].arguments(tmp_path / "config.yaml") == ["evaluate", "--run", str(tmp_path / "vgg_gap")]
 
 
 def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path, stand_in: dict[str, Path]) -> None:
@@ -132,7 +136,7 @@ def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path,
     assert states["train-gan"] == states["train-classifier vgg_gap"] == "done"
     assert states["train-classifier augment5x"] == "failed" and states["evaluate vgg_gap"] == "pending"
     assert [call["verb"] for call in calls(stand_in["log"])] == [
-        "train-gan", "synthesize", "train-classifier", "train-classifier"]
+        "train-gan", "synthesize", "audit-synthesis", "train-classifier", "train-classifier"]
     assert not (results / "vgg_gap" / "metrics.json").exists()  # the test set waits for all training
 
     # the same command again continues: finished stages are skipped, the failed one resumes

@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet import runs
+from melanet import runs, training
 from melanet.data.errors import DataError
 from melanet.evaluation import metrics
 
 logger = logging.getLogger(__name__)
+
+STAGE = "evaluate"
 
 PREDICTIONS_FILE = "predictions.csv"
 ISIC_PREDICTIONS_FILE = "predictions_isic.csv"
@@ -127,6 +129,7 @@ def evaluate_run(
     split is evaluated at the run's image size). ``out_dir`` defaults to the run folder.
     """
     run = runs.Run.open(run_path)
+    training.check_folder(run, STAGE)
     config = run.config()
     if runs.model_file(run.path) is None:
         status = run.status()
@@ -138,18 +141,9 @@ def evaluate_run(
     target = run.path if out_dir is None else Path(out_dir)
     writes_into_run = target.resolve() == run.path.resolve()
     if writes_into_run:
-        with run.lock("evaluate"):
-            run.update_status(evaluation={"state": "running", "data": data_config.root, "split": "test",
-                                          "started_at": runs.now_iso()})
-            try:
-                report = _evaluate(run, config, data_config, target, progress)
-            except BaseException as error:
-                run.update_status(evaluation={"state": "failed", "data": data_config.root, "split": "test",
-                                              "message": f"{type(error).__name__}: {error}"[:500],
-                                              "finished_at": runs.now_iso()})
-                raise
-            run.update_status(evaluation={"state": "done", "data": data_config.root, "split": "test",
-                                          "n": report["n"], "auc": report["auc"], "finished_at": runs.now_iso()})
+        with training.step_session(run, STAGE, data=data_config.root, split="test") as entry:
+            report = _evaluate(run, config, data_config, target, progress)
+            entry.update(n=report["n"], auc=report["auc"])
     else:
         report = _evaluate(run, config, data_config, target, progress)
     return report
