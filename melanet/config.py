@@ -7,6 +7,7 @@ replace defaults; an unknown section or key is a ``ConfigError`` naming it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -249,6 +250,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {error.start}); save the config as UTF-8") from None
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -289,6 +292,17 @@ def dump_yaml(config: Config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
+def _validate_numbers(config: Config) -> None:
+    """Every float setting is finite (YAML reads '.nan' and '.inf'; they would fail only much later)."""
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        members = dataclasses.fields(value) if dataclasses.is_dataclass(value) else []
+        for field in members:
+            number = getattr(value, field.name)
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ConfigError(f"config: key '{section.name}.{field.name}' must be a finite number, got {number}")
+
+
 def validate(config: Config) -> None:
     """Range checks that types alone cannot express."""
     checks = [
@@ -307,11 +321,30 @@ def validate(config: Config) -> None:
         (0.0 < config.evaluation.target_sensitivity <= 1.0, "evaluation.target_sensitivity", "in (0, 1]"),
         (0.0 < config.evaluation.confidence < 1.0, "evaluation.confidence", "in (0, 1)"),
         (0.0 <= config.explain.opacity <= 1.0, "explain.opacity", "in [0, 1]"),
+        (config.gan.learning_rate > 0, "gan.learning_rate", "> 0"),
+        (0.0 <= config.gan.beta_1 < 1.0, "gan.beta_1", "in [0, 1)"),
+        (config.gan.cycle_weight >= 0, "gan.cycle_weight", ">= 0"),
+        (config.gan.identity_weight >= 0, "gan.identity_weight", ">= 0"),
+        (config.classifier.learning_rate > 0, "classifier.learning_rate", "> 0"),
+        (0.0 < config.classifier.reduce_lr_factor <= 1.0, "classifier.reduce_lr_factor", "in (0, 1]"),
+        (config.classifier.reduce_lr_patience >= 0, "classifier.reduce_lr_patience", ">= 0"),
+        (config.classifier.early_stopping_patience >= 0, "classifier.early_stopping_patience", ">= 0"),
+        (config.evaluation.bootstrap_samples >= 1, "evaluation.bootstrap_samples", ">= 1"),
+        (config.explain.umap_min_dist >= 0, "explain.umap_min_dist", ">= 0"),
+        (config.data.max_image_pixels >= 1, "data.max_image_pixels", ">= 1"),
+        # selection (best weights, LR plateaus, early stopping) looks at the validation split only
+        (config.classifier.monitor.startswith("val_"), "classifier.monitor", "a validation metric (val_auc, val_loss)"),
     ]
+    _validate_numbers(config)
     for ok, key, expected in checks:
         if not ok:
             raise ConfigError(f"config: key '{key}' must be {expected}")
     synthetic_keep_fraction(config.classifier.synthetic_keep)
+    if config.data.image_size % 2**config.gan.generator_levels:
+        raise ConfigError(
+            f"config: key 'data.image_size'={config.data.image_size} must be divisible by "
+            f"2**gan.generator_levels = {2**config.gan.generator_levels} (the U-Net halves it that often)"
+        )
     max_levels = config.data.image_size.bit_length() - 1
     if config.gan.generator_levels > max_levels - 1:
         raise ConfigError(

@@ -63,3 +63,14 @@ def test_focal_loss_class_reads_the_malignant_column_of_a_softmax() -> None:
     loss = losses.FocalLoss(alpha=0.25, gamma=2.0, reduction=None)(labels, softmax)
     expected = [_hand_focal(1, 0.9, 0.25, 2.0), _hand_focal(0, 0.4, 0.25, 2.0)]
     np.testing.assert_allclose(np.asarray(loss), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 3.0])
+def test_focal_loss_class_uses_its_own_gamma_and_alpha(gamma: float) -> None:
+    softmax = np.array([[0.1, 0.9], [0.6, 0.4], [0.5, 0.5]], dtype=np.float32)
+    labels = np.array([1, 0, 1])
+    loss = losses.FocalLoss(alpha=0.4, gamma=gamma, reduction=None)(labels, softmax)
+    expected = [_hand_focal(1, 0.9, 0.4, gamma), _hand_focal(0, 0.4, 0.4, gamma), _hand_focal(1, 0.5, 0.4, gamma)]
+    np.testing.assert_allclose(np.asarray(loss), expected, rtol=1e-5)
+    restored = losses.FocalLoss.from_config(losses.FocalLoss(alpha=0.4, gamma=gamma).get_config())
+    assert (restored.alpha, restored.gamma) == (0.4, gamma)

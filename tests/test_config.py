@@ -84,9 +84,62 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         config.load_config(tmp_path / "absent.yaml")
 
 
-def test_round_trip_through_yaml_is_identity() -> None:
-    original = config.load_config(None, ["gan.epochs=7", "classifier.gan_run=runs/x"])
-    assert config.from_dict(config.to_dict(original)) == original
+def test_round_trip_through_yaml_is_identity(tmp_path: Path) -> None:
+    original = config.load_config(None, ["gan.epochs=7", "classifier.gan_run=runs/x", "classifier.focal_gamma=1.5",
+                                         "seed=9", "data.root=dir with spaces/x"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config.dump_yaml(original), encoding="utf-8")
+    assert "focal_gamma: 1.5" in saved.read_text()
+    assert config.load_config(saved) == original
+    assert config.from_dict(config.read_yaml(saved)) == original
+
+
+def test_default_monitor_is_a_validation_metric() -> None:
+    # best weights, learning-rate plateaus and early stopping must never look at training metrics
+    assert config.Config().classifier.monitor == "val_auc"
+    for preset in PRESETS:
+        assert config.load_config(preset).classifier.monitor.startswith("val_"), preset.name
+    with pytest.raises(config.ConfigError, match="classifier.monitor"):
+        config.load_config(None, ["classifier.monitor=auc"])
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    preset = tmp_path / "latin1.yaml"
+    preset.write_bytes("data:\n  root: /données/isic\n".encode("latin-1"))
+    with pytest.raises(config.ConfigError, match=r"latin1\.yaml: not a UTF-8"):
+        config.load_config(preset)
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("gan.learning_rate=nan", "gan.learning_rate"), ("gan.learning_rate=.inf", "gan.learning_rate"),
+    ("gan.learning_rate=-0.1", "gan.learning_rate"), ("gan.learning_rate=0", "gan.learning_rate"),
+    ("classifier.learning_rate=.nan", "classifier.learning_rate"), ("classifier.focal_gamma=-1", "focal_gamma"),
+    ("gan.cycle_weight=-10", "gan.cycle_weight"), ("gan.identity_weight=nan", "gan.identity_weight"),
+    ("evaluation.threshold=nan", "evaluation.threshold"), ("classifier.reduce_lr_factor=0", "reduce_lr_factor"),
+    ("evaluation.bootstrap_samples=0", "bootstrap_samples"), ("data.image_size=17", "data.image_size"),
+    ("data.image_size=40", "divisible by 2\\*\\*gan.generator_levels = 16"),
+])
+def test_non_finite_negative_and_indivisible_numbers_are_refused(override: str, key: str) -> None:
+    with pytest.raises(config.ConfigError, match=key):
+        config.load_config(None, [override])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 3.0])
+def test_focal_gamma_from_the_config_reaches_the_compiled_loss(gamma: float) -> None:
+    import math
+
+    import numpy as np
+
+    from melanet.classifier import train
+
+    chosen = config.load_config(None, ["data.image_size=32", "classifier.backbone=vgg16-narrow",
+                                       "classifier.width=0.0625", "classifier.weights=none",
+                                       f"classifier.focal_gamma={gamma}", "classifier.focal_alpha=0.25"])
+    model = train.build_compiled_model(chosen)
+    softmax = np.array([[0.2, 0.8], [0.7, 0.3]], dtype=np.float32)  # malignant p = 0.8 (label 1), 0.3 (label 0)
+    per_example = np.asarray(model.loss(np.array([1, 0]), softmax))
+    expected = [-0.25 * 0.2**gamma * math.log(0.8), -0.75 * 0.3**gamma * math.log(0.7)]
+    assert float(np.mean(per_example)) == pytest.approx(float(np.mean(expected)), rel=1e-5)
 
 
 def test_config_is_frozen() -> None:
