@@ -102,10 +102,14 @@ class Step:
         return arguments
 
 
-def plan(results: Path) -> list[Step]:
-    """Every step of the reproduction, in order; the evaluations come after all training."""
-    gan = results / GAN_FOLDER
-    steps = [
+def plan(results: Path, shared_gan: Path | None = None) -> list[Step]:
+    """Every step of the reproduction, in order; the evaluations come after all training.
+
+    ``shared_gan``: a finished stage-1 run (with its synthetic lesions) to use instead of training
+    one in ``results/gan`` (a repeated reproduction that varies only the classifiers).
+    """
+    gan = results / GAN_FOLDER if shared_gan is None else Path(shared_gan)
+    steps = [] if shared_gan is not None else [
         Step("train-gan", "train-gan", gan, configurable=True),
         Step("synthesize", "synthesize", gan),
         Step("audit-synthesis", "audit-synthesis", gan),  # KID, memorisation, realism (classifier.synthetic_keep)
@@ -125,11 +129,14 @@ def prepare_results(
     config: config_module.Config | None,
     *,
     resume: bool,
+    stage: str = STAGE,
 ) -> tuple[runs.Run, config_module.Config]:
     """Create (or reopen) the results folder and return it with the configuration to use.
 
     ``resume``: continue with the saved config (``config`` must be None). Otherwise a folder that
     already holds a reproduction is continued only when its saved config equals ``config``.
+    ``stage``: what the folder's status calls it (``reproduce``, or ``reproduce-seeds`` for the
+    folder of a repeated reproduction).
     """
     results = Path(results)
     saved_path = results / runs.CONFIG_FILE
@@ -137,16 +144,16 @@ def prepare_results(
         if config is not None:
             raise config_module.ConfigError("--resume uses the results folder's saved config; drop --config/--set")
         run = runs.Run.open(results)
-        if run.status().get("stage") != STAGE:
-            raise runs.RunError(f"{results}: not a 'reproduce' results folder (status stage "
+        if run.status().get("stage") != stage:
+            raise runs.RunError(f"{results}: not a '{stage}' results folder (status stage "
                                 f"{run.status().get('stage')!r})")
         return run, run.config()
     if config is None:
         config = config_module.Config()
     if saved_path.is_file():
-        stage = runs.Run(results).status().get("stage")
-        if stage != STAGE:
-            raise runs.RunError(f"{results}: is a {stage or 'run'} folder, not a 'reproduce' results folder; "
+        saved_stage = runs.Run(results).status().get("stage")
+        if saved_stage != stage:
+            raise runs.RunError(f"{results}: is a {saved_stage or 'run'} folder, not a '{stage}' results folder; "
                                 "choose another --out folder")
         saved = runs.Run(results).config()
         if saved != config:
@@ -154,7 +161,7 @@ def prepare_results(
                 f"{results}: already holds a reproduction with a different config; continue it with "
                 f"`melanet reproduce --resume {results}` or choose another --out folder"
             )
-    return runs.Run.create(results, config, STAGE), config
+    return runs.Run.create(results, config, stage), config
 
 
 def _stage_entries(steps: Sequence[Step], states: dict[str, str]) -> list[dict[str, Any]]:
@@ -169,17 +176,23 @@ def reproduce(
     child_options: Sequence[str] = (),
     program: Sequence[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    shared_gan: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or continue) the whole reproduction in ``results``; returns the table rows.
 
     ``child_options`` go before the verb of every child (e.g. ``["-q"]``); ``program`` defaults to
-    ``[python, -m, melanet]``. Raises ``StageFailed`` naming the stage whose process failed.
+    ``[python, -m, melanet]``. ``shared_gan``: use this finished stage-1 run instead of training
+    one (see ``plan``). Raises ``StageFailed`` naming the stage whose process failed.
     """
     run, config = prepare_results(results, config, resume=resume)
     results = run.path
     config_path = run.file(runs.CONFIG_FILE)
     program = list(program or [sys.executable, "-m", "melanet"])
-    steps = plan(results)
+    # a folder that once used a shared GAN keeps using it when resumed on its own
+    shared_gan = shared_gan or (Path(run.status()["shared_gan"]) if run.status().get("shared_gan") else None)
+    if shared_gan is not None:
+        run.update_status(shared_gan=str(shared_gan))
+    steps = plan(results, shared_gan)
     states = {step.name: "done" for step in steps if step.is_done()}
     with training.stage_session(run, STAGE):
         for index, step in enumerate(steps):

@@ -120,6 +120,10 @@ STAGES: dict[str, Stage] = {
         Stage("reproduce", "reproduce", "training", "every stage of Table 1 in one results folder",
               inputs=("data.root",), folder_stage="reproduce", configurable=True, resumable=True,
               finished_file=layout.TABLE_MARKDOWN_FILE, continues_own_folder=True),
+        Stage("reproduce-seeds", "reproduce", "training",
+              "reproduce once per seed (seed-<S>/ folders), then mean +- SD over seeds",
+              inputs=("data.root", "--seeds N"), folder_stage="reproduce-seeds", configurable=True,
+              resumable=True, launchable=False, finished_file=layout.SEEDS_JSON_FILE, continues_own_folder=True),
     )
 }
 

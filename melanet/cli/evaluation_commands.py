@@ -60,6 +60,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", nargs="?", const=True, metavar="DIR",
         help="continue the results folder (DIR or --out) with its saved config",
     )
+    reproduce.add_argument(
+        "--seeds", type=int, metavar="N",
+        help="repeat the whole reproduction with seeds config.seed + 0..N-1, each in DIR/seed-<S>/, "
+             "then write seeds.md/.csv/.json (mean +- SD, min/max, per-seed AUCs and DeLong p-values, wins)",
+    )
+    reproduce.add_argument(
+        "--seeds-scope", choices=("all", "classifiers"), default=None,
+        help="what a seed varies: 'all' (default: GAN and classifiers) or 'classifiers' (one GAN, the first seed's)",
+    )
+    reproduce.add_argument(
+        "--summarize", metavar="DIR",
+        help="only (re)write the seeds summary of DIR's seed-<S>/ folders from their metrics.json and "
+             "predictions.csv (no training, no model weights needed)",
+    )
     reproduce.set_defaults(handler=_reproduce)
 
 
@@ -123,6 +137,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     from melanet import reproduce
     from melanet.evaluation import compare
 
+    if args.summarize:
+        return _summarize_seeds(Path(args.summarize))
     resume = args.resume is not None
     if isinstance(args.resume, str):
         if args.out and Path(args.out) != Path(args.resume):
@@ -136,6 +152,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     config = None if resume else common.resolve_config(args)
     common.announce_run(results)
     child_options = ["-q"] if args.quiet else ["-v"] if args.verbose else []
+    if args.seeds is not None or args.seeds_scope is not None or _is_seeds_folder(results):
+        return _reproduce_seeds(args, results, config, resume, child_options)
     try:
         rows = reproduce.reproduce(results, config, resume=resume, child_options=child_options)
     except training.StopRequested:
@@ -143,4 +161,37 @@ def _reproduce(args: argparse.Namespace) -> int:
         return 143
     sys.stdout.write(compare.to_text(rows))
     print(f"table written to {results / 'table.md'} and {results / 'table.csv'}")
+    return 0
+
+def _is_seeds_folder(results: Path) -> bool:
+    from melanet import reproduce_seeds
+
+    status_path = results / runs.STATUS_FILE
+    return status_path.is_file() and runs.Run(results).status().get("stage") == reproduce_seeds.STAGE
+
+
+def _reproduce_seeds(args: argparse.Namespace, results: Path, config, resume: bool, child_options: list[str]) -> int:
+    from melanet import reproduce_seeds
+    from melanet.evaluation import seeds
+
+    if not resume and args.seeds is None:
+        raise runs.RunError(f"{results}: holds a repeated reproduction; continue it with "
+                            f"`melanet reproduce --resume {results}` or give --seeds N")
+    try:
+        summary = reproduce_seeds.reproduce_seeds(results, config, args.seeds, scope=args.seeds_scope,
+                                                  resume=resume, child_options=child_options)
+    except training.StopRequested:
+        print(f"melanet reproduce: stopped; continue with: melanet reproduce --resume {results}", file=sys.stderr)
+        return 143
+    sys.stdout.write(seeds.to_markdown(summary))
+    print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")
+    return 0
+
+
+def _summarize_seeds(results: Path) -> int:
+    from melanet.evaluation import seeds
+
+    summary = seeds.summarize_folder(results)
+    sys.stdout.write(seeds.to_markdown(summary))
+    print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")
     return 0

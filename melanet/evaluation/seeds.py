@@ -1,0 +1,211 @@
+"""Summary of a repeated reproduction: one ``reproduce`` results folder per seed.
+
+Layout read here (written by ``melanet reproduce --seeds N``)::
+
+    DIR/seed-<S>/{vgg_gap,augment5x,augment10x,melanet}/metrics.json + predictions.csv
+
+Only those two files of each classifier folder are read (no model weights). The summary gives,
+per method, the mean +- SD (sample SD, n - 1), min and max over seeds of the AUC, sensitivity and
+specificity; each seed's AUCs; each seed's paired DeLong test of MelaNet against every baseline
+(Holm over the three); and how many seeds each method has the highest AUC. Written as
+``seeds.md``, ``seeds.csv`` (one row per seed and method) and ``seeds.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from melanet import config as config_module
+from melanet import layout, runs
+from melanet.evaluation import compare, paired
+
+logger = logging.getLogger(__name__)
+
+SEED_FOLDER_PATTERN = re.compile(rf"^{re.escape(layout.SEED_FOLDER_PREFIX)}(-?\d+)$")
+SUMMARY_FILES = (layout.SEEDS_MARKDOWN_FILE, layout.SEEDS_CSV_FILE, layout.SEEDS_JSON_FILE)
+REFERENCE_FOLDER = "melanet"  # MelaNet, compared against every baseline in each seed
+FIGURES = ("auc", "sensitivity", "specificity")
+CSV_COLUMNS = ("seed", "folder", "run", "method", "auc", "sensitivity", "specificity",
+               "melanet_minus_this_auc", "p_vs_melanet", "p_holm_vs_melanet", "wins_seed")
+
+
+def seed_folder(results: str | Path, seed: int) -> Path:
+    """``results/seed-<seed>``: one complete reproduce results folder."""
+    return Path(results) / f"{layout.SEED_FOLDER_PREFIX}{seed}"
+
+
+def seed_folders(results: str | Path) -> list[tuple[int, Path]]:
+    """(seed, folder) of every ``seed-<S>`` sub-folder of ``results``, by seed."""
+    found = []
+    for child in Path(results).iterdir() if Path(results).is_dir() else ():
+        match = SEED_FOLDER_PATTERN.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """``mean``, ``sd`` (sample, n - 1; None for one value), ``min``, ``max``, ``n`` of finite values."""
+    finite = [float(value) for value in values if value is not None and math.isfinite(value)]
+    if not finite:
+        return {"mean": None, "sd": None, "min": None, "max": None, "n": 0}
+    array = np.asarray(finite)
+    return {"mean": float(array.mean()), "sd": float(array.std(ddof=1)) if array.size > 1 else None,
+            "min": float(array.min()), "max": float(array.max()), "n": int(array.size)}
+
+
+def _gan_seed(seed_path: Path) -> int | None:
+    """The seed of the stage-1 run the seed's MelaNet classifier used (None when unknown)."""
+    try:
+        gan_run = runs.Run(seed_path / REFERENCE_FOLDER).config().classifier.gan_run
+        return runs.Run(gan_run).config().seed if gan_run else None
+    except (runs.RunError, config_module.ConfigError, OSError):
+        return None
+
+
+def _seed_entry(seed: int, seed_path: Path) -> dict[str, Any] | None:
+    """One seed's AUCs, figures and paired tests, or None when its four evaluations are not all there."""
+    folders = [name for name in compare.REPRODUCE_ORDER if (seed_path / name / runs.METRICS_FILE).is_file()]
+    if folders != list(compare.REPRODUCE_ORDER):
+        return None
+    rows = {name: compare.load_row(seed_path / name) for name in folders}
+    comparison = paired.compare_runs([seed_path / name for name in folders], reference=str(seed_path / REFERENCE_FOLDER))
+    tests = {Path(pair["b"]).name: {key: pair[key] for key in ("delta_auc", "ci_low", "ci_high", "p", "p_holm")}
+             for pair in comparison["pairs"]}
+    best = max(row["auc"] for row in rows.values() if row["auc"] is not None)
+    return {
+        "seed": seed,
+        "folder": seed_path.name,
+        "gan_seed": _gan_seed(seed_path),
+        "methods": {name: {"method": rows[name]["method"], **{figure: rows[name][figure] for figure in FIGURES}}
+                    for name in folders},
+        "winners": [name for name in folders if rows[name]["auc"] is not None and rows[name]["auc"] >= best - 1e-12],
+        "melanet_vs": tests,
+        "n_images": comparison["n_images"],
+        "n_malignant": comparison["n_malignant"],
+    }
+
+
+def summarize(results: str | Path) -> dict[str, Any]:
+    """The ``seeds.json`` mapping from the seed folders under ``results`` (raises when none is evaluated)."""
+    results = Path(results)
+    per_seed, incomplete = [], []
+    for seed, folder in seed_folders(results):
+        entry = _seed_entry(seed, folder)
+        (per_seed if entry is not None else incomplete).append(entry if entry is not None else seed)
+    if not per_seed:
+        raise runs.RunError(f"{results}: no seed-<S> folder with all four evaluated classifiers "
+                            f"({', '.join(compare.REPRODUCE_ORDER)}) to summarize")
+    methods = []
+    for name in compare.REPRODUCE_ORDER:
+        summary: dict[str, Any] = {"folder": name, "method": per_seed[0]["methods"][name]["method"]}
+        for figure in FIGURES:
+            summary[figure] = spread([entry["methods"][name][figure] for entry in per_seed])
+        summary["wins"] = sum(name in entry["winners"] for entry in per_seed)
+        methods.append(summary)
+    gan_seeds = [entry["gan_seed"] for entry in per_seed]
+    return {
+        "seeds": [entry["seed"] for entry in per_seed],
+        "incomplete_seeds": incomplete,
+        "scope": _scope(gan_seeds),
+        "gan_seeds": gan_seeds,
+        "reference": REFERENCE_FOLDER,
+        "methods": methods,
+        "per_seed": per_seed,
+        "notes": ("SD is the sample standard deviation over seeds (n - 1). A seed's win goes to every method "
+                  "with its highest AUC (ties share). p: two-sided DeLong test of MelaNet against the baseline on "
+                  "that seed's test images; p_holm: Holm over the three baselines of that seed."),
+    }
+
+
+def _scope(gan_seeds: Sequence[int | None]) -> str:
+    known = [seed for seed in gan_seeds if seed is not None]
+    if len(known) == len(gan_seeds) and len(set(known)) == 1 and len(known) > 1:
+        return f"classifiers only: every seed's MelaNet uses the one GAN trained with seed {known[0]}"
+    if len(known) == len(gan_seeds) and len(set(known)) == len(known):
+        return "GAN and classifiers: each seed trains its own GAN"
+    return "mixed or unknown GAN seeds (see gan_seeds)"
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: Any) -> str:
+    return "n/a" if value is None else "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def to_markdown(summary: dict[str, Any]) -> str:
+    """Two tables: the spread over seeds per method, then each seed's AUCs and MelaNet's paired p-values."""
+    seeds = summary["seeds"]
+    lines = [f"# Repeated reproduction: {len(seeds)} seed(s) ({', '.join(map(str, seeds))})", "",
+             f"Seeds vary: {summary['scope']}.", ""]
+    if summary["incomplete_seeds"]:
+        lines += [f"Not yet evaluated (left out): seeds {', '.join(map(str, summary['incomplete_seeds']))}.", ""]
+    lines += ["| Method | AUC mean ± SD | AUC min | AUC max | Sensitivity mean ± SD | Specificity mean ± SD | Seeds won |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for method in summary["methods"]:
+        cells = [method["method"]]
+        for figure in FIGURES:
+            stats = method[figure]
+            text = f"{_number(stats['mean'])} ± {_number(stats['sd'])}"
+            cells += [text, _number(stats["min"]), _number(stats["max"])] if figure == "auc" else [text]
+        cells.append(f"{method['wins']} of {len(seeds)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    baselines = [name for name in compare.REPRODUCE_ORDER if name != summary["reference"]]
+    names = {method["folder"]: method["method"] for method in summary["methods"]}
+    header = ["Seed"] + [f"AUC {names[name]}" for name in compare.REPRODUCE_ORDER]
+    header += [f"MelaNet − {names[name]}: Δ, p (Holm)" for name in baselines]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for entry in summary["per_seed"]:
+        cells = [str(entry["seed"])]
+        for name in compare.REPRODUCE_ORDER:
+            text = _number(entry["methods"][name]["auc"])
+            cells.append(f"**{text}**" if name in entry["winners"] else text)
+        for name in baselines:
+            test = entry["melanet_vs"][name]
+            cells.append(f"{test['delta_auc']:+.3f}, {_p(test['p'])} ({_p(test['p_holm'])})")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", summary["notes"], ""]
+    return "\n".join(lines)
+
+
+def csv_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per seed and method (figures as fractions)."""
+    rows = []
+    for entry in summary["per_seed"]:
+        for name in compare.REPRODUCE_ORDER:
+            figures = entry["methods"][name]
+            test = entry["melanet_vs"].get(name, {})
+            rows.append({"seed": entry["seed"], "folder": entry["folder"], "run": name, "method": figures["method"],
+                         **{figure: figures[figure] for figure in FIGURES},
+                         "melanet_minus_this_auc": test.get("delta_auc"),
+                         "p_vs_melanet": test.get("p"), "p_holm_vs_melanet": test.get("p_holm"),
+                         "wins_seed": int(name in entry["winners"])})
+    return rows
+
+
+def write_summary(summary: dict[str, Any], results: str | Path) -> list[Path]:
+    """Write ``seeds.md``, ``seeds.csv``, ``seeds.json`` atomically into ``results``."""
+    results = Path(results)
+    markdown, table, data = (results / name for name in SUMMARY_FILES)
+    runs.atomic_write_text(markdown, to_markdown(summary))
+    runs.atomic_write_csv(table, [{key: "" if value is None else value for key, value in row.items()}
+                                  for row in csv_rows(summary)], CSV_COLUMNS)
+    runs.atomic_write_json(data, summary)
+    return [markdown, table, data]
+
+
+def summarize_folder(results: str | Path) -> dict[str, Any]:
+    """Summarize the seed folders under ``results`` and write the three summary files; returns the summary."""
+    summary = summarize(results)
+    write_summary(summary, results)
+    logger.info("seeds summary of %d seed(s) written to %s", len(summary["seeds"]), results)
+    return summary
