@@ -14,6 +14,8 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="training"),
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="comparison"),
+    st.Page("pages/external.py", title="External validation", icon=":material/travel_explore:",
+            url_path="external-validation"),
     st.Page("pages/lesions.py", title="Synthesized lesions", icon=":material/auto_awesome:",
             url_path="synthesized-lesions"),
     st.Page("pages/gradcam.py", title="Grad-CAM", icon=":material/visibility:", url_path="grad-cam"),

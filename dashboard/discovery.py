@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from melanet import jobs, runs
+from melanet import jobs, layout, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = ROOT / "configs"
@@ -19,7 +19,7 @@ CONFIGS_DIR = ROOT / "configs"
 GAN_STAGES = ("train-gan", "synthesize")
 CLASSIFIER_STAGES = ("train-classifier", "evaluate", "explain", "embed")
 # folder names inside a run that never hold runs themselves
-_NOT_RUNS = {"checkpoints", "figures", "synthetic", "explain", "embedding", ".melanet-cache"}
+_NOT_RUNS = {"checkpoints", "figures", "synthetic", "explain", "embedding", ".melanet-cache", *layout.INNER_FOLDERS}
 
 
 def runs_dir() -> Path:

@@ -16,13 +16,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="predict a test split with a trained classifier; write metrics.json and predictions",
         description=(
-            "Predict the test split of the run's data (or of --data DIR, ISIC-2016 or plain-folder layout) "
-            "and write metrics.json, predictions.csv and predictions_isic.csv to the run (or --out DIR). "
+            "Predict the test split of the run's data and write metrics.json, predictions.csv and "
+            "predictions_isic.csv to the run (or --out DIR). With --data DIR (any ISIC 2016-2020 layout or "
+            "plain folders) the results go to RUN/external/<DIR name>/ instead; a folder without a labelled "
+            "test split (ISIC 2019, 2020) is evaluated on all its labelled images. "
             "The operating threshold is chosen on the run's validation predictions, never on the test set."
         ),
     )
     evaluate.add_argument("--run", metavar="RUN", required=True, help="finished train-classifier run folder")
-    evaluate.add_argument("--data", metavar="DIR", help="evaluate the test split of this data folder instead")
+    evaluate.add_argument("--data", metavar="DIR",
+                          help="external validation on this data folder (results in RUN/external/<DIR name>/)")
     evaluate.add_argument("--out", metavar="DIR", help="write the results here instead of into the run")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -78,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from melanet.evaluation import evaluate
+    from melanet.evaluation import evaluate, external
 
     run_path = Path(args.run)
     common.announce_run(run_path)
@@ -86,7 +89,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         run_path, data_root=args.data, out_dir=args.out, progress=common.progress_bar("test images")
     )
     print(_summary(report))
-    print(f"results written to {Path(args.out) if args.out else run_path}")
+    written_to = Path(args.out) if args.out else run_path
+    if not args.out and args.data and not report["data"]["same_as_training_data"]:
+        written_to = external.results_folder(run_path, args.data)
+    print(f"results written to {written_to}")
     return 0
 
 
@@ -101,7 +107,8 @@ def _summary(report: dict) -> str:
         return f" [{100 * bounds['low']:.1f}, {100 * bounds['high']:.1f}]"
 
     lines = [
-        f"test images: {report['n']} ({report['n_malignant']} malignant) from {report['data']['root']}",
+        f"{'all labelled images (no labelled test split)' if report['data'].get('all_labelled_images') else 'test images'}: "
+        f"{report['n']} ({report['n_malignant']} malignant) from {report['data']['root']}",
         f"AUC {percent(report['auc'])}{interval('auc', report)}",
         f"threshold {report['threshold']:g}: sensitivity {percent(report['sensitivity'])}"
         f"{interval('sensitivity', report)}, specificity {percent(report['specificity'])}"

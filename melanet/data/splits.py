@@ -89,3 +89,21 @@ def grouped_split_indices(
     counts = np.bincount(labels, minlength=2)
     raise DataError(f"cannot carve a grouped validation split ({val_fraction:.0%}) with both classes on both "
                     f"sides from {counts[0]} benign and {counts[1]} malignant training images in {distinct} groups")
+
+
+def evaluation_split(data_config: DataConfig, *, external: bool) -> str:
+    """Which split of ``data_config.root`` an evaluation reads: 'test', else (external data only) 'train'.
+
+    A folder without a labelled test split (ISIC 2019 and 2020 label only their training images) can
+    still validate a model trained elsewhere: then all its labelled images are used. A run's own data
+    without a test split is refused, since its training images would be scored as if unseen.
+    """
+    index = sources.read_index(Path(data_config.root), malignant_classes=data_config.malignant_classes)
+    if "test" in index.splits:
+        return "test"
+    if external:
+        logger.info("%s: no labelled test split (%s); evaluating all %d labelled images",
+                    data_config.root, index.title, len(index.train))
+        return "train"
+    raise DataError(f"{data_config.root}: this {index.title} folder has no labelled test split, and the run was "
+                    "trained on it; evaluate a run trained on other data with --data DIR instead")

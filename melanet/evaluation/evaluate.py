@@ -27,7 +27,7 @@ import numpy as np
 from melanet import config as config_module
 from melanet import runs, training
 from melanet.data.errors import DataError
-from melanet.evaluation import metrics
+from melanet.evaluation import external, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +125,10 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Predict the test split and write metrics + predictions; returns the ``metrics.json`` mapping.
 
-    ``data_root`` replaces the run's ``data.root`` (any ISIC-2016 or plain-folder layout; its test
-    split is evaluated at the run's image size). ``out_dir`` defaults to the run folder.
+    ``data_root`` replaces the run's ``data.root`` (any layout; its test split, or all its labelled
+    images where it has no labelled test split, is evaluated at the run's image size). ``out_dir``
+    defaults to the run folder, or for another data folder to ``<run>/external/<name>/``
+    (:mod:`melanet.evaluation.external`).
     """
     run = runs.Run.open(run_path)
     training.check_folder(run, STAGE)
@@ -138,6 +140,12 @@ def evaluate_run(
             f"{status.get('stage', 'unknown')!r}); evaluate a finished train-classifier run"
         )
     data_config = config.data if data_root is None else dataclasses.replace(config.data, root=str(data_root))
+    if data_root is not None and not external.same_data(data_root, config.data.root):
+        # external data: labelled melanoma vs the rest (the run's data.malignant_classes names its own
+        # layout's columns), filed under external/<name>/ and never over the run's own metrics
+        data_config = dataclasses.replace(data_config, malignant_classes="")
+        if out_dir is None:
+            out_dir = external.results_folder(run.path, data_root)
     target = run.path if out_dir is None else Path(out_dir)
     writes_into_run = target.resolve() == run.path.resolve()
     if writes_into_run:
@@ -160,9 +168,13 @@ def _evaluate(
     from melanet.classifier import predict as classifier_predict
     from melanet.data import prepare
 
-    image_set = prepare.load_split(data_config, "test", progress=progress)
+    from melanet.data import splits
+
+    is_external = not external.same_data(data_config.root, config.data.root)
+    split = splits.evaluation_split(data_config, external=is_external)  # 'train' = all labelled images
+    image_set = prepare.load_split(data_config, split, progress=progress)
     if len(image_set.ids) == 0:
-        raise DataError(f"{data_config.root}: the test split has no usable images")
+        raise DataError(f"{data_config.root}: the {split} split has no usable images")
     logger.info("evaluating %s on %d test images of %s", run.path, len(image_set.ids), data_config.root)
     model = classifier_predict.load_model(run.path)
     probabilities = np.asarray(
@@ -176,7 +188,9 @@ def _evaluate(
     )
     report["data"] = {
         "root": str(data_config.root),
-        "split": "test",
+        "split": split,
+        "all_labelled_images": split != "test",  # no labelled test split: every labelled image was scored
+        "prevalence": float(np.mean(labels)) if len(labels) else None,
         "image_size": data_config.image_size,
         "n_images": len(image_set.ids),
         "n_skipped": len(image_set.skipped),

@@ -1,0 +1,102 @@
+"""The External validation page in AppTest: rows and ROC curves from real result files, refusals, and a
+real background `melanet evaluate` launched from the button (slow)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from challenge_layouts import build_isic2018, build_isic2020
+from melanet import layout
+from melanet.evaluation import evaluate, external
+from test_evaluation_evaluate import TEST_LEVELS, write_folder_dataset
+from test_evaluation_external import make_run
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture()
+def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MELANET_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def open_page(data_text: str = "") -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=90)
+    app.run()
+    app.switch_page("pages/external.py")
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    if data_text:
+        app.text_input(key="external_data").set_value(data_text)
+        app.run()
+        assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+def evaluated_run(tmp_path: Path) -> Path:
+    write_folder_dataset(tmp_path / "own", TEST_LEVELS, seed=0)
+    run = make_run(tmp_path, tmp_path / "own")
+    evaluate.evaluate_run(run)
+    return run
+
+
+def _texts(app: AppTest, kind: str) -> str:
+    return "\n".join(str(element.value) for element in getattr(app, kind))
+
+
+def test_no_evaluated_run_says_what_to_do(environment: Path) -> None:
+    app = open_page()
+    assert "No evaluated classifier runs yet" in _texts(app, "info")
+
+
+def test_rows_and_roc_curves_of_the_own_and_external_evaluations(environment: Path) -> None:
+    run = evaluated_run(environment)
+    evaluate.evaluate_run(run, data_root=build_isic2020(environment / "isic2020"))
+    app = open_page(str(environment / "isic2018-not-yet"))
+    assert "not a data folder" in _texts(app, "error") or "not found" in _texts(app, "error")
+    assert app.button(key="external_launch").disabled
+    frame = app.dataframe[0].value
+    assert list(frame["data set"]) == ["own (the run's own test split)", "isic2020"]
+    assert list(frame["n"]) == [9, 24]
+    assert list(frame["images"]) == ["test split", "all labelled images (no labelled test split)"]
+    assert list(frame["prevalence %"]) == [f"{100 * 4 / 9:.1f}", f"{100 * 4 / 24:.1f}"]
+    figure = app.get("plotly_chart")[0].proto.spec
+    assert figure.count('"name":"own test split') == 1 and figure.count('"name":"isic2020') == 1
+    # a folder of a known layout: the page says what will be scored and enables the button
+    build_isic2018(environment / "isic2018")
+    app.text_input(key="external_data").set_value(str(environment / "isic2018"))
+    app.run()
+    assert "ISIC 2018 Task 3 layout (train, validation, test): the test split will be scored" in _texts(app, "caption")
+    assert not app.button(key="external_launch").disabled
+
+
+def test_a_shipped_run_stays_read_only(environment: Path) -> None:
+    run = evaluated_run(environment)
+    shutil.move(str(run.parent), str(environment / "models"))
+    app = open_page(str(build_isic2020(environment / "isic2020")))
+    assert app.button(key="external_launch").disabled and "stays read-only" in _texts(app, "info")
+
+
+@pytest.mark.slow
+def test_the_button_launches_evaluate_and_the_row_appears(environment: Path) -> None:
+    run = evaluated_run(environment)
+    data = build_isic2020(environment / "isic2020")
+    app = open_page(str(data))
+    app.button(key="external_launch").click()
+    app.run()
+    assert "results go to `external/isic2020/`" in _texts(app, "success")
+    folder = run / layout.EXTERNAL_FOLDER / "isic2020"
+    assert (folder / layout.JOB_FILE).is_file()
+    deadline = time.monotonic() + 180
+    while external.result(folder).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    app.run()
+    frame = app.dataframe[0].value
+    assert list(frame["data set"]) == ["own (the run's own test split)", "isic2020"], external.result(folder).log
+    assert list(frame["state"]) == ["done", "done"] and list(frame["n"]) == [9, 24]
