@@ -221,3 +221,91 @@ def test_stopped_and_resumed_training_equals_an_uninterrupted_one(tmp_path, tiny
     for expected, actual in zip(final_whole, final_resumed):
         np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
     assert any(not np.allclose(before, after) for before, after in zip(weights_before_stop, final_resumed))
+
+
+class AffineStub(keras.layers.Layer):
+    """A stand-in network: ``scale * x + shift`` (generator) or ``scale * mean_c(x) + shift`` (discriminator)."""
+
+    def __init__(self, scale: float, shift: float, patch_scores: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_scores = patch_scores
+        self.scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(scale), name="scale")
+        self.shift = self.add_weight(shape=(), initializer=keras.initializers.Constant(shift), name="shift")
+
+    def call(self, images, training=None):
+        if self.patch_scores:
+            images = tf.reduce_mean(images, axis=-1, keepdims=True)
+        return self.scale * images + self.shift
+
+
+STUB_PARAMETERS = {
+    "generator_benign_to_malignant": (0.5, 0.1),
+    "generator_malignant_to_benign": (0.8, -0.2),
+    "discriminator_malignant": (0.7, 0.3),
+    "discriminator_benign": (-0.4, 0.6),
+}
+
+
+def _stub_cyclegan(identity_weight: float) -> model.CycleGan:
+    cyclegan = model.CycleGan(SIZES, cycle_weight=10.0, identity_weight=identity_weight)
+    for name, (scale, shift) in STUB_PARAMETERS.items():
+        stub = AffineStub(scale, shift, patch_scores=name.startswith("discriminator"), name=name)
+        stub.build((None, 8, 8, 3))
+        setattr(cyclegan, name, stub)
+    return cyclegan
+
+
+def _reference_objective(benign, malignant, identity_weight):
+    """Objective (1)-(5) written out independently; returns (losses, gradients per stub parameter)."""
+    parameters = {name: [tf.Variable(scale), tf.Variable(shift)] for name, (scale, shift) in STUB_PARAMETERS.items()}
+
+    def generator(name, images):
+        scale, shift = parameters[name]
+        return scale * images + shift
+
+    def discriminator(name, images):
+        scale, shift = parameters[name]
+        return scale * tf.reduce_mean(images, axis=-1, keepdims=True) + shift
+
+    def mean_absolute(a, b):
+        return tf.reduce_mean(tf.abs(a - b))
+
+    with tf.GradientTape(persistent=True) as tape:
+        fake_malignant = generator("generator_benign_to_malignant", benign)   # G_B(b)
+        fake_benign = generator("generator_malignant_to_benign", malignant)   # G_M(m)
+        cycle = (mean_absolute(generator("generator_malignant_to_benign", fake_malignant), benign)
+                 + mean_absolute(generator("generator_benign_to_malignant", fake_benign), malignant))
+        identity = (mean_absolute(generator("generator_benign_to_malignant", malignant), malignant)
+                    + mean_absolute(generator("generator_malignant_to_benign", benign), benign))
+        adversarial_to_malignant = tf.reduce_mean((discriminator("discriminator_malignant", fake_malignant) - 1) ** 2)
+        adversarial_to_benign = tf.reduce_mean((discriminator("discriminator_benign", fake_benign) - 1) ** 2)
+        generators = adversarial_to_malignant + adversarial_to_benign + 10.0 * cycle + identity_weight * identity
+        discriminator_malignant = 0.5 * (tf.reduce_mean((discriminator("discriminator_malignant", malignant) - 1) ** 2)
+                                         + tf.reduce_mean(discriminator("discriminator_malignant", fake_malignant) ** 2))
+        discriminator_benign = 0.5 * (tf.reduce_mean((discriminator("discriminator_benign", benign) - 1) ** 2)
+                                      + tf.reduce_mean(discriminator("discriminator_benign", fake_benign) ** 2))
+    losses = {"adversarial_benign_to_malignant": adversarial_to_malignant,
+              "adversarial_malignant_to_benign": adversarial_to_benign, "cycle": cycle,
+              "identity": identity if identity_weight > 0 else tf.constant(0.0),
+              "discriminator_malignant": discriminator_malignant, "discriminator_benign": discriminator_benign}
+    objectives = {"generator_benign_to_malignant": generators, "generator_malignant_to_benign": generators,
+                  "discriminator_malignant": discriminator_malignant, "discriminator_benign": discriminator_benign}
+    gradients = {name: tape.gradient(objectives[name], parameters[name]) for name in STUB_PARAMETERS}
+    return losses, gradients
+
+
+@pytest.mark.parametrize("identity_weight", [0.5, 0.0])
+def test_cyclegan_objective_matches_a_hand_written_reference_with_stub_networks(identity_weight):
+    generator = np.random.default_rng(4)
+    benign = tf.constant(generator.uniform(-1, 1, (2, 8, 8, 3)), tf.float32)
+    malignant = tf.constant(generator.uniform(-1, 1, (2, 8, 8, 3)) * 0.5 + 0.3, tf.float32)
+    cyclegan = _stub_cyclegan(identity_weight)
+    losses, gradients = cyclegan.compute_gradients(benign, malignant)
+    expected_losses, expected_gradients = _reference_objective(benign, malignant, identity_weight)
+    for name in model.LOSS_NAMES:
+        assert float(losses[name]) == pytest.approx(float(expected_losses[name]), rel=1e-5), name
+    for name in model.NETWORK_NAMES:
+        stub = cyclegan.network(name)
+        by_variable = {variable.name: gradient for variable, gradient in zip(stub.trainable_variables, gradients[name])}
+        np.testing.assert_allclose([float(by_variable["scale"]), float(by_variable["shift"])],
+                                   [float(value) for value in expected_gradients[name]], rtol=1e-4, err_msg=name)
