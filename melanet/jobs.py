@@ -27,23 +27,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from melanet import runs
+from melanet import layout, runs, stages, training
 
 logger = logging.getLogger(__name__)
 
-JOB_FILE = "job.json"
-LOG_FILE = "job.log"
+JOB_FILE = layout.JOB_FILE
+LOG_FILE = layout.JOB_LOG_FILE
 
-# Stage verbs of the CLI that the dashboard launches, and whether they take --config/--set and --resume.
-STAGES: dict[str, dict[str, bool]] = {
-    "train-gan": {"configurable": True, "resumable": True},
-    "synthesize": {"configurable": False, "resumable": False},
-    "train-classifier": {"configurable": True, "resumable": True},
-    "evaluate": {"configurable": False, "resumable": False},
-    "explain": {"configurable": False, "resumable": False},
-    "embed": {"configurable": False, "resumable": False},
-    "reproduce": {"configurable": True, "resumable": True},
-}
+# The stages the dashboard may launch (melanet.stages: verb, --config/--set, --resume).
+STAGES: dict[str, stages.Stage] = {name: stages.STAGES[name] for name in stages.LAUNCHABLE_STAGES}
 
 
 def melanet_program() -> list[str]:
@@ -67,16 +59,16 @@ def stage_arguments(
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     options = STAGES[stage]
-    arguments = [stage]
+    arguments = [options.verb]
     if resume:
-        if not options["resumable"]:
+        if not options.resumable:
             raise ValueError(f"stage {stage!r} cannot be resumed; launch it again instead")
         if config is not None or overrides:
             raise ValueError("a resumed stage uses the run's saved config; do not pass config or overrides")
         arguments += ["--resume", str(run_dir)]
     else:
         arguments += ["--run", str(run_dir)]
-        if (config is not None or overrides) and not options["configurable"]:
+        if (config is not None or overrides) and not options.configurable:
             raise ValueError(f"stage {stage!r} takes its settings from the run folder, not from a config")
         if config is not None:
             arguments += ["--config", str(config)]
@@ -184,9 +176,14 @@ def start(
     cwd: str | Path | None = None,
     env: dict[str, str] | None = None,
 ) -> int:
-    """Launch ``melanet <stage> --run run_dir [--config F] [--set K=V ...]``; returns the pid."""
+    """Launch ``melanet <stage> --run run_dir [--config F] [--set K=V ...]``; returns the pid.
+
+    The folder is checked first (``melanet.training.check_folder``): another stage's folder or a
+    finished run is refused before ``job.json`` or ``job.log`` is written into it.
+    """
     arguments = stage_arguments(stage, run_dir, config=config, overrides=overrides,
                                 extra_arguments=extra_arguments)
+    training.check_folder(runs.Run(run_dir), stage)
     return launch(run_dir, arguments, stage=stage, program=program, cwd=cwd, env=env)
 
 
@@ -202,11 +199,12 @@ def resume(
     stage = runs.Run(run_dir).status().get("stage") or job_info(run_dir).get("stage")
     if not stage:
         raise runs.RunError(f"{run_dir}: no status.json or job.json says which stage to resume")
-    if stage not in STAGES or not STAGES[stage]["resumable"]:
+    if stage not in STAGES or not STAGES[stage].resumable:
         raise runs.RunError(f"{run_dir}: stage {stage!r} cannot be resumed; launch it again instead")
     state = runs.Run(run_dir).status().get("state")
     if state == "done":
         raise runs.RunError(f"{run_dir}: {stage} already finished; nothing to resume")
+    training.check_folder(runs.Run(run_dir), stage, resume=True)
     return launch(run_dir, stage_arguments(stage, run_dir, resume=True), stage=stage, program=program,
                   cwd=cwd, env=env)
 
@@ -236,7 +234,7 @@ def stop(run_dir: str | Path, *, wait_seconds: float = 0.0) -> bool:
 
 
 # launched steps that run on a finished run and keep their own entry in its status.json
-STEP_STATUS_KEYS = {"evaluate": "evaluation", "explain": "explain", "embed": "embedding"}
+STEP_STATUS_KEYS = stages.STEP_STATUS_KEYS
 
 
 def step_state(status: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:

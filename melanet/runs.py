@@ -436,3 +436,31 @@ def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[Run]:
         return []
     found = [Run(path.parent) for path in base.rglob(CONFIG_FILE) if (path.parent / STATUS_FILE).exists()]
     return sorted(found, key=lambda run: (run.path / STATUS_FILE).stat().st_mtime, reverse=True)
+
+
+def linked_gan_run(classifier_run: str | Path, *, root: str | Path | None = None) -> Path | None:
+    """The stage-1 run whose synthetic lesions a classifier run used (its ``classifier.gan_run``), or None.
+
+    The one lookup for every reader (``melanet embed``, the dashboard). Candidates in order: the
+    saved path as given (absolute, or relative to the working directory), relative to ``root``,
+    beside the classifier run (``<run>/../<gan_run>`` and ``<run>/../<its last part>``, for a results
+    folder that moved), and the ``gan/`` sibling of a ``melanet reproduce`` results folder. The first
+    that holds ``synthetic/manifest.csv`` wins. None when the run names no stage-1 run or none is found.
+    """
+    classifier_run = Path(classifier_run)
+    try:
+        saved = Run(classifier_run).config().classifier.gan_run
+    except (RunError, config_module.ConfigError):
+        return None
+    if not saved:
+        return None
+    saved_path = Path(saved)
+    candidates = [saved_path]
+    if root is not None and not saved_path.is_absolute():
+        candidates.append(Path(root) / saved_path)
+    candidates += [classifier_run.parent / saved_path, classifier_run.parent / saved_path.name,
+                   classifier_run.parent / layout.REPRODUCE_GAN_FOLDER]
+    for candidate in candidates:
+        if layout.RunLayout(candidate).synthetic_manifest.is_file():
+            return candidate
+    return None

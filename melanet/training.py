@@ -1,7 +1,13 @@
-"""What every training stage shares: the stage lifecycle, progress reporting, checkpoints.
+"""The lifecycle every stage and step shares: folder check, lock, status transitions, checkpoints.
 
-- ``stage_session`` holds the run lock, marks the status running/done/failed/stopped, and turns
-  SIGTERM (the dashboard's Stop) into a clean stop that keeps the last checkpoint.
+- ``check_folder`` refuses, before anything is written, a folder that belongs to another stage, a
+  finished run that a fresh start would overwrite, or a resume of something that is not this stage.
+- ``stage_session`` (training stages and ``synthesize``): check, hold the run lock, mark the status
+  running/done/failed/stopped, and turn SIGTERM (the dashboard's Stop) into ``StopRequested``, a
+  clean stop that keeps the last checkpoint (the CLI exits ``stages.STOPPED_EXIT_CODE``).
+- ``step_session`` (evaluate, explain, embed): check, hold the lock, and keep the step's own entry
+  in ``status.json`` (running/done/failed), leaving the run's stage and state alone.
+- ``error_message`` is how a failure is written into a status (type, message, truncated).
 - ``EpochReporter`` writes per-epoch history rows and throttled status updates (epoch, step, ETA).
 - ``save_checkpoint`` / ``restore_checkpoint`` write ``tf.train.Checkpoint`` objects atomically:
   a complete checkpoint folder is renamed into place, then ``checkpoints/latest.json`` names it.
@@ -19,25 +25,115 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from melanet import runs
+from melanet import layout, runs, stages
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int, str], None]
-LATEST_FILE = "latest.json"
+# A progress callback: (done, total, message), e.g. a tqdm bar (melanet.cli.common.progress_bar).
+Progress = Callable[[int, int, str], None]
+ProgressCallback = Progress  # older name
+LATEST_FILE = layout.LATEST_CHECKPOINT_FILE
+ERROR_MESSAGE_LIMIT = 500  # characters of an error kept in status.json
 
 
 class StopRequested(Exception):
     """Raised inside a stage when SIGTERM arrives; the stage ends as 'stopped', resumable."""
 
 
-@contextlib.contextmanager
-def stage_session(run: runs.Run, stage: str) -> Iterator[None]:
-    """Lock ``run``, mark it running, and record how the stage ended.
+class ForeignFolderError(runs.RunError):
+    """The folder holds something this stage must not write over (another stage's run, a finished run)."""
 
-    A second process on the same run gets ``RunBusyError`` before anything is written.
+
+def error_message(error: BaseException) -> str:
+    """``"TypeName: message"`` cut to ``ERROR_MESSAGE_LIMIT`` characters, as status.json keeps it."""
+    return f"{type(error).__name__}: {error}"[:ERROR_MESSAGE_LIMIT]
+
+
+# -------------------------------------------------------------------------------------------------
+# whose folder is it?
+
+
+def folder_stage(run: runs.Run) -> str | None:
+    """The stage whose folder ``run`` is (a ``stages.STAGES`` ``folder_stage``), or None when unknown.
+
+    From ``status.json``'s ``stage`` when there is one, else from the files (generators: stage 1,
+    a model or metrics: stage 2, a comparison table: reproduce). Reads only.
     """
+    recorded = stages.folder_stage_of(run.status().get("stage"))
+    if recorded is not None:
+        return recorded
+    files = run.files
+    if files.table_markdown.is_file():
+        return "reproduce"
+    if any(files.generator(name).is_file() for name in layout.GENERATOR_NAMES) or files.synthetic_manifest.is_file():
+        return "train-gan"
+    if runs.model_file(run.path) is not None or files.metrics.is_file():
+        return "train-classifier"
+    return None
+
+
+def describe_folder(run: runs.Run) -> str:
+    """What the folder holds, for a refusal: ``"a train-gan run (state done)"``."""
+    status = run.status()
+    owner = folder_stage(run) or "unknown"
+    recorded = status.get("stage")
+    last = f"last {recorded}, " if recorded and recorded != owner else ""
+    return f"a {owner} run ({last}state {status.get('state', 'unknown')})"
+
+
+def check_folder(run: runs.Run, stage_name: str, *, resume: bool = False, holding_lock: bool = False) -> None:
+    """Refuse, before anything is written, to run ``stage_name`` on a folder it must not touch.
+
+    Raises ``ForeignFolderError`` (a ``RunError``, so the CLI prints one line and exits 2) when the
+    folder belongs to another stage; for a fresh start of a training stage, when it already holds a
+    finished run or checkpoints of this stage (continue those with ``--resume``); for ``resume``,
+    when it holds no run of this stage. ``RunBusyError`` when a process is working on it.
+    A folder that does not exist yet, or holds no run, is fine for a fresh start. ``holding_lock``:
+    the caller holds the run's lock (then no other process can be working on it).
+    """
+    stage = stages.get(stage_name)
+    owner = folder_stage(run)
+    holds = describe_folder(run)
+    if owner is not None and owner != stage.folder_stage:
+        raise ForeignFolderError(
+            f"{run.path}: holds {holds}, not a {stage.folder_stage} run; {stage.verb} leaves it untouched, "
+            "choose another folder"
+        )
+    if not holding_lock and run.status().get("state") == "running" and run.is_locked():
+        raise runs.RunBusyError(f"{run.path}: {holds} is in progress in another process; wait for it or stop it")
+    if stage.kind != "training" or stage.continues_own_folder:
+        return
+    if owner is None:
+        if resume:
+            raise ForeignFolderError(f"{run.path}: holds no {stage.name} run to resume")
+        return
+    status = run.status()
+    has_checkpoint = run.files.latest_checkpoint.is_file()
+    # done, or a later step of the same folder ran on it (synthesize on a train-gan run)
+    finished = status.get("state") == "done" or status.get("stage", stage.name) != stage.name
+    if resume:
+        if finished and not has_checkpoint:
+            raise ForeignFolderError(f"{run.path}: holds {holds} without checkpoints; there is nothing to resume")
+        return
+    if has_checkpoint or finished:
+        hint = f"continue it with --resume {run.path} or " if has_checkpoint and stage.resumable else ""
+        raise ForeignFolderError(f"{run.path}: already holds {holds}; {hint}choose another folder")
+
+
+# -------------------------------------------------------------------------------------------------
+# sessions
+
+
+@contextlib.contextmanager
+def stage_session(run: runs.Run, stage: str, *, resume: bool = False) -> Iterator[None]:
+    """Check the folder, lock ``run``, mark it running, and record how the stage ended.
+
+    A refused folder (``check_folder``) or a second process on the same run (``RunBusyError``) is
+    refused before anything is written, so a refused start never changes the run's state.
+    """
+    check_folder(run, stage, resume=resume)
     with run.lock(stage):
+        check_folder(run, stage, resume=resume, holding_lock=True)  # again: nothing changes it now
         # holding the lock, no live process writes here: temp files are leftovers of a killed one
         for folder in (run.path, run.checkpoint_dir):
             runs.remove_stale_temporaries(folder)
@@ -55,8 +151,7 @@ def stage_session(run: runs.Run, stage: str) -> Iterator[None]:
             run.update_status(state="stopped", message="stopped; resume with --resume", finished_at=runs.now_iso())
             raise
         except BaseException as error:
-            run.update_status(state="failed", message=f"{type(error).__name__}: {error}"[:500],
-                              finished_at=runs.now_iso())
+            run.update_status(state="failed", message=error_message(error), finished_at=runs.now_iso())
             raise
         else:
             status = run.status()
@@ -65,6 +160,50 @@ def stage_session(run: runs.Run, stage: str) -> Iterator[None]:
                                   finished_at=runs.now_iso())
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def step_session(run: runs.Run, step: str, **fields: Any) -> Iterator[dict[str, Any]]:
+    """Check the folder, lock ``run`` and keep the step's entry in ``status.json`` (e.g. ``evaluation``).
+
+    The entry starts as ``{"state": "running", **fields, "started_at"}``. The body may add to the
+    yielded mapping; ``update(...)`` writes progress while it runs. On success the entry becomes
+    ``done`` with everything added; on an exception ``failed`` with ``error_message``; the run's own
+    stage and state stay as they were.
+    """
+    key = stages.get(step).status_key
+    if key is None:
+        raise ValueError(f"stage {step!r} keeps no entry of its own in status.json")
+    check_folder(run, step)
+    with run.lock(step):
+        check_folder(run, step, holding_lock=True)
+        entry = StepEntry(run, key, {"state": "running", **fields, "started_at": runs.now_iso()})
+        try:
+            yield entry
+        except BaseException as error:
+            entry.finish(state="failed", message=error_message(error))
+            raise
+        entry.finish(state="done")
+
+
+class StepEntry(dict):
+    """A step's entry in ``status.json`` (a dict); ``update`` rewrites it at once."""
+
+    def __init__(self, run: runs.Run, key: str, fields: Mapping[str, Any]):
+        super().__init__(fields)
+        self.run = run
+        self.key = key
+        self.write()
+
+    def write(self) -> None:
+        self.run.update_status(**{self.key: dict(self)})
+
+    def update(self, *args: Any, **fields: Any) -> None:  # type: ignore[override]
+        super().update(*args, **fields)
+        self.write()
+
+    def finish(self, **fields: Any) -> None:
+        self.update(**fields, finished_at=runs.now_iso())
 
 
 class EpochReporter:
@@ -155,7 +294,9 @@ def save_checkpoint(checkpoint: Any, run: runs.Run, epoch: int, extra: Mapping[s
     checkpoint.write(str(staging / "state"))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
-    runs.atomic_write_json(directory / LATEST_FILE, {"epoch": epoch, "folder": final.name, **(extra or {})})
+    stage = run.status().get("stage")
+    runs.atomic_write_json(directory / LATEST_FILE,
+                           {"epoch": epoch, "folder": final.name, "stage": stage, **(extra or {})})
     for old in directory.iterdir():
         if old.is_dir() and old != final and (old.name.startswith("epoch-") or old.name.startswith(".staging-")):
             shutil.rmtree(old, ignore_errors=True)
@@ -174,9 +315,26 @@ def latest_checkpoint(run: runs.Run) -> dict[str, Any] | None:
 
 
 def restore_checkpoint(checkpoint: Any, run: runs.Run) -> int:
-    """Restore the newest checkpoint into ``checkpoint``; returns its epoch (0 when there is none)."""
+    """Restore the newest checkpoint into ``checkpoint``; returns its epoch (0 when there is none).
+
+    Refuses (``RunError``) a checkpoint written by another stage (``latest.json`` names it) or one
+    that does not hold every variable of ``checkpoint``: restoring a part would go on silently
+    with untrained weights.
+    """
     info = latest_checkpoint(run)
     if info is None:
         return 0
-    checkpoint.read(str(run.checkpoint_dir / info["folder"] / "state")).expect_partial()
+    stage = run.status().get("stage")
+    written_by = info.get("stage")
+    if written_by and stage and stages.folder_stage_of(written_by) != stages.folder_stage_of(stage):
+        raise runs.RunError(f"{run.checkpoint_dir}: holds a {written_by} checkpoint, not one of {stage}")
+    restored = checkpoint.read(str(run.checkpoint_dir / info["folder"] / "state"))
+    try:
+        restored.assert_existing_objects_matched()
+    except AssertionError as error:
+        raise runs.RunError(
+            f"{run.checkpoint_dir / info['folder']}: does not match this stage's model "
+            f"({str(error).splitlines()[0][:200]})"
+        ) from None
+    restored.expect_partial()  # the optimizer's bookkeeping need not all be consumed
     return int(info["epoch"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,8 +188,14 @@ def test_a_fresh_training_in_a_used_folder_replaces_its_history(tiny_isic: Path,
     overrides = [f"data.root={tiny_isic}", "data.image_size=32", "classifier.backbone=vgg16-narrow",
                  "classifier.width=0.0625", "classifier.weights=none", "classifier.epochs=2", "seed=2"]
     run = runs.Run.create(tmp_path / "run", config_module.load_config(None, overrides), "train-classifier")
-    for _ in range(2):
+    train.train_classifier(run)
+    # a finished run is never overwritten by a fresh start (melanet.training.check_folder) ...
+    with pytest.raises(runs.RunError, match="already holds a train-classifier run"):
         train.train_classifier(run)
+    # ... but one that failed without a checkpoint to resume from is started afresh, its old rows dropped
+    shutil.rmtree(run.checkpoint_dir)
+    run.update_status(state="failed")
+    train.train_classifier(run)
     assert [row["epoch"] for row in run.history()] == ["1", "2"]
 
 

@@ -48,7 +48,7 @@ def test_explain_images_writes_index_and_files(tmp_path: Path) -> None:
     probabilities = np.array([0.1, 0.2, 0.8, 0.9, 0.3, 0.7])  # TN FN FP TP TN TP
     output_dir = tmp_path / "explain"
     model = tiny_classifier()
-    options = run_explain.ExplainOptions(which=("FN", "FP", "TP"), limit=3, batch_size=2)
+    options = run_explain.ExplainOptions(outcomes=("FN", "FP", "TP"), limit=3, batch_size=2)
     rows = run_explain.explain_images(
         model, images, labels, ids, probabilities, run_path=tmp_path, output_dir=output_dir, options=options
     )
@@ -70,9 +70,9 @@ def test_explain_images_writes_index_and_files(tmp_path: Path) -> None:
     # A second method adds rows; the same method again replaces its own rows.
     more = dict(run_path=tmp_path, output_dir=output_dir)
     run_explain.explain_images(model, images, labels, ids, probabilities, **more,
-                               options=run_explain.ExplainOptions(method="gradcam++", which=("FN",)))
+                               options=run_explain.ExplainOptions(method="gradcam++", outcomes=("FN",)))
     run_explain.explain_images(model, images, labels, ids, probabilities, **more,
-                               options=run_explain.ExplainOptions(which=("FN",)))
+                               options=run_explain.ExplainOptions(outcomes=("FN",)))
     index = run_explain.read_index(output_dir / "index.csv")
     assert sorted((row["method"], row["image"]) for row in index) == [
         ("gradcam", "ISIC_0000001"), ("gradcam", "ISIC_0000002"), ("gradcam", "ISIC_0000003"),

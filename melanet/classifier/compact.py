@@ -24,11 +24,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from melanet import runs
+from melanet import runs, training
 from melanet.classifier import backbone, model as model_module
 
 logger = logging.getLogger(__name__)
 
+STAGE = "compact"
 FULL_FILE, COMPACT_FILE = runs.MODEL_FILES
 _FINGERPRINT_KEY = "__frozen_sha256__"
 _SEPARATOR = "::"
@@ -68,9 +69,16 @@ def compact_run(run_path: str | Path) -> Path:
 
     Raises ``RunError`` when the run cannot be compacted (nothing frozen, random frozen weights, or
     frozen layers that differ from the configured weight source). The full file is removed only
-    after the compact one has been written and gives the same predictions.
+    after the compact one has been written and gives the same predictions. Another stage's folder,
+    or a run another process works on, is refused before anything is written.
     """
     run = runs.Run.open(run_path)
+    training.check_folder(run, STAGE)
+    with run.lock(STAGE):
+        return _compact_holding_lock(run)
+
+
+def _compact_holding_lock(run: runs.Run) -> Path:
     config = run.config()
     settings = config.classifier
     if not settings.trainable_from:

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from melanet import distribute, runs, training
 from melanet.classifier import model as model_module
-from melanet.classifier import predict, training_sets
+from melanet.classifier import losses, predict, training_sets
 from melanet.classifier.selection import SelectionState
 from melanet.config import Config, ConfigError
 from melanet.data.prepare import ImageSet
@@ -38,26 +38,44 @@ VALIDATION_PREDICTIONS_FILE = "validation_predictions.csv"
 Progress = Callable[[int, int, str], None]
 
 
-def train_classifier(run: runs.Run, *, resume: bool = False, progress: Progress | None = None) -> dict[str, Any]:
-    """Train stage 2 in ``run`` with the run's ``config.yaml``; returns a summary (best epoch and value)."""
+def train_classifier(
+    run: runs.Run, config: Config | None = None, *, resume: bool = False, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) stage 2 in ``run``; returns a summary (best epoch and value).
+
+    Like ``melanet.gan.train.train``: holds the run's lock for the whole stage and writes ``config``
+    as ``config.yaml`` once ``training.check_folder`` accepted the folder (nothing is written into a
+    refused one). ``config=None`` trains with the run's saved ``config.yaml``.
+    """
+    with training.stage_session(run, STAGE, resume=resume):
+        if config is None:
+            config = run.config()
+        else:
+            run.write_config(config)
+        try:
+            return _train_holding_lock(run, config, resume=resume, progress=progress)
+        finally:
+            distribute.set_precision(False)  # fit_classifier may have set a mixed policy
+
+
+def _train_holding_lock(run: runs.Run, config: Config, *, resume: bool, progress: Progress | None) -> dict[str, Any]:
+    """Steps 1-6 of the module docstring, holding the run's lock."""
     from melanet.data import prepare, splits
 
-    config = run.config()
-    with training.stage_session(run, STAGE):
-        run.update_status(message="loading data")
-        train_part, validation = splits.training_and_validation(config.data, config.seed, progress=progress)
-        run.record_skipped([*train_part.skipped, *validation.skipped])
-        run.update_status(message=f"building training set '{config.classifier.training_set}'")
-        training_set = training_sets.build_training_set(
-            config.classifier.training_set, train_part, seed=config.seed,
-            cache_dir=prepare.cache_directory(config.data), gan_run=config.classifier.gan_run,
+    run.update_status(message="loading data")
+    train_part, validation = splits.training_and_validation(config.data, config.seed, progress=progress)
+    run.record_skipped([*train_part.skipped, *validation.skipped])
+    run.update_status(message=f"building training set '{config.classifier.training_set}'")
+    training_set = training_sets.build_training_set(
+        config.classifier.training_set, train_part, seed=config.seed,
+        cache_dir=prepare.cache_directory(config.data), gan_run=config.classifier.gan_run,
             synthetic_keep=config.classifier.synthetic_keep, color_constancy=config.data.color_constancy,
             progress=progress,
-        )
-        benign, malignant = int(np.sum(training_set.labels == 0)), int(np.sum(training_set.labels == 1))
-        logger.info("training set '%s': %d images (%d benign, %d malignant); validation %d images",
-                    config.classifier.training_set, len(training_set.labels), benign, malignant, len(validation.labels))
-        return fit_classifier(config, run, training_set, validation, resume=resume, progress=progress)
+    )
+    benign, malignant = int(np.sum(training_set.labels == 0)), int(np.sum(training_set.labels == 1))
+    logger.info("training set '%s': %d images (%d benign, %d malignant); validation %d images",
+                config.classifier.training_set, len(training_set.labels), benign, malignant, len(validation.labels))
+    return fit_classifier(config, run, training_set, validation, resume=resume, progress=progress)
 
 
 def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
@@ -120,7 +138,8 @@ def build_compiled_model(config: Config) -> keras.Model:
     except ValueError as error:  # a setting the builder refuses (e.g. an unknown trainable_from layer)
         raise ConfigError(f"config: classifier settings: {error}") from None
     model_module.compile_classifier(model, settings.optimizer, settings.learning_rate,
-                                    settings.focal_alpha, settings.focal_gamma)
+                                    losses.effective_alpha(settings.focal_alpha, settings.focal_alpha_mode),
+                                    settings.focal_gamma)
     model.optimizer.build(model.trainable_variables)
     return model
 
@@ -197,7 +216,8 @@ def fit_classifier(
         if prefix is not None:
             trained = suffix
             model_module.compile_classifier(trained, settings.optimizer, settings.learning_rate,
-                                            settings.focal_alpha, settings.focal_gamma)
+                                            losses.effective_alpha(settings.focal_alpha, settings.focal_alpha_mode),
+                                            settings.focal_gamma)
             trained.optimizer.build(trained.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=trained.optimizer)
     state = SelectionState(monitor=settings.monitor)
@@ -211,7 +231,7 @@ def fit_classifier(
                         state.best_value, state.best_epoch)
     run.truncate_history(first_epoch)  # a fresh start (epoch 0) replaces any earlier history
 
-    weights = balanced_sample_weights(training_set.labels) if settings.class_weight else None
+    weights = balanced_sample_weights(training_set.labels) if settings.class_weight == "balanced" else None
     train_inputs, validation_inputs = training_set.images, validation.images
     if prefix is not None:
         run.update_status(message=f"computing frozen features (layers before {settings.trainable_from})")

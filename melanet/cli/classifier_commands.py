@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from melanet import config as config_module
 from melanet import runs
@@ -46,25 +45,18 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     from melanet.classifier import train
 
     if args.resume:
-        if args.config or args.overrides or args.run:
-            raise config_module.ConfigError("--resume continues with the run's saved config: drop --config, --set and --run")
         run = runs.Run.open(args.resume)
+        config = common.resume_config(args, run, STAGE)
     else:
         config = common.resolve_config(args)
-        path = common.run_folder(args, STAGE)
-        if (path / "checkpoints").is_dir():
-            raise runs.RunError(
-                f"{path}: already holds a classifier run; continue it with --resume {path} or choose another --run"
-            )
-        run = runs.Run.create(path, config, STAGE)
+        run = runs.Run(common.run_folder(args, STAGE))
     common.announce_run(run.path)
     try:
-        summary = train.train_classifier(run, resume=bool(args.resume), progress=common.progress_bar(STAGE))
+        summary = train.train_classifier(run, config, resume=bool(args.resume), progress=common.progress_bar(STAGE))
     except training.StopRequested:
-        print(f"melanet {STAGE}: stopped; continue with: melanet {STAGE} --resume {run.path}", file=sys.stderr)
-        return 143
+        return common.stopped(STAGE, f"continue with: melanet {STAGE} --resume {run.path}")
     print(f"best {summary['monitor']} {summary['best_value']} at epoch {summary['best_epoch']} "
-          f"({summary['epochs_run']} epochs); model: {run.file('model.keras')}")
+          f"({summary['epochs_run']} epochs); model: {run.files.model}")
     return 0
 
 
@@ -73,8 +65,6 @@ def compact_command(args: argparse.Namespace) -> int:
 
     run = runs.Run.open(args.run)
     common.announce_run(run.path)
-    if run.is_locked():
-        raise runs.RunBusyError(f"{run.path}: in use by another process; compact it when it has finished")
     path = compact.compact_run(run.path)
     print(f"compact model: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

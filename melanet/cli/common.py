@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from melanet import config as config_module
-from melanet import runs
+from melanet import runs, stages
 from melanet.data import errors as data_errors
 
 # Exceptions a user can cause; the CLI prints them as one line and exits 2.
@@ -55,6 +55,29 @@ def add_stage_arguments(parser: argparse.ArgumentParser, *, resume: bool = True)
 
 def resolve_config(args: argparse.Namespace) -> config_module.Config:
     return config_module.load_config(args.config, args.overrides)
+
+
+def resume_config(args: argparse.Namespace, run: runs.Run, stage: str) -> config_module.Config:
+    """The run's saved config for ``--resume``, changed only by the ``--set`` keys the stage's registry
+    entry allows (``stages.Stage.resume_overridable``, e.g. ``gan.epochs`` to train longer)."""
+    if args.config:
+        raise config_module.ConfigError("--resume uses the run's saved config.yaml; do not pass --config")
+    if getattr(args, "run", None):
+        raise config_module.ConfigError("--resume RUN names the run folder; do not pass --run as well")
+    allowed = stages.get(stage).resume_overridable
+    for text in args.overrides:
+        key = text.split("=", 1)[0].strip()
+        if key not in allowed:
+            may_change = f"only {', '.join(allowed)} may change" if allowed else "no --set may change it"
+            raise config_module.ConfigError(f"--set {text}: a resumed run keeps its saved config; {may_change}")
+    run.config()  # RunError when config.yaml is missing
+    return config_module.load_config(run.files.config, args.overrides)
+
+
+def stopped(verb: str, how_to_continue: str) -> int:
+    """Tell the person the stage stopped on request and how to go on; returns the stopped exit code."""
+    print(f"melanet {verb}: stopped; {how_to_continue}", file=sys.stderr)
+    return stages.STOPPED_EXIT_CODE
 
 
 def run_folder(args: argparse.Namespace, stage: str) -> Path:

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from melanet import layout, stages
 from melanet.cli import common
 
 
@@ -28,13 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", metavar="DIR", help="explain the test split of this data folder instead of the run's own"
     )
     explain.add_argument(
+        "--outcomes",
         "--which",
+        dest="outcomes",
         metavar="LIST",
-        help="outcomes to explain: comma list of fn,fp,tp,tn or 'all' (default: explain.which of the run's config)",
+        help="outcomes to explain: comma list of fn,fp,tp,tn or 'all' (default: explain.outcomes of the run's config)",
     )
     explain.add_argument(
         "--method",
-        choices=("gradcam", "gradcam++", "scorecam"),
+        choices=stages.GRADCAM_METHODS,
         help="activation-map method (default: explain.method of the run's config)",
     )
     explain.add_argument(
@@ -49,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     explain.add_argument("--limit", type=int, default=0, metavar="N", help="at most N images, mistakes first (0 = all)")
-    explain.set_defaults(handler=run_explain)
+    explain.set_defaults(handler=explain_command)
 
     embed = subparsers.add_parser(
         "embed",
@@ -63,10 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     embed.add_argument("--run", required=True, metavar="RUN", help="a finished train-classifier run folder")
-    embed.set_defaults(handler=run_embed)
+    embed.set_defaults(handler=embed_command)
 
 
-def run_explain(args: argparse.Namespace) -> int:
+def explain_command(args: argparse.Namespace) -> int:
     from melanet.explain import run_explain as explain_module
 
     common.announce_run(Path(args.run))
@@ -75,10 +78,10 @@ def run_explain(args: argparse.Namespace) -> int:
         data_root=args.data,
         method=args.method,
         layer=args.layer,
-        which=args.which,
+        outcomes=args.outcomes,
         limit=args.limit,
         threshold=args.threshold,
-        progress=common.progress_bar("explain"),
+        progress=common.progress_bar(explain_module.STAGE),
     )
     rows = explain_module.read_index(index_path)
     counts = ", ".join(f"{name} {sum(row['outcome'] == name for row in rows)}" for name in explain_module.OUTCOMES)
@@ -86,13 +89,14 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_embed(args: argparse.Namespace) -> int:
+def embed_command(args: argparse.Namespace) -> int:
     from melanet.explain import run_embed as embed_module
 
     common.announce_run(Path(args.run))
-    csv_path = embed_module.embed_run(args.run, progress=common.progress_bar("embed"))
-    print(f"embedding: {csv_path} and {csv_path.with_name('umap.png')}", flush=True)
-    gap_path = csv_path.with_name("separability.json")
+    csv_path = embed_module.embed_run(args.run, progress=common.progress_bar(embed_module.STAGE))
+    files = layout.RunLayout(Path(args.run))
+    print(f"embedding: {csv_path} and {files.umap_figure}", flush=True)
+    gap_path = files.separability
     if gap_path.is_file():
         gap = json.loads(gap_path.read_text(encoding="utf-8"))
         print("domain gap (cross-validated AUC of a linear read-out of the features; 0.5 = indistinguishable):")

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from melanet import config as config_module
 from melanet import runs, training
 from melanet.cli import common
-
-STOPPED_EXIT_CODE = 143  # 128 + SIGTERM: stopped on request, resumable
-RESUME_OVERRIDABLE = ("gan.epochs",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,20 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synthesize.set_defaults(handler=run_synthesize)
 
 
-def _resume_config(args: argparse.Namespace, run: runs.Run) -> config_module.Config:
-    """The run's saved config; only ``--set gan.epochs=N`` may change it (to train longer)."""
-    if args.config:
-        raise config_module.ConfigError("--resume uses the run's saved config.yaml; do not pass --config")
-    for text in args.overrides:
-        key = text.split("=", 1)[0].strip()
-        if key not in RESUME_OVERRIDABLE:
-            raise config_module.ConfigError(
-                f"--set {text}: a resumed run keeps its saved config; only {', '.join(RESUME_OVERRIDABLE)} may change"
-            )
-    run.config()  # RunError when config.yaml is missing
-    return config_module.load_config(run.file(runs.CONFIG_FILE), args.overrides)
-
-
 def run_train_gan(args: argparse.Namespace) -> int:
     from melanet.gan import train
 
@@ -68,15 +50,14 @@ def run_train_gan(args: argparse.Namespace) -> int:
     common.announce_run(path)
     if args.resume:
         run = runs.Run.open(path)
-        config = _resume_config(args, run)
+        config = common.resume_config(args, run, train.STAGE)
     else:
         run = runs.Run(path)
         config = common.resolve_config(args)
     try:
-        train.train(run, config, resume=bool(args.resume), progress=common.progress_bar("train-gan"))
+        train.train(run, config, resume=bool(args.resume), progress=common.progress_bar(train.STAGE))
     except training.StopRequested:
-        print(f"melanet train-gan: stopped; continue with: melanet train-gan --resume {path}", file=sys.stderr)
-        return STOPPED_EXIT_CODE
+        return common.stopped(train.STAGE, f"continue with: melanet {train.STAGE} --resume {path}")
     print(f"generators: {train.generator_path(run, train.GENERATOR_NAMES[0])}, "
           f"{train.generator_path(run, train.GENERATOR_NAMES[1])}", flush=True)
     return 0
@@ -93,8 +74,6 @@ def run_synthesize(args: argparse.Namespace) -> int:
     try:
         manifest = synthesis.synthesize(run, batch_size=args.batch_size, progress=common.progress_bar("synthesize"))
     except training.StopRequested:
-        print(f"melanet synthesize: stopped; start it again to finish: melanet synthesize --run {path}",
-              file=sys.stderr)
-        return STOPPED_EXIT_CODE
+        return common.stopped(synthesis.STAGE, f"start it again to finish: melanet {synthesis.STAGE} --run {path}")
     print(f"manifest: {manifest} ({len(synthesis.read_manifest(path))} synthetic images)", flush=True)
     return 0

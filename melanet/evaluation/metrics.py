@@ -55,13 +55,32 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator) / float(denominator) if denominator else math.nan
 
 
+def predicted_malignant(probabilities: Any, threshold: float = 0.5) -> Any:
+    """MelaNet's one decision rule: malignant when ``prob_malignant > threshold`` (strictly).
+
+    ``probabilities`` a float or an (N,) array in [0, 1] -> a bool or an (N,) bool array. Every place
+    that turns a probability into a decision (metrics, Grad-CAM outcomes, the Predict page) calls this.
+    """
+    if np.ndim(probabilities) == 0:
+        return bool(float(probabilities) > threshold)
+    return np.asarray(probabilities, dtype=np.float64) > threshold
+
+
+def outcomes(labels: Any, probabilities: Any, threshold: float = 0.5) -> np.ndarray:
+    """Outcome per image: (N,) labels 0/1 and (N,) malignant probabilities -> (N,) 'TP'/'FP'/'TN'/'FN'."""
+    actual = np.asarray(labels).astype(int) == 1
+    predicted = predicted_malignant(np.asarray(probabilities, dtype=np.float64).reshape(-1), threshold)
+    result = np.where(actual, np.where(predicted, "TP", "FN"), np.where(predicted, "FP", "TN"))
+    return result.astype(object)
+
+
 def confusion_counts(labels: Any, probabilities: Any, threshold: float = 0.5) -> dict[str, int]:
     """TP, FP, TN, FN for ``labels`` (N,) in {0, 1} and ``probabilities`` (N,) in [0, 1].
 
     An image counts as predicted malignant when its probability is strictly above ``threshold``.
     """
     labels_array, probabilities_array = _as_arrays(labels, probabilities)
-    predicted = probabilities_array > threshold
+    predicted = predicted_malignant(probabilities_array, threshold)
     actual = labels_array == 1
     return {
         "tp": int(np.sum(predicted & actual)),

@@ -18,24 +18,25 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from melanet import runs
+from melanet import layout, runs, training
 from melanet.explain import embedding, features, separability
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_FOLDER = "embedding"
+STAGE = "embed"
+EMBEDDING_FOLDER = layout.EMBEDDING_FOLDER
 COLUMNS = ("panel", "image", "tag", "x", "y")
 PANEL_TITLES = {
     "original": "(a) original training images",
     "balanced": "(b) originals + synthetic malignant",
 }
 
-Progress = Callable[[int, int, str], None]
+Progress = training.Progress
 
 
 def tags_for(labels: np.ndarray) -> list[str]:
@@ -109,91 +110,90 @@ def render_rows(rows: Sequence[dict[str, object]]):
 
 
 def resolve_gan_run(gan_run: str, classifier_run: Path) -> Path:
-    """The stage-1 run folder named by ``classifier.gan_run``: as given (absolute or relative to the
-    working directory), else relative to the classifier run's parent folder."""
-    candidates = [Path(gan_run), classifier_run.parent / gan_run]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise runs.RunError(
-        f"{classifier_run}: classifier.gan_run '{gan_run}' not found (looked in {', '.join(map(str, candidates))})"
-    )
+    """The stage-1 run folder named by ``classifier.gan_run`` (``melanet.runs.linked_gan_run``); RunError when
+    it cannot be found."""
+    found = runs.linked_gan_run(classifier_run)
+    if found is None:
+        raise runs.RunError(f"{classifier_run}: classifier.gan_run '{gan_run}' not found (no stage-1 run with "
+                            f"{layout.SYNTHETIC_MANIFEST_FILE} there, beside the run or in its results folder)")
+    return found
 
 
 def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path:
-    """GAP features -> UMAP for a classifier run; writes ``embedding/umap.csv`` and ``umap.png``,
-    returns the CSV path."""
+    """GAP features -> UMAP for a classifier run; writes ``embedding/umap.csv`` and ``umap.png`` (and
+    ``separability.json`` with synthetic images), returns the CSV path. The run's ``status.json``
+    keeps an ``embedding`` entry (running/done/failed)."""
     from melanet.classifier import predict as classifier_predict
     from melanet.data import splits
 
     run = runs.Run.open(run_path)
+    training.check_folder(run, STAGE)
     config = run.config()
     if runs.model_file(run.path) is None:
-        raise runs.RunError(f"{run.path}: no trained model (model.keras or model.trained.npz); embed a finished train-classifier run")
-    output_dir = run.path / EMBEDDING_FOLDER
-    with run.lock("embed"):
-        run.update_status(embedding={"state": "running", "started_at": runs.now_iso()})
-        try:
-            training, _ = splits.training_and_validation(config.data, config.seed, progress=progress)
-            model = classifier_predict.load_model(run.path)
-            batch_size = config.classifier.batch_size
-            original = features.extract_features(
-                model, training.images, batch_size=batch_size, progress=progress, message="features (originals)"
-            )
-            synthetic_features, synthetic_ids = None, []
-            if config.classifier.gan_run:
-                synthetic = _synthetic_for(run.path, config.classifier.gan_run, training)
-                synthetic_ids = synthetic.ids
-                synthetic_features = features.extract_features(
-                    model, synthetic.images, batch_size=batch_size, progress=progress, message="features (synthetic)"
-                )
-            else:
-                logger.warning(
-                    "%s: classifier.gan_run is not set, so there are no synthetic images: "
-                    "only panel (a), the original training images",
-                    run.path,
-                )
-            rows = embed_panels(
-                original,
-                training.ids,
-                training.labels,
-                synthetic_features,
-                synthetic_ids,
-                seed=config.seed,
-                n_neighbors=config.explain.umap_neighbors,
-                min_dist=config.explain.umap_min_dist,
-                progress=progress,
-            )
-            if synthetic_features is not None:
-                gap = separability.domain_gap(
-                    {"benign": original[training.labels == 0], "malignant": original[training.labels == 1],
-                     "synthetic": synthetic_features},
-                    seed=config.seed,
-                )
-                runs.atomic_write_json(output_dir / "separability.json", {
-                    "features": "global average pooling of the classifier (the UMAP input)",
-                    "method": f"{separability.FOLDS}-fold cross-validated logistic regression, ROC AUC of held-out scores",
-                    "reading": "0.5 = indistinguishable, 1.0 = fully separable",
-                    **gap,
-                })
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    (output_dir / "separability.json").unlink()  # from an earlier embedding with synthetic images
-            csv_path = output_dir / "umap.csv"
-            runs.atomic_write_csv(csv_path, [{**row, "x": f"{row['x']:.6f}", "y": f"{row['y']:.6f}"} for row in rows], COLUMNS)
-            buffer = io.BytesIO()
-            render_rows(rows).save(buffer, format="PNG")
-            runs.atomic_write_bytes(output_dir / "umap.png", buffer.getvalue())
-        except BaseException as error:
-            run.update_status(embedding={"state": "failed", "message": f"{type(error).__name__}: {error}"[:500],
-                                         "finished_at": runs.now_iso()})
-            raise
-        panels = sorted({str(row["panel"]) for row in rows})
-        done = {"state": "done", "panels": panels, "points": len(rows), "finished_at": runs.now_iso()}
-        if synthetic_features is not None and gap["synthetic_vs_real_malignant"] is not None:
-            done["synthetic_vs_real_malignant_auc"] = round(gap["synthetic_vs_real_malignant"]["auc"], 4)
-        run.update_status(embedding=done)
-    return csv_path
+        raise runs.RunError(f"{run.path}: no trained model ({' or '.join(layout.MODEL_FILES)}); "
+                            "embed a finished train-classifier run")
+    with training.step_session(run, STAGE) as entry:
+        training_split, _ = splits.training_and_validation(config.data, config.seed, progress=progress)
+        model = classifier_predict.load_model(run.path)
+        original, synthetic_features, synthetic_ids = _features(run, config, model, training_split, progress)
+        rows = embed_panels(
+            original, training_split.ids, training_split.labels, synthetic_features, synthetic_ids,
+            seed=config.seed, n_neighbors=config.explain.umap_neighbors, min_dist=config.explain.umap_min_dist,
+            progress=progress,
+        )
+        gap = _write_separability(run, original, training_split.labels, synthetic_features, config.seed)
+        _write_umap(run, rows)
+        entry.update(panels=sorted({str(row["panel"]) for row in rows}), points=len(rows))
+        if gap and gap["synthetic_vs_real_malignant"] is not None:
+            entry.update(synthetic_vs_real_malignant_auc=round(gap["synthetic_vs_real_malignant"]["auc"], 4))
+    return run.files.umap_csv
+
+
+def _features(run: runs.Run, config, model, training_split, progress: Progress | None):
+    """(original (N, C), synthetic (M, C) or None, synthetic ids) GAP features for the two panels."""
+    batch_size = config.classifier.batch_size
+    original = features.extract_features(
+        model, training_split.images, batch_size=batch_size, progress=progress, message="features (originals)"
+    )
+    if not config.classifier.gan_run:
+        logger.warning("%s: classifier.gan_run is not set, so there are no synthetic images: "
+                       "only panel (a), the original training images", run.path)
+        return original, None, []
+    synthetic = _synthetic_for(run.path, config.classifier.gan_run, training_split)
+    synthetic_features = features.extract_features(
+        model, synthetic.images, batch_size=batch_size, progress=progress, message="features (synthetic)"
+    )
+    return original, synthetic_features, synthetic.ids
+
+
+def _write_separability(run: runs.Run, original: np.ndarray, labels: np.ndarray,
+                        synthetic_features: np.ndarray | None, seed: int) -> dict | None:
+    """Write ``embedding/separability.json`` (or remove an earlier one without synthetic images)."""
+    path = run.files.separability
+    if synthetic_features is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # from an earlier embedding with synthetic images
+        return None
+    gap = separability.domain_gap(
+        {"benign": original[labels == 0], "malignant": original[labels == 1], "synthetic": synthetic_features},
+        seed=seed,
+    )
+    runs.atomic_write_json(path, {
+        "features": "global average pooling of the classifier (the UMAP input)",
+        "method": f"{separability.FOLDS}-fold cross-validated logistic regression, ROC AUC of held-out scores",
+        "reading": "0.5 = indistinguishable, 1.0 = fully separable",
+        **gap,
+    })
+    return gap
+
+
+def _write_umap(run: runs.Run, rows: list[dict[str, object]]) -> None:
+    """``embedding/umap.csv`` and the two-panel ``embedding/umap.png``."""
+    runs.atomic_write_csv(run.files.umap_csv,
+                          [{**row, "x": f"{row['x']:.6f}", "y": f"{row['y']:.6f}"} for row in rows], COLUMNS)
+    buffer = io.BytesIO()
+    render_rows(rows).save(buffer, format="PNG")
+    runs.atomic_write_bytes(run.files.umap_figure, buffer.getvalue())
 
 
 def _synthetic_for(classifier_run: Path, gan_run: str, training):

@@ -20,19 +20,22 @@ import dataclasses
 import io
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from melanet import runs
+from melanet import config as config_module
+from melanet import layout, runs, stages, training
 from melanet.config import ConfigError
+from melanet.evaluation import metrics
 from melanet.explain import gradcam, overlay
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES = ("FN", "FP", "TP", "TN")  # the order of the index: mistakes first
+STAGE = "explain"
+OUTCOMES = stages.OUTCOMES  # the order of the index: mistakes first
 INDEX_COLUMNS = (
     "image",
     "label",
@@ -45,9 +48,9 @@ INDEX_COLUMNS = (
     "input_path",
     "threshold",  # the decision threshold behind ``outcome`` (an addition to the documented columns)
 )
-EXPLAIN_FOLDER = "explain"
+EXPLAIN_FOLDER = layout.EXPLAIN_FOLDER
 
-Progress = Callable[[int, int, str], None]
+Progress = training.Progress
 
 
 def parse_which(text: str) -> tuple[str, ...]:
@@ -64,15 +67,8 @@ def parse_which(text: str) -> tuple[str, ...]:
 
 
 def outcomes(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> np.ndarray:
-    """Outcome per image: (N,) labels 0/1 and (N,) malignant probabilities -> (N,) 'TP'/'FP'/'TN'/'FN'.
-
-    An image is predicted malignant when its probability is strictly above ``threshold``, as in
-    ``melanet.evaluation.metrics.confusion_counts``.
-    """
-    labels = np.asarray(labels).astype(int)
-    predicted = np.asarray(probabilities, dtype=np.float64) > threshold
-    result = np.where(labels == 1, np.where(predicted, "TP", "FN"), np.where(predicted, "FP", "TN"))
-    return result.astype(object)
+    """Outcome per image, (N,) 'TP'/'FP'/'TN'/'FN': ``melanet.evaluation.metrics.outcomes`` (its decision rule)."""
+    return metrics.outcomes(labels, probabilities, threshold)
 
 
 def order_for_review(outcome: np.ndarray, probabilities: np.ndarray, which: Iterable[str]) -> list[int]:
@@ -92,6 +88,11 @@ def order_for_review(outcome: np.ndarray, probabilities: np.ndarray, which: Iter
 
 def _file_stem(image_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", image_id)
+
+
+def data_folder_name(data_root: str | Path) -> str:
+    """The sub-folder of ``explain/`` for the test split of another data folder: its (cleaned) name."""
+    return _file_stem(Path(data_root).resolve().name)
 
 
 def _method_slug(method: str) -> str:
@@ -125,7 +126,7 @@ class ExplainOptions:
 
     layer: str = "block5_conv3"
     method: str = "gradcam"
-    which: tuple[str, ...] = OUTCOMES
+    outcomes: tuple[str, ...] = OUTCOMES  # which outcomes to explain
     limit: int = 0  # 0 = every selected image
     threshold: float = 0.5
     opacity: float = 0.5
@@ -157,32 +158,16 @@ def explain_images(
         the rows written for this call, in index order.
     """
     images = np.asarray(images)
-    count = len(images)
-    if not (len(labels) == len(ids) == len(probabilities) == count):
+    if not (len(labels) == len(ids) == len(probabilities) == len(images)):
         raise ValueError(
-            f"images ({count}), labels ({len(labels)}), ids ({len(ids)}) and probabilities "
+            f"images ({len(images)}), labels ({len(labels)}), ids ({len(ids)}) and probabilities "
             f"({len(probabilities)}) must have the same length"
         )
     if options.limit < 0:
         raise ValueError(f"limit must be >= 0, got {options.limit}")
-    run_path, output_dir = Path(run_path), Path(output_dir)
-    outcome = outcomes(labels, probabilities, options.threshold)
-    selected = order_for_review(outcome, probabilities, options.which)
-    if options.limit:
-        selected = selected[: options.limit]
-    if not selected:
-        found = ", ".join(f"{name} {int(np.sum(outcome == name))}" for name in OUTCOMES)
-        logger.warning("no test image has outcome %s at threshold %s (%s)", ",".join(options.which), options.threshold, found)
-    logger.info(
-        "explaining %d of %d images (%s) with %s on %s",
-        len(selected),
-        count,
-        ",".join(options.which),
-        options.method,
-        options.layer,
-    )
+    outcome = metrics.outcomes(labels, probabilities, options.threshold)
+    selected = select_for_review(outcome, probabilities, options)
     mapper = gradcam.ActivationMapper(model, layer=options.layer, method=options.method)
-    slug = f"{_method_slug(options.method)}_{_file_stem(options.layer)}"
     rows: list[dict[str, str]] = []
     if progress is not None:
         progress(0, len(selected), options.method)
@@ -190,34 +175,57 @@ def explain_images(
         batch = selected[start : start + options.batch_size]
         maps = mapper(images[batch].astype(np.float32) / 255.0)
         for index, activation_map in zip(batch, maps):
-            stem = _file_stem(ids[index])
-            paths = {
-                "map_path": output_dir / "maps" / f"{stem}_{slug}.npy",
-                "overlay_path": output_dir / "overlays" / f"{stem}_{slug}.png",
-                "input_path": output_dir / "inputs" / f"{stem}.png",
-            }
-            rendered = overlay.overlay(
-                images[index], activation_map, colour_map=options.colour_map, opacity=options.opacity
-            )
-            runs.atomic_write_bytes(paths["map_path"], _npy_bytes(activation_map))
-            runs.atomic_write_bytes(paths["overlay_path"], _png_bytes(rendered))
-            runs.atomic_write_bytes(paths["input_path"], _png_bytes(images[index]))
-            rows.append(
-                {
-                    "image": ids[index],
-                    "label": str(int(labels[index])),
-                    "prob_malignant": f"{float(probabilities[index]):.6f}",
-                    "outcome": str(outcome[index]),
-                    "method": options.method,
-                    "layer": options.layer,
-                    **{key: path.relative_to(run_path).as_posix() for key, path in paths.items()},
-                    "threshold": f"{options.threshold:.6g}",
-                }
-            )
+            row = {"image": ids[index], "label": str(int(labels[index])),
+                   "prob_malignant": f"{float(probabilities[index]):.6f}", "outcome": str(outcome[index])}
+            rows.append(_write_image_outputs(images[index], activation_map, row, Path(run_path), Path(output_dir),
+                                             options))
         if progress is not None:
             progress(min(start + options.batch_size, len(selected)), len(selected), options.method)
-    _merge_index(output_dir / "index.csv", rows)
+    _merge_index(Path(output_dir) / layout.EXPLAIN_INDEX_NAME, rows)
     return rows
+
+
+def select_for_review(outcome: np.ndarray, probabilities: np.ndarray, options: ExplainOptions) -> list[int]:
+    """``order_for_review`` of ``options.outcomes``, cut to ``options.limit``; logs what was chosen."""
+    selected = order_for_review(outcome, probabilities, options.outcomes)
+    if options.limit:
+        selected = selected[: options.limit]
+    wanted = ",".join(options.outcomes)
+    if not selected:
+        found = ", ".join(f"{name} {int(np.sum(outcome == name))}" for name in OUTCOMES)
+        logger.warning("no test image has outcome %s at threshold %s (%s)", wanted, options.threshold, found)
+    logger.info("explaining %d of %d images (%s) with %s on %s", len(selected), len(outcome), wanted,
+                options.method, options.layer)
+    return selected
+
+
+def _write_image_outputs(
+    image: np.ndarray, activation_map: np.ndarray, row: dict[str, str], run_path: Path, output_dir: Path,
+    options: ExplainOptions,
+) -> dict[str, str]:
+    """Write one image's map (.npy), overlay and input (.png); returns its complete index row.
+
+    ``image`` (S, S, 3) uint8, ``activation_map`` (S, S) in [0, 1]; ``row`` holds image, label,
+    prob_malignant and outcome.
+    """
+    stem = _file_stem(row["image"])
+    slug = f"{_method_slug(options.method)}_{_file_stem(options.layer)}"
+    paths = {
+        "map_path": output_dir / layout.EXPLAIN_MAPS_FOLDER / f"{stem}_{slug}.npy",
+        "overlay_path": output_dir / layout.EXPLAIN_OVERLAYS_FOLDER / f"{stem}_{slug}.png",
+        "input_path": output_dir / layout.EXPLAIN_INPUTS_FOLDER / f"{stem}.png",
+    }
+    rendered = overlay.overlay(image, activation_map, colour_map=options.colour_map, opacity=options.opacity)
+    runs.atomic_write_bytes(paths["map_path"], _npy_bytes(activation_map))
+    runs.atomic_write_bytes(paths["overlay_path"], _png_bytes(rendered))
+    runs.atomic_write_bytes(paths["input_path"], _png_bytes(image))
+    return {
+        **row,
+        "method": options.method,
+        "layer": options.layer,
+        **{key: path.relative_to(run_path).as_posix() for key, path in paths.items()},
+        "threshold": f"{options.threshold:.6g}",
+    }
 
 
 def _merge_index(path: Path, rows: list[dict[str, str]]) -> None:
@@ -277,7 +285,7 @@ def _saved_probabilities(run: runs.Run, ids: Sequence[str]) -> np.ndarray | None
     """Malignant probabilities for ``ids`` from the run's ``predictions.csv``, or None when any is missing."""
     from melanet.evaluation import evaluate
 
-    path = run.file(evaluate.PREDICTIONS_FILE)
+    path = run.files.predictions
     if not path.is_file():
         return None
     saved_ids, _, probabilities = evaluate.read_predictions(path)
@@ -294,7 +302,7 @@ def explain_run(
     data_root: str | Path | None = None,
     method: str | None = None,
     layer: str | None = None,
-    which: str | None = None,
+    outcomes: str | None = None,
     limit: int = 0,
     threshold: str | float | None = None,
     progress: Progress | None = None,
@@ -303,72 +311,73 @@ def explain_run(
 
     ``data_root`` explains the test split of another data folder instead, written under
     ``<run>/explain/<folder name>/``; the run's own test split goes to ``<run>/explain/``.
-    ``method``, ``layer`` and ``which`` default to the run's ``explain`` config section; ``threshold``
-    as in :func:`run_threshold`. Probabilities
-    come from the run's ``predictions.csv`` (``melanet evaluate``) when it covers the images, else
-    the model predicts them here.
+    ``method``, ``layer`` and ``outcomes`` (a comma list of fn, fp, tp, tn or "all") default to the
+    run's ``explain`` config section; ``threshold`` as in :func:`run_threshold`. Probabilities come
+    from the run's ``predictions.csv`` (``melanet evaluate``) when it covers the images, else the
+    model predicts them here. The run's ``status.json`` keeps an ``explain`` entry (running/done/failed).
     """
-    from melanet.classifier import predict as classifier_predict
     from melanet.data import prepare
 
     run = runs.Run.open(run_path)
+    training.check_folder(run, STAGE)
     config = run.config()
     if runs.model_file(run.path) is None:
-        raise runs.RunError(
-            f"{run.path}: no trained model (model.keras or model.trained.npz); explain a finished train-classifier run"
-        )
+        raise runs.RunError(f"{run.path}: no trained model ({' or '.join(layout.MODEL_FILES)}); "
+                            "explain a finished train-classifier run")
+    options = explain_options(config.explain, method=method, layer=layer, outcomes=outcomes, limit=limit)
     data_config = config.data if data_root is None else dataclasses.replace(config.data, root=str(data_root))
-    output_dir = run.path / EXPLAIN_FOLDER
-    if data_root is not None:
-        output_dir = output_dir / _file_stem(Path(data_root).resolve().name)
-    if limit < 0:
-        raise ConfigError(f"limit must be >= 0, got {limit}")
-    try:
-        selection = parse_which(which or config.explain.which)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    options = ExplainOptions(
-        layer=layer or config.explain.layer,
-        method=method or config.explain.method,
-        which=selection,
-        limit=limit,
-        opacity=config.explain.opacity,
-    )
-    with run.lock("explain"):
-        model = classifier_predict.load_model(run.path)
-        try:
-            gradcam.find_target_layer(model, options.layer)
-        except ValueError as error:
-            raise ConfigError(f"explain.layer: {error}") from None
+    output_dir = run.files.explain_folder(None if data_root is None else data_folder_name(data_root))
+    with training.step_session(run, STAGE, method=options.method, layer=options.layer,
+                               folder=output_dir.relative_to(run.path).as_posix()) as entry:
+        model = _load_model_for(run, options.layer)
         image_set = prepare.load_split(data_config, "test", progress=progress)
         probabilities = _saved_probabilities(run, image_set.ids) if data_root is None else None
         if probabilities is None:
-            probabilities = np.asarray(
-                classifier_predict.predict_probabilities(model, image_set.images, config.classifier.batch_size),
-                dtype=np.float64,
-            )
-            if probabilities.ndim == 2:
-                probabilities = probabilities[:, 1]
+            probabilities = _predict(model, image_set.images, config.classifier.batch_size)
         options = dataclasses.replace(options, threshold=run_threshold(run, config.evaluation.threshold, threshold))
-        status = {"state": "running", "method": options.method, "layer": options.layer, "threshold": options.threshold,
-                  "folder": output_dir.relative_to(run.path).as_posix(), "started_at": runs.now_iso()}
-        run.update_status(explain=status)
+        entry.update(threshold=options.threshold)
 
         def report(done: int, total: int, message: str) -> None:
-            run.update_status(explain={**status, "done": done, "total": total})
+            entry.update(done=done, total=total)
             if progress is not None:
                 progress(done, total, message)
 
-        try:
-            rows = explain_images(
-                model, image_set.images, image_set.labels, image_set.ids, probabilities,
-                run_path=run.path, output_dir=output_dir, options=options, progress=report,
-            )
-        except BaseException as error:
-            run.update_status(explain={**status, "state": "failed",
-                                       "message": f"{type(error).__name__}: {error}"[:500],
-                                       "finished_at": runs.now_iso()})
-            raise
-        run.update_status(explain={**status, "state": "done", "done": len(rows), "total": len(rows),
-                                   "finished_at": runs.now_iso()})
-    return output_dir / "index.csv"
+        rows = explain_images(model, image_set.images, image_set.labels, image_set.ids, probabilities,
+                              run_path=run.path, output_dir=output_dir, options=options, progress=report)
+        entry.update(done=len(rows), total=len(rows))
+    return output_dir / layout.EXPLAIN_INDEX_NAME
+
+
+def explain_options(
+    settings: config_module.ExplainConfig, *, method: str | None = None, layer: str | None = None,
+    outcomes: str | None = None, limit: int = 0,
+) -> ExplainOptions:
+    """``ExplainOptions`` from the run's ``explain`` section, each argument given replacing its setting."""
+    if limit < 0:
+        raise ConfigError(f"limit must be >= 0, got {limit}")
+    try:
+        selection = parse_which(outcomes or settings.outcomes)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return ExplainOptions(layer=layer or settings.layer, method=method or settings.method, outcomes=selection,
+                          limit=limit, opacity=settings.opacity)
+
+
+def _load_model_for(run: runs.Run, layer: str):
+    """The run's model, checked to have ``layer`` (ConfigError naming it otherwise)."""
+    from melanet.classifier import predict as classifier_predict
+
+    model = classifier_predict.load_model(run.path)
+    try:
+        gradcam.find_target_layer(model, layer)
+    except ValueError as error:
+        raise ConfigError(f"explain.layer: {error}") from None
+    return model
+
+
+def _predict(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """(N,) malignant probabilities of uint8 images (N, S, S, 3)."""
+    from melanet.classifier import predict as classifier_predict
+
+    probabilities = np.asarray(classifier_predict.predict_probabilities(model, images, batch_size), dtype=np.float64)
+    return probabilities[:, 1] if probabilities.ndim == 2 else probabilities
