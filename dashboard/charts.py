@@ -79,3 +79,15 @@ def umap_figure(frame: pd.DataFrame, title: str) -> go.Figure:
     figure.update_layout(title=title, height=430, xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False),
                          margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
     return figure
+
+
+def distance_histogram(groups: dict[str, Sequence[float]], title: str) -> go.Figure:
+    """Overlaid histograms of nearest-neighbour distances, one per group (e.g. synthetic -> real, real -> real)."""
+    figure = go.Figure()
+    colours = {"synthetic": TAG_COLOURS["synthetic"], "real": TAG_COLOURS["malignant"]}
+    for name, values in groups.items():
+        figure.add_trace(go.Histogram(x=list(values), name=name, opacity=0.6, histnorm="probability",
+                                      marker_color=colours.get(name.split()[0])))
+    figure.update_layout(barmode="overlay", title=title, xaxis_title="distance to the nearest real malignant image",
+                         yaxis_title="share of images", height=320, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
