@@ -137,3 +137,31 @@ def test_overlay_rejects_bad_arguments() -> None:
         overlay.overlay(image, np.zeros((8, 8)), opacity=1.5)
     with pytest.raises(ValueError, match="colour map"):
         overlay.overlay(image, np.zeros((8, 8)), colour_map="rainbow")
+
+
+def _direct_gradcam(model: keras.Model, images: np.ndarray, layer: str) -> np.ndarray:
+    """Grad-CAM written out with a GradientTape: ReLU(sum_c mean_hw(d logit_malignant / dA) * A_c)."""
+    import tensorflow as tf
+
+    probe = keras.Model(model.inputs, [model.get_layer(layer).output, model.get_layer("global_average_pooling").output])
+    kernel, bias = model.get_layer("predictions").get_weights()
+    with tf.GradientTape() as tape:
+        activations, pooled = probe(images)
+        malignant_logit = tf.matmul(pooled, kernel[:, 1:]) + bias[1]  # the score before the softmax
+    gradients = tape.gradient(malignant_logit, activations)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    maps = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1)).numpy()
+    return gradcam.normalize_maps(maps)
+
+
+def test_gradcam_on_a_non_default_layer_matches_a_direct_gradient_tape_computation() -> None:
+    keras.utils.set_random_seed(3)
+    model = tiny_classifier(pool=False)  # block1_conv1 keeps the input size: no resizing in the comparison
+    images = np.random.default_rng(3).random((3, SIZE, SIZE, 3)).astype(np.float32)
+    maps = gradcam.compute_maps(model, images, layer="block1_conv1", method="gradcam")
+    expected = _direct_gradcam(model, images, "block1_conv1")
+    assert maps.shape == (3, SIZE, SIZE) and expected.max() > 0
+    np.testing.assert_allclose(maps, expected, atol=2e-4)
+    default_layer = gradcam.compute_maps(model, images, method="gradcam")
+    np.testing.assert_allclose(default_layer, _direct_gradcam(model, images, "block5_conv3"), atol=2e-4)
+    assert not np.allclose(maps, default_layer, atol=1e-2)
