@@ -21,6 +21,7 @@ PAGES = [
     st.Page("pages/gradcam.py", title="Grad-CAM", icon=":material/visibility:", url_path="grad-cam"),
     st.Page("pages/umap.py", title="UMAP", icon=":material/scatter_plot:", url_path="umap-embedding"),
     st.Page("pages/predict.py", title="Predict", icon=":material/upload_file:", url_path="prediction"),
+    st.Page("pages/reader_study.py", title="Reader study", icon=":material/groups:", url_path="reader-study"),
 ]
 
 page = st.navigation(PAGES)

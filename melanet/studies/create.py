@@ -266,3 +266,27 @@ def _write_overlays(building: Path, run: runs.Run, rows: list[dict[str, Any]],
             runs.atomic_write_bytes(folder / f"{row['case']}.png", _png_bytes(picture))
             row["overlay"] = f"{study_module.OVERLAYS_FOLDER}/{row['case']}.png"
     return {"from_run_explain": len(rows) - len(missing), "computed": len(missing)}
+
+
+def copy_study(source: study_module.Study, root: str | Path) -> study_module.Study:
+    """A fresh copy of ``source`` (study.json, cases.csv, overlays/; no answers, no results) as
+    ``root/<its name>``, or the copy already there. Lets readers answer a study that ships read-only."""
+    target = study_module.resolve_study_name(root, source.name)
+    if (target / study_module.STUDY_FILE).is_file():
+        return study_module.open_study(target)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.copying-", dir=_mkdir(target.parent)))
+    try:
+        for name in (study_module.STUDY_FILE, study_module.CASES_FILE):
+            shutil.copyfile(source.path / name, building / name)
+        if (source.path / study_module.OVERLAYS_FOLDER).is_dir():
+            shutil.copytree(source.path / study_module.OVERLAYS_FOLDER, building / study_module.OVERLAYS_FOLDER)
+        os.rename(building, target)
+    except OSError:
+        shutil.rmtree(building, ignore_errors=True)
+        if not (target / study_module.STUDY_FILE).is_file():
+            raise
+        # another session copied it first: use that copy
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return study_module.open_study(target)

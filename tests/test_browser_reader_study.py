@@ -1,0 +1,164 @@
+"""The Reader study page in a real browser (Streamlit server + Playwright/Chromium): a 6-case study of
+the shipped demo run (created with the command line in a temporary folder; the run is only read),
+read unaided with a reload in the middle, blind (nothing about a case's label or the model's output
+reaches the browser), then aided; the results shown and downloaded equal `melanet reader-study results`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from melanet.studies import study as study_module
+
+from test_browser import CHROMIUM, CHROMIUM_ARGS, choose, open_page, screenshot, start_server, stop_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_RUN = REPO / "models" / "demo" / "melanet"
+NAME = "browser-6"
+READER = "Dr Browser"
+
+
+def melanet(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "melanet", "-q", *arguments], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=True)
+
+
+@pytest.fixture(scope="module")
+def served_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    folder = tmp_path_factory.mktemp("reader-study")
+    studies = folder / "studies"
+    melanet("reader-study", "create", "--run", str(DEMO_RUN), "--name", NAME, "--cases", "6", "--seed", "1",
+            "--root", str(studies))
+    env = dict(os.environ, MELANET_MODELS_DIR=str(REPO / "models"), MELANET_RUNS_DIR=str(folder / "runs"),
+               MELANET_STUDIES_DIR=str(studies))
+    server, url = start_server(env, folder / "server.log")
+    try:
+        yield url, studies / NAME
+    finally:
+        stop_server(server)
+
+
+def leaks(study: study_module.Study) -> list[str]:
+    """Strings that would give away a case's label or the model's output."""
+    found = ["P(malignant)", "Grad-CAM:", "Model:", "model_decision", "prob_malignant", study_module.OVERLAYS_FOLDER]
+    for case in study.cases:
+        found += [f"{case.prob_malignant:.6f}", f"{case.prob_malignant:.3f}", f"{case.prob_malignant:.4g}"]
+    return found
+
+
+def answer(page, decision: str, confidence: int) -> None:
+    form = page.locator('[data-testid="stForm"]')
+    expect(form).to_have_count(1, timeout=30_000)  # the previous case's form is gone
+    form.get_by_role("radiogroup", name="Your decision").get_by_text(decision, exact=True).click()
+    form.get_by_role("radiogroup", name="Confidence").get_by_text(str(confidence), exact=True).click()
+    form.get_by_role("button", name="Save and next").click()
+
+
+def expect_case(page, number: int, phase: str, case_id: str) -> None:
+    expect(page.get_by_text(f"Case {number} of 6 ({phase})")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(f"this is case {case_id}")).to_be_visible(timeout=10_000)
+
+
+def unaided_choice(position: int) -> tuple[str, int]:
+    return ("malignant" if position % 3 else "benign"), position % 5 + 1
+
+
+def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path) -> None:
+    url, study_path = served_study
+    study = study_module.open_study(study_path)
+    unaided_order = study_module.case_order(study, READER, "unaided")
+    aided_order = study_module.case_order(study, READER, "aided")
+    secrets = leaks(study)
+    received: list[bytes | str] = []
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
+        page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: received.append(frame)))
+        open_page(page, url, "Reader study")
+        choose(page, "study_pick", f"studies/{NAME}")
+        page.locator(".st-key-reader_name input").fill(READER)
+        page.locator(".st-key-reader_name input").press("Enter")
+        expect_case(page, 1, "unaided", unaided_order[0])
+        page.locator('[data-testid="stForm"]').get_by_role("button", name="Save and next").click()
+        expect(page.get_by_text("Choose benign or malignant")).to_be_visible(timeout=30_000)  # decision required
+        assert not study.responses_path.exists()
+
+        for position in range(6):
+            if position == 3:  # a reload forgets the session; the answers and the URL's name remain
+                page.reload()
+            expect_case(page, position + 1, "unaided", unaided_order[position])
+            lesion = page.locator(f'.reader-study-image[data-case="{unaided_order[position]}"] img')
+            expect(lesion).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"), timeout=30_000)
+            original = study.image_path(study.case(unaided_order[position]), REPO).read_bytes()
+            assert base64.b64decode(lesion.get_attribute("src").split(",", 1)[1]) == original  # the file itself
+            expect(page.locator('[data-testid="stForm"]')).to_have_count(1, timeout=30_000)
+            html = page.content()
+            assert not [secret for secret in secrets if secret in html], "unaided page gives the case away"
+            unaided_frames = len(received)  # all the server sent while this unaided case was on screen
+            answer(page, *unaided_choice(position))
+        expect_case(page, 1, "aided", aided_order[0])
+        frames = b"".join(frame if isinstance(frame, bytes) else frame.encode() for frame in received[:unaided_frames])
+        assert len(frames) > 10_000  # the six lesion images went through the socket
+        assert not [secret for secret in secrets if secret.encode() in frames], "the server sent a secret unaided"
+        later = b"".join(frame if isinstance(frame, bytes) else frame.encode() for frame in received[unaided_frames:])
+        assert b"P(malignant)" in later  # the check would see a secret if there were one
+        screenshot(page, "reader-study-aided")
+
+        for position, case_id in enumerate(aided_order):
+            case = study.case(case_id)
+            expect_case(page, position + 1, "aided", case_id)
+            expect(page.locator(f'.reader-study-image[data-case="{case_id}"] img')).to_have_count(1, timeout=30_000)
+            model_output = re.escape(f"P(malignant) = {case.prob_malignant:.3f}") + f".* it says {case.model_decision}"
+            expect(page.get_by_text(re.compile(model_output))).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Grad-CAM: where the model looks")).to_be_visible()
+            answer(page, case.model_decision, 4)
+        expect(page.get_by_text(f"Thank you, {READER}")).to_be_visible(timeout=60_000)
+
+        rows = [line.split(",") for line in study.responses_path.read_text().splitlines()[1:]]
+        assert [(row[0], row[3], row[4], row[5]) for row in rows] == (
+            [(case, "unaided", *map(str, unaided_choice(n))) for n, case in enumerate(unaided_order)]
+            + [(case, "aided", study.case(case).model_decision, "4") for case in aided_order])
+
+        page.locator(".st-key-study_view").get_by_text("Results").click()
+        expect(page.get_by_text("Readers and the model")).to_be_visible(timeout=60_000)
+        melanet("reader-study", "results", NAME, "--root", str(study_path.parent))
+        expected = json.loads((study_path / study_module.RESULTS_FILE).read_text())
+        tables = page.locator('[data-testid="stTable"]')
+        shown = {}
+        for row in tables.first.locator("tbody tr").all():
+            cells = [text.strip() for text in row.locator("th, td").all_inner_texts()]
+            shown[(cells[0], cells[1])] = cells
+        for entry in expected["readers"]:
+            cells = shown[(READER, entry["phase"])]
+            low, high = entry["sensitivity_ci"]
+            assert cells[3] == f"{100 * entry['sensitivity']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+            low, high = entry["specificity_ci"]
+            assert cells[4] == f"{100 * entry['specificity']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+            assert cells[5:8] == [f"{entry['auc']:.3f}", f"{entry['kappa_vs_model']:.3f}",
+                                  f"{entry['model']['auc']:.3f}"]
+            assert cells[10] == f"{entry['delong']['delta_auc']:.3f} (p = {entry['delong']['p']:.3f})"
+        assert shown[("model", f"threshold {study.threshold:.4g}")][5] == f"{expected['model']['auc']:.3f}"
+        change = expected["aided_vs_unaided"][0]
+        expect(tables.nth(1)).to_contain_text(f"{change['right_to_wrong']}")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download results.json").click()
+        assert Path(download.value.path()).read_bytes() == (study_path / study_module.RESULTS_FILE).read_bytes()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download responses.csv").click()
+        assert Path(download.value.path()).read_bytes() == study.responses_path.read_bytes()
+        expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(1)
+        screenshot(page, "reader-study-results")
+        browser.close()
