@@ -19,6 +19,11 @@ from dashboard import artifacts, discovery, ui
 MAX_UPLOAD_MB = 20
 EXTENSIONS = ("jpg", "jpeg", "png")
 
+# Far below the data pipeline's decompression-bomb guard: a 100 MP image costs the dashboard ~740 MB,
+# and dermoscopy images are rarely over 24 MP (6000 x 4000).
+MAX_MEGAPIXELS = 25
+# Below this the image holds no lesion detail; the model would still give a confident-looking answer.
+MIN_SIDE_PIXELS = 64
 st.title("Predict")
 st.warning(f"**{ui.NOT_A_DEVICE}** The models here were trained on a small public data set; their "
            "errors are shown on the Compare and Grad-CAM pages.", icon=":material/warning:")
@@ -62,13 +67,27 @@ if config is None:
     st.error(f"{entry.label}: its config.yaml is missing or invalid; choose another run.")
     st.stop()
 try:
+accepted = f"JPEG or PNG dermoscopy images of up to {MAX_MEGAPIXELS} megapixels (e.g. 6000 x 4000) are accepted"
     image = preprocess.preprocess_image(data, config.data.image_size, config.data.max_image_pixels, config.data.resize,
+    width, height = preprocess.read_dimensions(data, config.data.max_image_pixels)
+    if width * height > MAX_MEGAPIXELS * 1_000_000:
+        st.error(f"{uploaded.name} is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels): too large. "
+                 f"{accepted}; downsize it first.")
+        st.stop()
                                         config.data.color_constancy)
 except data_errors.DataError as error:
-    st.error(f"Cannot use {uploaded.name}: {error}. Upload a JPEG or PNG dermoscopy image.")
+    st.error(f"Cannot use {uploaded.name}: {error}. {accepted}.")
+    st.stop()
+if min(width, height) < MIN_SIDE_PIXELS:
+    st.warning(f"{uploaded.name} is only {width} x {height} pixels: too small to show a lesion, so no prediction is "
+               f"made. Upload the dermoscopy image at its original size (at least {MIN_SIDE_PIXELS} pixels a side).")
     st.stop()
 
-model = _model(str(entry.path), runs.model_file(entry.path).stat().st_mtime)
+try:
+    model = _model(str(entry.path), runs.model_file(entry.path).stat().st_mtime)
+except runs.RunError as error:
+    st.error(f"{entry.label}: {error}. Choose another run.")
+    st.stop()
 from melanet.classifier import predict  # noqa: E402  (TensorFlow only once an image is here)
 
 probability = float(predict.predict_probabilities(model, image[None])[0])

@@ -18,7 +18,8 @@ from streamlit.testing.v1 import AppTest
 
 import app_fixture
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+REPOSITORY = Path(__file__).resolve().parents[1]
+APP = str(REPOSITORY / "app.py")
 PAGES = ["overview", "train", "compare", "lesions", "gradcam", "umap", "predict"]
 TIMEOUT = 90
 
@@ -191,3 +192,109 @@ def test_overview_does_not_import_tensorflow() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_shipped_streamlit_config_keeps_the_dashboard_local_and_quiet() -> None:
+    import tomllib
+
+    from streamlit import config as streamlit_config
+
+    settings = tomllib.loads((REPOSITORY / ".streamlit" / "config.toml").read_text())
+    assert settings["server"]["address"] == "127.0.0.1"  # no login, can start training: local only
+    assert settings["client"]["showErrorDetails"] in ("type", "none")  # no tracebacks or server paths
+    assert settings["client"]["toolbarMode"] in ("viewer", "minimal")  # no Deploy button
+    assert settings["browser"]["gatherUsageStats"] is False
+    for section, values in settings.items():  # every key is one this Streamlit knows
+        for key in values:
+            assert f"{section}.{key}" in streamlit_config._config_options_template, f"{section}.{key}"
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels in a few hundred bytes (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+            + chunk(b"IEND", b""))
+
+
+def _png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), 120, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _upload(app: AppTest, name: str, data: bytes, mime: str) -> AppTest:
+    app.file_uploader(key="predict_upload").set_value((name, data, mime)).run(timeout=180)
+    assert not app.exception, [item.value for item in app.exception]
+    return app
+
+
+def _shown_probability(app: AppTest) -> float | None:
+    return next((float(metric.value) for metric in app.metric if metric.label == "P(malignant)"), None)
+
+
+def test_predict_shows_the_models_own_probability_for_the_preprocessed_image(demo_env: Path) -> None:
+    from melanet import runs
+    from melanet.classifier import predict
+    from melanet.data import preprocess
+
+    app = _upload(render("predict"), "lesion.jpg", _jpeg(), "image/jpeg")
+    run_path = demo_env / "demo" / "melanet"
+    assert "melanet" in app.selectbox(key="predict_run").value
+    settings = runs.Run(run_path).config().data
+    image = preprocess.preprocess_image(_jpeg(), settings.image_size, settings.max_image_pixels, settings.resize,
+                                        settings.color_constancy)
+    expected = float(predict.predict_probabilities(predict.load_model(run_path), image[None])[0])
+    assert _shown_probability(app) == pytest.approx(expected, abs=5e-4)
+    decision = next(metric.value for metric in app.metric if metric.label == "Decision at 0.5")
+    assert decision == ("malignant" if expected > 0.5 else "benign")
+
+
+def test_predict_refuses_large_wrong_type_and_bomb_uploads_saying_what_is_accepted(demo_env: Path) -> None:
+    app = render("predict")
+    oversized = _jpeg() + b"\0" * (21 * 1024 * 1024)
+    _upload(app, "huge.jpg", oversized, "image/jpeg")
+    assert "the limit is 20 MB" in app.error[0].value and _shown_probability(app) is None
+
+    # another extension never reaches the page (the uploader's own type filter); another type under an accepted one:
+    _upload(app, "report.jpg", b"%PDF-1.7\n" + b"0" * 4000, "image/jpeg")
+    message = app.error[0].value
+    assert "Cannot use report.jpg: " in message and "not an image" in message and "JPEG or PNG" in message
+    assert _shown_probability(app) is None
+
+    bomb = _png_header_only(10_000, 10_000)  # 100 MP in a few hundred bytes: passes the pipeline's guard
+    assert len(bomb) < 2000
+    _upload(app, "bomb.png", bomb, "image/png")
+    message = app.error[0].value
+    assert "10000 x 10000" in message and "up to 25 megapixels" in message and _shown_probability(app) is None
+
+    _upload(app, "bigger.png", _png_header_only(20_000, 20_000), "image/png")  # past PIL's own limit
+    assert "Cannot use bigger.png" in app.error[0].value and "up to 25 megapixels" in app.error[0].value
+
+
+def test_predict_warns_about_a_tiny_image_instead_of_answering(demo_env: Path) -> None:
+    app = _upload(render("predict"), "dot.png", _png(1, 1), "image/png")
+    assert _shown_probability(app) is None
+    assert any("only 1 x 1 pixels" in warning.value and "at least 64 pixels" in warning.value for warning in app.warning)
+    _upload(app, "lesion.png", _png(96, 80), "image/png")
+    assert _shown_probability(app) is not None
+
+
+def test_predict_names_a_corrupt_model_instead_of_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    models = tmp_path / "models"
+    app_fixture.write_results(models / "demo")
+    broken = models / "demo" / "melanet" / "model.keras"
+    broken.write_bytes(broken.read_bytes()[:5000])  # cut short, as by a full disk or an interrupted copy
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(models))
+    monkeypatch.setenv("MELANET_RUNS_DIR", str(tmp_path / "runs"))
+    app = _upload(render("predict"), "lesion.jpg", _jpeg(), "image/jpeg")
+    assert app.error and "cannot load the trained model" in app.error[0].value and str(broken) in app.error[0].value
+    assert "Traceback" not in app.error[0].value and _shown_probability(app) is None
+    shutil.rmtree(models)

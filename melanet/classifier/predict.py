@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import keras
@@ -25,13 +26,27 @@ def load_model(run_path: str | Path) -> keras.Model:
 
     path = Path(run_path) / MODEL_FILE
     if path.is_file():
-        return keras.models.load_model(path, compile=False)
+        return _load_keras_file(path)
     if (Path(run_path) / compact.COMPACT_FILE).is_file():
         return compact.load_compact(run_path)
     raise runs.RunError(f"{path}: no trained model in this run (train it with 'melanet train-classifier')")
 
 
 def scaled_batches(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
+def _load_keras_file(path: Path) -> keras.Model:
+    """``keras.models.load_model``, with ``RunError`` naming the file when it is empty, cut short or corrupt."""
+    size = path.stat().st_size
+    # Keras answers every unreadable file with "File not found"; say what is really wrong
+    problem = "empty file (0 bytes)" if size == 0 else None if zipfile.is_zipfile(path) else "not a .keras zip archive"
+    if problem is None:
+        try:
+            return keras.models.load_model(path, compile=False)
+        except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as error:
+            problem = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else 'unreadable'}"
+    raise runs.RunError(f"{path}: cannot load the trained model ({problem}; {size} bytes); the file is damaged, "
+                        "retrain the run or copy the file again")
+
+
     """uint8 (N, S, S, 3) -> batches of float32 in [0, 1] (the classifier's input scaling)."""
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
     return dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)

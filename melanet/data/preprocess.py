@@ -29,7 +29,6 @@ is used.
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,6 +81,12 @@ def preprocess_image(
             raise BadImageError(name, f"truncated or corrupt image ({error})") from None
         rgb = to_rgb(upright)
     return apply_color_constancy(_SQUARERS[resize](rgb, image_size), color_constancy)
+
+
+def read_dimensions(source: ImageSource, max_pixels: int = 100_000_000) -> tuple[int, int]:
+    """(width, height) from the header alone, no pixels decoded; ``BadImageError`` as ``preprocess_image``."""
+    with _open(source, _source_name(source), max_pixels) as image:
+        return image.size
 
 
 def inspect_image(source: ImageSource, max_pixels: int = 100_000_000) -> tuple[int, int]:
@@ -203,10 +208,9 @@ def _open(source: ImageSource, name: str, max_pixels: int) -> Image.Image:
     try:
         if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
             raise BadImageError(name, "empty file (0 bytes)")
-        with warnings.catch_warnings():
-            # the pixel limit below is ours (data.max_image_pixels), not PIL's global one
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(source)
+        # PIL's own bomb protection stays on (a warning past Image.MAX_IMAGE_PIXELS, an error at twice
+        # that); data.max_image_pixels below is checked as well, from the header alone.
+        image = Image.open(source)
     except FileNotFoundError:
         raise BadImageError(name, "file not found") from None
     except UnidentifiedImageError:
