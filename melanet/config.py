@@ -80,7 +80,8 @@ class ClassifierConfig:
     learning_rate: float = 1e-3
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
-    class_weight: bool = True  # 'balanced' class weights on top of focal loss (authors' code)
+    class_weight: stages.ClassWeight = "balanced"  # "balanced" class weights on top of focal loss | "none" (authors' code in effect)
+    focal_alpha_mode: stages.FocalAlphaMode = "paper"  # "paper": alpha / 1 - alpha per class | "authors": alpha cancels
     training_set: stages.TrainingSet = "original"  # "original" | "augment5x" | "augment10x" | "synthetic"
     gan_run: str = ""  # stage-1 run folder whose synthesized lesions feed "synthetic"
     synthetic_keep: str = "all"  # "all" | "top_fraction=F": the most realistic share (audit/realism.csv)
@@ -99,6 +100,8 @@ class EvaluationConfig:
     bootstrap_samples: int = 2000
     confidence: float = 0.95
     tta: str = "none"  # "none" | "flips": average the probabilities over the four flips of each image
+    calibration: stages.Calibration = "temperature"  # "none" | "temperature" | "platt", fitted on validation only
+    prevalence: float = 75 / 379  # PPV/NPV also reported at this prevalence (ISIC-2016 test set: 75 of 379)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +132,10 @@ class Config:
 
 # Keys renamed since run folders were first written: a saved config.yaml with the old key still loads.
 RENAMED_KEYS = {"explain.which": "explain.outcomes"}
+# Values replaced since run folders were first written (classifier.class_weight was true/false).
+LEGACY_VALUES: dict[str, dict[Any, str]] = {
+    "classifier.class_weight": {True: "balanced", False: "none", "true": "balanced", "false": "none"},
+}
 
 # Choices of plain ``str`` fields; fields typed as a ``Literal`` (melanet.stages) carry their own.
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -212,6 +219,9 @@ def _apply(base: Any, updates: dict[str, Any], prefix: str, where: str) -> Any:
         else:
             hint = hints[name]
             allowed = _CHOICES.get(key)
+            legacy = LEGACY_VALUES.get(key, {})
+            if isinstance(value, (bool, str)) and (value.lower() if isinstance(value, str) else value) in legacy:
+                value = legacy[value.lower() if isinstance(value, str) else value]
             if typing.get_origin(hint) is typing.Literal:
                 hint, allowed = str, typing.get_args(hint)
             if isinstance(hint, types.UnionType):
@@ -276,6 +286,14 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return config
 
 
+def with_overrides(config: Config, overrides: typing.Sequence[str]) -> Config:
+    """``config`` with 'section.key=value' overrides applied strictly, then validated."""
+    for text in overrides:
+        config = _apply(config, _parse_override(text), "", f"--set {text}")
+    validate(config)
+    return config
+
+
 def from_dict(values: dict[str, Any], where: str = "config") -> Config:
     """Build a Config from a (possibly partial) nested mapping, strictly."""
     config = _apply(Config(), values, "", where)
@@ -320,6 +338,7 @@ def validate(config: Config) -> None:
         (0.0 < config.evaluation.threshold < 1.0, "evaluation.threshold", "in (0, 1)"),
         (0.0 < config.evaluation.target_sensitivity <= 1.0, "evaluation.target_sensitivity", "in (0, 1]"),
         (0.0 < config.evaluation.confidence < 1.0, "evaluation.confidence", "in (0, 1)"),
+        (0.0 < config.evaluation.prevalence < 1.0, "evaluation.prevalence", "a fraction in (0, 1)"),
         (0.0 <= config.explain.opacity <= 1.0, "explain.opacity", "in [0, 1]"),
         (config.gan.learning_rate > 0, "gan.learning_rate", "> 0"),
         (0.0 <= config.gan.beta_1 < 1.0, "gan.beta_1", "in [0, 1)"),

@@ -30,7 +30,7 @@ from typing import Any
 
 from melanet import config as config_module
 from melanet import runs, training
-from melanet.evaluation import compare
+from melanet.evaluation import compare, paired
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +227,9 @@ def reproduce(
             run.update_status(progress=round((index + 1) / len(steps), 4), stages=_stage_entries(steps, states))
         rows = compare.load_rows([results / folder for folder, _ in CLASSIFIERS])
         compare.write_tables(rows, results)
+        evaluated = [results / folder for folder, _ in CLASSIFIERS]
+        if not paired.without_predictions(evaluated):
+            paired.write_comparison(paired.compare_runs(evaluated), results)
         run.update_status(step=len(steps), steps=len(steps), progress=1.0, message="table written",
                           stages=_stage_entries(steps, states))
         if progress is not None:

@@ -46,6 +46,19 @@ OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)
 Distribute = Literal["none", "mirrored"]
 DISTRIBUTE_CHOICES: tuple[Distribute, ...] = typing.get_args(Distribute)
 
+# evaluation.calibration: a monotone map fitted on the validation predictions (melanet.evaluation.calibration)
+Calibration = Literal["none", "temperature", "platt"]
+CALIBRATIONS: tuple[Calibration, ...] = typing.get_args(Calibration)
+
+# classifier.class_weight: 'balanced' (the paper's intent) | 'none' (what the authors' Keras 2 code ran)
+ClassWeight = Literal["balanced", "none"]
+CLASS_WEIGHTS: tuple[ClassWeight, ...] = typing.get_args(ClassWeight)
+
+# classifier.focal_alpha_mode: 'paper' (alpha for malignant, 1 - alpha for benign, equation (6)) |
+# 'authors' (their one-hot two-column loss: alpha cancels, an unweighted focal loss halved)
+FocalAlphaMode = Literal["paper", "authors"]
+FOCAL_ALPHA_MODES: tuple[FocalAlphaMode, ...] = typing.get_args(FocalAlphaMode)
+
 # Outcomes of a thresholded prediction, in the order the explain index lists them: mistakes first.
 Outcome = Literal["FN", "FP", "TP", "TN"]
 OUTCOMES: tuple[Outcome, ...] = typing.get_args(Outcome)

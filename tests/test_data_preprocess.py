@@ -192,3 +192,12 @@ def test_decompression_bomb_refused_by_header_size():
         preprocess.preprocess_image(bomb, 32)
     with pytest.raises(BadImageError, match="exceeds data.max_image_pixels=1000"):
         preprocess.preprocess_image(LESION, 32, max_pixels=1000)
+
+
+def test_pils_own_bomb_protection_stays_on():
+    # 9500 x 9500 = 90 M pixels: under data.max_image_pixels, over PIL's warning limit
+    bomb = _png_bomb(9500)
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert preprocess.read_dimensions(bomb) == (9500, 9500)
+    with pytest.raises(BadImageError, match="exceeds data.max_image_pixels=1000"):
+        preprocess.read_dimensions(LESION, max_pixels=1000)

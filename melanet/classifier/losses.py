@@ -16,6 +16,21 @@ from keras import ops
 EPSILON = 1e-7
 
 
+def effective_alpha(alpha: float, mode: str = "paper") -> float:
+    """The malignant-class alpha that ``classifier.focal_alpha_mode`` trains with.
+
+    ``paper``: ``alpha`` (malignant) and 1 - alpha (benign), equation (6). ``authors``: what the
+    authors' code optimised: one-hot labels against a 2-column softmax multiply both classes' terms by
+    the same alpha, so it cancels; that is an unweighted focal loss up to scale, here alpha = 0.5
+    for both classes (an unweighted focal loss halved).
+    """
+    if mode == "paper":
+        return float(alpha)
+    if mode == "authors":
+        return 0.5
+    raise ValueError(f"focal_alpha_mode must be 'paper' or 'authors', got {mode!r}")
+
+
 def focal_loss(labels, probabilities_malignant, alpha: float = 0.25, gamma: float = 2.0):
     """Per-example focal loss.
 

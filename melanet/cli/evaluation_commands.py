@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from melanet import runs, training
+from melanet import layout, runs, training
 from melanet.cli import common
 
 
@@ -27,6 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", metavar="DIR",
                           help="external validation on this data folder (results in RUN/external/<DIR name>/)")
     evaluate.add_argument("--out", metavar="DIR", help="write the results here instead of into the run")
+    evaluate.add_argument(
+        "--from-predictions", action="store_true",
+        help="no model, no images: recompute metrics.json (calibration, prevalence-adjusted PPV/NPV, ...) and "
+             "model_card.md from the run's predictions.csv and validation_predictions.csv",
+    )
+    evaluate.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="evaluation.KEY=VALUE",
+        help="with --from-predictions: override an evaluation setting, e.g. evaluation.calibration=platt (repeatable)",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     compare_parser = subparsers.add_parser(
@@ -44,6 +53,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     compare_parser.add_argument(
         "--operating-point", action="store_true",
         help="figures at the threshold chosen on validation instead of 0.5",
+    )
+    compare_parser.add_argument(
+        "--out", metavar="DIR",
+        help="also write comparison.json + comparison.md (paired DeLong, Holm, McNemar) and table.md/.csv to DIR",
+    )
+    compare_parser.add_argument(
+        "--reference", metavar="RUN",
+        help="compare this run (folder, folder name or method name) against each other one instead of all pairs",
+    )
+    compare_parser.add_argument(
+        "--unpaired", action="store_true",
+        help="only the table: skip the paired tests (for runs scored on different images)",
     )
     compare_parser.set_defaults(handler=_compare)
 
@@ -84,6 +105,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from melanet.evaluation import evaluate, external
 
     run_path = Path(args.run)
+    if args.from_predictions:
+        return _rescore(args, run_path)
+    if args.overrides:
+        raise runs.RunError("--set applies only with --from-predictions (a new evaluation uses the run's config)")
     common.announce_run(run_path)
     report = evaluate.evaluate_run(
         run_path, data_root=args.data, out_dir=args.out, progress=common.progress_bar("test images")
@@ -128,15 +153,46 @@ def _summary(report: dict) -> str:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from melanet.evaluation import compare
+    from melanet.evaluation import compare, paired
 
     rows = compare.load_rows(args.runs, operating_point=args.operating_point)
+    comparison = None
+    unpairable = paired.without_predictions(args.runs)
+    if not args.unpaired and len(rows) > 1 and unpairable:
+        print(f"melanet compare: no paired tests: no predictions.csv in {', '.join(map(str, unpairable))}",
+              file=sys.stderr)
+    elif not args.unpaired and len(rows) > 1:
+        comparison = paired.compare_runs(args.runs, reference=args.reference)
     if args.csv:
         sys.stdout.write(compare.to_csv(rows))
     elif args.markdown:
         sys.stdout.write(compare.to_markdown(rows))
     else:
         sys.stdout.write(compare.to_text(rows))
+    if comparison is not None and not args.csv:
+        sys.stdout.write("\n" + paired.to_markdown(comparison))
+    if args.out:
+        compare.write_tables(rows, args.out)
+        if comparison is not None:
+            print(f"comparison written to {paired.write_comparison(comparison, args.out)}")
+    return 0
+
+
+def _rescore(args: argparse.Namespace, run_path: Path) -> int:
+    from melanet import layout
+    from melanet.evaluation import rescore
+
+    if args.data or args.out:
+        raise runs.RunError("--from-predictions rewrites the run's own metrics.json; drop --data/--out")
+    report = rescore.rescore_run(run_path, args.overrides)
+    print(_summary(report))
+    calibration = report["calibration"]
+    line = f"Brier {report['brier']:.4f}, ECE {report['ece']:.4f} (raw)"
+    if calibration.get("calibrated"):
+        line += (f"; after {calibration['method']} scaling: Brier {calibration['calibrated']['brier']:.4f}, "
+                 f"ECE {calibration['calibrated']['ece']:.4f}")
+    print(line)
+    print(f"{layout.METRICS_FILE} and {layout.MODEL_CARD_FILE} rewritten in {run_path}")
     return 0
 
 
@@ -164,11 +220,12 @@ def _reproduce(args: argparse.Namespace) -> int:
     try:
         rows = reproduce.reproduce(results, config, resume=resume, child_options=child_options)
     except training.StopRequested:
-        print(f"melanet reproduce: stopped; continue with: melanet reproduce --resume {results}", file=sys.stderr)
-        return 143
+        return common.stopped("reproduce", f"continue with: melanet reproduce --resume {results}")
     sys.stdout.write(compare.to_text(rows))
-    print(f"table written to {results / 'table.md'} and {results / 'table.csv'}")
+    files = layout.RunLayout(results)
+    print(f"table written to {files.table_markdown} and {files.table_csv}")
     return 0
+
 
 def _is_seeds_folder(results: Path) -> bool:
     from melanet import reproduce_seeds
@@ -188,8 +245,7 @@ def _reproduce_seeds(args: argparse.Namespace, results: Path, config, resume: bo
         summary = reproduce_seeds.reproduce_seeds(results, config, args.seeds, scope=args.seeds_scope,
                                                   resume=resume, child_options=child_options)
     except training.StopRequested:
-        print(f"melanet reproduce: stopped; continue with: melanet reproduce --resume {results}", file=sys.stderr)
-        return 143
+        return common.stopped("reproduce", f"continue with: melanet reproduce --resume {results}")
     sys.stdout.write(seeds.to_markdown(summary))
     print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")
     return 0

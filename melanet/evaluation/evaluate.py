@@ -25,18 +25,18 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet import runs, training
+from melanet import layout, runs, training
 from melanet.data.errors import DataError
-from melanet.evaluation import external, metrics
+from melanet.evaluation import evidence, external, metrics, model_card
 
 logger = logging.getLogger(__name__)
 
 STAGE = "evaluate"
 
-PREDICTIONS_FILE = "predictions.csv"
-ISIC_PREDICTIONS_FILE = "predictions_isic.csv"
-VALIDATION_PREDICTIONS_FILE = "validation_predictions.csv"
-SKIPPED_FILE = "evaluation_skipped.csv"
+PREDICTIONS_FILE = layout.PREDICTIONS_FILE
+ISIC_PREDICTIONS_FILE = layout.ISIC_PREDICTIONS_FILE
+VALIDATION_PREDICTIONS_FILE = layout.VALIDATION_PREDICTIONS_FILE
+SKIPPED_FILE = layout.EVALUATION_SKIPPED_FILE
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -113,7 +113,9 @@ def report_for_predictions(
     )
     if validation_path is not None and report["operating_point"].get("available"):
         report["operating_point"]["validation"]["file"] = validation_path.name
-    return report
+    report["evaluation_settings"] = dataclasses.asdict(evaluation_config)
+    return evidence.add_to_report(report, labels, probabilities, evaluation_config, seed,
+                                  validation_labels, validation_probabilities)
 
 
 def evaluate_run(
@@ -151,6 +153,7 @@ def evaluate_run(
     if writes_into_run:
         with training.step_session(run, STAGE, data=data_config.root, split="test") as entry:
             report = _evaluate(run, config, data_config, target, progress)
+            model_card.write(run.path)
             entry.update(n=report["n"], auc=report["auc"])
     else:
         report = _evaluate(run, config, data_config, target, progress)

@@ -167,6 +167,11 @@ def _mcnemar_pair(first: ScoredRun, second: ScoredRun) -> dict[str, Any]:
     }
 
 
+def without_predictions(paths: Sequence[str | Path]) -> list[Path]:
+    """The runs among ``paths`` (results folders expanded) that have no ``predictions.csv`` to pair."""
+    return [path for path in compare.expand_runs(paths) if not (Path(path) / layout.PREDICTIONS_FILE).is_file()]
+
+
 def compare_runs(
     paths: Sequence[str | Path], *, reference: str | None = None, confidence: float = 0.95
 ) -> dict[str, Any]:

@@ -1,0 +1,228 @@
+"""``model_card.md`` of an evaluated classifier run, generated from the run's own files, never by hand.
+
+Sources: ``config.yaml`` (data, backbone weights, training set, selection settings), ``status.json``
+(epochs run), ``history.csv`` (best validation epoch), ``validation_predictions.csv`` (validation
+counts), ``metrics.json`` (test figures, intervals, calibration, prevalence-adjusted values,
+operating point), the stage-1 run named by ``classifier.gan_run`` (its seed, synthetic count),
+``embedding/separability.json`` (domain-gap figures) and the data folder's index (training counts,
+when the folder is still there). A figure whose source is missing is written as "not recorded".
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+from melanet import config as config_module
+from melanet import layout, runs
+from melanet.evaluation import compare, evaluate
+
+logger = logging.getLogger(__name__)
+
+NOT_A_DEVICE = (
+    "**Not a medical device.** This model is a research artefact for studying melanoma classification "
+    "from dermoscopy images. It has not been validated clinically, must not be used to diagnose, screen "
+    "or triage patients, and its output is not a substitute for a dermatologist."
+)
+WEIGHT_SOURCES = {
+    "imagenet": "ImageNet (Keras VGG16)",
+    "hed": "hed: VGG16 convolutions of the HED edge detector (offline), not ImageNet",
+    "none": "none: random initialisation",
+}
+MISSING = "not recorded"
+
+
+def _percent(value: Any) -> str:
+    return MISSING if value is None else f"{100 * value:.1f} %"
+
+
+def _interval(block: dict[str, Any] | None) -> str:
+    block = block or {}
+    if block.get("low") is None or block.get("high") is None:
+        return ""
+    return f" [{100 * block['low']:.1f}, {100 * block['high']:.1f}]"
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return MISSING if value is None else f"{value:.{digits}f}"
+
+
+def _class_counts(labels: list[int]) -> str:
+    malignant = sum(labels)
+    total = len(labels)
+    if not total:
+        return MISSING
+    return f"{total} ({total - malignant} benign, {malignant} malignant; prevalence {malignant / total:.1%})"
+
+
+def _validation_labels(run_path: Path) -> list[int] | None:
+    path = run_path / layout.VALIDATION_PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    return [int(label) for label in evaluate.read_predictions(path)[1]]
+
+
+def _training_counts(config: config_module.Config, validation: list[int] | None) -> str:
+    """Training images per class: the data folder's training split minus the validation images."""
+    try:
+        from melanet.data import sources
+
+        index = sources.read_index(Path(config.data.root), malignant_classes=config.data.malignant_classes)
+    except Exception as error:  # noqa: BLE001 - a card is still written without the data folder
+        logger.info("model card: no training counts (%s)", error)
+        return f"{MISSING} (data folder {config.data.root} not readable here)"
+    labels = [sample.label for sample in index.train]
+    if validation is not None:
+        malignant = sum(labels) - sum(validation)
+        total = len(labels) - len(validation)
+        return _class_counts([1] * malignant + [0] * (total - malignant)) + " (training split minus validation)"
+    return _class_counts(labels) + " (whole training split)"
+
+
+def _best_epoch(run: runs.Run, monitor: str) -> str:
+    rows = run.history()
+    values = [(float(row[monitor]), int(row["epoch"])) for row in rows if row.get(monitor) not in (None, "")]
+    if not values:
+        return MISSING
+    best_value, best_epoch = (max if "auc" in monitor else min)(values, key=lambda item: item[0])
+    return f"epoch {best_epoch} of {len(rows)} run ({monitor} = {best_value:.4f})"
+
+
+def _gan_line(config: config_module.Config, run_path: Path) -> str:
+    gan_run = config.classifier.gan_run
+    if config.classifier.training_set != "synthetic":
+        return "none (this training set uses no synthetic images)"
+    if not gan_run:
+        return MISSING
+    gan_path = Path(gan_run)
+    parts = [f"`{gan_run}`"]
+    try:
+        parts.append(f"seed {runs.Run(gan_path).config().seed}, {runs.Run(gan_path).config().gan.epochs} epochs")
+    except (runs.RunError, config_module.ConfigError):
+        parts.append("its folder is not readable here")
+    manifest = gan_path / layout.SYNTHETIC_MANIFEST_FILE
+    if manifest.is_file():
+        with manifest.open(newline="", encoding="utf-8") as stream:
+            parts.append(f"{sum(1 for _ in csv.DictReader(stream))} synthetic malignant images in its manifest")
+    parts.append(f"classifier.synthetic_keep = {config.classifier.synthetic_keep}")
+    return "; ".join(parts)
+
+
+def _metrics_lines(report: dict[str, Any]) -> list[str]:
+    intervals = report.get("confidence_intervals") or {}
+    lines = [
+        f"- Test images: {report.get('n')} ({report.get('n_malignant')} malignant), from `{(report.get('data') or {}).get('root', MISSING)}`",
+        f"- AUC: {_percent(report.get('auc'))}{_interval(intervals.get('auc'))} (95 % CI, stratified bootstrap)",
+        f"- At threshold {report.get('threshold')} (malignant when prob_malignant > threshold): sensitivity "
+        f"{_percent(report.get('sensitivity'))}{_interval(intervals.get('sensitivity'))}, specificity "
+        f"{_percent(report.get('specificity'))}{_interval(intervals.get('specificity'))}, PPV {_percent(report.get('ppv'))}, "
+        f"NPV {_percent(report.get('npv'))}; TP {report.get('tp')}, FP {report.get('fp')}, TN {report.get('tn')}, FN {report.get('fn')}",
+    ]
+    operating = report.get("operating_point") or {}
+    if operating.get("available"):
+        lines.append(f"- Operating threshold {operating['threshold']:.3f}, chosen on the validation split for sensitivity >= "
+                     f"{operating['validation']['target_sensitivity']:g}: test sensitivity {_percent(operating.get('sensitivity'))}, "
+                     f"specificity {_percent(operating.get('specificity'))}")
+    else:
+        lines.append(f"- Operating threshold: none ({operating.get('reason', MISSING)})")
+    adjusted = (report.get("prevalence_adjusted") or {}).get("at_threshold")
+    if adjusted:
+        lines.append(f"- At a stated prevalence of {adjusted['prevalence']:.1%} (evaluation.prevalence): PPV "
+                     f"{_percent(adjusted['ppv'])}, NPV {_percent(adjusted['npv'])} (observed on the test images, prevalence "
+                     f"{_percent(adjusted['observed_prevalence'])}: PPV {_percent(adjusted['observed_ppv'])}, NPV {_percent(adjusted['observed_npv'])})")
+    return lines
+
+
+def _calibration_lines(report: dict[str, Any]) -> list[str]:
+    block = report.get("calibration")
+    if not block:
+        return [f"- {MISSING} (evaluated before calibration was part of metrics.json; run `melanet evaluate --run RUN --from-predictions`)"]
+    raw = block["raw"]
+    raw_intervals = raw.get("confidence_intervals") or {}
+    lines = [f"- Raw probabilities: Brier {_number(raw['brier'])} [{_number(raw_intervals.get('brier', {}).get('low'))}, "
+             f"{_number(raw_intervals.get('brier', {}).get('high'))}], ECE ({block['bins']} bins) {_number(raw['ece'])} "
+             f"[{_number(raw_intervals.get('ece', {}).get('low'))}, {_number(raw_intervals.get('ece', {}).get('high'))}]"]
+    calibrated = block.get("calibrated")
+    if calibrated:
+        intervals = calibrated.get("confidence_intervals") or {}
+        parameters = ", ".join(f"{key} {value:.3f}" for key, value in block["parameters"].items() if key != "method")
+        lines.append(f"- After {block['method']} scaling ({parameters}; fitted on the validation predictions only): Brier "
+                     f"{_number(calibrated['brier'])} [{_number(intervals.get('brier', {}).get('low'))}, "
+                     f"{_number(intervals.get('brier', {}).get('high'))}], ECE {_number(calibrated['ece'])} "
+                     f"[{_number(intervals.get('ece', {}).get('low'))}, {_number(intervals.get('ece', {}).get('high'))}]; AUC unchanged")
+    else:
+        lines.append(f"- No calibrated figures: {block.get('calibrated_reason', MISSING)}")
+    return lines
+
+
+def _limit_lines(run_path: Path, report: dict[str, Any], synthetic: bool) -> list[str]:
+    lines = []
+    auc_interval = (report.get("confidence_intervals") or {}).get("auc") or {}
+    if auc_interval.get("low") is not None:
+        lines.append(f"- The test set is small ({report.get('n')} images): the AUC's 95 % interval spans "
+                     f"{100 * (auc_interval['high'] - auc_interval['low']):.1f} points.")
+    separability_path = run_path / layout.SEPARABILITY_FILE
+    if separability_path.is_file():
+        separability = runs.read_json(separability_path)
+        for pair in ("synthetic_vs_real_malignant", "synthetic_vs_real_benign", "real_malignant_vs_real_benign"):
+            figures = separability.get(pair) or {}
+            if figures.get("auc") is not None:
+                lines.append(f"- Domain gap, {pair.replace('_', ' ')}: AUC {figures['auc']:.3f} "
+                             f"({figures.get('n_first')} vs {figures.get('n_second')} images; 0.5 = indistinguishable)")
+    elif synthetic:
+        lines.append("- Domain gap: not measured (run `melanet embed` on this run for the separability figures).")
+    else:
+        lines.append("- Domain gap: not applicable (no synthetic images in this training set).")
+    lines.append("- Dermoscopy images of the training data's population only; no skin-type, site or device audit.")
+    return lines
+
+
+def render(run_path: str | Path) -> str:
+    """The model card text of an evaluated classifier run (raises RunError without metrics.json)."""
+    run = runs.Run(run_path)
+    metrics_path = run.path / layout.METRICS_FILE
+    if not metrics_path.is_file():
+        raise runs.RunError(f"{run.path}: no {layout.METRICS_FILE}; evaluate the run before writing its model card")
+    report = runs.read_json(metrics_path)
+    config = run.config()
+    classifier = config.classifier
+    validation = _validation_labels(run.path)
+    method = compare.METHOD_NAMES.get(classifier.training_set, classifier.training_set)
+    lines = [
+        f"# Model card: {method} (`{run.path.name}`)", "",
+        f"Generated by `melanet` from the files of `{run.path}` (config, status, history, validation and test "
+        "predictions, metrics). Regenerate it, never edit it: `melanet evaluate --run RUN --from-predictions`.", "",
+        "## Intended use", "",
+        "Research: comparing ways to balance melanoma training data (the MelaNet paper's question).", "", NOT_A_DEVICE, "",
+        "## Data", "",
+        f"- Source folder: `{config.data.root}`; images made square by `{config.data.resize}` and resized to "
+        f"{config.data.image_size} x {config.data.image_size} px",
+        f"- Training: {_training_counts(config, validation)}",
+        f"- Validation: {MISSING if validation is None else _class_counts(validation)} "
+        f"({config.data.val_fraction:g} of the training split, stratified, seed {config.seed})",
+        f"- Test: {_class_counts([1] * int(report.get('n_malignant') or 0) + [0] * int(report.get('n_benign') or 0))}",
+        f"- Backbone weights: {WEIGHT_SOURCES.get(classifier.weights, classifier.weights)}", "",
+        "## Training", "",
+        f"- Training set: `{classifier.training_set}` ({method})",
+        f"- Stage-1 run: {_gan_line(config, run.path)}",
+        f"- Backbone `{classifier.backbone}` (trainable from `{classifier.trainable_from or 'the first layer'}`), "
+        f"focal loss alpha {classifier.focal_alpha} (mode `{classifier.focal_alpha_mode}`), gamma {classifier.focal_gamma}, "
+        f"class weights {classifier.class_weight}, {classifier.optimizer} at {classifier.learning_rate:g}, batch {classifier.batch_size}", "",
+        "## Selection", "",
+        f"- On the validation split only (never the test set): monitor `{classifier.monitor}`, best {_best_epoch(run, classifier.monitor)}",
+        f"- Early stopping patience {classifier.early_stopping_patience}, learning-rate plateaus x{classifier.reduce_lr_factor:g} "
+        f"after {classifier.reduce_lr_patience}", "",
+        "## Test metrics", "", *_metrics_lines(report), "",
+        "## Calibration", "", *_calibration_lines(report), "",
+        "## Known limits", "", *_limit_lines(run.path, report, classifier.training_set == "synthetic"), "",
+    ]
+    return "\n".join(lines)
+
+
+def write(run_path: str | Path) -> Path:
+    """Render and atomically write ``model_card.md`` into the run folder; returns its path."""
+    path = Path(run_path) / layout.MODEL_CARD_FILE
+    runs.atomic_write_text(path, render(run_path))
+    return path
