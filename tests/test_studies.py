@@ -4,6 +4,7 @@ results against hand-computed values and scikit-learn."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -89,6 +90,17 @@ def test_stratified_subset_keeps_each_class_share() -> None:
     assert (create.stratified_subset(labels, 7, seed=3) == create.stratified_subset(labels, 7, seed=3)).all()
     with pytest.raises(study_module.StudyError, match="between 2 and 73"):
         create.stratified_subset(labels, 1, seed=0)
+
+
+def test_the_runs_predictions_are_reused_only_for_the_data_they_were_made_on(tiny_isic, monkeypatch) -> None:
+    from melanet.runs import Run
+
+    monkeypatch.chdir(REPO)
+    ids = [path.stem for path in sorted((tiny_isic / "ISBI2016_ISIC_Part3_Test_Data").glob("*.jpg"))]
+    saved = create._saved_probabilities(Run(DEMO_RUN), "data/sample", ids)
+    predictions = {row["image"]: float(row["prob_malignant"]) for row in csv.DictReader((DEMO_RUN / "predictions.csv").open())}
+    assert saved.tolist() == [predictions[image_id] for image_id in ids]
+    assert create._saved_probabilities(Run(DEMO_RUN), str(tiny_isic), ids) is None  # same ids, other files
 
 
 def test_case_order_is_seeded_per_reader_and_phase(demo_study) -> None:
@@ -389,3 +401,63 @@ def test_results_command_writes_what_compute_returns(demo_study, capsys) -> None
     written = (demo_study.path / study_module.RESULTS_FILE).read_bytes()
     assert written == results.results_bytes(results.compute_results(demo_study))
     assert "perfect (unaided, 12 of 12): sensitivity 100.0%" in capsys.readouterr().out
+
+
+# -- a run without the outputs a study can reuse; shipped studies ---------------------------------
+
+
+@pytest.mark.slow
+def test_create_predicts_and_computes_grad_cam_when_the_run_has_not(tmp_path, monkeypatch, tiny_isic) -> None:
+    """app_fixture's classifier run: a real tiny model, explain/ outputs for 12 test images only."""
+    import app_fixture
+    from melanet.classifier import predict
+    from melanet.data import prepare
+    from melanet.runs import Run
+
+    monkeypatch.chdir(REPO)
+    run_path = app_fixture.write_results(tmp_path / "results") / "melanet"
+    explained = {row["image"] for row in csv.DictReader((run_path / "explain" / "index.csv").open())}
+    study = create.create_study(run_path, "own-data", root=tmp_path / "studies",
+                                options=create.CreateOptions(cases=20, seed=0))
+    images = [case.image for case in study.cases]
+    assert study.info["overlays"] == {"from_run_explain": sum(image in explained for image in images),
+                                      "computed": sum(image not in explained for image in images)}
+    assert 0 < study.info["overlays"]["computed"] < 20
+    for case in study.cases:
+        assert study.overlay_path(case).is_file()
+        if case.image in explained:  # copied from the run, byte for byte
+            source = run_path / next(row["overlay_path"] for row in csv.DictReader((run_path / "explain" / "index.csv")
+                                                                                   .open()) if row["image"] == case.image)
+            assert study.overlay_path(case).read_bytes() == source.read_bytes()
+    # another labelled folder: the model predicts every case, and every overlay is computed
+    other = create.create_study(run_path, "other-data", root=tmp_path / "studies",
+                                options=create.CreateOptions(data_root=str(tiny_isic)))
+    assert other.info["overlays"] == {"from_run_explain": 0, "computed": 6} and len(other.cases) == 6
+    config = Run(run_path).config()
+    image_set = prepare.load_split(dataclasses.replace(config.data, root=str(tiny_isic)), "test")
+    expected = dict(zip(image_set.ids, predict.predict_probabilities(predict.load_model(run_path), image_set.images)))
+    for case in other.cases:
+        assert case.prob_malignant == pytest.approx(expected[case.image], abs=1e-5)
+        assert other.image_path(case).parent.parent == tiny_isic
+    assert not (run_path / "explain" / tiny_isic.name).exists()  # the run is only read
+
+
+def test_a_shipped_study_is_read_through_a_copy(demo_study, tmp_path, monkeypatch) -> None:
+    from dashboard import study_views
+
+    models = tmp_path / "models"
+    shipped = create.copy_study(demo_study, models / "demo" / "studies")  # as the lead would ship it
+    responses.record_answer(demo_study, reader="A", phase=UNAIDED, case="c001", decision="benign", confidence=1,
+                            seconds=1)
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(models))
+    monkeypatch.setenv("MELANET_STUDIES_DIR", str(tmp_path / "mine"))
+    assert [(entry.label, entry.shipped) for entry in study_views.discover()] == [("models/demo/studies/demo-12", True)]
+    copy = create.copy_study(shipped, study_views.studies_dir())
+    assert copy.path == (tmp_path / "mine" / "demo-12").resolve() and not copy.responses_path.exists()
+    assert [case.case for case in copy.cases] == [case.case for case in demo_study.cases]
+    assert sorted(path.name for path in (copy.path / study_module.OVERLAYS_FOLDER).iterdir()) == \
+        [f"c{n:03d}.png" for n in range(1, 13)]
+    responses.record_answer(copy, reader="B", phase=UNAIDED, case="c002", decision="benign", confidence=1, seconds=1)
+    assert create.copy_study(shipped, study_views.studies_dir()).responses_path.is_file()  # the copy is kept
+    assert [(entry.label, entry.shipped) for entry in study_views.discover()] == [("studies/demo-12", False)]
+    assert not shipped.responses_path.exists()
