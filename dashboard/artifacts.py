@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from melanet import config as config_module
-from melanet import runs
+from melanet import layout, runs
+from melanet.evaluation import compare
 from melanet.evaluation import metrics as metrics_module
 
 from dashboard import discovery
 
-OUTCOMES = ("TP", "FP", "TN", "FN")
-_EPOCH_PATTERN = re.compile(r"samples_epoch_(\d+)\.png$")
+_EPOCH_PATTERN = re.compile(rf"{layout.SAMPLE_GRID_PREFIX}(\d+)\.png$")
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def metrics(run_path: Path) -> dict[str, Any] | None:
 
 def predictions(run_path: Path) -> pd.DataFrame:
     """``predictions.csv``: ``image``, ``label`` 0/1, ``prob_malignant`` in [0, 1] (empty if unusable)."""
-    frame = read_csv(run_path / "predictions.csv")
+    frame = read_csv(layout.RunLayout(run_path).predictions)
     if frame.empty or not {"image", "label", "prob_malignant"} <= set(frame.columns):
         return pd.DataFrame()
     return frame
@@ -102,25 +102,40 @@ def with_interval(values: dict[str, Any], key: str, percent: bool = True) -> str
     return text
 
 
+def _cell(row: dict[str, Any], key: str, percent: bool = True) -> str:
+    """"81.2 (72.0-88.9)" for ``key`` of a ``compare.load_row`` row with its interval ("-" if absent)."""
+    value = row.get(key)
+    if value is None:
+        return "-"
+    scale, digits = (100.0, 1) if percent else (1.0, 3)
+    text = f"{value * scale:.{digits}f}"
+    low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+    if low is not None and high is not None:
+        text += f" ({low * scale:.{digits}f}-{high * scale:.{digits}f})"
+    return text
+
+
 def metrics_table(entries: list[discovery.RunEntry]) -> pd.DataFrame:
-    """Table 1 layout: one row per evaluated run, percentages with 95 % intervals."""
+    """Table 1 layout: one row per evaluated run (``melanet.evaluation.compare.load_row``), percentages
+    with 95 % intervals."""
     rows = []
     for entry in entries:
-        values = metrics(entry.path)
-        if not values:
+        try:
+            row = compare.load_row(entry.path)
+        except (runs.RunError, config_module.ConfigError):
             continue
         config = run_config(entry.path)
         rows.append({
             "run": entry.label,
             "training set": config.classifier.training_set if config else "?",
-            "AUC %": with_interval(values, "auc"),
-            "sensitivity %": with_interval(values, "sensitivity"),
-            "specificity %": with_interval(values, "specificity"),
-            "PPV %": with_interval(values, "ppv"),
-            "NPV %": with_interval(values, "npv"),
-            "FN": values.get("fn"),
-            "FP": values.get("fp"),
-            "n": values.get("n"),
+            "AUC %": _cell(row, "auc"),
+            "sensitivity %": _cell(row, "sensitivity"),
+            "specificity %": _cell(row, "specificity"),
+            "PPV %": with_interval(metrics(entry.path) or {}, "ppv"),
+            "NPV %": _cell(row, "npv"),
+            "FN": row.get("fn"),
+            "FP": row.get("fp"),
+            "n": row.get("n"),
         })
     return pd.DataFrame(rows)
 
@@ -134,7 +149,7 @@ def key_metrics(run_path: Path) -> dict[str, Any]:
 def sample_grids(run_path: Path) -> list[tuple[int, Path]]:
     """``figures/samples_epoch_NNN.png`` as (epoch, path), oldest first."""
     found = []
-    for path in (run_path / "figures").glob("samples_epoch_*.png"):
+    for path in layout.RunLayout(run_path).figures.glob(layout.SAMPLE_GRID_GLOB):
         match = _EPOCH_PATTERN.search(path.name)
         if match:
             found.append((int(match.group(1)), path))
@@ -143,7 +158,7 @@ def sample_grids(run_path: Path) -> list[tuple[int, Path]]:
 
 def synthetic_manifest(run_path: Path) -> pd.DataFrame:
     """``synthetic/manifest.csv`` (``synthetic_id, source_id, path, reconstruction_path``)."""
-    frame = read_csv(run_path / "synthetic" / "manifest.csv")
+    frame = read_csv(layout.RunLayout(run_path).synthetic_manifest)
     if frame.empty or not {"synthetic_id", "source_id", "path"} <= set(frame.columns):
         return pd.DataFrame()
     return frame
@@ -151,7 +166,7 @@ def synthetic_manifest(run_path: Path) -> pd.DataFrame:
 
 def explain_index(run_path: Path) -> pd.DataFrame:
     """``explain/index.csv`` (``image, label, prob_malignant, outcome, ..., map_path, input_path``)."""
-    frame = read_csv(run_path / "explain" / "index.csv")
+    frame = read_csv(layout.RunLayout(run_path).explain_index())
     if frame.empty or not {"image", "outcome"} <= set(frame.columns):
         return pd.DataFrame()
     frame["outcome"] = frame["outcome"].astype(str).str.upper()
@@ -160,7 +175,7 @@ def explain_index(run_path: Path) -> pd.DataFrame:
 
 def umap_points(run_path: Path) -> pd.DataFrame:
     """``embedding/umap.csv`` (``panel, image, tag, x, y``)."""
-    frame = read_csv(run_path / "embedding" / "umap.csv")
+    frame = read_csv(layout.RunLayout(run_path).umap_csv)
     if frame.empty or not {"panel", "image", "tag", "x", "y"} <= set(frame.columns):
         return pd.DataFrame()
     return frame
@@ -169,7 +184,7 @@ def umap_points(run_path: Path) -> pd.DataFrame:
 def domain_gap(run_path: Path) -> dict[str, dict[str, Any]] | str:
     """``embedding/separability.json``: pair name -> {auc, n_first, n_second, folds}; {} when absent;
     a one-line message naming the file when it cannot be read."""
-    path = run_path / "embedding" / "separability.json"
+    path = layout.RunLayout(run_path).separability
     if not path.is_file():
         return {}
     try:
@@ -183,21 +198,9 @@ def domain_gap(run_path: Path) -> dict[str, dict[str, Any]] | str:
 
 
 def linked_gan_run(run_path: Path) -> Path | None:
-    """The stage-1 run whose synthetic images a classifier run used (``classifier.gan_run``).
-
-    Falls back to a ``gan/`` sibling (the ``melanet reproduce`` layout) when the saved path does not
-    exist here (a results folder moved to ``models/``).
-    """
-    config = run_config(run_path)
-    candidates = []
-    if config is not None and config.classifier.gan_run:
-        saved = Path(config.classifier.gan_run)
-        candidates += [saved if saved.is_absolute() else discovery.ROOT / saved, run_path.parent / saved.name]
-    candidates.append(run_path.parent / "gan")
-    for candidate in candidates:
-        if (candidate / "synthetic" / "manifest.csv").is_file():
-            return candidate
-    return None
+    """The stage-1 run whose synthetic images a classifier run used: ``melanet.runs.linked_gan_run``
+    (relative saved paths also from the repository root)."""
+    return runs.linked_gan_run(run_path, root=discovery.ROOT)
 
 
 def image_paths(data_root: str | Path) -> dict[str, Path]:

@@ -11,15 +11,17 @@ import dataclasses
 import os
 from pathlib import Path
 
-from melanet import jobs, layout, runs
+from melanet import jobs, layout, runs, stages, training
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = ROOT / "configs"
 
-GAN_STAGES = ("train-gan", "synthesize")
-CLASSIFIER_STAGES = ("train-classifier", "evaluate", "explain", "embed")
+GAN_STAGES = stages.GAN_STAGES
+CLASSIFIER_STAGES = stages.CLASSIFIER_STAGES
+# what the dashboard calls the folder of each stage (melanet.stages folder_stage)
+KINDS = {"train-gan": "gan", "train-classifier": "classifier", "reproduce": "results", "reproduce-seeds": "results"}
 # folder names inside a run that never hold runs themselves
-_NOT_RUNS = {"checkpoints", "figures", "synthetic", "explain", "embedding", ".melanet-cache", *layout.INNER_FOLDERS}
+_NOT_RUNS = {".melanet-cache", *layout.INNER_FOLDERS}
 
 
 def runs_dir() -> Path:
@@ -61,15 +63,9 @@ class RunEntry:
 
 
 def kind_of(path: Path, stage: str) -> str:
-    """Classify a run folder by its stage, else by the files it holds."""
-    if stage == "reproduce" or (path / "table.md").is_file():
-        return "results"
-    if stage in GAN_STAGES or (path / "generator_benign_to_malignant.keras").is_file() \
-            or (path / "synthetic" / "manifest.csv").is_file():
-        return "gan"
-    if stage in CLASSIFIER_STAGES or runs.model_file(path) is not None or (path / "metrics.json").is_file():
-        return "classifier"
-    return "other"
+    """Classify a run folder by its stage, else by the files it holds (``melanet.training.folder_stage``)."""
+    owner = stages.folder_stage_of(stage) or training.folder_stage(runs.Run(path))
+    return KINDS.get(owner or "", "other")
 
 
 def _candidate_folders(base: Path) -> list[Path]:

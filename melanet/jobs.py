@@ -279,6 +279,30 @@ def read_status(run_dir: str | Path) -> dict[str, Any]:
     return status
 
 
+def display_state(status: dict[str, Any]) -> str:
+    """The one state to show for a run, from :func:`read_status`'s mapping.
+
+    A launched step's own state (see :func:`step_state`); ``starting`` while a launched process has
+    not taken the run yet; ``interrupted`` when the status says running but no process is behind it
+    (killed: resume it); else the run's own ``state``.
+    """
+    step = step_state(status)
+    if step is not None:
+        return step[0]
+    if status.get("launching"):
+        return "starting"
+    if status.get("interrupted"):
+        return "interrupted"
+    return str(status.get("state") or "unknown")
+
+
+def can_resume(status: dict[str, Any]) -> bool:
+    """Whether :func:`resume` may continue this run (``status`` from :func:`read_status`): a resumable
+    stage (``melanet.stages``) that stopped, failed or was interrupted, with no process on it."""
+    return (step_state(status) is None and display_state(status) in ("stopped", "failed", "interrupted")
+            and not status.get("alive") and status.get("stage") in stages.RESUMABLE_STAGES)
+
+
 def log_tail(run_dir: str | Path, lines: int = 20, max_bytes: int = 64_000) -> str:
     """The last ``lines`` lines of ``<run>/job.log`` (progress-bar carriage returns folded)."""
     path = Path(run_dir) / LOG_FILE

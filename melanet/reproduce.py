@@ -29,23 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import runs, training
+from melanet import layout, runs, stages, training
 from melanet.evaluation import compare, paired
 
 logger = logging.getLogger(__name__)
 
 STAGE = "reproduce"
-GAN_FOLDER = "gan"
+GAN_FOLDER = layout.REPRODUCE_GAN_FOLDER
 # (folder, classifier.training_set) in Table 1 order
-CLASSIFIERS = (
-    ("vgg_gap", "original"),
-    ("augment5x", "augment5x"),
-    ("augment10x", "augment10x"),
-    ("melanet", "synthetic"),
-)
+CLASSIFIERS = tuple(layout.REPRODUCE_CLASSIFIER_FOLDERS.items())
 POLL_SECONDS = 1.0
-# 143 = 128 + SIGTERM (a stage stopped on request), 130 = Ctrl-C; negative: killed by that signal
-STOPPED_EXIT_CODES = (143, 130, -signal.SIGTERM, -signal.SIGINT)
+# a child stopped on request (SIGTERM) or by Ctrl-C; negative: killed by that signal
+STOPPED_EXIT_CODES = (stages.STOPPED_EXIT_CODE, stages.INTERRUPTED_EXIT_CODE, -signal.SIGTERM, -signal.SIGINT)
 
 
 @dataclasses.dataclass
@@ -63,10 +58,10 @@ class Step:
         run = runs.Run(self.folder)
         status = run.status()
         if self.verb == "train-gan":
-            finished = (self.folder / "generator_benign_to_malignant.keras").is_file()
+            finished = run.files.generator(layout.GENERATOR_NAMES[0]).is_file()
             return finished and not (status.get("stage") == "train-gan" and status.get("state") != "done")
         if self.verb == "synthesize":
-            finished = (self.folder / "synthetic" / "manifest.csv").is_file()
+            finished = run.files.synthetic_manifest.is_file()
             return finished and not (status.get("stage") == "synthesize" and status.get("state") != "done")
         if self.verb == "audit-synthesis":  # done when audited after the latest synthesis
             files = run.files
@@ -78,7 +73,7 @@ class Step:
         # A shared run may hold its model in compact form (melanet.classifier.compact), or, once
         # evaluated, none at all (the shipped demo drops the baselines' weights): never retrain it.
         model_path = runs.model_file(self.folder)
-        metrics_path = self.folder / runs.METRICS_FILE
+        metrics_path = run.files.metrics
         if self.verb == "train-classifier":
             return status.get("state") == "done" and (model_path is not None or metrics_path.is_file())
         if self.verb == "evaluate":
@@ -92,7 +87,7 @@ class Step:
     def arguments(self, config_path: Path) -> list[str]:
         """CLI arguments: resume an interrupted training run from its checkpoint, else start it."""
         run = runs.Run(self.folder)
-        if self.configurable and run.exists() and run.checkpoint_dir.is_dir():
+        if stages.get(self.verb).resumable and run.exists() and run.checkpoint_dir.is_dir():
             return [self.verb, "--resume", str(self.folder)]
         arguments = [self.verb, "--run", str(self.folder)]
         if self.configurable:

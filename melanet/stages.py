@@ -33,6 +33,20 @@ from melanet import layout
 TrainingSet = Literal["original", "augment5x", "augment10x", "synthetic"]
 TRAINING_SETS: tuple[TrainingSet, ...] = typing.get_args(TrainingSet)
 SYNTHETIC_TRAINING_SET: TrainingSet = "synthetic"  # the one that needs classifier.gan_run
+# How Table 1 names the classifier trained on each training set.
+METHOD_NAMES: dict[str, str] = {
+    "original": "VGG-GAP",
+    "augment5x": "VGG-GAP + Augment-5x",
+    "augment10x": "VGG-GAP + Augment-10x",
+    "synthetic": "MelaNet",
+}
+# What each training set holds, as the Train page offers it.
+TRAINING_SET_DESCRIPTIONS: dict[str, str] = {
+    "original": "originals only (VGG-GAP)",
+    "augment5x": "originals + offline augmentation to 5x (Augment-5x)",
+    "augment10x": "originals + offline augmentation to 10x (Augment-10x)",
+    "synthetic": "originals + CycleGAN synthetic malignant lesions (MelaNet)",
+}
 
 GradCamMethod = Literal["gradcam", "gradcam++", "scorecam"]
 GRADCAM_METHODS: tuple[GradCamMethod, ...] = typing.get_args(GradCamMethod)
@@ -121,13 +135,13 @@ STAGES: dict[str, Stage] = {
         Stage("compact", "compact", "step", "keep only the trained layers of a finished classifier",
               inputs=("a finished train-classifier run",), folder_stage="train-classifier",
               launchable=False, finished_file=layout.COMPACT_MODEL_FILE),
-        Stage("evaluate", "evaluate", "step", "test-set metrics with confidence intervals",
+        Stage("evaluate", "evaluate", "step", "test-set metrics",
               inputs=("a finished train-classifier run", "a data folder's test split"),
               folder_stage="train-classifier", status_key="evaluation", finished_file=layout.METRICS_FILE),
-        Stage("explain", "explain", "step", "Grad-CAM maps of test images",
+        Stage("explain", "explain", "step", "Grad-CAM maps",
               inputs=("a finished train-classifier run", "a data folder's test split"),
               folder_stage="train-classifier", status_key="explain", finished_file=layout.EXPLAIN_INDEX_FILE),
-        Stage("embed", "embed", "step", "UMAP of GAP features (originals vs originals + synthetic)",
+        Stage("embed", "embed", "step", "UMAP embedding",
               inputs=("a finished train-classifier run", "its classifier.gan_run"),
               folder_stage="train-classifier", status_key="embedding", finished_file=layout.UMAP_CSV_FILE),
         Stage("reproduce", "reproduce", "training", "every stage of Table 1 in one results folder",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from melanet import layout
+
 from dashboard import artifacts, charts, discovery, ui
 
 st.title("Compare classifiers")
@@ -11,7 +13,8 @@ st.caption("Figures on the test split. Malignant = positive class; an image is c
            "probability is above the threshold. Sensitivity here is the true TP/(TP+FN); the paper's "
            "'sensitivity' column is the NPV.")
 
-evaluated = discovery.with_file(ui.all_runs(), "metrics.json") or discovery.with_file(ui.all_runs(), "predictions.csv")
+evaluated = (discovery.with_file(ui.all_runs(), layout.METRICS_FILE)
+             or discovery.with_file(ui.all_runs(), layout.PREDICTIONS_FILE))
 if not evaluated:
     ui.no_runs("evaluated classifier runs", ui.how_to_get_runs("Train and evaluate a classifier"))
     st.stop()

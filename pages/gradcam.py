@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from melanet import layout
 from melanet.explain import overlay as overlay_module
 
 from dashboard import artifacts, discovery, ui
@@ -19,7 +20,7 @@ st.title("Grad-CAM")
 st.caption("Where each classifier looks when it scores 'malignant' (class activation maps on the last "
            "convolution layer). Misclassified images first.")
 
-explained = discovery.with_file(ui.all_runs(), "explain/index.csv")
+explained = discovery.with_file(ui.all_runs(), layout.EXPLAIN_INDEX_FILE)
 if not explained:
     ui.no_runs("Grad-CAM maps", ui.how_to_get_runs("Train a classifier and run Evaluation > Grad-CAM maps"))
     st.stop()

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from melanet import config as config_module
-from melanet import runs
+from melanet import jobs, layout
 from melanet.data import errors as data_errors
 
 from dashboard import artifacts, charts, discovery, ui
@@ -56,11 +56,9 @@ def runs_section() -> pd.DataFrame:
     st.subheader("Runs")
     rows = []
     for entry in entries:
-        status = runs.Run(entry.path).status()
+        status = jobs.read_status(entry.path)
         values = artifacts.key_metrics(entry.path)
-        state = entry.state
-        if state == "running" and not status.get("alive"):
-            state = "interrupted"
+        state = "interrupted" if status.get("interrupted") else entry.state
         epoch = f"{status.get('epoch')}/{status.get('epochs')}" if status.get("epochs") else ""
         rows.append({
             "run": entry.label, "kind": entry.kind, "stage": entry.stage, "state": state, "epoch": epoch,
@@ -78,7 +76,7 @@ def runs_section() -> pd.DataFrame:
                      column_config={name: st.column_config.NumberColumn(format="%.3f")
                                     for name in ("AUC", "sensitivity", "specificity")})
     for entry in discovery.of_kind(entries, "results"):
-        table_file = entry.path / "table.md"
+        table_file = layout.RunLayout(entry.path).table_markdown
         if table_file.is_file():
             with st.expander(f"Table 1 of {entry.label}", expanded=entry.source == "shipped"):
                 st.markdown(table_file.read_text(encoding="utf-8"))
@@ -92,13 +90,13 @@ def next_steps(table: pd.DataFrame) -> None:
     steps = []
     if not gans:
         steps.append("Train a CycleGAN (stage 1) on the **Train** page.")
-    elif not discovery.with_file(gans, "synthetic/manifest.csv"):
+    elif not discovery.with_file(gans, layout.SYNTHETIC_MANIFEST_FILE):
         steps.append("Synthesize malignant lesions from a finished GAN run (**Train** > Synthesis).")
     else:
         steps.append("Browse the synthetic lesions on **Synthesized lesions**.")
     if not classifiers:
         steps.append("Train a classifier on one of the four training sets (**Train** > Classifier).")
-    elif not discovery.with_file(classifiers, "metrics.json"):
+    elif not discovery.with_file(classifiers, layout.METRICS_FILE):
         steps.append("Evaluate a trained classifier on the test split (**Train** > Evaluation).")
     else:
         steps.append("Compare ROC curves and Table 1 metrics on **Compare**; look at errors on **Grad-CAM**; "

@@ -12,16 +12,10 @@ from pathlib import Path
 import streamlit as st
 
 from melanet import config as config_module
-from melanet import jobs, runs
+from melanet import jobs, layout, runs, stages
 
 from dashboard import artifacts, charts, discovery, ui
 
-TRAINING_SETS = {
-    "original": "originals only (VGG-GAP)",
-    "augment5x": "originals + offline augmentation to 5x (Augment-5x)",
-    "augment10x": "originals + offline augmentation to 10x (Augment-10x)",
-    "synthetic": "originals + CycleGAN synthetic malignant lesions (MelaNet)",
-}
 POLL_SECONDS = 2.0
 
 st.title("Train")
@@ -88,7 +82,7 @@ def gan_form() -> None:
 
 def synthesis_form() -> None:
     gans = [entry for entry in discovery.of_kind(user_runs, "gan")
-            if (entry.path / "generator_benign_to_malignant.keras").is_file() or entry.state == "done"]
+            if layout.RunLayout(entry.path).generator(layout.GENERATOR_NAMES[0]).is_file() or entry.state == "done"]
     st.markdown("**Synthesis: every benign training image through the generator** (`melanet synthesize`)")
     if not gans:
         ui.no_runs("finished GAN runs in your runs folder", "Train a CycleGAN first (form above).")
@@ -105,9 +99,9 @@ def classifier_form() -> None:
     defaults = config_module.load_config(preset)
     with st.form("classifier_form"):
         name = st.text_input("Classifier run name", value=_default_name("classifier"), key="classifier_name")
-        training_set = st.radio("Training set", list(TRAINING_SETS), format_func=TRAINING_SETS.get,
-                                key="classifier_training_set")
-        sources = discovery.with_file(entries, "synthetic/manifest.csv")
+        training_set = st.radio("Training set", list(stages.TRAINING_SETS),
+                                format_func=stages.TRAINING_SET_DESCRIPTIONS.get, key="classifier_training_set")
+        sources = discovery.with_file(entries, layout.SYNTHETIC_MANIFEST_FILE)
         gan_labels = ["(none)"] + [entry.label for entry in sources]
         gan_label = st.selectbox("GAN run with synthetic lesions (for the MelaNet training set)", gan_labels,
                                  key="classifier_gan_run")
@@ -119,7 +113,7 @@ def classifier_form() -> None:
         if st.form_submit_button("Launch classifier training", type="primary"):
             overrides = [f"classifier.training_set={training_set}", f"classifier.epochs={epochs}",
                          f"classifier.batch_size={batch}"]
-            if training_set == "synthetic":
+            if training_set == stages.SYNTHETIC_TRAINING_SET:
                 if gan_label == "(none)":
                     st.error("The MelaNet training set needs a GAN run with synthetic lesions: synthesize first.")
                     return
@@ -137,9 +131,9 @@ def evaluation_form() -> None:
         return
     with st.form("evaluation_form"):
         entry = ui.pick_run(classifiers, "Classifier run", key="evaluation_run")
-        stage = st.radio("Step", ["evaluate", "explain", "embed"], horizontal=True, key="evaluation_stage",
-                         format_func={"evaluate": "test-set metrics", "explain": "Grad-CAM maps",
-                                      "embed": "UMAP embedding"}.get)
+        choices = [name for name in stages.STEP_STATUS_KEYS if stages.STAGES[name].launchable]
+        stage = st.radio("Step", choices, horizontal=True, key="evaluation_stage",
+                         format_func=lambda name: stages.STAGES[name].summary)
         if st.form_submit_button("Launch"):
             _launch(stage, entry.path)
 
@@ -160,13 +154,7 @@ def progress_panel(run_path: Path) -> None:
     """Polls the run folder: state, epoch, ETA, losses, latest sample grid, log; Stop and Resume."""
     status = jobs.read_status(run_path)
     step = jobs.step_state(status)  # evaluate / explain / embed launched on a trained run
-    state = status.get("state", "unknown")
-    if step is not None:
-        state = step[0]
-    elif status.get("launching"):
-        state = "starting"
-    elif status.get("interrupted"):
-        state = "interrupted"
+    state = jobs.display_state(status)
     columns = st.columns(4)
     columns[0].metric("State", state)
     columns[1].metric("Stage", status.get("job_stage") if step is not None else status.get("stage", "-"))
@@ -189,9 +177,7 @@ def progress_panel(run_path: Path) -> None:
             st.toast("Stop sent: the stage saves its checkpoint and ends as 'stopped'.")
         except runs.RunError as error:
             st.error(str(error))
-    resumable = (step is None and state in ("stopped", "failed", "interrupted") and not status.get("alive")
-                 and status.get("stage") in ("train-gan", "train-classifier", "reproduce"))
-    if resume_column.button("Resume", disabled=not resumable, key="resume_button"):
+    if resume_column.button("Resume", disabled=not jobs.can_resume(status), key="resume_button"):
         try:
             jobs.resume(run_path, cwd=discovery.ROOT)
             st.toast("Resumed from the last checkpoint.")

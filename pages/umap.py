@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from melanet import layout
+
 from dashboard import artifacts, charts, discovery, ui
 
 PANELS = {"original": "Original training set", "balanced": "Balanced (originals + synthetic malignant)"}
@@ -12,7 +14,7 @@ st.title("UMAP embeddings")
 st.caption("2-D UMAP of the global-average-pooled features of a trained classifier. Select a point "
            "(click, or box/lasso) to see its image.")
 
-embedded = discovery.with_file(ui.all_runs(), "embedding/umap.csv")
+embedded = discovery.with_file(ui.all_runs(), layout.UMAP_CSV_FILE)
 if not embedded:
     ui.no_runs("UMAP embeddings", ui.how_to_get_runs("Train a classifier and run Evaluation > UMAP embedding"))
     st.stop()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from melanet import config as config_module
-from melanet import layout
+from melanet import layout, stages
 from melanet.classifier import augment
 from melanet.config import ConfigError
 from melanet.data.prepare import ImageSet
@@ -32,8 +32,8 @@ from melanet.data.prepare import ImageSet
 logger = logging.getLogger(__name__)
 
 AUGMENT_COPIES = {"augment5x": 5, "augment10x": 10}
-TRAINING_SETS = ("original", "augment5x", "augment10x", "synthetic")
-SYNTHETIC_PREFIX = "syn_"
+TRAINING_SETS = stages.TRAINING_SETS
+SYNTHETIC_PREFIX = layout.SYNTHETIC_PREFIX
 
 
 def build_training_set(

@@ -14,16 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import runs
+from melanet import layout, runs, stages
 
-METHOD_NAMES = {
-    "original": "VGG-GAP",
-    "augment5x": "VGG-GAP + Augment-5x",
-    "augment10x": "VGG-GAP + Augment-10x",
-    "synthetic": "MelaNet",
-}
+METHOD_NAMES = stages.METHOD_NAMES  # training set -> Table 1 method name
 # Sub-folders of a `melanet reproduce` results folder, in Table 1 order.
-REPRODUCE_ORDER = ("vgg_gap", "augment5x", "augment10x", "melanet")
+REPRODUCE_ORDER = tuple(layout.REPRODUCE_CLASSIFIER_FOLDERS)
 
 CSV_COLUMNS = (
     "method", "run", "n", "n_malignant", "threshold",
@@ -169,7 +164,7 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 def write_tables(rows: Sequence[dict[str, Any]], folder: str | Path) -> tuple[Path, Path]:
     """Write ``table.md`` and ``table.csv`` atomically into ``folder``."""
-    folder = Path(folder)
-    runs.atomic_write_text(folder / "table.md", to_markdown(rows))
-    runs.atomic_write_text(folder / "table.csv", to_csv(rows))
-    return folder / "table.md", folder / "table.csv"
+    files = layout.RunLayout(Path(folder))
+    runs.atomic_write_text(files.table_markdown, to_markdown(rows))
+    runs.atomic_write_text(files.table_csv, to_csv(rows))
+    return files.table_markdown, files.table_csv

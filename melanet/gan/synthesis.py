@@ -25,17 +25,17 @@ import numpy as np
 from PIL import Image
 
 from melanet import config as config_module
-from melanet import runs, training
+from melanet import layout, runs, training
 from melanet.data import errors as data_errors
 from melanet.data import prepare
 
 logger = logging.getLogger(__name__)
 
 STAGE = "synthesize"
-SYNTHETIC_FOLDER = "synthetic"
-MANIFEST_FILE = f"{SYNTHETIC_FOLDER}/manifest.csv"
+SYNTHETIC_FOLDER = layout.SYNTHETIC_FOLDER
+MANIFEST_FILE = layout.SYNTHETIC_MANIFEST_FILE
 MANIFEST_COLUMNS = ("synthetic_id", "source_id", "path", "reconstruction_path")
-SYNTHETIC_PREFIX = "syn_"
+SYNTHETIC_PREFIX = layout.SYNTHETIC_PREFIX
 
 
 def synthetic_id(source_id: str) -> str:
@@ -51,8 +51,8 @@ def manifest_row(source_id: str) -> dict[str, str]:
     return {
         "synthetic_id": identifier,
         "source_id": source_id,
-        "path": f"{SYNTHETIC_FOLDER}/images/{identifier}.png",
-        "reconstruction_path": f"{SYNTHETIC_FOLDER}/reconstructions/{identifier}.png",
+        "path": f"{layout.SYNTHETIC_IMAGES_FOLDER}/{identifier}.png",
+        "reconstruction_path": f"{layout.SYNTHETIC_RECONSTRUCTIONS_FOLDER}/{identifier}.png",
     }
 
 
