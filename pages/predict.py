@@ -13,6 +13,7 @@ import streamlit as st
 from melanet import runs
 from melanet.data import errors as data_errors
 from melanet.data import preprocess
+from melanet.evaluation import metrics as metrics_module
 
 from dashboard import artifacts, discovery, ui
 
@@ -43,7 +44,7 @@ def _model(run_path: str, modified: float):
 
 
 def _decision(probability: float, threshold: float) -> str:
-    return "malignant" if probability > threshold else "benign"
+    return "malignant" if metrics_module.predicted_malignant(probability, threshold) else "benign"
 
 
 preferred = next((index for index, entry in enumerate(classifiers) if entry.path.name == "melanet"), 0)

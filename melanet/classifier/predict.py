@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from melanet import runs
+from melanet import layout, runs
 from melanet.classifier import losses, model as model_module  # noqa: F401  (register custom objects)
 
-MODEL_FILE = "model.keras"
+MODEL_FILE = layout.MODEL_FILE
 
 
 def load_model(run_path: str | Path) -> keras.Model:

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from melanet import distribute, runs, training
+from melanet import distribute, layout, runs, training
 from melanet.classifier import model as model_module
 from melanet.classifier import losses, predict, training_sets
 from melanet.classifier.selection import SelectionState
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 STAGE = "train-classifier"
 # Largest frozen-feature cache held in memory; past it the frozen layers run every step instead.
 FEATURE_CACHE_LIMIT_BYTES = 3 * 1024**3
-VALIDATION_PREDICTIONS_FILE = "validation_predictions.csv"
+VALIDATION_PREDICTIONS_FILE = layout.VALIDATION_PREDICTIONS_FILE
 Progress = Callable[[int, int, str], None]
 
 
