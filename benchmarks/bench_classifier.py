@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from melanet import config as config_module  # noqa: E402
-from melanet import runs, training  # noqa: E402
+from melanet import lifecycle  # noqa: E402, runs
 from melanet.classifier import train  # noqa: E402
 from melanet.data.prepare import ImageSet  # noqa: E402
 
@@ -54,7 +54,7 @@ def synthetic_sets(count: int, validation_count: int, image_size: int) -> tuple[
 def real_loop(config: config_module.Config, training_set: ImageSet, validation: ImageSet) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         run = runs.Run.create(Path(folder) / "run", config, train.STAGE)
-        with training.stage_session(run, train.STAGE):
+        with lifecycle.stage_session(run, train.STAGE):
             train.fit_classifier(config, run, training_set, validation)
         seconds = [float(row["seconds"]) for row in run.history()]
     return {"epoch_seconds": seconds}

@@ -39,7 +39,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from melanet import runs, training  # noqa: E402
+from melanet import lifecycle  # noqa: E402, runs
 from melanet import config as config_module  # noqa: E402
 from melanet.gan import dataset, model, samples, train  # noqa: E402
 
@@ -54,12 +54,12 @@ def measure(image_size: int, steps: int, rounds: int) -> dict:
     malignant = rng.integers(0, 256, (steps, image_size, image_size, 3), dtype=np.uint8)
     strategy = tf.distribute.get_strategy()
     cyclegan = model.CycleGan(model.CycleGanSizes(image_size=image_size, **PAPER_SIZES))
-    step = train.CompiledStep(cyclegan, strategy)
+    step = train.CompiledTrainStep(cyclegan, strategy)
     in_memory = (dataset.to_model_range(benign[:1]), dataset.to_model_range(malignant[:1]))
 
     with tempfile.TemporaryDirectory() as folder:
         run = runs.Run.create(Path(folder) / "run", config_module.Config(), train.STAGE)
-        reporter = training.EpochReporter(run, rounds + 1, steps)
+        reporter = lifecycle.EpochReporter(run, rounds + 1, steps)
         step(in_memory)  # trace once; both modes share the compiled function
         bare_seconds, full_seconds = [], []
         for epoch in range(1, rounds + 2):
@@ -72,7 +72,7 @@ def measure(image_size: int, steps: int, rounds: int) -> dict:
             started = time.perf_counter()
             reporter.start_epoch(epoch)
             pairs = dataset.epoch_dataset(benign, malignant, seed=0, epoch=epoch, batch_size=1)
-            train.run_epoch(step, pairs, lambda index: reporter.step(epoch, index))
+            train.run_epoch(step, pairs, lambda index: reporter.batch_done(epoch, index))
             full = time.perf_counter() - started
             if epoch > 1:  # epoch 1 warms up the tf.data pipeline
                 bare_seconds.append(bare)
@@ -89,7 +89,7 @@ def measure(image_size: int, steps: int, rounds: int) -> dict:
         samples.write_sample_grid(train.sample_path(run, 1), benign[:4], translations, reconstructions)
         grid_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        training.save_checkpoint(cyclegan.checkpoint(), run, 1)
+        lifecycle.save_checkpoint(cyclegan.checkpoint(), run, 1)
         checkpoint_seconds = time.perf_counter() - started
 
     bare_rate = steps * len(bare_seconds) / sum(bare_seconds)

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from melanet import jobs, layout, runs, stages, training
+from melanet import jobs, layout, lifecycle, runs, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = ROOT / "configs"
@@ -63,8 +63,8 @@ class RunEntry:
 
 
 def kind_of(path: Path, stage: str) -> str:
-    """Classify a run folder by its stage, else by the files it holds (``melanet.training.folder_stage``)."""
-    owner = stages.folder_stage_of(stage) or training.folder_stage(runs.Run(path))
+    """Classify a run folder by its stage, else by the files it holds (``melanet.lifecycle.folder_stage``)."""
+    owner = stages.folder_stage_of(stage) or lifecycle.folder_stage(runs.Run(path))
     return KINDS.get(owner or "", "other")
 
 

@@ -10,7 +10,7 @@ refresh and shows in every tab.
 seconds between the launch and the moment the stage takes the run lock (importing TensorFlow takes a
 while), so a second launch in that window is refused too.
 
-Stop sends SIGTERM to the child's process group; ``melanet.training.stage_session`` turns it into the
+Stop sends SIGTERM to the child's process group; ``melanet.lifecycle.stage_session`` turns it into the
 state ``stopped`` and keeps the last checkpoint, which ``resume`` continues from.
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from melanet import layout, runs, stages, training
+from melanet import layout, lifecycle, runs, stages
 
 logger = logging.getLogger(__name__)
 
@@ -178,12 +178,12 @@ def start(
 ) -> int:
     """Launch ``melanet <stage> --run run_dir [--config F] [--set K=V ...]``; returns the pid.
 
-    The folder is checked first (``melanet.training.check_folder``): another stage's folder or a
+    The folder is checked first (``melanet.lifecycle.check_folder``): another stage's folder or a
     finished run is refused before ``job.json`` or ``job.log`` is written into it.
     """
     arguments = stage_arguments(stage, run_dir, config=config, overrides=overrides,
                                 extra_arguments=extra_arguments)
-    training.check_folder(runs.Run(run_dir), stage)
+    lifecycle.check_folder(runs.Run(run_dir), stage)
     return launch(run_dir, arguments, stage=stage, program=program, cwd=cwd, env=env)
 
 
@@ -204,7 +204,7 @@ def resume(
     state = runs.Run(run_dir).status().get("state")
     if state == "done":
         raise runs.RunError(f"{run_dir}: {stage} already finished; nothing to resume")
-    training.check_folder(runs.Run(run_dir), stage, resume=True)
+    lifecycle.check_folder(runs.Run(run_dir), stage, resume=True)
     return launch(run_dir, stage_arguments(stage, run_dir, resume=True), stage=stage, program=program,
                   cwd=cwd, env=env)
 

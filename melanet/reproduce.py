@@ -24,13 +24,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, runs, stages, training
+from melanet import layout, lifecycle, runs, stages
 from melanet.evaluation import compare, paired
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ STOPPED_EXIT_CODES = (stages.STOPPED_EXIT_CODE, stages.INTERRUPTED_EXIT_CODE, -s
 
 
 @dataclasses.dataclass
-class Step:
+class ChildStage:
     """One child process of the reproduction."""
 
     name: str  # shown in status.json, e.g. "train-classifier augment5x"
@@ -97,7 +98,7 @@ class Step:
         return arguments
 
 
-def plan(results: Path, shared_gan: Path | None = None) -> list[Step]:
+def plan(results: Path, shared_gan: Path | None = None) -> list[ChildStage]:
     """Every step of the reproduction, in order; the evaluations come after all training.
 
     ``shared_gan``: a finished stage-1 run (with its synthetic lesions) to use instead of training
@@ -105,17 +106,17 @@ def plan(results: Path, shared_gan: Path | None = None) -> list[Step]:
     """
     gan = results / GAN_FOLDER if shared_gan is None else Path(shared_gan)
     steps = [] if shared_gan is not None else [
-        Step("train-gan", "train-gan", gan, configurable=True),
-        Step("synthesize", "synthesize", gan),
-        Step("audit-synthesis", "audit-synthesis", gan),  # KID, memorisation, realism (classifier.synthetic_keep)
+        ChildStage("train-gan", "train-gan", gan, configurable=True),
+        ChildStage("synthesize", "synthesize", gan),
+        ChildStage("audit-synthesis", "audit-synthesis", gan),  # KID, memorisation, realism (classifier.synthetic_keep)
     ]
     for folder, training_set in CLASSIFIERS:
         overrides = [f"classifier.training_set={training_set}"]
         if training_set == "synthetic":
             overrides.append(f"classifier.gan_run={gan.resolve()}")
-        steps.append(Step(f"train-classifier {folder}", "train-classifier", results / folder,
+        steps.append(ChildStage(f"train-classifier {folder}", "train-classifier", results / folder,
                           tuple(overrides), configurable=True))
-    steps += [Step(f"evaluate {folder}", "evaluate", results / folder) for folder, _ in CLASSIFIERS]
+    steps += [ChildStage(f"evaluate {folder}", "evaluate", results / folder) for folder, _ in CLASSIFIERS]
     return steps
 
 
@@ -159,7 +160,7 @@ def prepare_results(
     return runs.Run.create(results, config, stage), config
 
 
-def _stage_entries(steps: Sequence[Step], states: dict[str, str]) -> list[dict[str, Any]]:
+def _stage_entries(steps: Sequence[ChildStage], states: dict[str, str]) -> list[dict[str, Any]]:
     return [{"name": step.name, "run": step.folder.name, "state": states.get(step.name, "pending")} for step in steps]
 
 
@@ -170,7 +171,7 @@ def reproduce(
     resume: bool = False,
     child_options: Sequence[str] = (),
     program: Sequence[str] | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
     shared_gan: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or continue) the whole reproduction in ``results``; returns the table rows.
@@ -189,7 +190,7 @@ def reproduce(
         run.update_status(shared_gan=str(shared_gan))
     steps = plan(results, shared_gan)
     states = {step.name: "done" for step in steps if step.is_done()}
-    with training.stage_session(run, STAGE):
+    with lifecycle.stage_session(run, STAGE):
         for index, step in enumerate(steps):
             if states.get(step.name) == "done":
                 logger.info("%s: already done, skipped", step.name)
@@ -212,7 +213,7 @@ def reproduce(
                 # the child was stopped (SIGTERM to the process group, or Ctrl-C): so is the reproduction
                 states[step.name] = "stopped"
                 run.update_status(stages=_stage_entries(steps, states))
-                raise training.StopRequested()
+                raise lifecycle.StopRequested()
             if return_code != 0:
                 states[step.name] = "failed"
                 run.update_status(stages=_stage_entries(steps, states))

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, reproduce, runs, training
+from melanet import layout, lifecycle, reproduce, runs
 from melanet.evaluation import compare, seeds
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def reproduce_seeds(
     resume: bool = False,
     child_options: Sequence[str] = (),
     program: Sequence[str] | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) ``count`` seeded reproductions in ``results`` and write the summary; returns it.
 
@@ -85,7 +86,7 @@ def reproduce_seeds(
     def entries() -> list[dict[str, Any]]:
         return [{"seed": seed, "run": seeds.seed_folder(results, seed).name, "state": states[seed]} for seed in values]
 
-    with training.stage_session(run, STAGE):
+    with lifecycle.stage_session(run, STAGE):
         run.update_status(seeds=count, scope=scope, seed_values=values, runs=entries())
         for index, seed in enumerate(values):
             if states[seed] == "done":
@@ -104,7 +105,7 @@ def reproduce_seeds(
                 reproduce.reproduce(seeds.seed_folder(results, seed), dataclasses.replace(config, seed=seed),
                                     child_options=child_options, program=program, shared_gan=shared_gan)
             except BaseException as error:
-                stopped = isinstance(error, (training.StopRequested, KeyboardInterrupt))
+                stopped = isinstance(error, (lifecycle.StopRequested, KeyboardInterrupt))
                 states[seed] = "stopped" if stopped else "failed"
                 run.update_status(runs=entries())
                 raise

@@ -45,6 +45,15 @@ def test_kid_equals_a_direct_unbiased_mmd_with_the_cubic_kernel():
     assert result["high"] == pytest.approx(np.quantile(estimates, 0.975))
 
 
+def test_kid_subsets_from_the_cached_kernels_equal_those_computed_afresh(monkeypatch):
+    generator = np.random.default_rng(6)
+    first, second = generator.normal(size=(9, 3)), generator.normal(0.3, 1, size=(7, 3))
+    cached = audit.kernel_inception_distance(first, second, seed=2, subsets=15, subset_size=3)
+    monkeypatch.setattr(audit, "KERNEL_CACHE_LIMIT", 0)
+    afresh = audit.kernel_inception_distance(first, second, seed=2, subsets=15, subset_size=3)
+    assert cached == pytest.approx(afresh, rel=1e-12)
+
+
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift():
     generator = np.random.default_rng(2)
     same = audit.kernel_inception_distance(generator.normal(size=(200, 8)), generator.normal(size=(200, 8)), seed=0)

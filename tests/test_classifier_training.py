@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from melanet import config as config_module
-from melanet import runs, training
+from melanet import lifecycle, runs
 from melanet.classifier import model as model_module
 from melanet.classifier import predict, train
 from melanet.classifier.selection import SelectionState
@@ -67,11 +67,11 @@ def test_checkpoint_restores_weights_optimizer_and_learning_rate(tmp_path: Path)
     images = np.random.default_rng(0).random((4, 32, 32, 3)).astype("float32")
     model.train_on_batch(images, np.array([0, 1, 0, 1]))
     model.optimizer.learning_rate = 1e-5
-    training.save_checkpoint(tf.train.Checkpoint(model=model, optimizer=model.optimizer), run, 1)
+    lifecycle.save_checkpoint(tf.train.Checkpoint(model=model, optimizer=model.optimizer), run, 1)
 
     keras.utils.set_random_seed(1)
     fresh = train.build_compiled_model(config)
-    assert training.restore_checkpoint(tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer), run) == 1
+    assert lifecycle.restore_checkpoint(tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer), run) == 1
     for restored, saved in zip(fresh.weights, model.weights):
         np.testing.assert_array_equal(restored.numpy(), saved.numpy())
     assert int(fresh.optimizer.iterations.numpy()) == 1
@@ -111,7 +111,7 @@ def test_resume_after_sigkill_continues_the_history(tiny_isic: Path, tmp_path: P
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    killed_after = training.latest_checkpoint(run)["epoch"]
+    killed_after = lifecycle.latest_checkpoint(run)["epoch"]
     assert killed_after < 12, "the run was killed before it finished"
     assert run.status()["state"] == "running" and not run.status()["alive"]
     rows_before_kill = run.history()[:killed_after]
@@ -138,7 +138,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
         from melanet import distribute
         distribute.split_cpu(2)
         import numpy as np
-        from melanet import config as config_module, runs, training
+        from melanet import config as config_module, lifecycle, runs
         from melanet.classifier import train
         from melanet.data.prepare import ImageSet
         config = config_module.load_config(overrides={TINY + ["distribute=mirrored", "classifier.epochs=2"]!r})
@@ -147,7 +147,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
         images = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
         labels = np.array([0, 1] * 6)
         run = runs.Run.create({str(tmp_path / 'run')!r}, config, train.STAGE)
-        with training.stage_session(run, train.STAGE):
+        with lifecycle.stage_session(run, train.STAGE):
             summary = train.fit_classifier(config, run, ImageSet(images, labels, [str(i) for i in range(12)]),
                                            ImageSet(images[:6], labels[:6], [str(i) for i in range(6)]))
         print("EPOCHS", summary["epochs_run"])
@@ -189,7 +189,7 @@ def test_a_fresh_training_in_a_used_folder_replaces_its_history(tiny_isic: Path,
                  "classifier.width=0.0625", "classifier.weights=none", "classifier.epochs=2", "seed=2"]
     run = runs.Run.create(tmp_path / "run", config_module.load_config(None, overrides), "train-classifier")
     train.train_classifier(run)
-    # a finished run is never overwritten by a fresh start (melanet.training.check_folder) ...
+    # a finished run is never overwritten by a fresh start (melanet.lifecycle.check_folder) ...
     with pytest.raises(runs.RunError, match="already holds a train-classifier run"):
         train.train_classifier(run)
     # ... but one that failed without a checkpoint to resume from is started afresh, its old rows dropped
@@ -211,7 +211,7 @@ def _fit_in_process(run: runs.Run, config: config_module.Config, *, resume: bool
     labels = np.array([0, 1, 0] * 4)
     ids = [str(index) for index in range(12)]
     saved: list[int] = []
-    original = training.save_checkpoint
+    original = lifecycle.save_checkpoint
 
     def recording_save(checkpoint, run_, epoch, extra=None):
         path = original(checkpoint, run_, epoch, extra=extra)
@@ -230,7 +230,7 @@ def _fit_in_process(run: runs.Run, config: config_module.Config, *, resume: bool
 
 def _checkpoint_weights(run: runs.Run, config: config_module.Config) -> list[np.ndarray]:
     model = train.build_compiled_model(config)
-    training.restore_checkpoint(tf.train.Checkpoint(model=model, optimizer=model.optimizer), run)
+    lifecycle.restore_checkpoint(tf.train.Checkpoint(model=model, optimizer=model.optimizer), run)
     return [variable.numpy() for variable in model.weights]
 
 

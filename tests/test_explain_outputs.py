@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanet.explain import embedding, features, run_embed, run_explain, separability
+from melanet.explain import embedding, features, embed_stage, explain_stage, separability
 
 
 def tiny_classifier(size: int = 32) -> keras.Model:
@@ -24,19 +24,19 @@ def tiny_classifier(size: int = 32) -> keras.Model:
 def test_outcomes_use_a_strict_threshold_and_review_order_puts_mistakes_first() -> None:
     labels = np.array([1, 1, 0, 0, 1, 0, 1, 0])
     probabilities = np.array([0.9, 0.2, 0.7, 0.1, 0.5, 0.95, 0.05, 0.3])
-    outcome = run_explain.outcomes(labels, probabilities, threshold=0.5)
+    outcome = explain_stage.outcomes(labels, probabilities, threshold=0.5)
     assert list(outcome) == ["TP", "FN", "FP", "TN", "FN", "FP", "FN", "TN"]
-    order = run_explain.order_for_review(outcome, probabilities, run_explain.OUTCOMES)
+    order = explain_stage.order_for_review(outcome, probabilities, explain_stage.OUTCOMES)
     # FN most confident first (lowest probability), FP highest first, TP highest, TN lowest.
     assert order == [6, 1, 4, 5, 2, 0, 3, 7]
-    assert run_explain.order_for_review(outcome, probabilities, ("FP",)) == [5, 2]
+    assert explain_stage.order_for_review(outcome, probabilities, ("FP",)) == [5, 2]
 
 
 def test_parse_which() -> None:
-    assert run_explain.parse_which("all") == ("FN", "FP", "TP", "TN")
-    assert run_explain.parse_which("tp, fn") == ("FN", "TP")
+    assert explain_stage.parse_which("all") == ("FN", "FP", "TP", "TN")
+    assert explain_stage.parse_which("tp, fn") == ("FN", "TP")
     with pytest.raises(ValueError, match="xx"):
-        run_explain.parse_which("fn,xx")
+        explain_stage.parse_which("fn,xx")
 
 
 def test_explain_images_writes_index_and_files(tmp_path: Path) -> None:
@@ -48,8 +48,8 @@ def test_explain_images_writes_index_and_files(tmp_path: Path) -> None:
     probabilities = np.array([0.1, 0.2, 0.8, 0.9, 0.3, 0.7])  # TN FN FP TP TN TP
     output_dir = tmp_path / "explain"
     model = tiny_classifier()
-    options = run_explain.ExplainOptions(outcomes=("FN", "FP", "TP"), limit=3, batch_size=2)
-    rows = run_explain.explain_images(
+    options = explain_stage.ExplainOptions(outcomes=("FN", "FP", "TP"), limit=3, batch_size=2)
+    rows = explain_stage.explain_images(
         model, images, labels, ids, probabilities, run_path=tmp_path, output_dir=output_dir, options=options
     )
     assert [(row["image"], row["outcome"]) for row in rows] == [
@@ -57,7 +57,7 @@ def test_explain_images_writes_index_and_files(tmp_path: Path) -> None:
     ]
     with (output_dir / "index.csv").open(newline="") as stream:
         index = list(csv.DictReader(stream))
-    assert list(index[0]) == list(run_explain.INDEX_COLUMNS)
+    assert list(index[0]) == list(explain_stage.INDEX_COLUMNS)
     assert index == rows
     for row in index:
         activation_map = np.load(tmp_path / row["map_path"])
@@ -69,11 +69,11 @@ def test_explain_images_writes_index_and_files(tmp_path: Path) -> None:
 
     # A second method adds rows; the same method again replaces its own rows.
     more = dict(run_path=tmp_path, output_dir=output_dir)
-    run_explain.explain_images(model, images, labels, ids, probabilities, **more,
-                               options=run_explain.ExplainOptions(method="gradcam++", outcomes=("FN",)))
-    run_explain.explain_images(model, images, labels, ids, probabilities, **more,
-                               options=run_explain.ExplainOptions(outcomes=("FN",)))
-    index = run_explain.read_index(output_dir / "index.csv")
+    explain_stage.explain_images(model, images, labels, ids, probabilities, **more,
+                               options=explain_stage.ExplainOptions(method="gradcam++", outcomes=("FN",)))
+    explain_stage.explain_images(model, images, labels, ids, probabilities, **more,
+                               options=explain_stage.ExplainOptions(outcomes=("FN",)))
+    index = explain_stage.read_index(output_dir / "index.csv")
     assert sorted((row["method"], row["image"]) for row in index) == [
         ("gradcam", "ISIC_0000001"), ("gradcam", "ISIC_0000002"), ("gradcam", "ISIC_0000003"),
         ("gradcam++", "ISIC_0000001"),
@@ -112,8 +112,8 @@ def test_umap_rows_tags_and_seed_reproducibility(tmp_path: Path) -> None:
     ids = [f"ISIC_{index:07d}" for index in range(30)]
     synthetic_ids = [f"syn_{image_id}" for image_id in ids[:12]]
     arguments = dict(seed=7, n_neighbors=10, min_dist=0.1)
-    rows = run_embed.embed_panels(original, ids, labels, synthetic, synthetic_ids, **arguments)
-    again = run_embed.embed_panels(original, ids, labels, synthetic, synthetic_ids, **arguments)
+    rows = embed_stage.embed_panels(original, ids, labels, synthetic, synthetic_ids, **arguments)
+    again = embed_stage.embed_panels(original, ids, labels, synthetic, synthetic_ids, **arguments)
 
     original_rows = [row for row in rows if row["panel"] == "original"]
     balanced_rows = [row for row in rows if row["panel"] == "balanced"]
@@ -128,12 +128,12 @@ def test_umap_rows_tags_and_seed_reproducibility(tmp_path: Path) -> None:
     first = np.array([[row["x"], row["y"]] for row in original_rows])
     assert not np.allclose(first, different)
 
-    picture = run_embed.render_rows(rows)
+    picture = embed_stage.render_rows(rows)
     assert picture.size[0] == 2 * picture.size[1] - 80  # two panels side by side
 
-    only_original = run_embed.embed_panels(original, ids, labels, None, **arguments)
+    only_original = embed_stage.embed_panels(original, ids, labels, None, **arguments)
     assert {row["panel"] for row in only_original} == {"original"}
-    assert run_embed.render_rows(only_original).size[0] == 520
+    assert embed_stage.render_rows(only_original).size[0] == 520
 
 
 def test_domain_gap_reads_half_for_one_distribution_and_one_for_two() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanet import runs, training
+from melanet import lifecycle, runs
 from melanet.cli import main
 from melanet.data import splits
 from melanet.gan import synthesis, train
@@ -47,13 +47,13 @@ def test_killed_training_resumes_to_the_configured_epochs_then_synthesizes(tmp_p
     run_dir = tmp_path / "gan"
     process = _start_training(run_dir, tiny_isic)
     try:
-        _wait_for(run_dir / "checkpoints" / training.LATEST_FILE, process)
+        _wait_for(run_dir / "checkpoints" / lifecycle.LATEST_FILE, process)
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.kill()
         _, stderr = process.communicate()
     run = runs.Run.open(run_dir)
-    killed_at = training.latest_checkpoint(run)["epoch"]
+    killed_at = lifecycle.latest_checkpoint(run)["epoch"]
     assert 1 <= killed_at < EPOCHS, f"the kill must land mid-training: {stderr[-2000:]}"
     assert run.status()["state"] == "running" and run.status()["alive"] is False
     assert not train.generator_path(run, "generator_benign_to_malignant").exists()
@@ -68,7 +68,7 @@ def test_killed_training_resumes_to_the_configured_epochs_then_synthesizes(tmp_p
     with run.lock("test"):
         assert main(["-q", "train-gan", "--resume", str(run_dir)]) == 2
         assert "already in use" in capsys.readouterr().err
-    assert training.latest_checkpoint(run)["epoch"] == killed_at
+    assert lifecycle.latest_checkpoint(run)["epoch"] == killed_at
 
     # a fresh start on the half-trained folder is refused: it would mix two trainings
     assert main(["-q", "train-gan", "--config", "configs/smoke.yaml", "--run", str(run_dir)]) == 2
@@ -84,7 +84,7 @@ def test_killed_training_resumes_to_the_configured_epochs_then_synthesizes(tmp_p
     assert all(np.isfinite(float(row["cycle"])) for row in history)
     status = run.status()
     assert status["state"] == "done" and status["epoch"] == EPOCHS and status["progress"] == 1.0
-    assert training.latest_checkpoint(run)["epoch"] == EPOCHS
+    assert lifecycle.latest_checkpoint(run)["epoch"] == EPOCHS
     grids = sorted(path.name for path in run.figures_dir.glob("samples_epoch_*.png"))
     assert grids == [f"samples_epoch_{epoch:03d}.png" for epoch in range(1, EPOCHS + 1)]
     with Image.open(run.figures_dir / "samples_epoch_001.png") as grid:

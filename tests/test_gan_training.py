@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from melanet import distribute, runs, training
+from melanet import distribute, lifecycle, runs
 from melanet.gan import dataset, model, train
 
 SIZES = model.CycleGanSizes(image_size=32, generator_filters=4, generator_levels=2,
@@ -64,7 +64,7 @@ def test_short_training_closes_the_cycle_and_moves_translations_toward_red():
     keras.utils.set_random_seed(1)
     benign, malignant = toy_domains(16)
     cyclegan = model.CycleGan(SIZES, learning_rate=2e-3)
-    step = train.CompiledStep(cyclegan, tf.distribute.get_strategy())
+    step = train.CompiledTrainStep(cyclegan, tf.distribute.get_strategy())
     translated_before, _ = train.translate_and_reconstruct(cyclegan, benign[:8])
     cycle_by_epoch = []
     for epoch in range(1, 16):
@@ -86,18 +86,18 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
     keras.utils.set_random_seed(2)
     benign, malignant = toy_domains(4)
     cyclegan = model.CycleGan(SIZES)
-    step = train.CompiledStep(cyclegan, tf.distribute.get_strategy())
+    step = train.CompiledTrainStep(cyclegan, tf.distribute.get_strategy())
     for batch in dataset.epoch_dataset(benign, malignant, seed=0, epoch=1, batch_size=2):
         step(batch)
     run = runs.Run(tmp_path / "run")
     epoch = tf.Variable(0, dtype=tf.int64)
     epoch.assign(1)
-    training.save_checkpoint(cyclegan.checkpoint(epoch=epoch), run, 1)
+    lifecycle.save_checkpoint(cyclegan.checkpoint(epoch=epoch), run, 1)
 
     keras.utils.set_random_seed(3)
     restored = model.CycleGan(SIZES)
     restored_epoch = tf.Variable(0, dtype=tf.int64)
-    assert training.restore_checkpoint(restored.checkpoint(epoch=restored_epoch), run) == 1
+    assert lifecycle.restore_checkpoint(restored.checkpoint(epoch=restored_epoch), run) == 1
     assert int(restored_epoch.numpy()) == 1
     for name in model.NETWORK_NAMES:
         for original, copy in zip(cyclegan.network(name).weights, restored.network(name).weights):
@@ -123,7 +123,7 @@ for strategy in (distribute.strategy_for("mirrored"), tf.distribute.get_strategy
     keras.utils.set_random_seed(0)
     with strategy.scope():
         cyclegan = model.CycleGan(SIZES)
-    losses = train.run_epoch(train.CompiledStep(cyclegan, strategy), pairs, lambda index: None)
+    losses = train.run_epoch(train.CompiledTrainStep(cyclegan, strategy), pairs, lambda index: None)
     weights = [weight.numpy() for name in model.NETWORK_NAMES for weight in cyclegan.network(name).weights]
     results.append((strategy.num_replicas_in_sync, losses, weights))
 (replicas, losses, weights), (_, single_losses, single_weights) = results
@@ -161,7 +161,7 @@ def test_mixed_precision_keeps_float32_outputs_and_finite_losses():
         output = mixed.generator_benign_to_malignant(dataset.to_model_range(benign[:1]))
         assert output.dtype == tf.float32
         assert mixed.discriminator_benign(output).dtype == tf.float32
-        step = train.CompiledStep(mixed, tf.distribute.get_strategy())
+        step = train.CompiledTrainStep(mixed, tf.distribute.get_strategy())
         step((dataset.to_model_range(benign), dataset.to_model_range(malignant)))
         assert all(np.isfinite(list(step.mean_losses().values())))
     finally:
@@ -171,19 +171,19 @@ def test_mixed_precision_keeps_float32_outputs_and_finite_losses():
 def _train_in_process(run_dir, config, *, resume=False, stop_after=None, monkeypatch) -> list[int]:
     """``train.train`` in this process; returns the epochs it checkpointed (stop_after: stop there)."""
     saved = []
-    original = training.save_checkpoint
+    original = lifecycle.save_checkpoint
 
     def recording_save(checkpoint, run, epoch, extra=None):
         path = original(checkpoint, run, epoch, extra=extra)
         saved.append(epoch)
         if epoch == stop_after:
-            raise training.StopRequested()
+            raise lifecycle.StopRequested()
         return path
 
     monkeypatch.setattr(training, "save_checkpoint", recording_save)
     try:
         train.train(runs.Run(run_dir), config, resume=resume)
-    except training.StopRequested:
+    except lifecycle.StopRequested:
         assert stop_after is not None
     finally:
         monkeypatch.setattr(training, "save_checkpoint", original)
@@ -192,7 +192,7 @@ def _train_in_process(run_dir, config, *, resume=False, stop_after=None, monkeyp
 
 def _checkpoint_weights(run: runs.Run, config) -> list[np.ndarray]:
     cyclegan = model.from_config(config.gan, config.data.image_size)
-    training.restore_checkpoint(cyclegan.checkpoint(epoch=tf.Variable(0, dtype=tf.int64)), run)
+    lifecycle.restore_checkpoint(cyclegan.checkpoint(epoch=tf.Variable(0, dtype=tf.int64)), run)
     return [weight.numpy() for name in model.NETWORK_NAMES for weight in cyclegan.network(name).weights]
 
 

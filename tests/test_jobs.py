@@ -1,7 +1,7 @@
 """melanet.jobs: real child processes, real run folders, real signals.
 
 Most tests launch a tiny stage program (written to tmp_path) that goes through the same lifecycle as
-the real stages (``melanet.training.stage_session`` + ``EpochReporter``) but sleeps instead of
+the real stages (``melanet.lifecycle.stage_session`` + ``EpochReporter``) but sleeps instead of
 training, so stop/resume/busy behaviour is tested in about a second. The last test launches the real
 ``melanet train-gan`` with the smoke preset.
 """
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAKE_STAGE = textwrap.dedent(
     """
     import argparse, sys, time
-    from melanet import config, runs, training
+    from melanet import config, lifecycle, runs
 
     parser = argparse.ArgumentParser()
     parser.add_argument("stage")
@@ -43,16 +43,16 @@ FAKE_STAGE = textwrap.dedent(
     epochs = cfg.gan.epochs
     print("fake stage starting", flush=True)
     try:
-        with training.stage_session(run, args.stage):
+        with lifecycle.stage_session(run, args.stage):
             done = int(run.read_json("done.json")["epoch"]) if run.file("done.json").exists() else 0
             run.truncate_history(done)
-            reporter = training.EpochReporter(run, epochs, 2, first_epoch=done + 1, min_interval_seconds=0)
+            reporter = lifecycle.EpochReporter(run, epochs, 2, first_epoch=done + 1, min_interval_seconds=0)
             for epoch in range(done + 1, epochs + 1):
                 reporter.start_epoch(epoch)
                 time.sleep(0.15)
                 reporter.end_epoch(epoch, {"cycle": 1.0 / epoch})
                 run.write_json("done.json", {"epoch": epoch})
-    except training.StopRequested:
+    except lifecycle.StopRequested:
         print("stopped", flush=True)
         sys.exit(0)
     print("fake stage done", flush=True)

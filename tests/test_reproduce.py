@@ -211,8 +211,8 @@ def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, sta
 def test_an_evaluated_classifier_shared_without_weights_is_not_retrained(tmp_path: Path) -> None:
     folder = tmp_path / "augment5x"
     run = runs.Run.create(folder, config_module.Config(), "train-classifier")
-    train = reproduce.Step("train-classifier augment5x", "train-classifier", folder, configurable=True)
-    evaluate = reproduce.Step("evaluate augment5x", "evaluate", folder)
+    train = reproduce.ChildStage("train-classifier augment5x", "train-classifier", folder, configurable=True)
+    evaluate = reproduce.ChildStage("evaluate augment5x", "evaluate", folder)
     assert not train.is_done()  # pending, nothing trained yet
     run.update_status(state="done", evaluation={"state": "done"})
     run.write_json(runs.METRICS_FILE, {"auc": 0.7})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from melanet import config, runs, training
+from melanet import config, lifecycle, runs
 
 
 def test_create_writes_config_and_pending_status(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_stage_start_removes_temporaries_of_killed_writers_only(tmp_path: Path) 
     keep = [run.path / "model.keras", run.path / ".model.keras.notes"]
     for path in keep:
         path.write_bytes(b"kept")
-    with training.stage_session(run, "train-classifier"):
+    with lifecycle.stage_session(run, "train-classifier"):
         assert not any(path.exists() for path in stale)
         assert not (run.checkpoint_dir / f".staging-epoch-0002-{dead}").exists()
         assert live.exists() and all(path.exists() for path in keep)
@@ -144,9 +144,9 @@ def test_a_deleted_run_folder_is_not_recreated_by_status_or_history(tmp_path: Pa
 
 def test_a_stage_whose_folder_is_deleted_fails_clearly(tmp_path: Path) -> None:
     run = runs.Run.create(tmp_path / "run", config.Config(), "train-gan")
-    reporter = training.EpochReporter(run, epochs=2, steps_per_epoch=1, min_interval_seconds=0.0)
+    reporter = lifecycle.EpochReporter(run, epochs=2, steps_per_epoch=1, min_interval_seconds=0.0)
     with pytest.raises(runs.RunError, match="deleted"):
-        with training.stage_session(run, "train-gan"):
+        with lifecycle.stage_session(run, "train-gan"):
             reporter.start_epoch(1)
             shutil.rmtree(run.path)
             reporter.end_epoch(1, {"loss": 0.5})
@@ -207,35 +207,35 @@ def test_run_names_inside_the_runs_dir_resolve(tmp_path: Path) -> None:
 
 def test_stage_session_records_done_failed_and_stopped(tmp_path: Path) -> None:
     run = runs.Run.create(tmp_path / "ok", config.Config(), "train-gan")
-    with training.stage_session(run, "train-gan"):
+    with lifecycle.stage_session(run, "train-gan"):
         assert run.status()["state"] == "running"
         assert run.status()["pid"] == os.getpid()
     assert run.status()["state"] == "done"
 
     failing = runs.Run.create(tmp_path / "bad", config.Config(), "train-gan")
     with pytest.raises(ZeroDivisionError):
-        with training.stage_session(failing, "train-gan"):
+        with lifecycle.stage_session(failing, "train-gan"):
             1 / 0
     assert failing.status()["state"] == "failed"
     assert "ZeroDivisionError" in failing.status()["message"]
 
     stopped = runs.Run.create(tmp_path / "stop", config.Config(), "train-gan")
-    with pytest.raises(training.StopRequested):
-        with training.stage_session(stopped, "train-gan"):
-            raise training.StopRequested()
+    with pytest.raises(lifecycle.StopRequested):
+        with lifecycle.stage_session(stopped, "train-gan"):
+            raise lifecycle.StopRequested()
     assert stopped.status()["state"] == "stopped"
 
 
 def test_epoch_reporter_writes_history_status_and_eta(tmp_path: Path) -> None:
     run = runs.Run.create(tmp_path / "run", config.Config(), "train-gan")
     calls: list[tuple[int, int]] = []
-    reporter = training.EpochReporter(run, epochs=2, steps_per_epoch=4, progress=lambda d, t, m: calls.append((d, t)),
+    reporter = lifecycle.EpochReporter(run, epochs=2, steps_per_epoch=4, progress=lambda d, t, m: calls.append((d, t)),
                                       min_interval_seconds=0.0)
     for epoch in (1, 2):
         reporter.start_epoch(epoch)
         for step in range(1, 5):
             time.sleep(0.001)
-            reporter.step(epoch, step)
+            reporter.batch_done(epoch, step)
         reporter.end_epoch(epoch, {"loss": 0.5})
     status = run.status()
     assert (status["epoch"], status["epochs"], status["progress"]) == (2, 2, 1.0)
@@ -250,13 +250,13 @@ def test_checkpoints_are_atomic_and_only_the_newest_is_kept(tmp_path: Path) -> N
     run = runs.Run.create(tmp_path / "run", config.Config(), "train-gan")
     variable = tf.Variable(1.0)
     state = tf.train.Checkpoint(variable=variable)
-    assert training.restore_checkpoint(state, run) == 0
+    assert lifecycle.restore_checkpoint(state, run) == 0
     for epoch in (1, 2, 3):
         variable.assign(float(epoch))
-        training.save_checkpoint(state, run, epoch)
+        lifecycle.save_checkpoint(state, run, epoch)
     assert sorted(path.name for path in run.checkpoint_dir.iterdir()) == ["epoch-0003", "latest.json"]
     variable.assign(0.0)
-    assert training.restore_checkpoint(state, run) == 3
+    assert lifecycle.restore_checkpoint(state, run) == 3
     assert float(variable.numpy()) == 3.0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from melanet import config as config_module
-from melanet import jobs, layout, runs, training
+from melanet import jobs, layout, lifecycle, runs
 from melanet.cli import main
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 
 
 def _checkpoint(run: runs.Run, epoch: int = 1) -> None:
-    """A checkpoint as ``training.save_checkpoint`` leaves it (the contents do not matter here)."""
+    """A checkpoint as ``lifecycle.save_checkpoint`` leaves it (the contents do not matter here)."""
     folder = run.files.checkpoints / f"{layout.CHECKPOINT_FOLDER_PREFIX}{epoch:04d}"
     folder.mkdir(parents=True)
     (folder / "state.index").write_bytes(b"index")
@@ -136,12 +136,12 @@ def test_a_running_gan_run_is_refused_before_anything_is_written(stopped_gan, ca
 
 def test_a_refused_start_does_not_mark_a_finished_run_failed(tmp_path: Path) -> None:
     run = runs.Run.create(tmp_path / "done", config_module.Config(), "train-gan")
-    with training.stage_session(run, "train-gan"):
+    with lifecycle.stage_session(run, "train-gan"):
         _checkpoint(run)
     assert run.status()["state"] == "done"
     before = snapshot(run.path)
-    with pytest.raises(training.ForeignFolderError, match="already holds a train-gan run"):
-        with training.stage_session(run, "train-gan"):
+    with pytest.raises(lifecycle.ForeignFolderError, match="already holds a train-gan run"):
+        with lifecycle.stage_session(run, "train-gan"):
             pytest.fail("the body of a refused session must not run")
     assert run.status()["state"] == "done"
     assert snapshot(run.path) == before
@@ -149,44 +149,44 @@ def test_a_refused_start_does_not_mark_a_finished_run_failed(tmp_path: Path) -> 
 
 def test_jobs_refuse_a_foreign_folder_before_writing_job_files(shipped_gan, classifier) -> None:
     before = snapshot(shipped_gan)
-    with pytest.raises(training.ForeignFolderError, match="holds a train-gan run"):
+    with pytest.raises(lifecycle.ForeignFolderError, match="holds a train-gan run"):
         jobs.start("train-classifier", shipped_gan, config=REPOSITORY / "configs" / "smoke.yaml")
-    with pytest.raises(training.ForeignFolderError, match="holds a train-gan run"):
+    with pytest.raises(lifecycle.ForeignFolderError, match="holds a train-gan run"):
         jobs.start("evaluate", shipped_gan)
     assert snapshot(shipped_gan) == before
     runs.Run(classifier).update_status(state="stopped")
     before = snapshot(classifier)
-    with pytest.raises(training.ForeignFolderError, match="holds a train-classifier run"):
+    with pytest.raises(lifecycle.ForeignFolderError, match="holds a train-classifier run"):
         jobs.start("synthesize", classifier)
     assert snapshot(classifier) == before
 
 
 @pytest.mark.parametrize("stage", ["train-gan", "train-classifier"])
 def test_new_and_reusable_folders_are_accepted(tmp_path: Path, stage: str) -> None:
-    training.check_folder(runs.Run(tmp_path / "new"), stage)
+    lifecycle.check_folder(runs.Run(tmp_path / "new"), stage)
     launched = tmp_path / "launched"  # jobs.launch wrote its job files; the stage has not started yet
     launched.mkdir()
     (launched / layout.JOB_FILE).write_text("{}")
-    training.check_folder(runs.Run(launched), stage)
+    lifecycle.check_folder(runs.Run(launched), stage)
     failed = runs.Run.create(tmp_path / "failed", config_module.Config(), stage)
     failed.update_status(state="failed")  # failed before its first checkpoint: start it afresh
-    training.check_folder(runs.Run(failed.path), stage)
+    lifecycle.check_folder(runs.Run(failed.path), stage)
     _checkpoint(failed)
-    training.check_folder(runs.Run(failed.path), stage, resume=True)
+    lifecycle.check_folder(runs.Run(failed.path), stage, resume=True)
 
 
 def test_a_checkpoint_of_another_stage_or_model_is_not_restored(tmp_path: Path) -> None:
     import tensorflow as tf
 
     run = runs.Run.create(tmp_path / "run", config_module.Config(), "train-classifier")
-    with training.stage_session(run, "train-classifier"):
-        training.save_checkpoint(tf.train.Checkpoint(model_weight=tf.Variable([1.0, 2.0])), run, 1)
+    with lifecycle.stage_session(run, "train-classifier"):
+        lifecycle.save_checkpoint(tf.train.Checkpoint(model_weight=tf.Variable([1.0, 2.0])), run, 1)
         restored = tf.Variable([0.0, 0.0])
-        assert training.restore_checkpoint(tf.train.Checkpoint(model_weight=restored), run) == 1
+        assert lifecycle.restore_checkpoint(tf.train.Checkpoint(model_weight=restored), run) == 1
         assert restored.numpy().tolist() == [1.0, 2.0]
         # a model whose variables the checkpoint does not hold: refused, not silently left untrained
         with pytest.raises(runs.RunError, match="does not match"):
-            training.restore_checkpoint(tf.train.Checkpoint(generator=tf.Variable([0.0])), run)
+            lifecycle.restore_checkpoint(tf.train.Checkpoint(generator=tf.Variable([0.0])), run)
     run.update_status(stage="train-gan")  # as if the folder now said stage 1
     with pytest.raises(runs.RunError, match="holds a train-classifier checkpoint"):
-        training.restore_checkpoint(tf.train.Checkpoint(model_weight=tf.Variable([0.0, 0.0])), run)
+        lifecycle.restore_checkpoint(tf.train.Checkpoint(model_weight=tf.Variable([0.0, 0.0])), run)

@@ -8,10 +8,11 @@ numbers come from one ``numpy`` generator seeded by ``seed``: same seed, same im
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from keras import ops
+
+from melanet.progress import Progress
 
 # Ranges of the random changes (uniform unless noted).
 MAX_ROTATION_DEGREES = 30.0
@@ -48,7 +49,7 @@ def augment_images(
     seed: int,
     *,
     batch_size: int = 64,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Make ``copies`` randomly augmented versions of every image.
 

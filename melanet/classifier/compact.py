@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from melanet import runs, training
+from melanet import lifecycle, runs
 from melanet.classifier import backbone, model as model_module
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def compact_run(run_path: str | Path) -> Path:
     or a run another process works on, is refused before anything is written.
     """
     run = runs.Run.open(run_path)
-    training.check_folder(run, STAGE)
+    lifecycle.check_folder(run, STAGE)
     with run.lock(STAGE):
         return _compact_holding_lock(run)
 

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from melanet import layout, runs
+from melanet.data import disk_images
 from melanet.classifier import losses, model as model_module  # noqa: F401  (register custom objects)
 
 MODEL_FILE = layout.MODEL_FILE
@@ -47,7 +48,13 @@ def _load_keras_file(path: Path) -> keras.Model:
                         "retrain the run or copy the file again")
 
 
-    """uint8 (N, S, S, 3) -> batches of float32 in [0, 1] (the classifier's input scaling)."""
+    """uint8 (N, S, S, 3) -> batches of float32 in [0, 1] (the classifier's input scaling).
+
+    Images on disk (``melanet.data.disk_images.DiskImages``) are read a batch at a time.
+    """
+    if disk_images.is_on_disk(images):
+        dataset = disk_images.batches(images, tf.data.Dataset.range(len(images)).batch(batch_size))
+        return dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
     return dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from melanet import distribute, layout, runs, training
+from melanet import distribute, layout, lifecycle, runs
 from melanet.classifier import model as model_module
 from melanet.classifier import losses, predict, training_sets
 from melanet.classifier.selection import SelectionState
 from melanet.config import Config, ConfigError
+from melanet.data import disk_images
 from melanet.data.prepare import ImageSet
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ STAGE = "train-classifier"
 # Largest frozen-feature cache held in memory; past it the frozen layers run every step instead.
 FEATURE_CACHE_LIMIT_BYTES = 3 * 1024**3
 VALIDATION_PREDICTIONS_FILE = layout.VALIDATION_PREDICTIONS_FILE
-Progress = Callable[[int, int, str], None]
 
 
 def train_classifier(
@@ -44,10 +44,10 @@ def train_classifier(
     """Train (or, with ``resume``, continue) stage 2 in ``run``; returns a summary (best epoch and value).
 
     Like ``melanet.gan.train.train``: holds the run's lock for the whole stage and writes ``config``
-    as ``config.yaml`` once ``training.check_folder`` accepted the folder (nothing is written into a
+    as ``config.yaml`` once ``lifecycle.check_folder`` accepted the folder (nothing is written into a
     refused one). ``config=None`` trains with the run's saved ``config.yaml``.
     """
-    with training.stage_session(run, STAGE, resume=resume):
+    with lifecycle.stage_session(run, STAGE, resume=resume):
         if config is None:
             config = run.config()
         else:
@@ -108,7 +108,12 @@ def make_dataset(
     traffic), then are scaled. Float inputs (cached frozen features) pass through unscaled.
     """
     parts = (images, labels) if sample_weights is None else (images, labels, sample_weights)
-    if orders is None:
+    if disk_images.is_on_disk(images):  # read each batch from the cache file: memory stays flat
+        index_batches = tf.data.Dataset.range(len(labels)).batch(batch_size) if orders is None else \
+            tf.data.Dataset.from_tensor_slices(orders).flat_map(
+                lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        dataset = disk_images.batches(images, index_batches, parts[1:])
+    elif orders is None:
         dataset = tf.data.Dataset.from_tensor_slices(parts).batch(batch_size)
     else:
         tensors = tuple(tf.convert_to_tensor(part) for part in parts)
@@ -148,7 +153,7 @@ class RunCallback(keras.callbacks.Callback):
     """Per epoch: history + status, learning-rate plateaus, early stopping, best model, checkpoint."""
 
     def __init__(self, run: runs.Run, config: Config, state: SelectionState, checkpoint: tf.train.Checkpoint,
-                 reporter: training.EpochReporter, full_model: keras.Model):
+                 reporter: lifecycle.EpochReporter, full_model: keras.Model):
         super().__init__()
         self.run = run
         self.full_model = full_model  # what is saved; ``self.model`` may be only its trainable suffix
@@ -164,7 +169,7 @@ class RunCallback(keras.callbacks.Callback):
         self.reporter.start_epoch(self.epoch_number)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.reporter.step(self.epoch_number, batch + 1)
+        self.reporter.batch_done(self.epoch_number, batch + 1)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -189,7 +194,7 @@ class RunCallback(keras.callbacks.Callback):
             self.model.stop_training = True
         values = {name: float(logs[name]) for name in ("loss", "auc", "val_loss", "val_auc") if name in logs}
         self.reporter.end_epoch(number, {**values, "learning_rate": learning_rate})
-        training.save_checkpoint(self.checkpoint, self.run, number, extra={"selection": self.state.to_dict()})
+        lifecycle.save_checkpoint(self.checkpoint, self.run, number, extra={"selection": self.state.to_dict()})
 
 
 def fit_classifier(
@@ -223,9 +228,9 @@ def fit_classifier(
     state = SelectionState(monitor=settings.monitor)
     first_epoch = 0
     if resume:
-        info = training.latest_checkpoint(run)
+        info = lifecycle.latest_checkpoint(run)
         if info is not None:
-            first_epoch = training.restore_checkpoint(checkpoint, run)
+            first_epoch = lifecycle.restore_checkpoint(checkpoint, run)
             state = SelectionState.from_dict(info.get("selection", {}))
             logger.info("resuming after epoch %d (best %s %s at epoch %d)", first_epoch, state.monitor,
                         state.best_value, state.best_epoch)
@@ -242,7 +247,7 @@ def fit_classifier(
                                  sample_weights=weights, orders=orders)
     validation_dataset = make_dataset(validation_inputs, validation.labels, settings.batch_size)
     steps = math.ceil(len(training_set.labels) / settings.batch_size)
-    reporter = training.EpochReporter(run, settings.epochs, steps, first_epoch=first_epoch + 1, progress=progress)
+    reporter = lifecycle.EpochReporter(run, settings.epochs, steps, first_epoch=first_epoch + 1, progress=progress)
     callback = RunCallback(run, config, state, checkpoint, reporter, full_model=model)
     if first_epoch < settings.epochs and not state.stopped_early:
         trained.fit(train_dataset, validation_data=validation_dataset, epochs=settings.epochs,

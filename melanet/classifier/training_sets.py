@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from melanet import layout, stages
 from melanet.classifier import augment
 from melanet.config import ConfigError
 from melanet.data.prepare import ImageSet
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def build_training_set(
     gan_run: str = "",
     synthetic_keep: str = config_module.SYNTHETIC_KEEP_ALL,
     color_constancy: str = "none",
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageSet:
     """The ``kind`` training set: ``original`` | ``augment5x`` | ``augment10x`` | ``synthetic``.
 
@@ -90,7 +90,7 @@ def augmented_copies(
     copies: int,
     seed: int,
     cache_dir: Path | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageSet:
     """``copies`` augmented versions of every original (labels kept; ids ``<id>_aug<k>``), cached."""
     size = originals.images.shape[1]

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_classifier_command(args: argparse.Namespace) -> int:
-    from melanet import training
+    from melanet import lifecycle
     from melanet.classifier import train
 
     if args.resume:
@@ -53,7 +53,7 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     common.announce_run(run.path)
     try:
         summary = train.train_classifier(run, config, resume=bool(args.resume), progress=common.progress_bar(STAGE))
-    except training.StopRequested:
+    except lifecycle.StopRequested:
         return common.stopped(STAGE, f"continue with: melanet {STAGE} --resume {run.path}")
     print(f"best {summary['monitor']} {summary['best_value']} at epoch {summary['best_epoch']} "
           f"({summary['epochs_run']} epochs); model: {run.files.model}")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from melanet import config as config_module
 from melanet import runs, stages
 from melanet.data import errors as data_errors
+from melanet.progress import Progress
 
 # Exceptions a user can cause; the CLI prints them as one line and exits 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -89,7 +89,7 @@ def run_folder(args: argparse.Namespace, stage: str) -> Path:
     return runs.default_run_dir(stage)
 
 
-def progress_bar(description: str) -> Callable[[int, int, str], None]:
+def progress_bar(description: str) -> Progress:
     """A progress callback ``(done, total, message)`` that draws a tqdm bar on stderr."""
     if _quiet:
         return lambda done, total, message="": None

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from melanet import layout, runs, training
+from melanet import layout, lifecycle, runs
 from melanet.cli import common
 
 
@@ -219,7 +219,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         return _reproduce_seeds(args, results, config, resume, child_options)
     try:
         rows = reproduce.reproduce(results, config, resume=resume, child_options=child_options)
-    except training.StopRequested:
+    except lifecycle.StopRequested:
         return common.stopped("reproduce", f"continue with: melanet reproduce --resume {results}")
     sys.stdout.write(compare.to_text(rows))
     files = layout.RunLayout(results)
@@ -244,7 +244,7 @@ def _reproduce_seeds(args: argparse.Namespace, results: Path, config, resume: bo
     try:
         summary = reproduce_seeds.reproduce_seeds(results, config, args.seeds, scope=args.seeds_scope,
                                                   resume=resume, child_options=child_options)
-    except training.StopRequested:
+    except lifecycle.StopRequested:
         return common.stopped("reproduce", f"continue with: melanet reproduce --resume {results}")
     sys.stdout.write(seeds.to_markdown(summary))
     print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")

@@ -70,10 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def explain_command(args: argparse.Namespace) -> int:
-    from melanet.explain import run_explain as explain_module
+    from melanet.explain import explain_stage
 
     common.announce_run(Path(args.run))
-    index_path = explain_module.explain_run(
+    index_path = explain_stage.explain_run(
         args.run,
         data_root=args.data,
         method=args.method,
@@ -81,19 +81,19 @@ def explain_command(args: argparse.Namespace) -> int:
         outcomes=args.outcomes,
         limit=args.limit,
         threshold=args.threshold,
-        progress=common.progress_bar(explain_module.STAGE),
+        progress=common.progress_bar(explain_stage.STAGE),
     )
-    rows = explain_module.read_index(index_path)
-    counts = ", ".join(f"{name} {sum(row['outcome'] == name for row in rows)}" for name in explain_module.OUTCOMES)
+    rows = explain_stage.read_index(index_path)
+    counts = ", ".join(f"{name} {sum(row['outcome'] == name for row in rows)}" for name in explain_stage.OUTCOMES)
     print(f"index: {index_path} ({len(rows)} rows: {counts})", flush=True)
     return 0
 
 
 def embed_command(args: argparse.Namespace) -> int:
-    from melanet.explain import run_embed as embed_module
+    from melanet.explain import embed_stage
 
     common.announce_run(Path(args.run))
-    csv_path = embed_module.embed_run(args.run, progress=common.progress_bar(embed_module.STAGE))
+    csv_path = embed_stage.embed_run(args.run, progress=common.progress_bar(embed_stage.STAGE))
     files = layout.RunLayout(Path(args.run))
     print(f"embedding: {csv_path} and {files.umap_figure}", flush=True)
     gap_path = files.separability

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from melanet import config as config_module
-from melanet import runs, training
+from melanet import lifecycle, runs
 from melanet.cli import common
 
 
@@ -56,7 +56,7 @@ def run_train_gan(args: argparse.Namespace) -> int:
         config = common.resolve_config(args)
     try:
         train.train(run, config, resume=bool(args.resume), progress=common.progress_bar(train.STAGE))
-    except training.StopRequested:
+    except lifecycle.StopRequested:
         return common.stopped(train.STAGE, f"continue with: melanet {train.STAGE} --resume {path}")
     print(f"generators: {train.generator_path(run, train.GENERATOR_NAMES[0])}, "
           f"{train.generator_path(run, train.GENERATOR_NAMES[1])}", flush=True)
@@ -73,7 +73,7 @@ def run_synthesize(args: argparse.Namespace) -> int:
     run = runs.Run.open(path)
     try:
         manifest = synthesis.synthesize(run, batch_size=args.batch_size, progress=common.progress_bar("synthesize"))
-    except training.StopRequested:
+    except lifecycle.StopRequested:
         return common.stopped(synthesis.STAGE, f"start it again to finish: melanet {synthesis.STAGE} --run {path}")
     print(f"manifest: {manifest} ({len(synthesis.read_manifest(path))} synthetic images)", flush=True)
     return 0

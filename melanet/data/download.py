@@ -25,15 +25,14 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from melanet.data import challenges
 from melanet.data.errors import DataError
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
 DEFAULT_BASE_URL = "https://isic-challenge-data.s3.amazonaws.com/2016/"
 BASE_URL_ENVIRONMENT = "MELANET_ISIC_BASE_URL"
 ISIC2016_FILES = (

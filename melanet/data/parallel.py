@@ -16,8 +16,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from melanet.progress import Progress
+
 Item = TypeVar("Item")
-Progress = Callable[[int, int, str], None]
 
 _PRELOAD = ["numpy", "PIL.Image", "melanet.data.preprocess"]
 

@@ -10,6 +10,12 @@ file name, ``pad+shades_of_gray``), the pixel limit and
 change to the data or the settings is a miss. Both files are written to a temp name and renamed;
 the JSON is renamed last and is what makes an entry exist, so a killed process never leaves an
 entry that a reader would take for complete.
+
+Memory does not grow with the data set: decoding writes the ``.npy`` a block at a time
+(``DECODE_BLOCK_BYTES``), and a loaded split's ``images`` is a
+:class:`~melanet.data.disk_images.DiskImages` that reads rows from the file when indexed; training and
+evaluation stream batches from it (``disk_images.batches``). Only when the cache cannot be written are
+the images decoded into memory.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +35,12 @@ import numpy as np
 
 from melanet import runs
 from melanet.config import DataConfig
-from melanet.data import parallel, preprocess, sources
+from melanet.data import disk_images, parallel, preprocess, sources
 from melanet.data.errors import BadImageError, DataError, problem, problems_error
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
 CACHE_FOLDER_NAME = ".melanet-cache"
 
 
@@ -42,13 +48,15 @@ CACHE_FOLDER_NAME = ".melanet-cache"
 class ImageSet:
     """Preprocessed images of one split (or part of one).
 
-    ``images`` (N, S, S, 3) uint8 RGB in [0, 255]; ``labels`` (N,) int64, 0 = benign, 1 = malignant;
+    ``images`` (N, S, S, 3) uint8 RGB in [0, 255], an ``ndarray`` or, for a split read from or written to
+    the cache, a :class:`~melanet.data.disk_images.DiskImages` that reads rows on demand (index it, or
+    ``np.asarray`` it to hold every image); ``labels`` (N,) int64, 0 = benign, 1 = malignant;
     ``ids`` N image ids; ``skipped`` the problem dicts (file, line, reason, split) of inputs left out
     with ``data.skip_bad``; ``cache_path`` the cache entry's image file; ``from_cache`` whether this
     load only read the cache.
     """
 
-    images: np.ndarray
+    images: np.ndarray | disk_images.DiskImages
     labels: np.ndarray
     ids: list[str]
     skipped: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -64,8 +72,10 @@ class ImageSet:
 
     def subset(self, indices: Sequence[int] | np.ndarray, *, skipped: list[dict[str, Any]] | None = None) -> "ImageSet":
         indices = np.asarray(indices, dtype=np.int64)
+        # a set on disk stays on disk: the subset is a lazy view of its rows
+        images = self.images.take(indices) if disk_images.is_on_disk(self.images) else self.images[indices]
         return ImageSet(
-            images=self.images[indices], labels=self.labels[indices], ids=[self.ids[index] for index in indices],
+            images=images, labels=self.labels[indices], ids=[self.ids[index] for index in indices],
             skipped=list(skipped or []), cache_path=self.cache_path, from_cache=self.from_cache)
 
 
@@ -147,6 +157,13 @@ def _cached_or_decoded(
         if progress:
             progress(len(samples), len(samples), "from cache")
         return cached
+    try:
+        decoded = _decode_into_cache(data_config, split, samples, images_path, meta_path, progress)
+        _remove_stale(folder, prefix, stem)
+        logger.info("%s split: cached %d images in %s", split, len(decoded), images_path)
+        return decoded
+    except OSError as error:
+        logger.warning("cannot write the cache in %s (%s); decoding into memory instead", folder, error)
     results = parallel.map_chunks(
         decode_chunk, [str(sample.path) for sample in samples], size, max_pixels, resize, color_constancy,
         workers=data_config.workers, progress=progress, message=f"decoding {split}")
@@ -156,14 +173,50 @@ def _cached_or_decoded(
     ids = [samples[index].image_id for index in kept]
     refused = [problem(samples[index].path, reason, split=split)
                for index, (array, reason) in enumerate(results) if array is None]
-    try:
-        _write_entry(images_path, meta_path, images, labels, ids, refused)
-        _remove_stale(folder, prefix, stem)
-        logger.info("%s split: cached %d images in %s", split, len(ids), images_path)
-    except OSError as error:
-        logger.warning("cannot write the cache in %s (%s); going on without it", folder, error)
-        images_path = None
-    return ImageSet(images, labels, ids, refused, cache_path=images_path, from_cache=False)
+    return ImageSet(images, labels, ids, refused, cache_path=None, from_cache=False)
+
+
+DECODE_BLOCK_BYTES = 64 << 20  # decoded pixels held in memory at once while preparing (plus one image per worker)
+
+
+def _decode_into_cache(data_config: DataConfig, split: str, samples: list[sources.Sample], images_path: Path,
+                       meta_path: Path, progress: Progress | None) -> ImageSet:
+    """Decode ``samples`` a block at a time straight into the cache entry; the images stay on disk.
+
+    Memory holds one block of decoded images (``DECODE_BLOCK_BYTES``), whatever the number of images.
+    The returned set's ``images`` is a :class:`~melanet.data.disk_images.DiskImages` of the new entry.
+    """
+    size = data_config.image_size
+    block = max(1, DECODE_BLOCK_BYTES // (size * size * 3))
+    kept: list[int] = []
+    refused: list[dict[str, Any]] = []
+
+    def write(stream) -> None:
+        writer = disk_images.NpyWriter(stream, size)
+        for start in range(0, len(samples), block):
+            part = samples[start:start + block]
+            report = None if progress is None else (
+                lambda done, _total, message, offset=start: progress(offset + done, len(samples), message))
+            results = parallel.map_chunks(
+                decode_chunk, [str(sample.path) for sample in part], size, data_config.max_image_pixels,
+                data_config.resize, data_config.color_constancy, workers=data_config.workers,
+                progress=report, message=f"decoding {split}")
+            for offset, (array, reason) in enumerate(results):
+                if array is None:
+                    refused.append(problem(part[offset].path, reason, split=split))
+                else:
+                    writer.append(array[np.newaxis])
+                    kept.append(start + offset)
+            del results
+        writer.finish()
+
+    runs.atomic_write_with(images_path, write)
+    labels = np.array([samples[index].label for index in kept], dtype=np.int64)
+    ids = [samples[index].image_id for index in kept]
+    meta = {"version": preprocess.PREPROCESSING_VERSION, "shape": [len(ids), size, size, 3], "ids": ids,
+            "labels": labels.tolist(), "refused": refused}
+    runs.atomic_write_with(meta_path, lambda stream: stream.write(json.dumps(meta).encode()))
+    return ImageSet(disk_images.DiskImages(images_path), labels, ids, refused, cache_path=images_path, from_cache=False)
 
 
 def decode_chunk(
@@ -182,7 +235,7 @@ def decode_chunk(
 def _read_entry(images_path: Path, meta_path: Path, samples: list[sources.Sample]) -> ImageSet | None:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        images = np.load(images_path, allow_pickle=False)
+        images = disk_images.DiskImages(images_path)  # read a batch at a time, never all at once
     except (OSError, ValueError) as error:
         if meta_path.exists():
             logger.warning("ignoring unreadable cache entry %s (%s)", meta_path, error)
@@ -192,15 +245,6 @@ def _read_entry(images_path: Path, meta_path: Path, samples: list[sources.Sample
         return None
     labels = np.asarray(meta["labels"], dtype=np.int64)
     return ImageSet(images, labels, list(meta["ids"]), list(meta["refused"]), cache_path=images_path, from_cache=True)
-
-
-def _write_entry(images_path: Path, meta_path: Path, images: np.ndarray, labels: np.ndarray,
-                 ids: list[str], refused: list[dict[str, Any]]) -> None:
-    images_path.parent.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_with(images_path, lambda stream: np.save(stream, images, allow_pickle=False))
-    meta = {"version": preprocess.PREPROCESSING_VERSION, "shape": list(images.shape), "ids": ids,
-            "labels": labels.tolist(), "refused": refused}
-    runs.atomic_write_with(meta_path, lambda stream: stream.write(json.dumps(meta).encode()))
 
 
 def _remove_stale(folder: Path, prefix: str, current_stem: str) -> None:

@@ -18,16 +18,17 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from melanet import config as config_module
-from melanet import layout, runs, training
+from melanet import layout, lifecycle, runs
 from melanet.data.errors import DataError
 from melanet.evaluation import evidence, external, metrics, model_card
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ ISIC_PREDICTIONS_FILE = layout.ISIC_PREDICTIONS_FILE
 VALIDATION_PREDICTIONS_FILE = layout.VALIDATION_PREDICTIONS_FILE
 SKIPPED_FILE = layout.EVALUATION_SKIPPED_FILE
 
-ProgressCallback = Callable[[int, int, str], None]
+ProgressCallback = Progress
 
 
 def read_predictions(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -133,7 +134,7 @@ def evaluate_run(
     (:mod:`melanet.evaluation.external`).
     """
     run = runs.Run.open(run_path)
-    training.check_folder(run, STAGE)
+    lifecycle.check_folder(run, STAGE)
     config = run.config()
     if runs.model_file(run.path) is None:
         status = run.status()
@@ -151,7 +152,7 @@ def evaluate_run(
     target = run.path if out_dir is None else Path(out_dir)
     writes_into_run = target.resolve() == run.path.resolve()
     if writes_into_run:
-        with training.step_session(run, STAGE, data=data_config.root, split="test") as entry:
+        with lifecycle.step_session(run, STAGE, data=data_config.root, split="test") as entry:
             report = _evaluate(run, config, data_config, target, progress)
             model_card.write(run.path)
             entry.update(n=report["n"], auc=report["auc"])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, runs, training
+from melanet import layout, lifecycle, runs
 from melanet.evaluation import evaluate, model_card
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def rescore_run(run_path: str | Path, overrides: Sequence[str] = ()) -> dict[str
     metrics_path = run.path / layout.METRICS_FILE
     previous = runs.read_json(metrics_path) if metrics_path.is_file() else {}
     data_root = (previous.get("data") or {}).get("root", config.data.root)
-    with training.step_session(run, STAGE, data=data_root, split="test", from_predictions=True) as entry:
+    with lifecycle.step_session(run, STAGE, data=data_root, split="test", from_predictions=True) as entry:
         report = evaluate.report_for_predictions(labels, probabilities, settings, config.seed,
                                                  run.path / layout.VALIDATION_PREDICTIONS_FILE)
         for key in KEPT_BLOCKS:

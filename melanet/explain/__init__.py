@@ -4,5 +4,5 @@
 - ``overlay``: colour maps and heat-map overlays on input images.
 - ``features``: global-average-pooled features of a trained classifier.
 - ``embedding``: 2-D UMAP of those features and a static two-panel figure.
-- ``run_explain`` / ``run_embed``: the run-folder outputs of ``melanet explain`` / ``melanet embed``.
+- ``explain_stage`` / ``embed_stage``: the run-folder outputs of ``melanet explain`` / ``melanet embed``.
 """

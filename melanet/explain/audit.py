@@ -31,6 +31,7 @@ SUBSETS = 100
 MAX_SUBSET_SIZE = 1000  # Binkowski et al.'s subset size; smaller sets use half the smaller set
 CONFIDENCE = 0.95
 NEIGHBOUR_CHUNK = 512  # query rows per distance block: bounds memory at chunk x references floats
+KERNEL_CACHE_LIMIT = 4_000_000  # kernel entries kept for the subsets (32 MB per matrix at most); beyond: per subset
 
 
 def _as_features(values: np.ndarray, name: str) -> np.ndarray:
@@ -58,9 +59,13 @@ def unbiased_mmd2(first: np.ndarray, second: np.ndarray) -> float:
     count_first, count_second = len(first), len(second)
     if count_first < 2 or count_second < 2:
         raise ValueError(f"KID needs at least 2 rows per set, got {count_first} and {count_second}")
-    within_first = polynomial_kernel(first, first)
-    within_second = polynomial_kernel(second, second)
-    across = polynomial_kernel(first, second)
+    return _mmd2_from_kernels(polynomial_kernel(first, first), polynomial_kernel(second, second),
+                              polynomial_kernel(first, second))
+
+
+def _mmd2_from_kernels(within_first: np.ndarray, within_second: np.ndarray, across: np.ndarray) -> float:
+    """Unbiased MMD^2 from the kernel matrices (N, N), (M, M) and (N, M)."""
+    count_first, count_second = len(within_first), len(within_second)
     term_first = (within_first.sum() - np.trace(within_first)) / (count_first * (count_first - 1))
     term_second = (within_second.sum() - np.trace(within_second)) / (count_second * (count_second - 1))
     return float(term_first + term_second - 2.0 * across.mean())
@@ -89,11 +94,18 @@ def kernel_inception_distance(
     if subsets < 1 or not 0.0 < confidence < 1.0:
         raise ValueError(f"need subsets >= 1 and confidence in (0, 1), got {subsets} and {confidence}")
     generator = np.random.default_rng(seed)
-    estimates = np.array([
-        unbiased_mmd2(first[generator.choice(len(first), size, replace=False)],
-                      second[generator.choice(len(second), size, replace=False)])
-        for _ in range(subsets)
-    ])
+    draws = [(generator.choice(len(first), size, replace=False), generator.choice(len(second), size, replace=False))
+             for _ in range(subsets)]
+    if max(len(first), len(second)) ** 2 <= KERNEL_CACHE_LIMIT:
+        # a subset's kernel matrices are blocks of the full ones: compute those once
+        kernels = (polynomial_kernel(first, first), polynomial_kernel(second, second), polynomial_kernel(first, second))
+        estimates = np.array([
+            _mmd2_from_kernels(kernels[0][np.ix_(rows, rows)], kernels[1][np.ix_(columns, columns)],
+                               kernels[2][np.ix_(rows, columns)])
+            for rows, columns in draws
+        ])
+    else:
+        estimates = np.array([unbiased_mmd2(first[rows], second[columns]) for rows, columns in draws])
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(estimates, [tail, 1.0 - tail])
     return {"kid": unbiased_mmd2(first, second), "low": float(low), "high": float(high),

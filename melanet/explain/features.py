@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import keras
 import numpy as np
 
-Progress = Callable[[int, int, str], None]
+from melanet.progress import Progress
 
 
 def feature_model(model: keras.Model) -> keras.Model:

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
 
 import keras
 import numpy as np
 
+from melanet import stages
+from melanet.progress import Progress
+
 logger = logging.getLogger(__name__)
 
-METHODS = ("gradcam", "gradcam++", "scorecam")
+METHODS = stages.GRADCAM_METHODS
 MALIGNANT = 1  # output index of the malignant class in the (N, 2) softmax
-
-Progress = Callable[[int, int, str], None]
 
 
 def spatial_layers(model: keras.Model) -> list[str]:

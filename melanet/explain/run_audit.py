@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from melanet import layout, runs, training
+from melanet import layout, lifecycle, runs
 from melanet.explain import audit, audit_files, features
 
 logger = logging.getLogger(__name__)
 
 STAGE = "audit-synthesis"
-Progress = training.Progress
+Progress = lifecycle.Progress
 
 
 def refuse_without_synthesis(run: runs.Run) -> None:
@@ -49,11 +49,11 @@ def audit_run(gan_run: str | Path, classifier_run: str | Path | None = None, *,
               progress: Progress | None = None) -> Path:
     """Audit the synthetic images of stage-1 run ``gan_run``; returns the path of ``audit/audit.json``."""
     run = runs.Run.open(gan_run)
-    training.check_folder(run, STAGE)
+    lifecycle.check_folder(run, STAGE)
     refuse_without_synthesis(run)
     config = run.config()
     classifier_model = _classifier_model(classifier_run, config.data.image_size) if classifier_run else None
-    with training.step_session(run, STAGE, classifier_run=str(classifier_run or "")) as entry:
+    with lifecycle.step_session(run, STAGE, classifier_run=str(classifier_run or "")) as entry:
         real_benign, real_malignant, synthetic, manifest = _images(run, config, progress)
         spaces = {"backbone": (_backbone_model(config), _backbone_description(config))}
         if classifier_model is not None:

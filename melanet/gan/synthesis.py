@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from melanet import config as config_module
-from melanet import layout, runs, training
+from melanet import layout, lifecycle, runs
 from melanet.data import errors as data_errors
 from melanet.data import prepare
 
@@ -69,14 +69,14 @@ def load_generators(run: runs.Run, config: config_module.Config):
     paths = [train.generator_path(run, name) for name in train.GENERATOR_NAMES]
     if all(path.is_file() for path in paths):
         return tuple(keras.saving.load_model(path, compile=False) for path in paths)
-    info = training.latest_checkpoint(run)
+    info = lifecycle.latest_checkpoint(run)
     if info is None:
         raise runs.RunError(f"{run.path}: no trained generators (run `melanet train-gan` first)")
     logger.warning(
         "%s: training has not finished; synthesizing with the checkpoint of epoch %s", run.path, info["epoch"]
     )
     cyclegan = model.from_config(config.gan, config.data.image_size)
-    training.restore_checkpoint(cyclegan.checkpoint(), run)
+    lifecycle.restore_checkpoint(cyclegan.checkpoint(), run)
     return tuple(cyclegan.network(name) for name in train.GENERATOR_NAMES)
 
 
@@ -87,7 +87,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def synthesize(
-    run: runs.Run, *, batch_size: int = 16, progress: training.ProgressCallback | None = None
+    run: runs.Run, *, batch_size: int = 16, progress: lifecycle.ProgressCallback | None = None
 ) -> Path:
     """Translate every benign training image of ``run``'s config; returns the manifest path.
 
@@ -96,7 +96,7 @@ def synthesize(
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    with training.stage_session(run, STAGE):
+    with lifecycle.stage_session(run, STAGE):
         return _synthesize_holding_lock(run, batch_size, progress)
 
 
@@ -115,7 +115,7 @@ def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
     ]
     logger.info("synthesis: %d benign training images, %d already done", len(rows), len(rows) - len(pending))
     batches = [pending[start : start + batch_size] for start in range(0, len(pending), batch_size)]
-    reporter = training.EpochReporter(run, 1, len(batches), progress=progress)
+    reporter = lifecycle.EpochReporter(run, 1, len(batches), progress=progress)
     reporter.start_epoch(1)
     if batches:
         to_malignant, to_benign = load_generators(run, config)
@@ -130,7 +130,7 @@ def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
             ):
                 _write_png(run.path / rows[position]["path"], translation)
                 _write_png(run.path / rows[position]["reconstruction_path"], reconstruction)
-            reporter.step(1, number, message=f"synthesized {min(len(pending), number * batch_size)}/{len(pending)}")
+            reporter.batch_done(1, number, message=f"synthesized {min(len(pending), number * batch_size)}/{len(pending)}")
     manifest = run.file(MANIFEST_FILE)
     runs.atomic_write_csv(manifest, rows, MANIFEST_COLUMNS)
     run.update_status(message=f"synthesized {len(rows)} images", synthetic_images=len(rows))

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from melanet import config as config_module
-from melanet import distribute, runs, training
+from melanet import distribute, lifecycle, runs
 from melanet.gan import dataset, masking, model, samples
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def sample_path(run: runs.Run, epoch: int) -> Path:
     return run.figures_dir / f"samples_epoch_{epoch:03d}.png"
 
 
-class CompiledStep:
+class CompiledTrainStep:
     """The training step compiled once (``tf.function``), run on every replica, losses summed on device."""
 
     def __init__(self, cyclegan: model.CycleGan, strategy: tf.distribute.Strategy):
@@ -70,7 +70,7 @@ class CompiledStep:
         return {name: float(value) for name, value in zip(model.LOSS_NAMES, values)}
 
 
-def run_epoch(step: CompiledStep, pairs: tf.data.Dataset, on_step: Callable[[int], None]) -> dict[str, float]:
+def run_epoch(step: CompiledTrainStep, pairs: tf.data.Dataset, on_step: Callable[[int], None]) -> dict[str, float]:
     """Train on every batch of ``pairs`` (from ``dataset.epoch_dataset``); returns the mean losses.
 
     ``on_step(index)`` runs after each step (progress reporting); it must stay cheap.
@@ -121,16 +121,16 @@ def train(
     config: config_module.Config,
     *,
     resume: bool = False,
-    progress: training.ProgressCallback | None = None,
+    progress: lifecycle.ProgressCallback | None = None,
 ) -> runs.Run:
     """Train (or, with ``resume``, continue) the CycleGAN of ``config`` in ``run``.
 
     Holds the run's lock for the whole stage (a second process gets ``RunBusyError``) and writes
-    ``config.yaml`` once it holds it. ``training.check_folder`` refuses, before anything is written,
+    ``config.yaml`` once it holds it. ``lifecycle.check_folder`` refuses, before anything is written,
     another stage's folder and a fresh start on a finished run or one with checkpoints, so that two
     trainings never mix in one folder.
     """
-    with training.stage_session(run, STAGE, resume=resume):
+    with lifecycle.stage_session(run, STAGE, resume=resume):
         run.write_config(config)
         _train_holding_lock(run, config, resume=resume, progress=progress)
     return run
@@ -181,12 +181,12 @@ def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) ->
         cyclegan = model.from_config(gan, config.data.image_size, augment_seed=config.seed)
     epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = cyclegan.checkpoint(epoch=epoch_variable)
-    epochs_done = training.restore_checkpoint(checkpoint, run) if resume else 0
+    epochs_done = lifecycle.restore_checkpoint(checkpoint, run) if resume else 0
     if epochs_done:
         logger.info("resuming %s after epoch %d of %d", run.path, epochs_done, gan.epochs)
     run.truncate_history(epochs_done)
-    step = CompiledStep(cyclegan, strategy)
-    reporter = training.EpochReporter(run, gan.epochs, steps, first_epoch=epochs_done + 1, progress=progress)
+    step = CompiledTrainStep(cyclegan, strategy)
+    reporter = lifecycle.EpochReporter(run, gan.epochs, steps, first_epoch=epochs_done + 1, progress=progress)
     sample_inputs = benign[fixed_sample_indices(len(benign), gan.sample_count, config.seed)]
     for epoch in range(epochs_done + 1, gan.epochs + 1):
         reporter.start_epoch(epoch)
@@ -195,12 +195,12 @@ def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) ->
             benign, malignant, seed=config.seed, epoch=epoch, batch_size=gan.batch_size, flip=gan.flip,
             masks=gan.mask_padding,
         )
-        losses = run_epoch(step, pairs, lambda index: reporter.step(epoch, index))
+        losses = run_epoch(step, pairs, lambda index: reporter.batch_done(epoch, index))
         if not all(np.isfinite(value) for value in losses.values()):
             raise FloatingPointError(f"epoch {epoch}: non-finite CycleGAN loss {losses}")
         reporter.end_epoch(epoch, losses)
         translations, reconstructions = translate_and_reconstruct(cyclegan, sample_inputs)
         samples.write_sample_grid(sample_path(run, epoch), sample_inputs, translations, reconstructions)
         epoch_variable.assign(epoch)
-        training.save_checkpoint(checkpoint, run, epoch)
+        lifecycle.save_checkpoint(checkpoint, run, epoch)
     save_generators(run, cyclegan)

@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,9 @@ from PIL import Image
 from melanet import layout, runs
 from melanet.data import sources
 from melanet.studies import study as study_module
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +152,9 @@ def _explain_overlays(run: runs.Run, data_root: str) -> dict[str, Path]:
     run_files = layout.RunLayout(run.path)
     index_path = run_files.explain_index()
     if Path(data_root).resolve() != Path(run.config().data.root).resolve():
-        from melanet.explain import run_explain  # imports TensorFlow: only for another data folder
+        from melanet.explain import explain_stage  # imports TensorFlow: only for another data folder
 
-        index_path = run_files.explain_index(run_explain._file_stem(Path(data_root).resolve().name))
+        index_path = run_files.explain_index(explain_stage._file_stem(Path(data_root).resolve().name))
     if not index_path.is_file():
         return {}
     found: dict[str, Path] = {}

@@ -21,16 +21,15 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from melanet import layout, runs, stages
+from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-# A progress callback: (done, total, message), e.g. a tqdm bar (melanet.cli.common.progress_bar).
-Progress = Callable[[int, int, str], None]
 ProgressCallback = Progress  # older name
 LATEST_FILE = layout.LATEST_CHECKPOINT_FILE
 ERROR_MESSAGE_LIMIT = 500  # characters of an error kept in status.json
@@ -229,30 +228,31 @@ class EpochReporter:
         self._last_write = 0.0
         self._epoch_started = time.monotonic()
 
-    def _eta(self, epoch: int, step: int) -> float | None:
-        done = (epoch - self.first_epoch) * self.steps_per_epoch + step
-        remaining = (self.epochs - epoch + 1) * self.steps_per_epoch - step
+    def _eta(self, epoch: int, batch: int) -> float | None:
+        done = (epoch - self.first_epoch) * self.steps_per_epoch + batch
+        remaining = (self.epochs - epoch + 1) * self.steps_per_epoch - batch
         if done <= 0:
             return None
         return (time.monotonic() - self._started) / done * remaining
 
     def start_epoch(self, epoch: int) -> None:
         self._epoch_started = time.monotonic()
-        self.step(epoch, 0, force=True)
+        self.batch_done(epoch, 0, force=True)
 
-    def step(self, epoch: int, step: int, message: str = "", force: bool = False) -> None:
-        """Called after each step (cheap: writes at most every ``min_interval_seconds``)."""
+    def batch_done(self, epoch: int, batch: int, message: str = "", force: bool = False) -> None:
+        """Called after batch ``batch`` (1-based) of ``epoch``; cheap: writes at most every
+        ``min_interval_seconds``. ``status.json`` calls the batch ``step`` of ``steps``."""
         total_steps = self.epochs * self.steps_per_epoch
-        done_steps = (epoch - 1) * self.steps_per_epoch + step
+        done_steps = (epoch - 1) * self.steps_per_epoch + batch
         if self.progress is not None:
             self.progress(done_steps, total_steps, message or f"epoch {epoch}/{self.epochs}")
         now = time.monotonic()
         if not force and now - self._last_write < self.min_interval_seconds:
             return
         self._last_write = now
-        eta = self._eta(epoch, step)
+        eta = self._eta(epoch, batch)
         self.run.update_status(
-            epoch=epoch, epochs=self.epochs, step=step, steps=self.steps_per_epoch,
+            epoch=epoch, epochs=self.epochs, step=batch, steps=self.steps_per_epoch,
             progress=round(done_steps / total_steps, 4),
             eta_seconds=None if eta is None else round(eta, 1),
             message=message or f"epoch {epoch}/{self.epochs}",
@@ -261,7 +261,7 @@ class EpochReporter:
     def end_epoch(self, epoch: int, values: Mapping[str, Any]) -> dict[str, Any]:
         row = {"epoch": epoch, **values, "seconds": round(time.monotonic() - self._epoch_started, 2)}
         self.run.append_history(row)
-        self.step(epoch, self.steps_per_epoch, message=_summary(epoch, self.epochs, values), force=True)
+        self.batch_done(epoch, self.steps_per_epoch, message=_summary(epoch, self.epochs, values), force=True)
         logger.info(_summary(epoch, self.epochs, values))
         return row
 

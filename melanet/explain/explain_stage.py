@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from melanet import config as config_module
-from melanet import layout, runs, stages, training
+from melanet import layout, lifecycle, runs, stages
 from melanet.config import ConfigError
 from melanet.evaluation import metrics
 from melanet.explain import gradcam, overlay
@@ -50,7 +50,7 @@ INDEX_COLUMNS = (
 )
 EXPLAIN_FOLDER = layout.EXPLAIN_FOLDER
 
-Progress = training.Progress
+Progress = lifecycle.Progress
 
 
 def parse_which(text: str) -> tuple[str, ...]:
@@ -319,7 +319,7 @@ def explain_run(
     from melanet.data import prepare
 
     run = runs.Run.open(run_path)
-    training.check_folder(run, STAGE)
+    lifecycle.check_folder(run, STAGE)
     config = run.config()
     if runs.model_file(run.path) is None:
         raise runs.RunError(f"{run.path}: no trained model ({' or '.join(layout.MODEL_FILES)}); "
@@ -327,7 +327,7 @@ def explain_run(
     options = explain_options(config.explain, method=method, layer=layer, outcomes=outcomes, limit=limit)
     data_config = config.data if data_root is None else dataclasses.replace(config.data, root=str(data_root))
     output_dir = run.files.explain_folder(None if data_root is None else data_folder_name(data_root))
-    with training.step_session(run, STAGE, method=options.method, layer=options.layer,
+    with lifecycle.step_session(run, STAGE, method=options.method, layer=options.layer,
                                folder=output_dir.relative_to(run.path).as_posix()) as entry:
         model = _load_model_for(run, options.layer)
         image_set = prepare.load_split(data_config, "test", progress=progress)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanet import layout, runs, training
+from melanet import layout, lifecycle, runs
 from melanet.explain import embedding, features, separability
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ PANEL_TITLES = {
     "balanced": "(b) originals + synthetic malignant",
 }
 
-Progress = training.Progress
+Progress = lifecycle.Progress
 
 
 def tags_for(labels: np.ndarray) -> list[str]:
@@ -127,12 +127,12 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
     from melanet.data import splits
 
     run = runs.Run.open(run_path)
-    training.check_folder(run, STAGE)
+    lifecycle.check_folder(run, STAGE)
     config = run.config()
     if runs.model_file(run.path) is None:
         raise runs.RunError(f"{run.path}: no trained model ({' or '.join(layout.MODEL_FILES)}); "
                             "embed a finished train-classifier run")
-    with training.step_session(run, STAGE) as entry:
+    with lifecycle.step_session(run, STAGE) as entry:
         training_split, _ = splits.training_and_validation(config.data, config.seed, progress=progress)
         model = classifier_predict.load_model(run.path)
         original, synthetic_features, synthetic_ids = _features(run, config, model, training_split, progress)
