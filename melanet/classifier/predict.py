@@ -33,7 +33,6 @@ def load_model(run_path: str | Path) -> keras.Model:
     raise runs.RunError(f"{path}: no trained model in this run (train it with 'melanet train-classifier')")
 
 
-def scaled_batches(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
 def _load_keras_file(path: Path) -> keras.Model:
     """``keras.models.load_model``, with ``RunError`` naming the file when it is empty, cut short or corrupt."""
     size = path.stat().st_size
@@ -48,6 +47,7 @@ def _load_keras_file(path: Path) -> keras.Model:
                         "retrain the run or copy the file again")
 
 
+def scaled_batches(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """uint8 (N, S, S, 3) -> batches of float32 in [0, 1] (the classifier's input scaling).
 
     Images on disk (``melanet.data.disk_images.DiskImages``) are read a batch at a time.
