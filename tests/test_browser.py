@@ -33,7 +33,12 @@ if not Path(CHROMIUM).exists() and os.environ.get("MELANET_REQUIRE_BROWSER"):
     pytest.fail(f"{CHROMIUM} is missing and MELANET_REQUIRE_BROWSER is set (CI must install chromium)", pytrace=False)
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (CI installs Debian's chromium package)", allow_module_level=True)
-playwright_api = pytest.importorskip("playwright.sync_api")
+try:
+    import playwright.sync_api as playwright_api
+except ImportError as error:
+    if os.environ.get("MELANET_REQUIRE_BROWSER"):  # CI: a missing Playwright must fail, not skip the browser tests
+        pytest.fail(f"playwright is not importable ({error}) and MELANET_REQUIRE_BROWSER is set", pytrace=False)
+    pytest.skip(f"playwright is not installed ({error})", allow_module_level=True)
 expect = playwright_api.expect
 
 
@@ -157,6 +162,8 @@ def test_every_page_shows_its_content(dashboard, browser) -> None:
             expect(page.get_by_text(text).first).to_be_visible(timeout=60_000)
         if title == "Overview":  # the class counts and the runs table (canvas grids: their cells are not DOM text)
             expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(2, timeout=30_000)
+            # .streamlit/config.toml: the viewer toolbar, no Deploy button
+            expect(page.locator('[data-testid="stAppDeployButton"]')).to_have_count(0)
         if title == "Compare":
             expect(page.locator(".legendtext").filter(has_text="AUC")).to_have_count(4, timeout=30_000)
         expect(page.locator('[data-testid="stSidebarNav"]')).to_contain_text("Synthesized lesions")  # our navigation

@@ -175,13 +175,17 @@ def test_half_extracted_folder_is_never_taken_as_complete(server, archive_files,
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.extracting-*"))
 
 
-def test_unsafe_archive_paths_are_refused(tmp_path):
+@pytest.mark.parametrize("member", ["../escape.txt", "isic/../../escape.txt", "/escape.txt"])
+def test_unsafe_archive_paths_are_refused(tmp_path, member):
+    # extraction runs in a temporary folder inside tmp_path: one '..' from there is tmp_path itself
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr("../escape.txt", b"no")
+        bundle.writestr("isic/ok.txt", b"fine")
+        bundle.writestr(member, b"no")
     with pytest.raises(DataError, match="unsafe path"):
         download.extract_atomically(archive, tmp_path / "out")
-    assert not (tmp_path / "out").exists() and not (tmp_path.parent / "escape.txt").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["evil.zip"]  # no escape.txt, no out, no temp folder
+    assert not (tmp_path.parent / "escape.txt").exists() and not Path("/escape.txt").exists()
 
 
 def test_cli_download_with_environment_base_url(server, tmp_path, monkeypatch, capsys):
