@@ -19,12 +19,12 @@ from dashboard import artifacts, discovery, ui
 
 MAX_UPLOAD_MB = 20
 EXTENSIONS = ("jpg", "jpeg", "png")
-
 # Far below the data pipeline's decompression-bomb guard: a 100 MP image costs the dashboard ~740 MB,
 # and dermoscopy images are rarely over 24 MP (6000 x 4000).
 MAX_MEGAPIXELS = 25
 # Below this the image holds no lesion detail; the model would still give a confident-looking answer.
 MIN_SIDE_PIXELS = 64
+
 st.title("Predict")
 st.warning(f"**{ui.NOT_A_DEVICE}** The models here were trained on a small public data set; their "
            "errors are shown on the Compare and Grad-CAM pages.", icon=":material/warning:")
@@ -67,14 +67,14 @@ config = artifacts.run_config(entry.path)
 if config is None:
     st.error(f"{entry.label}: its config.yaml is missing or invalid; choose another run.")
     st.stop()
-try:
 accepted = f"JPEG or PNG dermoscopy images of up to {MAX_MEGAPIXELS} megapixels (e.g. 6000 x 4000) are accepted"
-    image = preprocess.preprocess_image(data, config.data.image_size, config.data.max_image_pixels, config.data.resize,
+try:
     width, height = preprocess.read_dimensions(data, config.data.max_image_pixels)
     if width * height > MAX_MEGAPIXELS * 1_000_000:
         st.error(f"{uploaded.name} is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels): too large. "
                  f"{accepted}; downsize it first.")
         st.stop()
+    image = preprocess.preprocess_image(data, config.data.image_size, config.data.max_image_pixels, config.data.resize,
                                         config.data.color_constancy)
 except data_errors.DataError as error:
     st.error(f"Cannot use {uploaded.name}: {error}. {accepted}.")
