@@ -46,8 +46,10 @@ class StudyError(runs.RunError):
 
 
 def model_decision(probability: float, threshold: float) -> str:
-    """'malignant' when ``probability > threshold`` (the rule of ``melanet.evaluation.metrics``), else 'benign'."""
-    return DECISIONS[1] if probability > threshold else DECISIONS[0]
+    """The model's decision word at ``threshold`` by MelaNet's one rule (``metrics.predicted_malignant``)."""
+    from melanet.evaluation import metrics  # scikit-learn: imported only when a study is created
+
+    return DECISIONS[1] if metrics.predicted_malignant(probability, threshold) else DECISIONS[0]
 
 
 @dataclasses.dataclass(frozen=True)
