@@ -61,6 +61,23 @@ def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift():
     assert abs(same["kid"]) < 0.05 < shifted["kid"] and shifted["low"] > 0
 
 
+def test_an_audit_does_not_depend_on_the_scale_of_the_features():
+    from melanet.explain import run_audit
+
+    generator = np.random.default_rng(7)
+    groups = (generator.normal(0, 1, (8, 4)), generator.normal(0.5, 1, (6, 4)), generator.normal(1, 1, (7, 4)))
+    malignant_ids, synthetic_ids = [f"m{index}" for index in range(6)], [f"s{index}" for index in range(7)]
+    small, rows = run_audit.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
+    large, large_rows = run_audit.audit_space(tuple(group * 1000 for group in groups), malignant_ids, synthetic_ids,
+                                              seed=0)
+    assert large["feature_scale"] == pytest.approx(1000 * small["feature_scale"])
+    for pair, kid in small["kid"].items():
+        assert large["kid"][pair]["kid"] == pytest.approx(kid["kid"], rel=1e-9)
+    assert [row["nearest_id"] for row in rows] == [row["nearest_id"] for row in large_rows]
+    scaled = tuple(group / small["feature_scale"] for group in groups)
+    assert small["kid"]["synthetic_vs_real_malignant"]["kid"] == pytest.approx(audit.unbiased_mmd2(scaled[2], scaled[1]))
+
+
 def test_nearest_neighbours_match_brute_force(monkeypatch):
     monkeypatch.setattr(audit, "NEIGHBOUR_CHUNK", 7)  # several blocks, one partial
     generator = np.random.default_rng(3)

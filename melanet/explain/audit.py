@@ -41,6 +41,12 @@ def _as_features(values: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
+def feature_scale(features: np.ndarray) -> float:
+    """Root mean square of the entries of (N, C) ``features`` (1.0 when they are all zero)."""
+    value = float(np.sqrt(np.mean(np.square(_as_features(features, "features")))))
+    return value if value > 0 else 1.0
+
+
 def polynomial_kernel(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """KID's cubic kernel ``(x . y / C + 1)^3``: (N, C) x (M, C) -> (N, M) float64."""
     dimension = first.shape[1]

@@ -87,11 +87,16 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
                 synthetic_ids: list[str], *, seed: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """KID and memorisation in one feature space.
 
-    ``groups``: (real benign (B, C), real malignant (M, C), synthetic (N, C)) features. Returns the
-    summary (``kid``: two pairs; ``memorisation``: distance summaries and the share of synthetic
-    images closer to a real one than the closest 5 % of real-to-real pairs) and the nearest rows.
+    ``groups``: (real benign (B, C), real malignant (M, C), synthetic (N, C)) features. All three are
+    first divided by one constant, ``feature_scale``: the root mean square of the real images'
+    feature values, so that ``x . y / C`` is about 1 in KID's cubic kernel whatever the backbone's
+    scale (raw VGG GAP features are in the tens and would put KID in the tens of thousands).
+    Returns the summary (``feature_scale``; ``kid``: two pairs; ``memorisation``: distance
+    summaries, in scaled units, and the share of synthetic images closer to a real one than the
+    closest 5 % of real-to-real pairs) and the nearest rows.
     """
-    benign, malignant, synthetic = groups
+    scale = audit.feature_scale(np.concatenate([groups[0], groups[1]]))
+    benign, malignant, synthetic = (group / scale for group in groups)
     kid = {
         "synthetic_vs_real_malignant": audit.kernel_inception_distance(synthetic, malignant, seed=seed),
         "real_benign_vs_real_malignant": audit.kernel_inception_distance(benign, malignant, seed=seed),
@@ -109,7 +114,7 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
             for image, index, distance in zip(synthetic_ids, synthetic_index, synthetic_distance)]
     rows += [{"kind": "real", "image": image, "nearest_id": malignant_ids[index], "distance": float(distance)}
              for image, index, distance in zip(malignant_ids, real_index, real_distance)]
-    return {"kid": kid, "memorisation": memorisation}, rows
+    return {"feature_scale": scale, "kid": kid, "memorisation": memorisation}, rows
 
 
 def realism_table(synthetic: np.ndarray, real: np.ndarray, synthetic_ids: list[str], real_ids: list[str],
