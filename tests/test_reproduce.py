@@ -185,11 +185,11 @@ def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, sta
     monkeypatch.setenv("STAND_IN_SLEEP", "train-classifier")
     code = (
         f"import sys; sys.path.insert(0, {str(REPOSITORY)!r})\n"
-        "from melanet import config as config_module, reproduce, training\n"
+        "from melanet import config as config_module, lifecycle, reproduce\n"
         f"config = config_module.load_config({str(REPOSITORY / 'configs' / 'smoke.yaml')!r})\n"
         "try:\n"
         f"    reproduce.reproduce({str(results)!r}, config, program=[sys.executable, {str(stand_in['program'])!r}])\n"
-        "except training.StopRequested:\n"
+        "except lifecycle.StopRequested:\n"
         "    sys.exit(143)\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import typing
 from pathlib import Path
 
@@ -54,12 +55,13 @@ def test_every_resumable_stage_resumes_through_jobs(tmp_path: Path, name: str) -
     run = runs.Run.create(tmp_path / "run", config_module.Config(), name)
     run.update_status(state="stopped")
     recorder = tmp_path / "record.py"  # stands for `python -m melanet`: writes its arguments and ends
-    recorder.write_text("import json, sys\nopen(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))\n")
+    recorder.write_text("import json, os, sys\nopen(sys.argv[1] + '.tmp', 'w').write(json.dumps(sys.argv[2:]))\n"
+                        "os.replace(sys.argv[1] + '.tmp', sys.argv[1])\n")
     seen = tmp_path / "arguments.json"
     jobs.resume(run.path, program=[sys.executable, str(recorder), str(seen)])
-    deadline = __import__("time").monotonic() + 30
-    while not seen.exists() and __import__("time").monotonic() < deadline:
-        __import__("time").sleep(0.05)
+    deadline = time.monotonic() + 30
+    while not seen.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert json.loads(seen.read_text()) == [stage.verb, "--resume", str(run.path)]
     assert build_parser().parse_args([stage.verb, "--resume", str(run.path)]).resume == str(run.path)
 
