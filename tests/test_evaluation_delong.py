@@ -62,6 +62,10 @@ def test_fast_delong_equals_the_slow_structural_components_with_ties() -> None:
     aucs, covariance = delong.auc_covariance(labels, scores)
     np.testing.assert_allclose(aucs, expected_aucs, atol=1e-12)
     np.testing.assert_allclose(covariance, expected_covariance, atol=1e-12)
+    # each side's components average to the AUC (the benign side's would drift unseen by a covariance)
+    _, components_malignant, components_benign = delong.structural_components(labels, scores)
+    np.testing.assert_allclose(components_malignant.mean(axis=1), expected_aucs, atol=1e-12)
+    np.testing.assert_allclose(components_benign.mean(axis=1), expected_aucs, atol=1e-12)
     for k in range(3):
         assert aucs[k] == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores[k]))
     result = delong.paired_difference(aucs, covariance, 0, 2)

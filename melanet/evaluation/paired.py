@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from melanet import layout, runs
-from melanet.evaluation import compare, delong, evaluate
+from melanet.evaluation import compare, delong, evaluate, metrics
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -158,8 +158,8 @@ def compare_scored(
 
 def _mcnemar_pair(first: ScoredRun, second: ScoredRun) -> dict[str, Any]:
     malignant = first.labels == 1
-    correct_first = (first.probabilities > first.threshold) == malignant
-    correct_second = (second.probabilities > second.threshold) == malignant
+    correct_first = metrics.predicted_malignant(first.probabilities, first.threshold) == malignant
+    correct_second = metrics.predicted_malignant(second.probabilities, second.threshold) == malignant
     return {
         "thresholds": [first.threshold, second.threshold],
         "sensitivity": mcnemar(correct_first[malignant], correct_second[malignant]),
