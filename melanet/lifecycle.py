@@ -314,6 +314,18 @@ def latest_checkpoint(run: runs.Run) -> dict[str, Any] | None:
     return info
 
 
+def _read_checkpoint(checkpoint: Any, folder: Path) -> Any:
+    """``checkpoint.read`` of ``folder``; ``RunError`` naming it when its files are cut short or corrupt."""
+    import tensorflow as tf  # only stages that hold TensorFlow objects get here
+
+    try:
+        return checkpoint.read(str(folder / "state"))
+    except (tf.errors.OpError, IndexError, ValueError) as error:  # IndexError: "Read less bytes than requested"
+        reason = (getattr(error, "message", None) or str(error) or type(error).__name__).splitlines()[0][:200]
+        raise runs.RunError(f"{folder}: the checkpoint is damaged ({reason}); delete this folder's checkpoints/ "
+                            "and start again, or restore it from a copy") from None
+
+
 def restore_checkpoint(checkpoint: Any, run: runs.Run) -> int:
     """Restore the newest checkpoint into ``checkpoint``; returns its epoch (0 when there is none).
 
@@ -328,7 +340,7 @@ def restore_checkpoint(checkpoint: Any, run: runs.Run) -> int:
     written_by = info.get("stage")
     if written_by and stage and stages.folder_stage_of(written_by) != stages.folder_stage_of(stage):
         raise runs.RunError(f"{run.checkpoint_dir}: holds a {written_by} checkpoint, not one of {stage}")
-    restored = checkpoint.read(str(run.checkpoint_dir / info["folder"] / "state"))
+    restored = _read_checkpoint(checkpoint, run.checkpoint_dir / info["folder"])
     try:
         restored.assert_existing_objects_matched()
     except AssertionError as error:

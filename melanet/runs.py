@@ -237,6 +237,8 @@ class Run:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"{self.path}: is a file, not a run folder; give a folder (new or an existing run)")
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"

@@ -113,3 +113,16 @@ def test_evaluate_refuses_a_run_without_model(tmp_path: Path, capsys: pytest.Cap
     assert "no trained model" in capsys.readouterr().err
     with pytest.raises(runs.RunError, match="run folder not found"):
         evaluate.evaluate_run(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut short"])
+def test_a_damaged_model_file_is_one_line_not_a_traceback(classifier_run: Path, damage: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    model_path = classifier_run / "model.keras"
+    model_path.write_bytes(b"" if damage == "empty" else model_path.read_bytes()[:4000])
+    assert main(["-q", "evaluate", "--run", str(classifier_run)]) == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(error_lines) == 1, error_lines
+    assert str(model_path) in error_lines[0] and "cannot load the trained model" in error_lines[0]
+    assert "File not found" not in error_lines[0]  # what Keras says about any unreadable file
+    assert not (classifier_run / "metrics.json").exists()

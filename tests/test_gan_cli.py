@@ -137,3 +137,44 @@ def test_resume_keeps_the_saved_config(tmp_path):
     assert main(["-q", "synthesize", "--run", str(tmp_path / "nowhere")]) == 2
     with pytest.raises(runs.RunError, match="melanet synthesize"):
         synthesis.load_synthetic(run.path, 32)
+
+
+def test_one_line_errors_for_a_file_as_run_folder_and_a_bad_config(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a run")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("data:\n  root: /données\n".encode("latin-1"))
+    cases = [
+        (["train-gan", "--config", "configs/smoke.yaml", "--run", str(notes)], "is a file, not a run folder"),
+        (["train-classifier", "--config", "configs/smoke.yaml", "--run", str(notes)], "is a file, not a run folder"),
+        (["train-gan", "--resume", str(notes)], "is a file, not a run folder"),
+        (["train-gan", "--config", str(latin1), "--run", str(tmp_path / "a")], "not a UTF-8 text file"),
+        (["train-gan", "--config", "configs/smoke.yaml", "--set", "data.image_size=17", "--run", str(tmp_path / "b")],
+         "divisible by"),
+        (["train-gan", "--config", "configs/smoke.yaml", "--set", "gan.learning_rate=nan", "--run", str(tmp_path / "c")],
+         "gan.learning_rate"),
+    ]
+    for arguments, fragment in cases:
+        assert main(["-q", *arguments]) == 2, arguments
+        error_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(error_lines) == 1 and fragment in error_lines[0], (arguments, error_lines)
+        assert "Traceback" not in error_lines[0]
+    assert notes.read_text() == "not a run" and not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_truncated_checkpoint_is_one_line_not_a_traceback(tmp_path, tiny_isic, capsys):
+    import tensorflow as tf
+
+    from melanet import config as config_module
+    from melanet.gan import model
+
+    config = config_module.load_config("configs/smoke.yaml", [f"data.root={tiny_isic}", "gan.batch_size=1"])
+    run = runs.Run.create(tmp_path / "gan", config, train.STAGE)
+    cyclegan = model.from_config(config.gan, config.data.image_size)
+    saved = lifecycle.save_checkpoint(cyclegan.checkpoint(epoch=tf.Variable(1, dtype=tf.int64)), run, 1)
+    run.update_status(state="stopped", epoch=1)
+    data_file = next(saved.glob("state.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:1000])  # a disk that filled up, a copy cut short
+    assert main(["-q", "train-gan", "--resume", str(run.path)]) == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(error_lines) == 1 and "the checkpoint is damaged" in error_lines[0] and str(saved) in error_lines[0]

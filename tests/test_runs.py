@@ -266,3 +266,11 @@ def test_atomic_files_are_readable_like_ordinary_new_files(tmp_path: Path) -> No
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+def test_a_file_is_refused_as_a_run_folder(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a run")
+    with pytest.raises(runs.RunError, match="is a file, not a run folder"):
+        runs.Run(notes)
+    assert notes.read_text() == "not a run"
