@@ -62,7 +62,10 @@ def results_panel(run_path) -> None:
     """Polls the run's external/ folder: one row per data set, ROC curves overlaid, logs of failures."""
     frame = external_view.table(run_path)
     st.subheader("Results")
-    st.dataframe(frame, hide_index=True, key="external_table")
+    if frame.empty:
+        st.caption("No results yet.")
+    else:
+        st.table(frame.set_index("data set"))  # a plain table: a handful of rows, readable and selectable
     st.caption("Figures at threshold 0.5, 95 % intervals (AUC: bootstrap; proportions: Wilson). "
                "Prevalence = share of malignant images.")
     st.plotly_chart(charts.roc_figure(external_view.curves(run_path)), key="external_roc")

@@ -61,8 +61,8 @@ def test_rows_and_roc_curves_of_the_own_and_external_evaluations(environment: Pa
     app = open_page(str(environment / "isic2018-not-yet"))
     assert "not a data folder" in _texts(app, "error") or "not found" in _texts(app, "error")
     assert app.button(key="external_launch").disabled
-    frame = app.dataframe[0].value
-    assert list(frame["data set"]) == ["own (the run's own test split)", "isic2020"]
+    frame = app.table[0].value
+    assert list(frame.index) == ["own (the run's own test split)", "isic2020"]
     assert list(frame["n"]) == [9, 24]
     assert list(frame["images"]) == ["test split", "all labelled images (no labelled test split)"]
     assert list(frame["prevalence %"]) == [f"{100 * 4 / 9:.1f}", f"{100 * 4 / 24:.1f}"]
@@ -97,6 +97,6 @@ def test_the_button_launches_evaluate_and_the_row_appears(environment: Path) -> 
     while external.result(folder).state == "running" and time.monotonic() < deadline:
         time.sleep(0.5)
     app.run()
-    frame = app.dataframe[0].value
-    assert list(frame["data set"]) == ["own (the run's own test split)", "isic2020"], external.result(folder).log
+    frame = app.table[0].value
+    assert list(frame.index) == ["own (the run's own test split)", "isic2020"], external.result(folder).log
     assert list(frame["state"]) == ["done", "done"] and list(frame["n"]) == [9, 24]
