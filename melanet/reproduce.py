@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, lifecycle, runs, stages
+from melanet import children, layout, lifecycle, runs, stages
 from melanet.evaluation import compare, paired
 from melanet.progress import Progress
 
@@ -237,9 +237,14 @@ class StageFailed(runs.RunError):
     """A child stage of the reproduction exited with an error."""
 
 
+def start_child(command: list[str]) -> subprocess.Popen:
+    """Start one stage; it gets SIGTERM (and stops, resumable) if this process dies, even by SIGKILL."""
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=children.parent_death_signal(signal.SIGTERM))
+
+
 def _run_child(command: list[str], step: Step, run: runs.Run, index: int, total: int) -> int:
     """Run one child and fold its progress into the results folder's status until it exits."""
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    child = start_child(command)
     try:
         while True:
             try:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from melanet import children
 from melanet.progress import Progress
 
 Item = TypeVar("Item")
@@ -65,7 +67,8 @@ def map_chunks(
     context = _context()
     done = 0
     by_chunk: dict[int, list[Any]] = {}
-    with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context) as executor:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context,
+                                                initializer=_start_worker, initargs=(os.getpid(),)) as executor:
         futures = {executor.submit(function, chunk, *arguments): index for index, chunk in enumerate(chunks)}
         for future in concurrent.futures.as_completed(futures):
             by_chunk[futures[future]] = future.result()
@@ -73,6 +76,12 @@ def map_chunks(
             if progress:
                 progress(done, total, message)
     return [result for index in range(len(chunks)) for result in by_chunk[index]]
+
+
+def _start_worker(owner_pid: int) -> None:
+    """Worker initializer: the worker ends when its owner does, so a killed run leaves no decoder behind."""
+    children.tie_to_parent(signal.SIGKILL)  # the direct parent: the owner (fork) or the forkserver
+    children.end_with(owner_pid, signal.SIGKILL)  # the forkserver outlives a killed owner
 
 
 def _context() -> multiprocessing.context.BaseContext:
