@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from melanet import layout
+from melanet import layout, stages
 from melanet.explain import overlay as overlay_module
 
 from dashboard import artifacts, discovery, ui
@@ -73,8 +73,8 @@ index = _index(entry)
 if index.empty:
     st.warning(f"{entry.label}: explain/index.csv is empty or malformed.")
     st.stop()
-present = [outcome for outcome in ("FN", "FP", "TP", "TN") if outcome in set(index["outcome"])]
-outcomes = st.multiselect("Outcome", ["FN", "FP", "TP", "TN"], default=present[:2] or present,
+present = [outcome for outcome in stages.OUTCOMES if outcome in set(index["outcome"])]
+outcomes = st.multiselect("Outcome", list(stages.OUTCOMES), default=present[:2] or present,
                           format_func=OUTCOME_NAMES.get, key="gradcam_outcomes")
 filtered = index[index["outcome"].isin(outcomes)]
 if filtered.empty:

@@ -163,3 +163,15 @@ def test_domain_gap_small_or_mismatched_groups() -> None:
         separability.held_out_auc(np.zeros((5, 4)), np.zeros((5, 3)), seed=0)
     with pytest.raises(ValueError, match="synthetic"):
         separability.domain_gap({"benign": np.zeros((5, 4)), "malignant": np.zeros((5, 4))}, seed=0)
+
+
+def test_no_function_in_melanet_explain_is_longer_than_60_lines() -> None:
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "melanet" / "explain"
+    long = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

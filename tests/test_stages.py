@@ -124,3 +124,36 @@ def test_the_train_page_offers_exactly_the_registry_choices(tmp_path: Path, monk
     assert steps == [stages.STAGES[name].summary for name in stages.STEP_STATUS_KEYS
                      if stages.STAGES[name].launchable]
     assert len(set(steps)) == len(steps) >= 3
+
+
+@pytest.mark.parametrize("status, shown, resumable", [
+    ({"stage": "train-gan", "state": "stopped", "alive": False}, "stopped", True),
+    ({"stage": "train-gan", "state": "running", "alive": False, "interrupted": True}, "interrupted", True),
+    ({"stage": "train-gan", "state": "running", "alive": True}, "running", False),
+    ({"stage": "train-gan", "state": "done", "alive": False}, "done", False),
+    ({"stage": "synthesize", "state": "failed", "alive": False}, "failed", False),  # start it again instead
+    ({"stage": "train-classifier", "state": "done", "alive": True, "launching": True}, "starting", False),
+    ({"stage": "train-classifier", "state": "done", "alive": False, "job_stage": "evaluate",
+      "evaluation": {"state": "failed"}}, "failed", False),  # a step's own state, never a resume of training
+])
+def test_the_dashboard_reads_state_and_resume_from_jobs(status: dict, shown: str, resumable: bool) -> None:
+    assert jobs.display_state(status) == shown
+    assert jobs.can_resume(status) == resumable
+
+
+def test_one_linked_gan_run_lookup_for_embed_and_the_dashboard(tmp_path: Path) -> None:
+    results = tmp_path / "moved" / "results"  # a reproduce folder moved after training
+    gan = runs.Run.create(results / layout.REPRODUCE_GAN_FOLDER, config_module.Config(), "train-gan")
+    gan.files.synthetic_manifest.parent.mkdir(parents=True)
+    gan.files.synthetic_manifest.write_text("synthetic_id,source_id,path,reconstruction_path\n")
+    saved = "/elsewhere/results/gan"  # the absolute path written at training time no longer exists
+    classifier = runs.Run.create(results / "melanet", config_module.load_config(
+        None, [f"classifier.gan_run={saved}", "classifier.training_set=synthetic"]), "train-classifier")
+    assert runs.linked_gan_run(classifier.path) == results / "gan"
+    from dashboard import artifacts
+    from melanet.explain import embed_stage
+
+    assert artifacts.linked_gan_run(classifier.path) == results / "gan"
+    assert embed_stage.resolve_gan_run(saved, classifier.path) == results / "gan"
+    plain = runs.Run.create(tmp_path / "plain", config_module.Config(), "train-classifier")
+    assert runs.linked_gan_run(plain.path) is None  # names no stage-1 run
