@@ -17,6 +17,7 @@ from collections.abc import Sequence
 # set before any command module imports TensorFlow. An explicit user setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from melanet import stages  # noqa: E402
 from melanet.cli import (  # noqa: E402
     audit_commands,
     classifier_commands,
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except common.USER_ERRORS as error:
         print(f"melanet {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return stages.USER_ERROR_EXIT_CODE
     except KeyboardInterrupt:
         print(f"melanet {args.command}: interrupted; the run folder keeps its last checkpoint", file=sys.stderr)
-        return 130
+        return stages.INTERRUPTED_EXIT_CODE
