@@ -45,6 +45,8 @@ LOCK_FILE = layout.LOCK_FILE
 # A classifier run's trained model: the full Keras file, or its compact form (melanet.classifier.compact).
 MODEL_FILES = layout.MODEL_FILES
 DEFAULT_RUNS_DIR = Path("runs")
+# Longest folder name a person may type (file systems allow 255 bytes; leave room for suffixes).
+MAX_RUN_NAME_LENGTH = 100
 
 STATES = ("pending", "running", "done", "failed", "stopped")
 # Temp files of atomic writes (``.<name>.<pid>.<random>.tmp``), of ``model.save``
@@ -206,6 +208,9 @@ def resolve_run_name(runs_dir: str | Path, name: str) -> Path:
     if cleaned.startswith(("/", "\\", "~")) or ":" in cleaned:
         raise RunError(f"run name {name!r}: absolute paths are not allowed, give a name inside {runs_dir}")
     parts = cleaned.replace("\\", "/").split("/")
+    longest = max(len(part) for part in parts)
+    if longest > MAX_RUN_NAME_LENGTH:
+        raise RunError(f"run name of {longest} characters: a folder name may have at most {MAX_RUN_NAME_LENGTH}")
     if any(part in ("", ".", "..") for part in parts):
         raise RunError(f"run name {name!r}: '..', '.' and empty parts are not allowed")
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")

@@ -62,3 +62,10 @@ def test_the_progress_panel_of_a_stopped_run_offers_resume(train_page: AppTest, 
     buttons = {button.label: button for button in train_page.button}
     assert buttons["Stop"].disabled and not buttons["Resume"].disabled
     assert train_page.get("plotly_chart")  # the loss history
+
+
+def test_a_300_character_run_name_is_a_clear_message(train_page: AppTest, tmp_path: Path) -> None:
+    submit_gan(train_page, "a" * 300)
+    assert train_page.error and "300 characters" in train_page.error[0].value
+    assert "Traceback" not in train_page.error[0].value
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -274,3 +274,11 @@ def test_a_file_is_refused_as_a_run_folder(tmp_path: Path) -> None:
     with pytest.raises(runs.RunError, match="is a file, not a run folder"):
         runs.Run(notes)
     assert notes.read_text() == "not a run"
+
+
+def test_run_names_longer_than_a_folder_name_may_be_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(runs.RunError, match="300 characters"):
+        runs.resolve_run_name(tmp_path, "a" * 300)
+    longest = "b" * runs.MAX_RUN_NAME_LENGTH
+    assert runs.resolve_run_name(tmp_path, f"group/{longest}") == (tmp_path / "group" / longest).resolve()
+    runs.Run.create(tmp_path / longest, config.Config(), "train-gan")  # the file system takes it
