@@ -44,6 +44,7 @@ class DataConfig:
     color_constancy: str = "none"  # "none" | "shades_of_gray" (p = 6, Barata et al. 2015), before caching
     # ISIC 2017-2020 class columns counted malignant, e.g. "MEL,BCC,AKIEC" (2018); "" = melanoma only
     malignant_classes: str = ""
+    split_seed: int = -1  # seed of the training/validation split; -1 = the run's seed (reproduce --seeds-scope classifiers fixes it)
 
 
 @dataclasses.dataclass(frozen=True)

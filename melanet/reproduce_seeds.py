@@ -62,6 +62,23 @@ def _prepare(
     return run, config, int(count), scope
 
 
+def _seed_config(
+    results: Path, config: config_module.Config, values: list[int], index: int, scope: str
+) -> tuple[config_module.Config, Path | None]:
+    """(config of seed ``values[index]``, the shared stage-1 run or None).
+
+    Scope ``classifiers``: every seed after the first uses the first seed's GAN, and every seed keeps
+    the first seed's validation split (``data.split_seed``): that GAN trained on the split's training
+    part, so another split would validate on its images (``melanet.classifier.gan_match`` refuses it).
+    """
+    seeded = dataclasses.replace(config, seed=values[index])
+    if scope != "classifiers":
+        return seeded, None
+    seeded = dataclasses.replace(seeded, data=dataclasses.replace(config.data, split_seed=values[0]))
+    shared_gan = (seeds.seed_folder(results, values[0]) / reproduce.GAN_FOLDER).resolve() if index > 0 else None
+    return seeded, shared_gan
+
+
 def reproduce_seeds(
     results: str | Path,
     config: config_module.Config | None = None,
@@ -98,12 +115,10 @@ def reproduce_seeds(
                               runs=entries())
             if progress is not None:
                 progress(index, count, message)
-            shared_gan = None
-            if scope == "classifiers" and index > 0:
-                shared_gan = (seeds.seed_folder(results, values[0]) / reproduce.GAN_FOLDER).resolve()
+            seed_config, shared_gan = _seed_config(results, config, values, index, scope)
             try:
-                reproduce.reproduce(seeds.seed_folder(results, seed), dataclasses.replace(config, seed=seed),
-                                    child_options=child_options, program=program, shared_gan=shared_gan)
+                reproduce.reproduce(seeds.seed_folder(results, seed), seed_config, child_options=child_options,
+                                    program=program, shared_gan=shared_gan)
             except BaseException as error:
                 stopped = isinstance(error, (lifecycle.StopRequested, KeyboardInterrupt))
                 states[seed] = "stopped" if stopped else "failed"

@@ -209,6 +209,10 @@ def test_classifier_scope_shares_the_first_seeds_gan(tmp_path: Path, stand_in: d
     gan_run = runs.Run(results / "seed-43" / "melanet").config().classifier.gan_run
     assert Path(gan_run) == (results / "seed-42" / "gan").resolve()
     assert summary["scope"].startswith("classifiers only") and summary["gan_seeds"] == [42, 42]
+    # the classifiers' seeds differ, their validation split stays the GAN's
+    second = runs.Run(results / "seed-43" / "vgg_gap").config()
+    assert second.seed == 43 and second.data.split_seed == 42
+    assert runs.Run(results / "seed-42" / "gan").config().data.split_seed == 42
 
 
 def _read(folder: Path):

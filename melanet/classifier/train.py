@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from melanet import distribute, layout, lifecycle, runs
 from melanet.classifier import model as model_module
-from melanet.classifier import losses, predict, training_sets
+from melanet.classifier import gan_match, losses, predict, training_sets
 from melanet.classifier.selection import SelectionState
 from melanet.config import Config, ConfigError
 from melanet.data import disk_images
@@ -47,6 +47,8 @@ def train_classifier(
     as ``config.yaml`` once ``lifecycle.check_folder`` accepted the folder (nothing is written into a
     refused one). ``config=None`` trains with the run's saved ``config.yaml``.
     """
+    # refused before the folder is touched: a stage-1 run that may have seen this run's validation images
+    gan_match.check(config if config is not None else run.config())
     with lifecycle.stage_session(run, STAGE, resume=resume):
         if config is None:
             config = run.config()

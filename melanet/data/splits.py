@@ -26,6 +26,11 @@ from melanet.data.errors import DataError
 logger = logging.getLogger(__name__)
 
 
+def split_seed(data_config: DataConfig, seed: int) -> int:
+    """The seed that draws the validation split: ``data.split_seed``, or the run's ``seed`` when it is -1."""
+    return seed if data_config.split_seed < 0 else data_config.split_seed
+
+
 def training_and_validation(
     data_config: DataConfig, seed: int, *, progress: prepare.Progress | None = None
 ) -> tuple[prepare.ImageSet, prepare.ImageSet]:
@@ -35,6 +40,7 @@ def training_and_validation(
     fraction when grouped); the same ``seed`` and data give the same split. Both keep the training
     split's order. Images skipped with ``data.skip_bad`` are reported once, in the training set's ``skipped``.
     """
+    seed = split_seed(data_config, seed)
     index = sources.read_index(Path(data_config.root), malignant_classes=data_config.malignant_classes)
     full = prepare.load_split(data_config, "train", progress=progress)
     if "validation" in index.splits:

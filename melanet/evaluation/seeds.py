@@ -128,7 +128,8 @@ def summarize(results: str | Path) -> dict[str, Any]:
 def _scope(gan_seeds: Sequence[int | None]) -> str:
     known = [seed for seed in gan_seeds if seed is not None]
     if len(known) == len(gan_seeds) and len(set(known)) == 1 and len(known) > 1:
-        return f"classifiers only: every seed's MelaNet uses the one GAN trained with seed {known[0]}"
+        return (f"classifiers only: every seed's MelaNet uses the one GAN trained with seed {known[0]}, and every "
+                "seed keeps that GAN's validation split (data.split_seed); weights, batch order and augmentation vary")
     if len(known) == len(gan_seeds) and len(set(known)) == len(known):
         return "GAN and classifiers: each seed trains its own GAN"
     return "mixed or unknown GAN seeds (see gan_seeds)"

@@ -141,7 +141,8 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
             seed=config.seed, n_neighbors=config.explain.umap_neighbors, min_dist=config.explain.umap_min_dist,
             progress=progress,
         )
-        gap = _write_separability(run, original, training_split.labels, synthetic_features, config.seed)
+        gap = _write_separability(run, original, training_split.labels, synthetic_features, config.seed,
+                                  ids=(training_split.ids, synthetic_ids))
         _write_umap(run, rows)
         entry.update(panels=sorted({str(row["panel"]) for row in rows}), points=len(rows))
         if gap and gap["synthetic_vs_real_malignant"] is not None:
@@ -167,20 +168,30 @@ def _features(run: runs.Run, config, model, training_split, progress: Progress |
 
 
 def _write_separability(run: runs.Run, original: np.ndarray, labels: np.ndarray,
-                        synthetic_features: np.ndarray | None, seed: int) -> dict | None:
-    """Write ``embedding/separability.json`` (or remove an earlier one without synthetic images)."""
+                        synthetic_features: np.ndarray | None, seed: int,
+                        ids: tuple[list[str], list[str]] | None = None) -> dict | None:
+    """Write ``embedding/separability.json`` (or remove an earlier one without synthetic images).
+
+    ``ids``: (original ids (N,), synthetic ids (M,)); folds then keep each synthetic image with its source.
+    """
     path = run.files.separability
     if synthetic_features is None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # from an earlier embedding with synthetic images
         return None
+    group_ids = None
+    if ids is not None:
+        original_ids = np.asarray(ids[0], dtype=object)
+        group_ids = {"benign": list(original_ids[labels == 0]), "malignant": list(original_ids[labels == 1]),
+                     "synthetic": list(ids[1])}
     gap = separability.domain_gap(
         {"benign": original[labels == 0], "malignant": original[labels == 1], "synthetic": synthetic_features},
-        seed=seed,
+        seed=seed, ids=group_ids,
     )
     runs.atomic_write_json(path, {
         "features": "global average pooling of the classifier (the UMAP input)",
-        "method": f"{separability.FOLDS}-fold cross-validated logistic regression, ROC AUC of held-out scores",
+        "method": f"{separability.FOLDS}-fold cross-validated logistic regression, ROC AUC of held-out scores"
+                  + ("; folds grouped: a synthetic image and its benign source always in the same fold" if ids else ""),
         "reading": "0.5 = indistinguishable, 1.0 = fully separable",
         **gap,
     })

@@ -1,0 +1,46 @@
+"""Refuse a MelaNet classifier whose stage-1 run saw its validation images.
+
+A CycleGAN trains on the training part of its own training/validation split. A classifier that
+draws a *different* split (another data folder, split seed or validation fraction) validates on
+images that GAN may have trained on, and its synthetic images may be translations of them: model
+selection then leaks. The classifier must use the split its ``classifier.gan_run`` used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from melanet import config as config_module
+from melanet import runs, stages
+from melanet.data import splits
+
+
+def _split_settings(config: config_module.Config) -> dict[str, object]:
+    """What decides the training/validation split of a run."""
+    return {
+        "data.root": str(Path(config.data.root).expanduser().resolve()),
+        "split seed": splits.split_seed(config.data, config.seed),
+        "data.val_fraction": config.data.val_fraction,
+        "data.malignant_classes": config.data.malignant_classes,
+    }
+
+
+def check(config: config_module.Config) -> None:
+    """Raise ConfigError naming each differing setting when ``config`` trains on synthetic images of a
+    stage-1 run whose split differs. Other training sets, and a gan_run without a readable config, pass
+    (the training-set builder reports a missing stage-1 run)."""
+    if config.classifier.training_set != stages.SYNTHETIC_TRAINING_SET or not config.classifier.gan_run:
+        return
+    gan_path = Path(config.classifier.gan_run)
+    try:
+        gan_config = runs.Run(gan_path).config()
+    except (runs.RunError, config_module.ConfigError, OSError):
+        return
+    mine, theirs = _split_settings(config), _split_settings(gan_config)
+    differences = [f"{key} {theirs[key]!r} (this classifier: {mine[key]!r})" for key in mine if mine[key] != theirs[key]]
+    if differences:
+        raise config_module.ConfigError(
+            f"classifier.gan_run={gan_path}: that stage-1 run drew its training/validation split with "
+            f"{'; '.join(differences)}, so it may have trained on this classifier's validation images; "
+            "train the classifier with the same data.root, seed (or data.split_seed) and data.val_fraction, "
+            "or train a stage-1 run with this classifier's")
