@@ -220,11 +220,11 @@ def _fit_in_process(run: runs.Run, config: config_module.Config, *, resume: bool
             raise SimulatedKill()
         return path
 
-    monkeypatch.setattr(training, "save_checkpoint", recording_save)
+    monkeypatch.setattr(lifecycle, "save_checkpoint", recording_save)
     with pytest.raises(SimulatedKill) if kill_after else contextlib.nullcontext():
         train.fit_classifier(config, run, ImageSet(images, labels, ids), ImageSet(images[:6], labels[:6], ids[:6]),
                              resume=resume)
-    monkeypatch.setattr(training, "save_checkpoint", original)
+    monkeypatch.setattr(lifecycle, "save_checkpoint", original)
     return saved
 
 

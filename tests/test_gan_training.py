@@ -180,13 +180,13 @@ def _train_in_process(run_dir, config, *, resume=False, stop_after=None, monkeyp
             raise lifecycle.StopRequested()
         return path
 
-    monkeypatch.setattr(training, "save_checkpoint", recording_save)
+    monkeypatch.setattr(lifecycle, "save_checkpoint", recording_save)
     try:
         train.train(runs.Run(run_dir), config, resume=resume)
     except lifecycle.StopRequested:
         assert stop_after is not None
     finally:
-        monkeypatch.setattr(training, "save_checkpoint", original)
+        monkeypatch.setattr(lifecycle, "save_checkpoint", original)
     return saved
 
 
