@@ -59,6 +59,16 @@ def test_selection_state_follows_reduce_on_plateau_and_early_stopping() -> None:
     assert losses.is_improvement(0.4) and not losses.is_improvement(0.6) and not losses.is_improvement(float("nan"))
 
 
+def test_an_improvement_resets_both_patience_counters() -> None:
+    state = SelectionState(monitor="val_auc")
+    decisions = [state.update(epoch, value, reduce_lr_patience=2, early_stopping_patience=2)
+                 for epoch, value in enumerate([0.6, 0.5, 0.7, 0.65, 0.66], start=1)]
+    # epoch 2 is one epoch on a plateau; epoch 3 improves, so epoch 4 starts counting again from one
+    assert [d["reduce_lr"] for d in decisions] == [False, False, False, False, True]
+    assert [d["stop"] for d in decisions] == [False, False, False, False, True]
+    assert (state.best_epoch, state.epochs_without_improvement) == (3, 2)
+
+
 def test_checkpoint_restores_weights_optimizer_and_learning_rate(tmp_path: Path) -> None:
     config = config_module.load_config(overrides=TINY)
     run = runs.Run.create(tmp_path / "run", config, train.STAGE)
