@@ -160,7 +160,7 @@ def _features(run: runs.Run, config, model, training_split, progress: Progress |
         logger.warning("%s: classifier.gan_run is not set, so there are no synthetic images: "
                        "only panel (a), the original training images", run.path)
         return original, None, []
-    synthetic = _synthetic_for(run.path, config.classifier.gan_run, training_split)
+    synthetic = _synthetic_for(run.path, config, training_split)
     synthetic_features = features.extract_features(
         model, synthetic.images, batch_size=batch_size, progress=progress, message="features (synthetic)"
     )
@@ -207,9 +207,12 @@ def _write_umap(run: runs.Run, rows: list[dict[str, object]]) -> None:
     runs.atomic_write_bytes(run.files.umap_figure, buffer.getvalue())
 
 
-def _synthetic_for(classifier_run: Path, gan_run: str, training):
-    """The synthetic images of the stage-1 run that this training split can use: the classifier's own
-    rule (``melanet.classifier.training_sets.synthetic_images``: only those made from its images)."""
+def _synthetic_for(classifier_run: Path, config, training):
+    """The synthetic images of the stage-1 run that this classifier trained on: its own rule
+    (``melanet.classifier.training_sets.synthetic_images``: only those made from its images, the share
+    ``classifier.synthetic_keep`` keeps, colour-corrected as its real images are)."""
     from melanet.classifier import training_sets
 
-    return training_sets.synthetic_images(training, str(resolve_gan_run(gan_run, classifier_run)))
+    gan_run = str(resolve_gan_run(config.classifier.gan_run, classifier_run))
+    return training_sets.synthetic_images(training, gan_run, keep=config.classifier.synthetic_keep,
+                                          color_constancy=config.data.color_constancy)
