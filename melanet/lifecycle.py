@@ -30,7 +30,6 @@ from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Progress  # older name
 LATEST_FILE = layout.LATEST_CHECKPOINT_FILE
 ERROR_MESSAGE_LIMIT = 500  # characters of an error kept in status.json
 
@@ -215,7 +214,7 @@ class EpochReporter:
         steps_per_epoch: int,
         *,
         first_epoch: int = 1,
-        progress: ProgressCallback | None = None,
+        progress: Progress | None = None,
         min_interval_seconds: float = 1.0,
     ):
         self.run = run

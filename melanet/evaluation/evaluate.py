@@ -39,8 +39,6 @@ ISIC_PREDICTIONS_FILE = layout.ISIC_PREDICTIONS_FILE
 VALIDATION_PREDICTIONS_FILE = layout.VALIDATION_PREDICTIONS_FILE
 SKIPPED_FILE = layout.EVALUATION_SKIPPED_FILE
 
-ProgressCallback = Progress
-
 
 def read_predictions(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Read an ``image, label, prob_malignant`` CSV -> (ids, (N,) int64 labels, (N,) float64 probabilities).
@@ -124,7 +122,7 @@ def evaluate_run(
     *,
     data_root: str | Path | None = None,
     out_dir: str | Path | None = None,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Predict the test split and write metrics + predictions; returns the ``metrics.json`` mapping.
 
@@ -166,7 +164,7 @@ def _evaluate(
     config: config_module.Config,
     data_config: config_module.DataConfig,
     target: Path,
-    progress: ProgressCallback | None,
+    progress: Progress | None,
 ) -> dict[str, Any]:
     # imported here: loading TensorFlow takes seconds, and compare/tests of metrics do not need it
     from melanet.classifier import predict as classifier_predict

@@ -87,7 +87,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 
 def synthesize(
-    run: runs.Run, *, batch_size: int = 16, progress: lifecycle.ProgressCallback | None = None
+    run: runs.Run, *, batch_size: int = 16, progress: lifecycle.Progress | None = None
 ) -> Path:
     """Translate every benign training image of ``run``'s config; returns the manifest path.
 

@@ -121,7 +121,7 @@ def train(
     config: config_module.Config,
     *,
     resume: bool = False,
-    progress: lifecycle.ProgressCallback | None = None,
+    progress: lifecycle.Progress | None = None,
 ) -> runs.Run:
     """Train (or, with ``resume``, continue) the CycleGAN of ``config`` in ``run``.
 
