@@ -15,6 +15,17 @@ TRAINING_CSV = "ISBI2016_ISIC_Part3_Training_GroundTruth.csv"
 TEST_CSV = "ISBI2016_ISIC_Part3_Test_GroundTruth.csv"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _apptest_shows_full_errors() -> None:
+    """AppTest reads .streamlit/config.toml, which hides error details from users; a failing test needs them."""
+    import sys
+
+    if "streamlit" in sys.modules:  # imported at collection by the AppTest modules only
+        from streamlit import config as streamlit_config
+
+        streamlit_config.set_option("client.showErrorDetails", "full")
+
+
 def _sample_rows(csv_name: str) -> list[tuple[str, str]]:
     lines = (SAMPLE_ROOT / csv_name).read_text().splitlines()
     return [tuple(line.split(",")) for line in lines if line.strip()]
