@@ -6,7 +6,7 @@ import streamlit as st
 
 from melanet import layout
 
-from dashboard import artifacts, charts, discovery, ui
+from dashboard import artifacts, charts, discovery, evidence_views, ui
 
 st.title("Compare classifiers")
 st.caption("Figures on the test split. Malignant = positive class; an image is called malignant when its "
@@ -59,8 +59,13 @@ else:
     columns[4].metric("Validation operating threshold", "-" if operating is None else f"{operating:.3f}")
     marker = (f"{slider_entry.label} at {threshold:.2f}", 1 - current["specificity"], current["sensitivity"])
 
-st.subheader("ROC curves")
-st.plotly_chart(charts.roc_figure(curves, marker), key="roc_chart")
+roc_column, paired_column = st.columns(2)
+with roc_column:
+    st.subheader("ROC curves")
+    st.plotly_chart(charts.roc_figure(curves, marker), key="roc_chart")
+with paired_column:
+    st.subheader("Paired differences (DeLong, Holm)")
+    evidence_views.render_paired(chosen)
 
 st.subheader("Confusion matrices at threshold 0.5")
 columns = st.columns(min(4, len(chosen)))
@@ -69,3 +74,12 @@ for number, entry in enumerate(chosen):
     if all(key in values for key in ("tp", "fp", "tn", "fn")):
         with columns[number % len(columns)]:
             st.plotly_chart(charts.confusion_figure(values, entry.label), key=f"confusion_{number}")
+
+st.subheader("Calibration")
+evidence_views.render_calibration(chosen, artifacts.metrics)
+
+st.subheader("Repeated seeds")
+evidence_views.render_seeds(ui.all_runs())
+
+st.subheader("Model card")
+evidence_views.render_model_card(chosen)

@@ -1,0 +1,204 @@
+"""Compare page sections that settle a comparison: paired tests, calibration, repeated seeds, model cards.
+
+Everything is read from run folders (``predictions.csv``, ``metrics.json``, ``seeds.json``,
+``model_card.md``) and computed by ``melanet.evaluation``; the figures are plain plotly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from melanet import layout, runs
+from melanet.evaluation import paired
+from melanet.evaluation import seeds as seeds_module
+
+from dashboard import discovery, ui
+
+
+def _p_text(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def short_names(comparison: dict[str, Any], entries: Sequence[discovery.RunEntry]) -> list[str]:
+    """Method names for the matrix axes; the run's label where two runs share a method."""
+    methods = [item["method"] for item in comparison["runs"]]
+    return [method if methods.count(method) == 1 else entry.label for method, entry in zip(methods, entries)]
+
+
+def comparison_of(entries: Sequence[discovery.RunEntry]) -> dict[str, Any] | str:
+    """The paired comparison of the runs (every pair), or why there is none (a sentence)."""
+    if len(entries) < 2:
+        return "Choose two or more runs for paired tests."
+    missing = [entry.label for entry in entries if not (entry.path / layout.PREDICTIONS_FILE).is_file()]
+    if missing:
+        return f"No paired tests: {', '.join(missing)} has no {layout.PREDICTIONS_FILE}."
+    try:
+        return paired.compare_scored([paired.load_scored_run(entry.path) for entry in entries])
+    except (runs.RunError, ValueError) as error:
+        return f"No paired tests: {error}"
+
+
+def delta_matrix_figure(comparison: dict[str, Any], names: Sequence[str]) -> go.Figure:
+    """Cell (row, column) = AUC(row) - AUC(column) with DeLong p and Holm-adjusted p in its text."""
+    count = len(names)
+    deltas = [[0.0] * count for _ in range(count)]
+    texts = [["" for _ in range(count)] for _ in range(count)]
+    index = {item["run"]: position for position, item in enumerate(comparison["runs"])}
+    for pair in comparison["pairs"]:
+        first, second = index[pair["a"]], index[pair["b"]]
+        for row, column, sign in ((first, second, 1), (second, first, -1)):
+            deltas[row][column] = sign * pair["delta_auc"]
+            texts[row][column] = (f"Δ {sign * pair['delta_auc']:+.3f}<br>p {_p_text(pair['p'])}"
+                                  f"<br>Holm {_p_text(pair['p_holm'])}")
+    limit = max(0.05, max(abs(value) for row in deltas for value in row))
+    figure = go.Figure(go.Heatmap(
+        z=deltas, x=list(names), y=list(names), text=texts, texttemplate="%{text}", zmin=-limit, zmax=limit,
+        colorscale="RdBu", colorbar=dict(title="ΔAUC"),
+        hovertemplate="%{y} − %{x}<br>%{text}<extra></extra>"))
+    figure.update_layout(height=460, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(autorange="reversed"),
+                         title="AUC of row − AUC of column (DeLong)")
+    return figure
+
+
+def render_paired(entries: Sequence[discovery.RunEntry]) -> None:
+    """The matrix of AUC differences and p-values, or the reason there is none."""
+    comparison = comparison_of(entries)
+    if isinstance(comparison, str):
+        st.info(comparison)
+        return
+    names = short_names(comparison, entries)
+    st.plotly_chart(delta_matrix_figure(comparison, names), key="paired_matrix")
+    significant = [pair for pair in comparison["pairs"] if pair["p_holm"] < 0.05]
+    st.caption(f"{comparison['n_images']} test images ({comparison['n_malignant']} malignant), the same for every run. "
+               f"Two-sided DeLong test; Holm over the {len(comparison['pairs'])} pairs. "
+               + ("No difference survives the Holm correction." if not significant else
+                  f"{len(significant)} pair(s) differ at Holm p < 0.05."))
+    rows = [{"A": names[[item["run"] for item in comparison["runs"]].index(pair["a"])],
+             "B": names[[item["run"] for item in comparison["runs"]].index(pair["b"])],
+             "ΔAUC (A−B) [95% CI]": f"{pair['delta_auc']:+.3f} [{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}]",
+             "p (DeLong)": _p_text(pair["p"]), "p (Holm)": _p_text(pair["p_holm"]),
+             "McNemar p, sensitivity": _p_text(pair["mcnemar"]["sensitivity"]["p"]),
+             "McNemar p, specificity": _p_text(pair["mcnemar"]["specificity"]["p"])} for pair in comparison["pairs"]]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="paired_table")
+
+
+def reliability_figure(curves: Sequence[tuple[str, list[dict[str, Any]]]]) -> go.Figure:
+    """Observed fraction malignant against mean predicted probability per bin; marker size ~ count."""
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
+                                name="perfect calibration", hoverinfo="skip"))
+    for name, bins in curves:
+        filled = [entry for entry in bins if entry["count"]]
+        figure.add_trace(go.Scatter(
+            x=[entry["mean_probability"] for entry in filled], y=[entry["observed"] for entry in filled],
+            mode="lines+markers", name=name, customdata=[entry["count"] for entry in filled],
+            marker=dict(size=[6 + min(18, entry["count"]) for entry in filled]),
+            hovertemplate="mean p %{x:.2f}, observed %{y:.2f}, %{customdata} images<extra>" + name + "</extra>"))
+    figure.update_layout(xaxis_title="mean predicted probability of melanoma (bin of 0.1)",
+                         yaxis_title="observed fraction malignant", height=420,
+                         xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]), margin=dict(l=10, r=10, t=30, b=10))
+    return figure
+
+
+def _interval(block: dict[str, Any], key: str) -> str:
+    value = block.get(key)
+    bounds = (block.get("confidence_intervals") or {}).get(key) or {}
+    if value is None:
+        return "n/a"
+    if bounds.get("low") is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{bounds['low']:.3f}, {bounds['high']:.3f}]"
+
+
+def render_calibration(entries: Sequence[discovery.RunEntry], metrics_of) -> None:
+    """Brier and ECE (raw and calibrated, with intervals) and the reliability diagram of each run."""
+    rows, curves, missing = [], [], []
+    for entry in entries:
+        block = (metrics_of(entry.path) or {}).get("calibration")
+        if not block:
+            missing.append(entry.label)
+            continue
+        calibrated = block.get("calibrated") or {}
+        rows.append({"Run": entry.label, "Brier (raw)": _interval(block["raw"], "brier"),
+                     "ECE (raw)": _interval(block["raw"], "ece"), "Calibration": block["method"],
+                     "Brier (calibrated)": _interval(calibrated, "brier") if calibrated else "-",
+                     "ECE (calibrated)": _interval(calibrated, "ece") if calibrated else "-"})
+        curves.append((f"{entry.label} (raw)", block["raw"]["reliability"]))
+        if calibrated:
+            curves.append((f"{entry.label} ({block['method']})", calibrated["reliability"]))
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="calibration_table")
+        st.plotly_chart(reliability_figure(curves), key="reliability_chart")
+        st.caption("Brier: mean squared error of the probability; ECE: count-weighted gap between the "
+                   "observed fraction and the mean probability over 10 bins; 95 % bootstrap intervals. "
+                   "The calibration map is fitted on the validation predictions only and leaves the AUC unchanged.")
+    if missing:
+        st.caption(f"No calibration figures yet for {', '.join(missing)}: run "
+                   "`melanet evaluate --run RUN --from-predictions` (no model weights needed).")
+
+
+def seeds_folders(entries: Sequence[discovery.RunEntry]) -> list[discovery.RunEntry]:
+    """Folders holding a repeated reproduction's ``seeds.json``: a listed run, or the folder two levels
+    above one (``DIR/seed-<S>/<classifier>``, for a summary written without a status file)."""
+    found: dict[Path, discovery.RunEntry] = {}
+    for entry in entries:
+        label_parts = entry.label.split("/")
+        for up in range(3):
+            if up >= len(label_parts):
+                break
+            folder = entry.path.parents[up - 1] if up else entry.path
+            if folder not in found and (folder / layout.SEEDS_JSON_FILE).is_file():
+                label = "/".join(label_parts[:len(label_parts) - up])
+                found[folder] = discovery.RunEntry(folder, label, entry.source, "results", "reproduce-seeds", "done")
+    return sorted(found.values(), key=lambda entry: entry.label)
+
+
+def seeds_figure(summary: dict[str, Any]) -> go.Figure:
+    """Mean AUC per method (bars, +- SD) with each seed's AUC as a point over its bar."""
+    methods = summary["methods"]
+    names = [method["method"] for method in methods]
+    figure = go.Figure(go.Bar(
+        x=names, y=[method["auc"]["mean"] for method in methods], name="mean over seeds", opacity=0.55,
+        error_y=dict(type="data", array=[method["auc"]["sd"] or 0 for method in methods])))
+    for entry in summary["per_seed"]:
+        figure.add_trace(go.Scatter(
+            x=[method["method"] for method in methods],
+            y=[entry["methods"][method["folder"]]["auc"] for method in methods],
+            mode="markers", name=f"seed {entry['seed']}", marker=dict(size=10)))
+    figure.update_layout(yaxis_title="test AUC", yaxis=dict(range=[0.4, 1.0]), height=420,
+                         margin=dict(l=10, r=10, t=30, b=10))
+    return figure
+
+
+def render_seeds(entries: Sequence[discovery.RunEntry]) -> None:
+    """A repeated reproduction: per-seed points over the mean bars, and its summary table."""
+    folders = seeds_folders(entries)
+    if not folders:
+        st.caption("No repeated reproduction found: `melanet reproduce --config C --seeds 3 --out DIR` makes one.")
+        return
+    folder = ui.pick_run(folders, "Repeated reproduction", key="seeds_folder")
+    try:
+        summary = json.loads((folder.path / layout.SEEDS_JSON_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        st.warning(f"{folder.path / layout.SEEDS_JSON_FILE}: unreadable ({error})")
+        return
+    st.plotly_chart(seeds_figure(summary), key="seeds_chart")
+    st.markdown(seeds_module.to_markdown(summary))
+
+
+def render_model_card(entries: Sequence[discovery.RunEntry]) -> None:
+    """The chosen run's ``model_card.md``, as generated from its files."""
+    entry = ui.pick_run(list(entries), "Model card of", key="model_card_run")
+    path = Path(entry.path) / layout.MODEL_CARD_FILE
+    if not path.is_file():
+        st.info(f"{entry.label} has no model card yet: `melanet evaluate --run {entry.label} --from-predictions` "
+                "writes one from the run's files.")
+        return
+    st.markdown(path.read_text(encoding="utf-8"))
