@@ -278,3 +278,24 @@ def test_epoch_order_depends_on_seed_and_epoch_only() -> None:
     assert all(sorted(order) == list(range(10)) for order in whole)
     assert not np.array_equal(whole[0], whole[1])
     assert not np.array_equal(whole, train.epoch_orders(10, seed=4, first_epoch=0, epochs=4))
+
+
+def test_a_model_save_cut_short_leaves_only_a_temp_file_the_next_start_removes(tmp_path: Path) -> None:
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"the previous best model")
+
+    class DyingSave:
+        def save(self, path) -> None:
+            Path(path).write_bytes(b"half a model")
+            raise KeyboardInterrupt  # the process is stopped in the middle of model.save
+
+    with pytest.raises(KeyboardInterrupt):
+        train.save_model_atomically(DyingSave(), target)
+    assert target.read_bytes() == b"the previous best model"
+    (leftover,) = [path for path in tmp_path.iterdir() if path != target]
+    # the temp name carries this process's pid, so a later stage start can tell it is stale once we are gone
+    assert runs.remove_stale_temporaries(tmp_path) == []  # this (live) process still owns it
+    stale = leftover.with_name(leftover.name.replace(f".{os.getpid()}.", ".999999999."))
+    leftover.rename(stale)
+    assert runs.remove_stale_temporaries(tmp_path) == [stale]
+    assert [path.name for path in tmp_path.iterdir()] == ["model.keras"]
