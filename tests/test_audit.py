@@ -14,6 +14,7 @@ from melanet import layout, runs
 from melanet.classifier import training_sets
 from melanet.cli import main
 from melanet.explain import audit, audit_files
+from melanet.gan import masking
 
 
 def direct_unbiased_mmd2(first: np.ndarray, second: np.ndarray) -> float:
@@ -181,6 +182,15 @@ def test_audit_end_to_end_then_synthetic_keep_uses_its_scores(tmp_path, tiny_isi
 
     config = runs.Run(run_dir).config()
     training_part, _ = splits.training_and_validation(config.data, config.seed)
+
+    # gan.mask_padding (the default): every synthetic PNG on disk has exactly its source's bars
+    assert config.gan.mask_padding
+    synthetic = training_sets.synthetic_images(training_part, str(run_dir))
+    sources = training_part.images[[training_part.ids.index(image[len(layout.SYNTHETIC_PREFIX):])
+                                    for image in synthetic.ids]]
+    bars = masking.padding_masks(sources).numpy()[..., 0] == 0
+    assert bars.any(axis=(1, 2)).all()  # the sample's landscape lesions are padded at 32 px
+    assert np.array_equal(synthetic.images[bars], sources[bars])
     kept = training_sets.synthetic_images(training_part, str(run_dir), keep="top_fraction=0.5")
     expected = max(1, int(np.floor(0.5 * len(realism) + 0.5)))
     assert len(kept.ids) == expected
