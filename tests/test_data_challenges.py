@@ -238,3 +238,19 @@ def test_grouped_split_indices_never_split_a_group():
     assert len(validation) == 8
     with pytest.raises(DataError, match="only 2 patient/lesion groups"):
         splits.grouped_split_indices(labels, ["a"] * 20 + ["b"] * 20, 0.2, seed=0)
+
+
+def test_data_prepare_cli_names_the_layout_and_caches_every_split(tmp_path, capsys):
+    root = build_isic2018(tmp_path / "isic2018")
+    assert cli.main(["-q", "data", "prepare", str(root), "--image-size", "32", "--workers", "1",
+                     "--set", f"data.cache_dir={tmp_path / 'cache'}"]) == 0
+    out = capsys.readouterr().out
+    assert f"{root}: isic2018 layout (ISIC 2018 Task 3); splits: train, validation, test" in out
+    assert "train: 10 images (8 benign / 2 malignant)" in out and "validation: 4 images (2 benign / 2 malignant)" in out
+    fields = _lines(root / GROUND_TRUTH["isic2018"])[4].split(",")
+    fields[2] = "0.5"
+    _set_line(root / GROUND_TRUTH["isic2018"], 5, ",".join(fields))
+    assert cli.main(["-q", "data", "prepare", str(root), "--image-size", "32", "--workers", "1",
+                     "--set", f"data.cache_dir={tmp_path / 'cache'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{root / GROUND_TRUTH['isic2018']}:5: '{fields[0]}': label '0.5' in column 'NV' is not 0/1" in err
