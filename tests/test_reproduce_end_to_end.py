@@ -28,8 +28,9 @@ def test_reproduce_smoke_end_to_end(tmp_path: Path) -> None:
 
     status = runs.Run(results).status()
     assert status["stage"] == "reproduce" and status["state"] == "done" and status["progress"] == 1.0
-    assert [entry["state"] for entry in status["stages"]] == ["done"] * 10
+    assert [entry["state"] for entry in status["stages"]] == ["done"] * 11
     assert (results / "gan" / "synthetic" / "manifest.csv").is_file()
+    assert runs.Run(results / "gan").status()["audit"]["state"] == "done"  # audit-synthesis after synthesis
     assert runs.Run(results / "melanet").config().classifier.gan_run == str((results / "gan").resolve())
     for folder in FOLDERS:
         report = json.loads((results / folder / "metrics.json").read_text())
