@@ -100,3 +100,14 @@ def test_the_button_launches_evaluate_and_the_row_appears(environment: Path) -> 
     frame = app.table[0].value
     assert list(frame.index) == ["own (the run's own test split)", "isic2020"], external.result(folder).log
     assert list(frame["state"]) == ["done", "done"] and list(frame["n"]) == [9, 24]
+
+
+def test_results_folders_are_not_listed_as_runs(environment: Path) -> None:
+    from dashboard import discovery
+
+    run = evaluated_run(environment)
+    folder = run / layout.EXTERNAL_FOLDER / "isic2020"
+    folder.mkdir(parents=True)
+    (folder / layout.JOB_FILE).write_text('{"pid": 0, "stage": "evaluate", "command": []}')
+    (folder / layout.METRICS_FILE).write_bytes((run / layout.METRICS_FILE).read_bytes())
+    assert [entry.label for entry in discovery.discover()] == ["runs/classifier"]
