@@ -254,3 +254,12 @@ def test_data_prepare_cli_names_the_layout_and_caches_every_split(tmp_path, caps
                      "--set", f"data.cache_dir={tmp_path / 'cache'}"]) == 2
     err = capsys.readouterr().err
     assert f"{root / GROUND_TRUTH['isic2018']}:5: '{fields[0]}': label '0.5' in column 'NV' is not 0/1" in err
+
+
+def test_isic2020_target_and_benign_malignant_must_agree(tmp_path):
+    root = build_isic2020(tmp_path / "isic2020")
+    fields = _lines(root / GROUND_TRUTH["isic2020"])[1].split(",")  # a melanoma: target 1, 'malignant'
+    fields[7] = "benign"
+    _set_line(root / GROUND_TRUTH["isic2020"], 2, ",".join(fields))
+    assert _only_problem(root) == (f"{root / GROUND_TRUTH['isic2020']}:2: '{fields[0]}': target 1 but benign_malignant "
+                                   "'benign' (expected 'benign' with 0, 'malignant' with 1)")

@@ -140,7 +140,7 @@ def _read_ground_truth(csv_path: Path, layout: ChallengeLayout, malignant: tuple
             continue
         row = dict(zip(header, fields))
         image_id = row[spec.id_column]
-        reason = _row_problem(row, spec.class_columns, spec.implied_class)
+        reason = _row_problem(row, spec.class_columns, spec.implied_class) or _disagreement(row, spec.agreement)
         if not reason and image_id in labelled:
             reason = f"duplicate id '{image_id}' (first at line {labelled[image_id][1]})"
         if not image_id:
@@ -164,6 +164,15 @@ def _row_problem(row: dict[str, str], class_columns: tuple[str, ...], implied_cl
         return f"{len(positive)} positive classes ({', '.join(positive)}); expected at most one"
     if not positive and implied_class is None:
         return f"no positive class; expected exactly one of {', '.join(class_columns)}"
+    return ""
+
+
+def _disagreement(row: dict[str, str], agreement: tuple[tuple[str, str, str, str], ...]) -> str:
+    """Why a row's two spellings of one label disagree ('' when they agree or a column is absent)."""
+    for class_column, column, word_for_0, word_for_1 in agreement:
+        if column in row and row[column] != (word_for_1 if parse_binary(row[class_column]) == 1 else word_for_0):
+            return (f"{class_column} {row[class_column]} but {column} '{row[column]}' "
+                    f"(expected '{word_for_0}' with 0, '{word_for_1}' with 1)")
     return ""
 
 

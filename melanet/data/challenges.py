@@ -26,8 +26,8 @@ reads a folder with them, :mod:`melanet.data.download` fetches them. Facts, as t
   ``ISIC_2020_Training_GroundTruth_v2.csv`` header ``image_name,patient_id,lesion_id,sex,age_approx,
   anatom_site_general_challenge,diagnosis,benign_malignant,target`` (v1, ``ISIC_2020_Training_GroundTruth.csv``,
   lacks ``lesion_id``), ``ISIC_2020_Training_Duplicates.csv`` (``image_name_1,image_name_2``, 425 pairs of the
-  same image under two names). No test labels were released. Grouped by ``patient_id``; a duplicate pair
-  is one group.
+  same image under two names). No test labels were released. ``benign_malignant`` must agree with ``target``
+  (``benign`` = 0, ``malignant`` = 1). Grouped by ``patient_id``; a duplicate pair is one group.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class GroundTruthFormat:
     other_columns: tuple[str, ...] = ()
     optional_columns: tuple[str, ...] = ()
     label_note: str = ""  # how the default labels read, where the column names do not say it
+    # a second spelling of a 0/1 class column that must agree with it: (class column, column, word for 0, word for 1)
+    agreement: tuple[tuple[str, str, str, str], ...] = ()
 
     @property
     def known_columns(self) -> tuple[str, ...]:
@@ -153,7 +155,8 @@ ISIC2020 = ChallengeLayout(
         other_columns=("patient_id", "lesion_id", "sex", "age_approx", "anatom_site_general_challenge",
                        "diagnosis", "benign_malignant"),
         optional_columns=("lesion_id",),
-        label_note="malignant = target 1 (melanoma; benign_malignant 'malignant'); benign = target 0"),
+        label_note="malignant = target 1 (melanoma; benign_malignant 'malignant'); benign = target 0",
+        agreement=(("target", "benign_malignant", "benign", "malignant"),)),
     group_columns=("patient_id", "lesion_id"),
     duplicates="ISIC_2020_Training_Duplicates.csv",
     parts={"training": DownloadPart((("ISIC_2020_Training_GroundTruth_v2.csv", None),
