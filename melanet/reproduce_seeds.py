@@ -49,6 +49,8 @@ def seed_is_finished(folder: Path) -> bool:
 def _prepare(
     results: Path, config: config_module.Config | None, count: int | None, scope: str | None, resume: bool
 ) -> tuple[runs.Run, config_module.Config, int, str]:
+    if count is not None and count < 1:
+        raise config_module.ConfigError(f"--seeds must be >= 1, got {count}")  # before the folder is made
     run, config = reproduce.prepare_results(results, config, resume=resume, stage=STAGE)
     status = run.status()
     count = count if count is not None else status.get("seeds")

@@ -105,10 +105,11 @@ def three_seeds(stand_in: dict[str, Path]) -> dict:
         first_calls = calls(stand_in["log"])
         patch.delenv("STAND_IN_FAIL")
         stand_in["log"].unlink()
+        finished_status = (results / "seed-42" / "status.json").read_text()
         summary = reproduce_seeds.reproduce_seeds(results, resume=True, program=program)
         second_calls = calls(stand_in["log"])
     return {"results": results, "failure": failure, "first_status": first_status, "first_calls": first_calls,
-            "second_calls": second_calls, "summary": summary}
+            "second_calls": second_calls, "summary": summary, "finished_status": finished_status}
 
 
 def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict) -> None:
@@ -130,6 +131,7 @@ def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict)
     # again, with the failure gone: seed 42 is not touched, seed 43 continues, seed 44 runs whole
     second = three_seeds["second_calls"]
     assert seen(second, 42) == []
+    assert (results / "seed-42" / "status.json").read_text() == three_seeds["finished_status"]  # not even reopened
     assert seen(second, 43) == steps[failing:]
     assert seen(second, 44) == steps
     # every seed trained its own GAN and classifiers with its own seed
