@@ -69,7 +69,7 @@ def measure(size: int, steps: int, rounds: int) -> dict:
                 seconds[mode].append(elapsed)
             print(f"round {number} {mode:>7} DiffAugment: {elapsed:.2f} s ({steps / elapsed:.2f} steps/s), "
                   f"discriminator_malignant {losses['discriminator_malignant']:.3f}", flush=True)
-    ratios = [with_seconds / without_seconds for with_seconds, without_seconds in zip(seconds["with"], seconds["without"])]
+    ratios = [augmented / plain for augmented, plain in zip(seconds["with"], seconds["without"])]
     return {
         "image_size": size, "batch_size": BATCH_SIZE, "steps_per_epoch": steps, "timed_rounds": rounds,
         "without_diff_augment": {"epoch_seconds": seconds["without"],

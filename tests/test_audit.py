@@ -76,7 +76,8 @@ def test_an_audit_does_not_depend_on_the_scale_of_the_features():
         assert large["kid"][pair]["kid"] == pytest.approx(kid["kid"], rel=1e-9)
     assert [row["nearest_id"] for row in rows] == [row["nearest_id"] for row in large_rows]
     scaled = tuple(group / small["feature_scale"] for group in groups)
-    assert small["kid"]["synthetic_vs_real_malignant"]["kid"] == pytest.approx(audit.unbiased_mmd2(scaled[2], scaled[1]))
+    direct = audit.unbiased_mmd2(scaled[2], scaled[1])
+    assert small["kid"]["synthetic_vs_real_malignant"]["kid"] == pytest.approx(direct)
 
 
 def test_nearest_neighbours_match_brute_force(monkeypatch):
@@ -169,7 +170,8 @@ def test_audit_end_to_end_then_synthetic_keep_uses_its_scores(tmp_path, tiny_isi
     with (run_dir / layout.AUDIT_REALISM_FILE).open() as stream:
         realism = list(csv.DictReader(stream))
     counts = summary["counts"]
-    assert len(realism) == counts["synthetic"] and [int(row["rank"]) for row in realism] == list(range(1, len(realism) + 1))
+    assert len(realism) == counts["synthetic"]
+    assert [int(row["rank"]) for row in realism] == list(range(1, len(realism) + 1))
     values = [float(row["realism"]) for row in realism]
     assert values == sorted(values, reverse=True)
     nearest = audit_files.read_nearest(run_dir)
@@ -196,7 +198,8 @@ def test_audit_end_to_end_then_synthetic_keep_uses_its_scores(tmp_path, tiny_isi
     assert len(kept.ids) == expected
     assert sorted(kept.ids) == sorted(row["synthetic_id"] for row in realism[:expected])
     # scores whose probe used a real image outside the classifier's training part are refused
-    without = [index for index in range(len(training_part.ids)) if index != int(np.flatnonzero(training_part.labels == 1)[0])]
+    first_malignant = int(np.flatnonzero(training_part.labels == 1)[0])
+    without = [index for index in range(len(training_part.ids)) if index != first_malignant]
     smaller = training_part.subset(without)
     with pytest.raises(config_module.ConfigError, match="outside this classifier's training part"):
         training_sets.synthetic_images(smaller, str(run_dir), keep="top_fraction=0.5")

@@ -55,7 +55,8 @@ def test_translation_and_cutout_by_hand():
 
 def test_off_at_inference_and_when_disabled():
     real, generated = random_batch(0), random_batch(1)
-    for augmenter, training in ((diff_augment.PairAugmenter(1), False), (diff_augment.PairAugmenter(1, enabled=False), True)):
+    cases = ((diff_augment.PairAugmenter(1), False), (diff_augment.PairAugmenter(1, enabled=False), True))
+    for augmenter, training in cases:
         real_out, generated_out = augmenter(real, generated, training=training)
         assert real_out is real and generated_out is generated
 
@@ -83,4 +84,5 @@ def test_cyclegan_generators_never_see_the_augmentation():
 
 def test_diff_augment_is_off_in_the_paper_preset_and_by_default():
     assert config_module.Config().gan.diff_augment is False
-    assert config_module.load_config(Path(__file__).resolve().parents[1] / "configs" / "paper.yaml").gan.diff_augment is False
+    paper = Path(__file__).resolve().parents[1] / "configs" / "paper.yaml"
+    assert config_module.load_config(paper).gan.diff_augment is False

@@ -155,10 +155,11 @@ def nearest_neighbours(
 def distance_summary(distances: np.ndarray) -> dict[str, float | int]:
     """``n``, ``mean``, ``min``, and the 5/25/50/75/95 % quantiles of a distance array."""
     values = np.asarray(distances, dtype=np.float64)
-    quantiles = np.quantile(values, [0.05, 0.25, 0.5, 0.75, 0.95]) if len(values) else [np.nan] * 5
+    levels = (0.05, 0.25, 0.5, 0.75, 0.95)
+    quantiles = np.quantile(values, levels) if len(values) else [np.nan] * len(levels)
     return {"n": len(values), "mean": float(values.mean()) if len(values) else float("nan"),
             "min": float(values.min()) if len(values) else float("nan"),
-            **{f"q{int(level * 100):02d}": float(value) for level, value in zip((0.05, 0.25, 0.5, 0.75, 0.95), quantiles)}}
+            **{f"q{round(level * 100):02d}": float(value) for level, value in zip(levels, quantiles)}}
 
 
 def realism_scores(

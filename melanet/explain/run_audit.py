@@ -78,8 +78,9 @@ def audit_run(gan_run: str | Path, classifier_run: str | Path | None = None, *,
             "probe_real_ids": list(real_malignant.ids),
         }
         path = audit_files.write_audit(run.path, summary, realism_rows, nearest_rows)
+        kid = results[name]["kid"]["synthetic_vs_real_malignant"]["kid"]
         entry.update(synthetic=len(synthetic.ids), realism_auc=round(probe["auc"], 4),
-                     kid_synthetic_vs_real_malignant=round(results[name]["kid"]["synthetic_vs_real_malignant"]["kid"], 6))
+                     kid_synthetic_vs_real_malignant=round(kid, 6))
     return path
 
 

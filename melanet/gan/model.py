@@ -211,7 +211,10 @@ class CycleGan(keras.Model):
 
 
 def from_config(gan_config: config_module.GanConfig, image_size: int, augment_seed: int = 0) -> CycleGan:
-    """A ``CycleGan`` for ``melanet.config.GanConfig`` at ``image_size`` pixels (``augment_seed``: DiffAugment's draws)."""
+    """A ``CycleGan`` for ``melanet.config.GanConfig`` at ``image_size`` pixels.
+
+    ``augment_seed`` seeds DiffAugment's draws (``gan.diff_augment``).
+    """
     sizes = CycleGanSizes(
         image_size=image_size,
         generator_filters=gan_config.generator_filters,
