@@ -1,6 +1,6 @@
 """The Reader study page in a real browser (Streamlit server + Playwright/Chromium): a 6-case study of
 the shipped demo run (created with the command line in a temporary folder; the run is only read),
-read unaided with a reload in the middle, blind (nothing about a case's label or the model's output
+read unaided with a reload and a server restart in the middle, blind (nothing about a case's label or the model's output
 reaches the browser), then aided; the results shown and downloaded equal `melanet reader-study results`.
 """
 
@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,18 +37,25 @@ def melanet(*arguments: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def served_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def served_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Callable[[], str]]]:
     folder = tmp_path_factory.mktemp("reader-study")
     studies = folder / "studies"
     melanet("reader-study", "create", "--run", str(DEMO_RUN), "--name", NAME, "--cases", "6", "--seed", "1",
             "--root", str(studies))
     env = dict(os.environ, MELANET_MODELS_DIR=str(REPO / "models"), MELANET_RUNS_DIR=str(folder / "runs"),
                MELANET_STUDIES_DIR=str(studies))
-    server, url = start_server(env, folder / "server.log")
+    servers = [start_server(env, folder / "server.log")]
+
+    def restart() -> str:
+        """Stop the server and start a fresh one (nothing survives but the files); its URL."""
+        stop_server(servers[-1][0])
+        servers.append(start_server(env, folder / "server-restarted.log"))
+        return servers[-1][1]
+
     try:
-        yield url, studies / NAME
+        yield servers[0][1], studies / NAME, restart
     finally:
-        stop_server(server)
+        stop_server(servers[-1][0])
 
 
 def leaks(study: study_module.Study) -> list[str]:
@@ -59,17 +66,38 @@ def leaks(study: study_module.Study) -> list[str]:
     return found
 
 
+def idle(page) -> None:
+    """Wait for the script run to finish: what is on screen is that run's, and input is not lost to it."""
+    expect(page.locator('[data-testid="stApp"]')).to_have_attribute("data-test-script-state", "notRunning",
+                                                                     timeout=60_000)
+
+
+def sign_in(page, url: str) -> None:
+    """Open the page, pick the study and give the reader's name, as a reader does."""
+    open_page(page, url, "Reader study")
+    idle(page)
+    choose(page, "study_pick", f"studies/{NAME}")
+    idle(page)
+    page.locator(".st-key-reader_name input").fill(READER)
+    page.locator(".st-key-reader_name input").press("Enter")
+
+
 def answer(page, decision: str, confidence: int) -> None:
+    idle(page)  # the form on screen is this case's, not the previous case's still being replaced
     form = page.locator('[data-testid="stForm"]')
-    expect(form).to_have_count(1, timeout=30_000)  # the previous case's form is gone
+    expect(form).to_have_count(1, timeout=30_000)
     form.get_by_role("radiogroup", name="Your decision").get_by_text(decision, exact=True).click()
     form.get_by_role("radiogroup", name="Confidence").get_by_text(str(confidence), exact=True).click()
     form.get_by_role("button", name="Save and next").click()
 
 
 def expect_case(page, number: int, phase: str, case_id: str) -> None:
-    expect(page.get_by_text(f"Case {number} of 6 ({phase})")).to_be_visible(timeout=60_000)
-    expect(page.get_by_text(f"this is case {case_id}")).to_be_visible(timeout=10_000)
+    try:
+        expect(page.get_by_text(f"Case {number} of 6 ({phase})")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text(f"this is case {case_id}")).to_be_visible(timeout=10_000)
+    except AssertionError:
+        screenshot(page, f"failed-reader-study-{phase}-{number}")
+        raise
 
 
 def unaided_choice(position: int) -> tuple[str, int]:
@@ -77,7 +105,7 @@ def unaided_choice(position: int) -> tuple[str, int]:
 
 
 def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path) -> None:
-    url, study_path = served_study
+    url, study_path, restart_server = served_study
     study = study_module.open_study(study_path)
     unaided_order = study_module.case_order(study, READER, "unaided")
     aided_order = study_module.case_order(study, READER, "aided")
@@ -87,19 +115,22 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
         page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: received.append(frame)))
-        open_page(page, url, "Reader study")
-        choose(page, "study_pick", f"studies/{NAME}")
-        page.locator(".st-key-reader_name input").fill(READER)
-        page.locator(".st-key-reader_name input").press("Enter")
+        sign_in(page, url)
         expect_case(page, 1, "unaided", unaided_order[0])
         page.locator('[data-testid="stForm"]').get_by_role("button", name="Save and next").click()
         expect(page.get_by_text("Choose benign or malignant")).to_be_visible(timeout=30_000)  # decision required
         assert not study.responses_path.exists()
 
         for position in range(6):
+            if position in (3, 5):
+                expect_case(page, position + 1, "unaided", unaided_order[position])  # the last answer is saved
+                assert len(study.responses_path.read_text().splitlines()) == position + 1
             if position == 3:  # a reload forgets the session; the answers and the URL's name remain
                 page.reload()
+            if position == 5:  # so does a server restart: the reader comes back and gives the name again
+                sign_in(page, restart_server())
             expect_case(page, position + 1, "unaided", unaided_order[position])
+            idle(page)
             lesion = page.locator(f'.reader-study-image[data-case="{unaided_order[position]}"] img')
             expect(lesion).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"), timeout=30_000)
             original = study.image_path(study.case(unaided_order[position]), REPO).read_bytes()
@@ -120,6 +151,7 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
         for position, case_id in enumerate(aided_order):
             case = study.case(case_id)
             expect_case(page, position + 1, "aided", case_id)
+            idle(page)
             expect(page.locator(f'.reader-study-image[data-case="{case_id}"] img')).to_have_count(1, timeout=30_000)
             model_output = re.escape(f"P(malignant) = {case.prob_malignant:.3f}") + f".* it says {case.model_decision}"
             expect(page.get_by_text(re.compile(model_output))).to_be_visible(timeout=30_000)
@@ -134,6 +166,7 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
 
         page.locator(".st-key-study_view").get_by_text("Results").click()
         expect(page.get_by_text("Readers and the model")).to_be_visible(timeout=60_000)
+        idle(page)
         melanet("reader-study", "results", NAME, "--root", str(study_path.parent))
         expected = json.loads((study_path / study_module.RESULTS_FILE).read_text())
         tables = page.locator('[data-testid="stTable"]')
