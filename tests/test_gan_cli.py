@@ -67,7 +67,7 @@ def test_killed_training_resumes_to_the_configured_epochs_then_synthesizes(tmp_p
     # while another process holds the run (here: this one), a second training is refused untouched
     with run.lock("test"):
         assert main(["-q", "train-gan", "--resume", str(run_dir)]) == 2
-        assert "already in use" in capsys.readouterr().err
+        assert "in another process" in capsys.readouterr().err  # refused as busy, before any write
     assert lifecycle.latest_checkpoint(run)["epoch"] == killed_at
 
     # a fresh start on the half-trained folder is refused: it would mix two trainings
