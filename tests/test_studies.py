@@ -461,3 +461,34 @@ def test_a_shipped_study_is_read_through_a_copy(demo_study, tmp_path, monkeypatc
     assert create.copy_study(shipped, study_views.studies_dir()).responses_path.is_file()  # the copy is kept
     assert [(entry.label, entry.shipped) for entry in study_views.discover()] == [("studies/demo-12", False)]
     assert not shipped.responses_path.exists()
+
+
+def test_the_page_without_studies_says_how_to_make_one(tmp_path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    for name, folder in (("MODELS", "no-models"), ("RUNS", "no-runs"), ("STUDIES", "no-studies")):
+        monkeypatch.setenv(f"MELANET_{name}_DIR", str(tmp_path / folder))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/reader_study.py")
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    assert "melanet reader-study create --run" in " ".join(str(item.value) for item in app.info)
+
+
+def test_the_page_reads_a_study_without_sending_its_secrets(demo_study, monkeypatch) -> None:
+    """The unaided page's elements (the same values the browser gets) hold no label or probability."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MELANET_STUDIES_DIR", str(demo_study.path.parent))
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(demo_study.path.parent / "no-models"))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/reader_study.py")
+    app.run()
+    app.text_input(key="reader_name").input("Dr Unit").run()
+    assert "Case 1 of 12 (unaided)" in [item.value for item in app.subheader]
+    shown = " ".join(str(element.value) for kind in ("markdown", "caption", "info", "subheader", "text")
+                     for element in getattr(app, kind))
+    assert "Readers against the model" in shown and "P(malignant)" not in shown and "Model:" not in shown
+    assert not [case for case in demo_study.cases if f"{case.prob_malignant:.3f}" in shown]
