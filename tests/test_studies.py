@@ -492,3 +492,25 @@ def test_the_page_reads_a_study_without_sending_its_secrets(demo_study, monkeypa
                      for element in getattr(app, kind))
     assert "Readers against the model" in shown and "P(malignant)" not in shown and "Model:" not in shown
     assert not [case for case in demo_study.cases if f"{case.prob_malignant:.3f}" in shown]
+
+
+def test_the_page_reads_a_shipped_study_through_a_copy(demo_study, tmp_path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    shipped = create.copy_study(demo_study, tmp_path / "models" / "demo" / "studies")
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MELANET_STUDIES_DIR", str(tmp_path / "mine"))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/reader_study.py")
+    app.run()
+    assert app.selectbox(key="study_pick").value == "models/demo/studies/demo-12"
+    app.text_input(key="reader_name").input("Dr Shipped").run()
+    app.run()  # the copy replaces the shipped study in the list; the page stays on it
+    assert not app.exception, [item.value for item in app.exception]
+    assert app.selectbox(key="study_pick").value == "studies/demo-12"
+    assert "Case 1 of 12 (unaided)" in [item.value for item in app.subheader]
+    assert (tmp_path / "mine" / "demo-12" / study_module.STUDY_FILE).is_file()
+    assert sorted(path.name for path in shipped.path.iterdir()) == [study_module.CASES_FILE,
+                                                                    study_module.OVERLAYS_FOLDER,
+                                                                    study_module.STUDY_FILE]
