@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -203,7 +204,7 @@ def results_bytes(results: dict[str, Any]) -> bytes:
     return (json.dumps(results, indent=2) + "\n").encode("utf-8")
 
 
-def write_results(study: study_module.Study) -> tuple[dict[str, Any], Any]:
+def write_results(study: study_module.Study) -> tuple[dict[str, Any], Path]:
     """Compute the results and write ``results.json`` atomically; returns (results, path)."""
     results = compute_results(study)
     path = study.path / study_module.RESULTS_FILE
