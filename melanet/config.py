@@ -134,7 +134,7 @@ class Config:
 # Keys renamed since run folders were first written: a saved config.yaml with the old key still loads.
 RENAMED_KEYS = {"explain.which": "explain.outcomes"}
 # Values replaced since run folders were first written (classifier.class_weight was true/false).
-LEGACY_VALUES: dict[str, dict[Any, str]] = {
+REPLACED_VALUES: dict[str, dict[Any, str]] = {
     "classifier.class_weight": {True: "balanced", False: "none", "true": "balanced", "false": "none"},
 }
 
@@ -220,9 +220,9 @@ def _apply(base: Any, updates: dict[str, Any], prefix: str, where: str) -> Any:
         else:
             hint = hints[name]
             allowed = _CHOICES.get(key)
-            legacy = LEGACY_VALUES.get(key, {})
-            if isinstance(value, (bool, str)) and (value.lower() if isinstance(value, str) else value) in legacy:
-                value = legacy[value.lower() if isinstance(value, str) else value]
+            replaced = REPLACED_VALUES.get(key, {})
+            if isinstance(value, (bool, str)) and (value.lower() if isinstance(value, str) else value) in replaced:
+                value = replaced[value.lower() if isinstance(value, str) else value]
             if typing.get_origin(hint) is typing.Literal:
                 hint, allowed = str, typing.get_args(hint)
             if isinstance(hint, types.UnionType):

@@ -147,6 +147,9 @@ def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict)
     assert runs.Run(results).status()["state"] == "done"
     for name in seeds.SUMMARY_FILES:
         assert (results / name).is_file()
+    # each seed's reproduce folder carries its own paired comparison of the four classifiers
+    comparison = json.loads((results / "seed-44" / "comparison.json").read_text())
+    assert len(comparison["pairs"]) == 6 and comparison["n_images"] == 60
 
 
 def test_summary_figures_come_from_the_seed_folders(three_seeds: dict) -> None:
