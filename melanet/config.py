@@ -122,7 +122,9 @@ class Config:
     """Everything one run needs; saved resolved as ``config.yaml`` in the run folder."""
 
     seed: int = 42
-    distribute: stages.Distribute = "none"  # "none" | "mirrored" (tf.distribute.MirroredStrategy on all GPUs)
+    # "none" | "mirrored" (tf.distribute.MirroredStrategy on all GPUs) | "multi_worker" (every machine of
+    # TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy; see melanet.distribute)
+    distribute: stages.Distribute = "none"
     mixed_precision: bool = False
     data: DataConfig = DataConfig()
     gan: GanConfig = GanConfig()
@@ -300,6 +302,27 @@ def from_dict(values: dict[str, Any], where: str = "config") -> Config:
     config = _apply(Config(), values, "", where)
     validate(config)
     return config
+
+
+# Keys added after run folders were first written whose default differs from what runs did before
+# the key existed. A saved config.yaml without such a key is read with the old behaviour, so an older
+# run (the shipped demo's, say) reports what it really did and resumes or re-synthesises as trained.
+BEFORE_KEY_EXISTED: dict[str, Any] = {"gan.mask_padding": False}
+
+
+def from_saved(values: dict[str, Any], where: str = "config") -> Config:
+    """A run folder's saved config: ``from_dict``, with keys missing from an older file set to
+    ``BEFORE_KEY_EXISTED`` instead of today's defaults."""
+    if not isinstance(values, dict):
+        return from_dict(values, where)
+    completed = {section: dict(members) if isinstance(members, dict) else members
+                 for section, members in values.items()}
+    for dotted, value in BEFORE_KEY_EXISTED.items():
+        section, key = dotted.split(".")
+        members = completed.setdefault(section, {})
+        if isinstance(members, dict) and key not in members:
+            members[key] = value
+    return from_dict(completed, where)
 
 
 def to_dict(config: Config) -> dict[str, Any]:

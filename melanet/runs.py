@@ -305,7 +305,7 @@ class Run:
         path = self.path / CONFIG_FILE
         if not path.is_file():
             raise RunError(f"{self.path}: not a run folder ({CONFIG_FILE} missing)")
-        return config_module.from_dict(config_module.read_yaml(path), where=str(path))
+        return config_module.from_saved(config_module.read_yaml(path), where=str(path))
 
     # status ---------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from melanet import config
 
@@ -145,3 +146,20 @@ def test_focal_gamma_from_the_config_reaches_the_compiled_loss(gamma: float) -> 
 def test_config_is_frozen() -> None:
     with pytest.raises(AttributeError):
         config.Config().seed = 3  # type: ignore[misc]
+
+
+def test_a_saved_run_config_without_a_later_key_keeps_the_behaviour_it_was_trained_with(tmp_path):
+    """An older run folder (the shipped demo's GAN) has no gan.mask_padding: it trained without masks,
+    so reading it back must not report (or resume with) today's default of masks on."""
+    from melanet import runs
+
+    run_dir = tmp_path / "old-gan"
+    run_dir.mkdir()
+    saved = config.to_dict(config.load_config("configs/smoke.yaml"))
+    del saved["gan"]["mask_padding"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert config.Config().gan.mask_padding is True  # today's default differs from the old behaviour
+    assert runs.Run(run_dir).config().gan.mask_padding is False
+    saved["gan"]["mask_padding"] = True  # a file that says so keeps its value
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert runs.Run(run_dir).config().gan.mask_padding is True

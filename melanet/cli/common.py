@@ -70,8 +70,7 @@ def resume_config(args: argparse.Namespace, run: runs.Run, stage: str) -> config
         if key not in allowed:
             may_change = f"only {', '.join(allowed)} may change" if allowed else "no --set may change it"
             raise config_module.ConfigError(f"--set {text}: a resumed run keeps its saved config; {may_change}")
-    run.config()  # RunError when config.yaml is missing
-    return config_module.load_config(run.files.config, args.overrides)
+    return config_module.with_overrides(run.config(), args.overrides)  # RunError without config.yaml
 
 
 def stopped(verb: str, how_to_continue: str) -> int:

@@ -86,13 +86,13 @@ def order_for_review(outcome: np.ndarray, probabilities: np.ndarray, which: Iter
     return order
 
 
-def _file_stem(image_id: str) -> str:
+def file_stem(image_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", image_id)
 
 
 def data_folder_name(data_root: str | Path) -> str:
     """The sub-folder of ``explain/`` for the test split of another data folder: its (cleaned) name."""
-    return _file_stem(Path(data_root).resolve().name)
+    return file_stem(Path(data_root).resolve().name)
 
 
 def _method_slug(method: str) -> str:
@@ -208,8 +208,8 @@ def _write_image_outputs(
     ``image`` (S, S, 3) uint8, ``activation_map`` (S, S) in [0, 1]; ``row`` holds image, label,
     prob_malignant and outcome.
     """
-    stem = _file_stem(row["image"])
-    slug = f"{_method_slug(options.method)}_{_file_stem(options.layer)}"
+    stem = file_stem(row["image"])
+    slug = f"{_method_slug(options.method)}_{file_stem(options.layer)}"
     paths = {
         "map_path": output_dir / layout.EXPLAIN_MAPS_FOLDER / f"{stem}_{slug}.npy",
         "overlay_path": output_dir / layout.EXPLAIN_OVERLAYS_FOLDER / f"{stem}_{slug}.png",

@@ -154,7 +154,7 @@ def _explain_overlays(run: runs.Run, data_root: str) -> dict[str, Path]:
     if Path(data_root).resolve() != Path(run.config().data.root).resolve():
         from melanet.explain import explain_stage  # imports TensorFlow: only for another data folder
 
-        index_path = run_files.explain_index(explain_stage._file_stem(Path(data_root).resolve().name))
+        index_path = run_files.explain_index(explain_stage.file_stem(Path(data_root).resolve().name))
     if not index_path.is_file():
         return {}
     found: dict[str, Path] = {}
