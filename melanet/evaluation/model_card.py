@@ -90,14 +90,23 @@ def _best_epoch(run: runs.Run, monitor: str) -> str:
     return f"epoch {best_epoch} of {len(rows)} run ({monitor} = {best_value:.4f})"
 
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (no machine-specific prefix)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _gan_line(config: config_module.Config, run_path: Path) -> str:
     gan_run = config.classifier.gan_run
     if config.classifier.training_set != "synthetic":
         return "none (this training set uses no synthetic images)"
     if not gan_run:
         return MISSING
-    gan_path = Path(gan_run)
-    parts = [f"`{gan_run}`"]
+    # the one stage-1 lookup (a results folder that moved, like the shipped demo, still finds its gan/)
+    gan_path = runs.linked_gan_run(run_path) or Path(gan_run)
+    parts = [f"`{_shown_path(gan_path)}`"]
     try:
         parts.append(f"seed {runs.Run(gan_path).config().seed}, {runs.Run(gan_path).config().gan.epochs} epochs")
     except (runs.RunError, config_module.ConfigError):
