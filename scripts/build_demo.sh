@@ -21,6 +21,12 @@ for run in vgg_gap augment5x augment10x melanet; do
   melanet embed --run "$out/$run"
 done
 
+# The evidence beside Table 1: paired DeLong/McNemar tests against MelaNet (comparison.json), the
+# synthesis audit in the classifier's own features too, and an example reader study with no answers.
+melanet compare "$out" --reference melanet --out "$out"
+melanet audit-synthesis --run "$out/gan" --classifier "$out/melanet"
+melanet reader-study create --run "$out/melanet" --name demo --cases 40 --seed 0 --root "$out/studies"
+
 # Keep the shipped folder small: checkpoints only serve --resume of an unfinished run; the two
 # augmentation baselines ship their results (metrics, predictions, maps, embeddings) without weights;
 # the CycleGAN keeps the sample grids of epoch 1 and every 5th epoch.
