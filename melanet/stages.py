@@ -57,7 +57,7 @@ BACKBONES: tuple[Backbone, ...] = typing.get_args(Backbone)
 Optimizer = Literal["adadelta", "adam"]
 OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)
 
-Distribute = Literal["none", "mirrored"]
+Distribute = Literal["none", "mirrored", "multi_worker"]
 DISTRIBUTE_CHOICES: tuple[Distribute, ...] = typing.get_args(Distribute)
 
 # evaluation.calibration: a monotone map fitted on the validation predictions (melanet.evaluation.calibration)

@@ -45,23 +45,30 @@ def train_classifier(
 
     Like ``melanet.gan.train.train``: holds the run's lock for the whole stage and writes ``config``
     as ``config.yaml`` once ``lifecycle.check_folder`` accepted the folder (nothing is written into a
-    refused one). ``config=None`` trains with the run's saved ``config.yaml``.
+    refused one). ``config=None`` trains with the run's saved ``config.yaml``. With ``distribute:
+    multi_worker`` only the chief writes ``run``; another worker trains in a temporary folder and, on
+    ``resume``, restores ``run``'s checkpoint (``melanet.distribute``).
     """
+    resolved = config if config is not None else run.config()
+    distribute.start(resolved.distribute)  # before any other TensorFlow op
     # refused before the folder is touched: a stage-1 run that may have seen this run's validation images
-    gan_match.check(config if config is not None else run.config())
-    with lifecycle.stage_session(run, STAGE, resume=resume):
-        if config is None:
+    gan_match.check(resolved)
+    with distribute.writing_run(run, resolved.distribute) as writer, \
+            lifecycle.stage_session(writer, STAGE, resume=resume and writer is run):
+        if config is None and writer is run:
             config = run.config()
         else:
-            run.write_config(config)
+            config = resolved
+            writer.write_config(config)
         try:
-            return _train_holding_lock(run, config, resume=resume, progress=progress)
+            return _train_holding_lock(writer, config, resume=resume, progress=progress, restore_from=run)
         finally:
             distribute.set_precision(False)  # fit_classifier may have set a mixed policy
 
 
-def _train_holding_lock(run: runs.Run, config: Config, *, resume: bool, progress: Progress | None) -> dict[str, Any]:
-    """Steps 1-6 of the module docstring, holding the run's lock."""
+def _train_holding_lock(run: runs.Run, config: Config, *, resume: bool, progress: Progress | None,
+                        restore_from: runs.Run) -> dict[str, Any]:
+    """Steps 1-6 of the module docstring, holding the run's lock; checkpoints restored from ``restore_from``."""
     from melanet.data import prepare, splits
 
     run.update_status(message="loading data")
@@ -77,7 +84,8 @@ def _train_holding_lock(run: runs.Run, config: Config, *, resume: bool, progress
     benign, malignant = int(np.sum(training_set.labels == 0)), int(np.sum(training_set.labels == 1))
     logger.info("training set '%s': %d images (%d benign, %d malignant); validation %d images",
                 config.classifier.training_set, len(training_set.labels), benign, malignant, len(validation.labels))
-    return fit_classifier(config, run, training_set, validation, resume=resume, progress=progress)
+    return fit_classifier(config, run, training_set, validation, resume=resume, progress=progress,
+                          restore_from=restore_from)
 
 
 def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
@@ -201,9 +209,12 @@ class RunCallback(keras.callbacks.Callback):
 
 def fit_classifier(
     config: Config, run: runs.Run, training_set: ImageSet, validation: ImageSet, *,
-    resume: bool = False, progress: Progress | None = None,
+    resume: bool = False, progress: Progress | None = None, restore_from: runs.Run | None = None,
 ) -> dict[str, Any]:
     """Fit on in-memory sets (images (N, S, S, 3) uint8, labels (N,) 0/1) and write the run's outputs.
+
+    ``resume`` restores the newest checkpoint of ``restore_from`` (default ``run``; another folder
+    for a non-chief worker of ``distribute: multi_worker``).
 
     Returns ``{"best_epoch", "best_value", "monitor", "epochs_run", "stopped_early"}``.
     """
@@ -226,16 +237,19 @@ def fit_classifier(
                                             losses.effective_alpha(settings.focal_alpha, settings.focal_alpha_mode),
                                             settings.focal_gamma)
             trained.optimizer.build(trained.trainable_variables)
+    distribute.prepare_for_fit(trained, strategy)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=trained.optimizer)
     state = SelectionState(monitor=settings.monitor)
     first_epoch = 0
+    restore_from = run if restore_from is None else restore_from
     if resume:
-        info = lifecycle.latest_checkpoint(run)
+        info = lifecycle.latest_checkpoint(restore_from)
         if info is not None:
-            first_epoch = lifecycle.restore_checkpoint(checkpoint, run)
+            first_epoch = lifecycle.restore_checkpoint(checkpoint, restore_from)
             state = SelectionState.from_dict(info.get("selection", {}))
             logger.info("resuming after epoch %d (best %s %s at epoch %d)", first_epoch, state.monitor,
                         state.best_value, state.best_epoch)
+    distribute.agree_on_epoch(strategy, first_epoch)
     run.truncate_history(first_epoch)  # a fresh start (epoch 0) replaces any earlier history
 
     weights = balanced_sample_weights(training_set.labels) if settings.class_weight == "balanced" else None

@@ -128,11 +128,14 @@ def train(
     Holds the run's lock for the whole stage (a second process gets ``RunBusyError``) and writes
     ``config.yaml`` once it holds it. ``lifecycle.check_folder`` refuses, before anything is written,
     another stage's folder and a fresh start on a finished run or one with checkpoints, so that two
-    trainings never mix in one folder.
+    trainings never mix in one folder. With ``distribute: multi_worker`` only the chief writes ``run``;
+    another worker trains in a temporary folder and, on ``resume``, restores ``run``'s checkpoint.
     """
-    with lifecycle.stage_session(run, STAGE, resume=resume):
-        run.write_config(config)
-        _train_holding_lock(run, config, resume=resume, progress=progress)
+    distribute.start(config.distribute)  # before any other TensorFlow op
+    with distribute.writing_run(run, config.distribute) as writer:
+        with lifecycle.stage_session(writer, STAGE, resume=resume and writer is run):
+            writer.write_config(config)
+            _train_holding_lock(writer, config, resume=resume, progress=progress, restore_from=run)
     return run
 
 
@@ -152,7 +155,7 @@ def _load_training_images(run: runs.Run, config: config_module.Config, progress)
     return benign, malignant
 
 
-def _train_holding_lock(run, config, *, resume, progress) -> None:
+def _train_holding_lock(run, config, *, resume, progress, restore_from: runs.Run) -> None:
     gan = config.gan
     benign, malignant = _load_training_images(run, config, progress)
     steps = dataset.steps_per_epoch(len(benign), len(malignant), gan.batch_size)
@@ -164,12 +167,13 @@ def _train_holding_lock(run, config, *, resume, progress) -> None:
     keras.utils.set_random_seed(config.seed)
     distribute.set_precision(config.mixed_precision)
     try:
-        _train_epochs(run, config, benign, malignant, steps, resume=resume, progress=progress)
+        _train_epochs(run, config, benign, malignant, steps, resume=resume, progress=progress,
+                      restore_from=restore_from)
     finally:
         distribute.set_precision(False)
 
 
-def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) -> None:
+def _train_epochs(run, config, benign, malignant, steps, *, resume, progress, restore_from: runs.Run) -> None:
     gan = config.gan
     strategy = distribute.strategy_for(config.distribute)
     if gan.batch_size % strategy.num_replicas_in_sync:
@@ -181,7 +185,8 @@ def _train_epochs(run, config, benign, malignant, steps, *, resume, progress) ->
         cyclegan = model.from_config(gan, config.data.image_size, augment_seed=config.seed)
     epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = cyclegan.checkpoint(epoch=epoch_variable)
-    epochs_done = lifecycle.restore_checkpoint(checkpoint, run) if resume else 0
+    epochs_done = lifecycle.restore_checkpoint(checkpoint, restore_from) if resume else 0
+    distribute.agree_on_epoch(strategy, epochs_done)
     if epochs_done:
         logger.info("resuming %s after epoch %d of %d", run.path, epochs_done, gan.epochs)
     run.truncate_history(epochs_done)
