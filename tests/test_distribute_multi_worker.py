@@ -113,6 +113,16 @@ def test_two_workers_train_the_gan_and_only_the_chief_writes_the_run(tmp_path, t
     assert all(files.generator(name).is_file() for name in layout.GENERATOR_NAMES)
     assert (run.figures_dir / "samples_epoch_001.png").is_file()
     _check_worker_cleaned_up(tmp_path, "gan")
+    first_epoch = run.history()[0]
+
+    # train one epoch longer: both workers restore the chief's checkpoint of epoch 1
+    longer = _start_workers(tmp_path, ["train-gan", "--resume", str(run_dir), "--set", "gan.epochs=2"], "longer")
+    _finish(tmp_path, longer, "longer")
+    run = _check_chief_folder(run_dir, "train-gan", longer[0], epochs=2)
+    assert run.history()[0] == first_epoch
+    assert "after epoch 1 of 2" in _log(tmp_path, "longer", 1), "worker 1 restored the checkpoint"
+    assert (run.figures_dir / "samples_epoch_002.png").is_file()
+    _check_worker_cleaned_up(tmp_path, "longer")
 
 
 @pytest.mark.slow
