@@ -30,7 +30,7 @@ from melanet import config as config_module
 from melanet import layout, lifecycle, runs, stages
 from melanet.config import ConfigError
 from melanet.evaluation import metrics
-from melanet.explain import gradcam, overlay
+from melanet.explain import gradcam, lesion_focus, overlay
 
 logger = logging.getLogger(__name__)
 
@@ -344,7 +344,9 @@ def explain_run(
 
         rows = explain_images(model, image_set.images, image_set.labels, image_set.ids, probabilities,
                               run_path=run.path, output_dir=output_dir, options=options, progress=report)
-        entry.update(done=len(rows), total=len(rows))
+        focus = lesion_focus.summarize_folder(run.path, output_dir)  # does the map point at the lesion?
+        tp_share = focus["by_outcome"].get("TP", {}).get("mass_share")
+        entry.update(done=len(rows), total=len(rows), tp_lesion_mass_share=tp_share)
     return output_dir / layout.EXPLAIN_INDEX_NAME
 
 
