@@ -78,8 +78,11 @@ def refused(arguments: list[str], folder: Path, capsys: pytest.CaptureFixture[st
     ["train-classifier", "--resume"],
     ["compact", "--run"],
     ["evaluate", "--run"],
+    ["evaluate", "--from-predictions", "--run"],
     ["explain", "--run"],
     ["embed", "--run"],
+    ["reader-study", "create", "--name", "study", "--root", "studies-of-the-test", "--run"],
+    ["compare", str(DEMO / "vgg_gap"), str(DEMO / "melanet"), "--out"],
 ])
 def test_classifier_stages_leave_a_gan_run_alone(arguments, shipped_gan, stopped_gan, capsys) -> None:
     for gan in (shipped_gan, stopped_gan):
@@ -90,6 +93,8 @@ def test_classifier_stages_leave_a_gan_run_alone(arguments, shipped_gan, stopped
     ["train-gan", "--config", "configs/smoke.yaml", "--run"],
     ["train-gan", "--resume"],
     ["synthesize", "--run"],
+    ["audit-synthesis", "--run"],
+    ["compare", str(DEMO / "vgg_gap"), str(DEMO / "melanet"), "--out"],
 ])
 def test_gan_stages_leave_a_classifier_run_alone(arguments, classifier, capsys) -> None:
     refused([*arguments, str(classifier)], classifier, capsys, "holds a train-classifier run")

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import signal
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -118,6 +119,8 @@ def test_bad_inputs_get_one_clear_line_and_exit_2(tmp_path, monkeypatch, capsys)
     unlabelled.mkdir(parents=True)
     (unlabelled / "ISIC_0000001.jpg").write_bytes((REPO / "data/sample/ISBI2016_ISIC_Part3_Test_Data").glob("*.jpg")
                                                   .__next__().read_bytes())
+    unevaluated = Path(shutil.copytree(DEMO_RUN, tmp_path / "unevaluated"))
+    (unevaluated / "metrics.json").unlink()
     cases = {
         "unknown run": (["create", "--run", str(tmp_path / "nope"), "--name", "s"], "run folder not found"),
         "name with ..": (["create", "--run", str(DEMO_RUN), "--name", "../escape"], "study name '../escape'"),
@@ -126,8 +129,9 @@ def test_bad_inputs_get_one_clear_line_and_exit_2(tmp_path, monkeypatch, capsys)
                       "no labelled test images"),
         "too many cases": (["create", "--run", str(DEMO_RUN), "--name", "s", "--cases", "500"],
                            "--cases must be between 2 and 73"),
-        "unevaluated run": (["create", "--run", str(REPO / "models" / "demo" / "gan"), "--name", "s"],
-                            "not evaluated"),
+        "a stage-1 run": (["create", "--run", str(REPO / "models" / "demo" / "gan"), "--name", "s"],
+                          "holds a train-gan run"),
+        "unevaluated run": (["create", "--run", str(unevaluated), "--name", "s"], "not evaluated"),
         "unknown study": (["results", "nothing-here"], "study 'nothing-here' not found"),
     }
     for what, (arguments, message) in cases.items():

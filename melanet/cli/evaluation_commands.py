@@ -157,6 +157,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     rows = compare.load_rows(args.runs, operating_point=args.operating_point)
     comparison = None
+    if args.out:
+        _check_comparison_folder(Path(args.out))
     unpairable = paired.without_predictions(args.runs)
     if not args.unpaired and len(rows) > 1 and unpairable:
         print(f"melanet compare: no paired tests: no predictions.csv in {', '.join(map(str, unpairable))}",
@@ -258,3 +260,18 @@ def _summarize_seeds(results: Path) -> int:
     sys.stdout.write(seeds.to_markdown(summary))
     print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")
     return 0
+
+
+# folders a comparison may be written into besides a plain one: the results of a reproduction
+COMPARISON_FOLDER_STAGES = ("reproduce", "reproduce-seeds")
+
+
+def _check_comparison_folder(folder: Path) -> None:
+    """Refuse ``compare --out`` into a training or evaluation run's folder (it belongs to that stage)."""
+    if folder.exists() and not folder.is_dir():
+        raise runs.RunError(f"--out {folder}: a file, not a folder")
+    run = runs.Run(folder)
+    owner = lifecycle.folder_stage(run)
+    if owner is not None and owner not in COMPARISON_FOLDER_STAGES:
+        raise runs.RunError(f"--out {folder}: holds {lifecycle.describe_folder(run)}; compare writes only into "
+                            "a plain folder or a reproduce results folder")

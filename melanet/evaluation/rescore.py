@@ -36,6 +36,7 @@ def evaluation_settings(config: config_module.Config, overrides: Sequence[str]) 
 def rescore_run(run_path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Rewrite ``metrics.json`` and ``model_card.md`` of an evaluated run from its prediction files."""
     run = runs.Run.open(run_path)
+    lifecycle.check_folder(run, STAGE)  # a GAN run (or any other stage's folder) is refused untouched
     predictions_path = run.path / layout.PREDICTIONS_FILE
     if not predictions_path.is_file():
         raise runs.RunError(f"{run.path}: no {layout.PREDICTIONS_FILE}; --from-predictions needs a run evaluated "

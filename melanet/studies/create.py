@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from melanet import layout, runs
+from melanet import layout, lifecycle, runs, stages
 from melanet.data import sources
 from melanet.studies import study as study_module
 from melanet.progress import Progress
@@ -189,6 +189,9 @@ def create_study(
     if target.exists():
         raise study_module.StudyError(f"{target}: a study of that name exists already; choose another --name")
     run = runs.Run.open(run_path)
+    if lifecycle.folder_stage(run) != stages.get("train-classifier").folder_stage:
+        raise study_module.StudyError(f"{run.path}: holds {lifecycle.describe_folder(run)}, not an evaluated "
+                                      "classifier run; a study reads a train-classifier run")
     threshold = operating_threshold(run)
     data_root = str(options.data_root) if options.data_root is not None else str(run.config().data.root)
     samples = _labelled_test_samples(data_root)
