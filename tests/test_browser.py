@@ -223,6 +223,9 @@ def _launch_gan(page, name: str, epochs: int) -> None:
     expect(page.get_by_text(f"on `{name}`").or_(page.get_by_text(f"on {name}")).first).to_be_visible(timeout=30_000)
 
 
+STOP_EPOCHS = 5000
+
+
 def _history_rows(run_dir: Path) -> int:
     path = run_dir / "history.csv"
     return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
@@ -239,7 +242,8 @@ def test_launch_watch_finish_then_stop_one_midway(dashboard, browser) -> None:
 
     page.reload()  # a refresh forgets the session, not the job: the run list is on disk
     expect(metric(page, "State")).to_have_text("done", timeout=60_000)
-    _launch_gan(page, "browser-stop", 40)
+    # the form's largest epoch count: a fast machine must not finish the run before it is stopped midway
+    _launch_gan(page, "browser-stop", STOP_EPOCHS)
     run_dir = runs_dir / "browser-stop"
     deadline = time.monotonic() + 300
     while _history_rows(run_dir) < 1:
@@ -258,7 +262,7 @@ def test_launch_watch_finish_then_stop_one_midway(dashboard, browser) -> None:
     expect(metric(page, "State")).to_have_text("stopped", timeout=120_000)
     screenshot(page, "train-stopped")
     status = __import__("json").loads((run_dir / "status.json").read_text())
-    assert status["state"] == "stopped" and status["epoch"] < 40
+    assert status["state"] == "stopped" and status["epoch"] < STOP_EPOCHS
     assert (run_dir / "checkpoints" / "latest.json").is_file()  # resumable
     expect(page.locator(".st-key-resume_button button")).to_be_enabled(timeout=30_000)
     second.close()
