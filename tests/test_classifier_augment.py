@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from melanet.data import disk_images
 from melanet.classifier import augment, training_sets
 from melanet.config import ConfigError
 from melanet.data import prepare
@@ -51,14 +52,19 @@ def test_augment5x_adds_five_copies_per_image_and_is_cached(originals: prepare.I
     np.testing.assert_array_equal(built.images[:6], originals.images)
     np.testing.assert_array_equal(built.labels, np.tile(originals.labels, 6))
     assert built.ids[6] == f"{originals.ids[0]}_aug1"
-    cached = list(tmp_path.glob("augmented-32px-5x-*.npz"))
+    cached = list(tmp_path.glob("augmented-32px-5x-*.npy"))
     assert len(cached) == 1
+    # the copies stay in the cache file, joined lazily to the originals; the rows are those made in memory
+    assert disk_images.is_on_disk(built.images)
+    in_memory = training_sets.build_training_set("augment5x", originals, seed=3)
+    assert isinstance(in_memory.images, np.ndarray)
+    np.testing.assert_array_equal(np.asarray(built.images), in_memory.images)
     stamp = cached[0].stat().st_mtime_ns
     again = training_sets.build_training_set("augment5x", originals, seed=3, cache_dir=tmp_path)
-    np.testing.assert_array_equal(again.images, built.images)
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(built.images))
     assert cached[0].stat().st_mtime_ns == stamp, "second build reads the cache"
     training_sets.build_training_set("augment5x", originals, seed=4, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("augmented-32px-5x-*.npz"))) == 2, "another seed is another cache entry"
+    assert len(list(tmp_path.glob("augmented-32px-5x-*.npy"))) == 2, "another seed is another cache entry"
 
 
 def test_original_and_synthetic_need_the_right_settings(originals: prepare.ImageSet) -> None:

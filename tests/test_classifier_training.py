@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from melanet import config as config_module
 from melanet import lifecycle, runs
+from melanet.data import disk_images
 from melanet.classifier import model as model_module
 from melanet.classifier import predict, train
 from melanet.classifier.selection import SelectionState
@@ -168,30 +169,38 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
     assert "EPOCHS 2" in result.stdout
 
 
-def test_frozen_feature_cache_trains_the_same_as_running_the_frozen_layers(tiny_isic: Path, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    overrides = [f"data.root={tiny_isic}", "data.image_size=32", "classifier.backbone=vgg16-narrow",
-                 "classifier.width=0.0625", "classifier.weights=none", "classifier.epochs=2",
-                 "classifier.trainable_from=block4_conv1", "classifier.optimizer=adam", "seed=5"]
+def test_frozen_features_on_disk_train_the_same_as_in_memory_and_leave_no_file(
+        tiny_isic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``FEATURE_MEMORY_LIMIT_BYTES`` the frozen features are streamed from a temporary file in the
+    data cache folder: the same losses as in memory, and the file is gone afterwards."""
+    cache = tmp_path / "cache"
+    overrides = [f"data.root={tiny_isic}", f"data.cache_dir={cache}", "data.image_size=32",
+                 "classifier.backbone=vgg16-narrow", "classifier.width=0.0625", "classifier.weights=none",
+                 "classifier.epochs=2", "classifier.trainable_from=block4_conv1", "classifier.optimizer=adam",
+                 "seed=5"]
     histories = []
-    feature_calls: list[int] = []
+    outputs: list[type] = []
     original_features = train.frozen_features
 
-    def counting_features(prefix, images, batch_size):
-        feature_calls.append(len(images))
-        return original_features(prefix, images, batch_size)
+    def recording_features(prefix, images, batch_size, folder=None):
+        features = original_features(prefix, images, batch_size, folder)
+        outputs.append(type(features))
+        if folder is not None:  # the training set's features are written while training runs
+            assert any(Path(folder).glob("features-*.npy"))
+        return features
 
-    monkeypatch.setattr(train, "frozen_features", counting_features)
-    for limit in (train.FEATURE_CACHE_LIMIT_BYTES, 0):
-        monkeypatch.setattr(train, "FEATURE_CACHE_LIMIT_BYTES", limit)
-        feature_calls.clear()
+    monkeypatch.setattr(train, "frozen_features", recording_features)
+    for limit in (train.FEATURE_MEMORY_LIMIT_BYTES, 0):
+        monkeypatch.setattr(train, "FEATURE_MEMORY_LIMIT_BYTES", limit)
+        outputs.clear()
         run = runs.Run.create(tmp_path / f"limit-{limit}", config_module.load_config(None, overrides), "train-classifier")
         train.train_classifier(run)
         histories.append([float(row["loss"]) for row in run.history()])
-        # the cache path computes features for the training and validation sets; the other never does
-        assert len(feature_calls) == (2 if limit else 0)
+        expected = np.ndarray if limit else disk_images.DiskImages
+        assert outputs == [expected, expected]  # the training and the validation set's features
         assert (run.path / "model.keras").is_file()
-    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-3)
+    assert not list(cache.glob("features-*"))  # the temporary folder was removed
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-4)
 
 
 def test_a_fresh_training_in_a_used_folder_replaces_its_history(tiny_isic: Path, tmp_path: Path) -> None:

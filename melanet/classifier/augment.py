@@ -8,6 +8,7 @@ numbers come from one ``numpy`` generator seeded by ``seed``: same seed, same im
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 from keras import ops
@@ -54,11 +55,30 @@ def augment_images(
     """Make ``copies`` randomly augmented versions of every image.
 
     Args:
-        images: (N, S, S, 3) uint8.
+        images: (N, S, S, 3) uint8 (an array, or rows read on demand such as a ``DiskImages``).
         copies: augmented copies per image (>= 1).
         seed: random seed; the result depends only on ``images``, ``copies`` and ``seed``.
     Returns:
         (copies * N, S, S, 3) uint8, copy-major: rows ``k * N + i`` are copy k of image i.
+    """
+    output = np.empty((copies * len(images), *images.shape[1:]), dtype=np.uint8)
+    for start, block in augmented_blocks(images, copies, seed, batch_size=batch_size, progress=progress):
+        output[start:start + len(block)] = block
+    return output
+
+
+def augmented_blocks(
+    images: np.ndarray,
+    copies: int,
+    seed: int,
+    *,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``augment_images`` a block at a time: yields ``(first row, (B, S, S, 3) uint8)`` in row order.
+
+    Only one block of sources and results is in memory at once, so the copies of a data set larger
+    than memory can be written straight to disk; the rows are those of ``augment_images``.
     """
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"images must be (N, S, S, 3) uint8, got {images.shape} {images.dtype}")
@@ -70,7 +90,6 @@ def augment_images(
     transforms = random_transforms(total, image_size, rng)
     brightness = rng.uniform(*BRIGHTNESS_RANGE, total).astype(np.float32)
     noise_std = rng.uniform(0.0, MAX_NOISE_STD, total).astype(np.float32)
-    output = np.empty((total, *images.shape[1:]), dtype=np.uint8)
     for start in range(0, total, batch_size):
         stop = min(start + batch_size, total)
         sources = images[np.arange(start, stop) % count].astype(np.float32)
@@ -79,7 +98,6 @@ def augment_images(
         )
         noise = rng.standard_normal(moved.shape).astype(np.float32) * noise_std[start:stop, None, None, None]
         changed = moved * brightness[start:stop, None, None, None] + noise
-        output[start:stop] = np.clip(np.rint(changed), 0, 255).astype(np.uint8)
+        yield start, np.clip(np.rint(changed), 0, 255).astype(np.uint8)
         if progress is not None:
             progress(stop, total, "augmenting")
-    return output

@@ -47,16 +47,23 @@ def _load_keras_file(path: Path) -> keras.Model:
                         "retrain the run or copy the file again")
 
 
-def scaled_batches(images: np.ndarray, batch_size: int) -> tf.data.Dataset:
+def scaled_batches(images: np.ndarray, batch_size: int, flip_axes: tuple[int, ...] = ()) -> tf.data.Dataset:
     """uint8 (N, S, S, 3) -> batches of float32 in [0, 1] (the classifier's input scaling).
 
     Images on disk (``melanet.data.disk_images.DiskImages``) are read a batch at a time.
+    ``flip_axes``: axes of (N, S, S, 3) to reverse (1 = up-down, 2 = left-right), applied to each batch,
+    so a flipped view of the data set is never held in memory.
     """
     if disk_images.is_on_disk(images):
         dataset = disk_images.batches(images, tf.data.Dataset.range(len(images)).batch(batch_size))
-        return dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    return dataset.map(to_unit_range, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+    axes = list(flip_axes)
+
+    def scale(batch: tf.Tensor) -> tf.Tensor:
+        return to_unit_range(tf.reverse(batch, axes) if axes else batch)
+
+    return dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def to_unit_range(batch: tf.Tensor) -> tf.Tensor:
@@ -93,8 +100,6 @@ def predict_probabilities(
         raise ValueError(f"images are {images.shape[1]}x{images.shape[2]} px, the model expects {expected[0]}x{expected[1]}")
     if len(images) == 0:
         return np.zeros(0, dtype=np.float64)
-    views = []
-    for axes in TTA_VIEWS[tta]:
-        view = np.flip(images, axis=axes) if axes else images
-        views.append(np.asarray(model.predict(scaled_batches(view, batch_size), verbose=0)[:, 1], dtype=np.float64))
+    views = [np.asarray(model.predict(scaled_batches(images, batch_size, axes), verbose=0)[:, 1], dtype=np.float64)
+             for axes in TTA_VIEWS[tta]]
     return np.mean(views, axis=0)

@@ -11,9 +11,11 @@ The steps of ``train_classifier``:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,10 @@ from melanet.progress import Progress
 logger = logging.getLogger(__name__)
 
 STAGE = "train-classifier"
-# Largest frozen-feature cache held in memory; past it the frozen layers run every step instead.
-FEATURE_CACHE_LIMIT_BYTES = 3 * 1024**3
+# Largest frozen-feature cache held in memory; past it the features are written to a temporary file in
+# the data cache folder and read a batch at a time (the frozen layers run every step only when that
+# folder cannot be written).
+FEATURE_MEMORY_LIMIT_BYTES = 1024**3
 VALIDATION_PREDICTIONS_FILE = layout.VALIDATION_PREDICTIONS_FILE
 
 
@@ -229,8 +233,6 @@ def fit_classifier(
             # Frozen layers are deterministic and there is no online augmentation, so their output
             # for each image can be computed once; then only the trainable suffix runs every step.
             prefix, suffix = model_module.split_at(model, settings.trainable_from)
-            if feature_cache_bytes(prefix, len(training_set.labels) + len(validation.labels)) > FEATURE_CACHE_LIMIT_BYTES:
-                prefix = None
         if prefix is not None:
             trained = suffix
             model_module.compile_classifier(trained, settings.optimizer, settings.learning_rate,
@@ -253,24 +255,58 @@ def fit_classifier(
     run.truncate_history(first_epoch)  # a fresh start (epoch 0) replaces any earlier history
 
     weights = balanced_sample_weights(training_set.labels) if settings.class_weight == "balanced" else None
-    train_inputs, validation_inputs = training_set.images, validation.images
-    if prefix is not None:
-        run.update_status(message=f"computing frozen features (layers before {settings.trainable_from})")
-        train_inputs = frozen_features(prefix, training_set.images, settings.batch_size)
-        validation_inputs = frozen_features(prefix, validation.images, settings.batch_size)
-    orders = epoch_orders(len(training_set.labels), config.seed, first_epoch, settings.epochs)
-    train_dataset = make_dataset(train_inputs, training_set.labels, settings.batch_size,
-                                 sample_weights=weights, orders=orders)
-    validation_dataset = make_dataset(validation_inputs, validation.labels, settings.batch_size)
-    steps = math.ceil(len(training_set.labels) / settings.batch_size)
+    with contextlib.ExitStack() as cleanup:
+        train_inputs, validation_inputs = training_set.images, validation.images
+        if prefix is not None:
+            run.update_status(message=f"computing frozen features (layers before {settings.trainable_from})")
+            folder = _feature_folder(cleanup, config, feature_cache_bytes(prefix, len(train_inputs) + len(validation_inputs)))
+            train_inputs = frozen_features(prefix, training_set.images, settings.batch_size, folder)
+            validation_inputs = frozen_features(prefix, validation.images, settings.batch_size, folder)
+        epochs_run = _fit(config, run, trained, model, checkpoint, state, first_epoch, train_inputs,
+                          validation_inputs, training_set.labels, validation.labels, weights, progress)
+    return _finish(config, run, model, validation, state, epochs_run)
+
+
+def _feature_folder(cleanup: contextlib.ExitStack, config: Config, size: int) -> Path | None:
+    """None (features in memory) up to ``FEATURE_MEMORY_LIMIT_BYTES``; past it a temporary folder in the
+    data cache folder, removed when ``cleanup`` closes."""
+    if size <= FEATURE_MEMORY_LIMIT_BYTES:
+        return None
+    from melanet.data import prepare
+
+    parent = prepare.cache_directory(config.data)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="features-", dir=parent)))
+    except OSError as error:
+        logger.warning("cannot write frozen features to %s (%s); holding them in memory", parent, error)
+        return None
+    logger.info("frozen features (%.1f GB) go to %s, read a batch at a time", size / 1024**3, folder)
+    return folder
+
+
+def _fit(config: Config, run: runs.Run, trained: keras.Model, model: keras.Model, checkpoint: tf.train.Checkpoint,
+         state: SelectionState, first_epoch: int, train_inputs: Any, validation_inputs: Any, labels: np.ndarray,
+         validation_labels: np.ndarray, weights: np.ndarray | None, progress: Progress | None) -> int:
+    """Step 5: fit ``trained`` from ``first_epoch``; returns the number of epochs in the history."""
+    settings = config.classifier
+    orders = epoch_orders(len(labels), config.seed, first_epoch, settings.epochs)
+    train_dataset = make_dataset(train_inputs, labels, settings.batch_size, sample_weights=weights, orders=orders)
+    validation_dataset = make_dataset(validation_inputs, validation_labels, settings.batch_size)
+    steps = math.ceil(len(labels) / settings.batch_size)
     reporter = lifecycle.EpochReporter(run, settings.epochs, steps, first_epoch=first_epoch + 1, progress=progress)
     callback = RunCallback(run, config, state, checkpoint, reporter, full_model=model)
     if first_epoch < settings.epochs and not state.stopped_early:
         trained.fit(train_dataset, validation_data=validation_dataset, epochs=settings.epochs,
                     initial_epoch=first_epoch, steps_per_epoch=steps, callbacks=[callback], shuffle=False,
                     verbose=0)
-    epochs_run = len(run.history())
+    return len(run.history())
 
+
+def _finish(config: Config, run: runs.Run, model: keras.Model, validation: ImageSet, state: SelectionState,
+            epochs_run: int) -> dict[str, Any]:
+    """Step 6: the best model's validation predictions; the summary."""
+    settings = config.classifier
     model_path = run.file(predict.MODEL_FILE)
     if not model_path.is_file():  # no epoch ever improved (e.g. NaN metric): keep the last weights
         save_model_atomically(model, model_path)
@@ -295,10 +331,23 @@ def feature_cache_bytes(prefix: keras.Model, num_images: int) -> int:
     return num_images * int(np.prod(prefix.output.shape[1:])) * 4
 
 
-def frozen_features(prefix: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """The frozen prefix's activations for uint8 images (N, S, S, 3): float32 (N, h, w, c)."""
-    outputs = prefix.predict(predict.scaled_batches(images, batch_size), verbose=0)
-    return np.asarray(outputs, dtype=np.float32)
+def frozen_features(prefix: keras.Model, images: np.ndarray, batch_size: int,
+                    folder: Path | None = None) -> np.ndarray | disk_images.DiskImages:
+    """The frozen prefix's activations for uint8 images (N, S, S, 3): float32 (N, h, w, c).
+
+    With ``folder`` they are written there a batch at a time (a new ``.npy`` file) and returned as
+    ``DiskImages`` rows, so memory holds one batch of them whatever the number of images.
+    """
+    if folder is None:
+        outputs = prefix.predict(predict.scaled_batches(images, batch_size), verbose=0)
+        return np.asarray(outputs, dtype=np.float32)
+    handle, name = tempfile.mkstemp(prefix="features-", suffix=".npy", dir=folder)
+    with os.fdopen(handle, "wb") as stream:
+        writer = disk_images.NpyWriter(stream, row_shape=tuple(prefix.output.shape[1:]), dtype=np.float32)
+        for batch in predict.scaled_batches(images, batch_size):
+            writer.append(np.asarray(prefix(batch, training=False), dtype=np.float32))
+        writer.finish()
+    return disk_images.DiskImages(name, dtype=np.float32)
 
 
 def current_learning_rate(model: keras.Model) -> float:

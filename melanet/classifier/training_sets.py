@@ -8,6 +8,11 @@
   ``classifier.synthetic_keep: top_fraction=F`` keeps only the share F of them that the synthesis
   audit (``melanet audit-synthesis``, ``audit/realism.csv``) scored most realistic.
 
+Memory does not grow with the data set: with a cache folder the augmented copies are written to it a
+block at a time and the synthetic PNGs are decoded into it once, and the set joins them to the originals
+lazily (``disk_images.ConcatRows``), so training reads each batch from disk. Without a cache folder
+(or when it cannot be written) everything is held in memory as before.
+
 The validation split is never touched here: it stays the untouched images carved from training.
 """
 
@@ -16,9 +21,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +30,7 @@ from melanet import config as config_module
 from melanet import layout, stages
 from melanet.classifier import augment
 from melanet.config import ConfigError
+from melanet.data import disk_images
 from melanet.data.prepare import ImageSet
 from melanet.progress import Progress
 
@@ -63,14 +68,16 @@ def build_training_set(
         copies = augmented_copies(originals, AUGMENT_COPIES[kind], seed, cache_dir, progress)
         return concatenate(originals, copies)
     if kind == "synthetic":
-        synthetic = synthetic_images(originals, gan_run, keep=synthetic_keep, color_constancy=color_constancy)
+        synthetic = synthetic_images(originals, gan_run, keep=synthetic_keep, color_constancy=color_constancy,
+                                     cache_dir=cache_dir)
         return concatenate(originals, synthetic)
     raise ConfigError(f"classifier.training_set must be one of {', '.join(TRAINING_SETS)}, got {kind!r}")
 
 
 def concatenate(first: ImageSet, second: ImageSet) -> ImageSet:
+    """``first`` then ``second``; lazily joined (nothing read) when either's images are on disk."""
     return ImageSet(
-        images=np.concatenate([first.images, second.images]),
+        images=disk_images.concatenate([first.images, second.images]),
         labels=np.concatenate([first.labels, second.labels]).astype(np.int64),
         ids=list(first.ids) + list(second.ids),
     )
@@ -79,10 +86,17 @@ def concatenate(first: ImageSet, second: ImageSet) -> ImageSet:
 def _augmentation_key(originals: ImageSet, copies: int, seed: int) -> str:
     digest = hashlib.sha256()
     digest.update(f"v{augment.AUGMENTATION_VERSION}-copies{copies}-seed{seed}-{originals.images.shape}".encode())
-    digest.update(np.ascontiguousarray(originals.images).tobytes())
+    _hash_rows(digest, originals.images)
     digest.update(np.asarray(originals.labels, dtype=np.int64).tobytes())
     digest.update("\n".join(originals.ids).encode())
     return digest.hexdigest()[:24]
+
+
+def _hash_rows(digest: Any, images: Any) -> None:
+    """Feed the pixels of ``images`` to ``digest`` a block at a time (rows on disk are never all read at once)."""
+    blocks = images.blocks() if disk_images.is_on_disk(images) else [images]
+    for block in blocks:
+        digest.update(np.ascontiguousarray(block).tobytes())
 
 
 def augmented_copies(
@@ -92,52 +106,41 @@ def augmented_copies(
     cache_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> ImageSet:
-    """``copies`` augmented versions of every original (labels kept; ids ``<id>_aug<k>``), cached."""
+    """``copies`` augmented versions of every original (labels kept; ids ``<id>_aug<k>``).
+
+    With ``cache_dir`` the copies are written there a block at a time as an ``.npy`` file (reused by
+    the next run with the same images, seed and count) and returned as ``DiskImages``; without it, or
+    when the folder cannot be written, they are made in memory.
+    """
     size = originals.images.shape[1]
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"augmented-{size}px-{copies}x-{_augmentation_key(originals, copies, seed)}.npz"
-        if path.is_file():
-            try:
-                with np.load(path) as stored:
-                    logger.info("augmented set from cache %s", path)
-                    return ImageSet(stored["images"], stored["labels"], [str(name) for name in stored["ids"]])
-            except (OSError, ValueError, KeyError) as error:
-                logger.warning("ignoring unreadable augmentation cache %s (%s)", path, error)
-    images = augment.augment_images(originals.images, copies, seed, progress=progress)
     labels = np.tile(np.asarray(originals.labels, dtype=np.int64), copies)
     ids = [f"{image_id}_aug{copy + 1}" for copy in range(copies) for image_id in originals.ids]
-    if path is not None:
-        _write_npz(path, images=images, labels=labels, ids=np.asarray(ids))
-    return ImageSet(images, labels, ids)
-
-
-def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temp_name, path)
-        logger.info("cached augmented set in %s", path)
-    except OSError as error:
-        logger.warning("cannot cache the augmented set in %s (%s); going on without it", path.parent, error)
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"augmented-{size}px-{copies}x-{_augmentation_key(originals, copies, seed)}.npy"
+        images = disk_images.cached(path, copies * len(originals.ids), size, lambda writer: [
+            writer.append(block) for _, block in augment.augmented_blocks(originals.images, copies, seed,
+                                                                            progress=progress)])
+        if images is not None:
+            return ImageSet(images, labels, ids)
+    return ImageSet(augment.augment_images(originals.images, copies, seed, progress=progress), labels, ids)
 
 
 def synthetic_images(
-    originals: ImageSet, gan_run: str, *, keep: str = config_module.SYNTHETIC_KEEP_ALL, color_constancy: str = "none"
+    originals: ImageSet, gan_run: str, *, keep: str = config_module.SYNTHETIC_KEEP_ALL, color_constancy: str = "none",
+    cache_dir: Path | None = None,
 ) -> ImageSet:
     """The synthetic malignant images of stage-1 run ``gan_run`` (label 1), resized to the originals' size.
 
     Only images synthesized from benign images of ``originals`` are kept: one made from a validation
     image would leak that image into training. ``keep`` = ``top_fraction=F`` then keeps the most
-    realistic share F of those (``most_realistic``).
+    realistic share F of those (``most_realistic``). With ``cache_dir`` the decoded images stay on disk
+    there (``synthesis.load_synthetic``).
     """
     if not gan_run:
         raise ConfigError("classifier.training_set=synthetic needs classifier.gan_run (a stage-1 run folder)")
     from melanet.gan import synthesis
 
-    synthetic = synthesis.load_synthetic(gan_run, originals.images.shape[1], color_constancy)
+    synthetic = synthesis.load_synthetic(gan_run, originals.images.shape[1], color_constancy, cache_dir=cache_dir)
     allowed = {f"{SYNTHETIC_PREFIX}{image_id}" for image_id in originals.ids}
     keep_rule = keep
     keep = [index for index, image_id in enumerate(synthetic.ids) if image_id in allowed]
@@ -153,8 +156,9 @@ def synthetic_images(
         logger.info("synthetic: kept the %d most realistic of %d (classifier.synthetic_keep=%s)",
                     len(chosen), len(keep), keep_rule)
         keep = [keep[position] for position in chosen]
+    chosen_images = synthetic.images.take(keep) if disk_images.is_on_disk(synthetic.images) else synthetic.images[keep]
     return ImageSet(
-        images=synthetic.images[keep],
+        images=chosen_images,
         labels=np.ones(len(keep), dtype=np.int64),
         ids=[synthetic.ids[index] for index in keep],
     )

@@ -16,7 +16,9 @@ or test). ``load_synthetic`` reads the result back as an ``ImageSet`` for stage 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import logging
 from pathlib import Path
@@ -154,27 +156,72 @@ def read_manifest(run_path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def load_synthetic(run_path: str | Path, image_size: int, color_constancy: str = "none") -> prepare.ImageSet:
+def load_synthetic(
+    run_path: str | Path, image_size: int, color_constancy: str = "none", *, cache_dir: str | Path | None = None,
+) -> prepare.ImageSet:
     """The synthetic malignant images of a stage-1 run as an ``ImageSet``.
 
     ``images`` (N, image_size, image_size, 3) uint8 (resized when the run used another size; with
     ``color_constancy`` (``data.color_constancy`` of the reader) corrected as real images are),
     ``labels`` (N,) int64 all 1 (malignant), ``ids`` ``syn_<source_id>`` in manifest order.
+    With ``cache_dir`` the decoded images are written there once, a block at a time, and returned as
+    ``DiskImages`` (keyed by the manifest, each PNG's size and modification time, the size and the
+    colour constancy); without it, or when the folder cannot be written, they are held in memory.
     """
-    from melanet.data import preprocess
+    from melanet.data import disk_images
 
     run_path = Path(run_path)
     rows = read_manifest(run_path)
+    labels = np.ones(len(rows), dtype=np.int64)
+    ids = [row["synthetic_id"] for row in rows]
+    decoded = (_decode_synthetic(run_path, index, row, image_size, color_constancy) for index, row in enumerate(rows))
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"synthetic-{image_size}px-{_synthetic_key(run_path, rows, image_size, color_constancy)}.npy"
+
+        def fill(writer: disk_images.NpyWriter) -> None:
+            block: list[np.ndarray] = []
+            for image in decoded:
+                block.append(image)
+                if len(block) == SYNTHETIC_CACHE_BLOCK:
+                    writer.append(np.stack(block))
+                    block.clear()
+            if block:
+                writer.append(np.stack(block))
+
+        images = disk_images.cached(path, len(rows), image_size, fill)
+        if images is not None:
+            return prepare.ImageSet(images=images, labels=labels, ids=ids)
     images = np.empty((len(rows), image_size, image_size, 3), dtype=np.uint8)
-    for index, row in enumerate(rows):
-        path = run_path / row["path"]
-        if not path.is_file():
-            raise data_errors.DataError(f"{run_path / MANIFEST_FILE}: line {index + 2}: {path} not found")
-        with Image.open(path) as opened:
-            image = np.asarray(opened.convert("RGB"))
-        if image.shape[:2] != (image_size, image_size):
-            image = preprocess.preprocess_image(path, image_size)
-        images[index] = preprocess.apply_color_constancy(image, color_constancy)
-    return prepare.ImageSet(
-        images=images, labels=np.ones(len(rows), dtype=np.int64), ids=[row["synthetic_id"] for row in rows]
-    )
+    for index, image in enumerate(decoded):
+        images[index] = image
+    return prepare.ImageSet(images=images, labels=labels, ids=ids)
+
+
+SYNTHETIC_CACHE_BLOCK = 256  # images decoded before a block is written to the cache
+
+
+def _decode_synthetic(run_path: Path, index: int, row: dict[str, str], image_size: int,
+                      color_constancy: str) -> np.ndarray:
+    from melanet.data import preprocess
+
+    path = run_path / row["path"]
+    if not path.is_file():
+        raise data_errors.DataError(f"{run_path / MANIFEST_FILE}: line {index + 2}: {path} not found")
+    with Image.open(path) as opened:
+        image = np.asarray(opened.convert("RGB"))
+    if image.shape[:2] != (image_size, image_size):
+        image = preprocess.preprocess_image(path, image_size)
+    return preprocess.apply_color_constancy(image, color_constancy)
+
+
+def _synthetic_key(run_path: Path, rows: list[dict[str, str]], image_size: int, color_constancy: str) -> str:
+    from melanet.data import preprocess
+
+    digest = hashlib.sha256()
+    digest.update(f"v{preprocess.PREPROCESSING_VERSION}-{image_size}-{color_constancy}-{run_path.resolve()}".encode())
+    digest.update((run_path / MANIFEST_FILE).read_bytes())
+    for row in rows:
+        with contextlib.suppress(OSError):  # a missing PNG is reported when it is decoded
+            stat = (run_path / row["path"]).stat()
+            digest.update(f"{row['path']}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]

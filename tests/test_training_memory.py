@@ -1,0 +1,144 @@
+"""Training sets larger than memory: the augmented copies, the synthetic images, the joined training set,
+flip TTA and the frozen features stay on disk, and what training reads is what the in-memory path gives."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from melanet import layout, runs
+from melanet.classifier import augment, predict, train, training_sets
+from melanet.data import disk_images
+from melanet.data.prepare import ImageSet
+from melanet.gan import synthesis
+
+
+def _store(path: Path, images: np.ndarray) -> disk_images.DiskImages:
+    with open(path, "wb") as stream:
+        writer = disk_images.NpyWriter(stream, images.shape[1])
+        writer.append(images)
+        writer.finish()
+    return disk_images.DiskImages(path)
+
+
+def _originals(tmp_path: Path, count: int, size: int, seed: int = 0) -> ImageSet:
+    images = np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    labels = np.arange(count) % 3 == 0
+    return ImageSet(_store(tmp_path / "originals.npy", images), labels.astype(np.int64),
+                    [f"ISIC_{number:07d}" for number in range(count)])
+
+
+def test_joined_rows_read_like_the_concatenated_array(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
+    second = rng.integers(0, 256, (5, 4, 4, 3), dtype=np.uint8)
+    third = rng.integers(0, 256, (4, 4, 4, 3), dtype=np.uint8)
+    joined = disk_images.concatenate([_store(tmp_path / "a.npy", first).take([6, 0, 1, 2, 3, 4, 5]), second,
+                                      _store(tmp_path / "c.npy", third)])
+    expected = np.concatenate([first[[6, 0, 1, 2, 3, 4, 5]], second, third])
+    assert isinstance(joined, disk_images.ConcatRows) and joined.shape == expected.shape
+    positions = [15, 0, 7, 6, 11, 12, 7, 3]  # across the parts, out of order, a repeat
+    np.testing.assert_array_equal(joined[positions], expected[positions])
+    np.testing.assert_array_equal(joined.take([3, 14, 9]).take([2, 0])[:], expected[[9, 3]])
+    np.testing.assert_array_equal(np.asarray(joined), expected)
+    with pytest.raises(IndexError):
+        joined.read(np.array([16]))
+    with pytest.raises(ValueError, match="cannot join"):
+        disk_images.ConcatRows([first, np.zeros((2, 5, 5, 3), np.uint8)])
+    assert isinstance(disk_images.concatenate([first, second]), np.ndarray)  # all in memory: a plain array
+
+
+def test_building_augment5x_from_disk_holds_about_one_block_not_the_copies(tmp_path: Path) -> None:
+    originals = _originals(tmp_path, 1500, 32)
+    copies_bytes = 5 * originals.images.nbytes  # 23 MB; one block of the recipe is about 1 MB
+    augment.augment_images(np.zeros((2, 32, 32, 3), np.uint8), 1, seed=0)  # Keras' one-time set-up, not traced
+    tracemalloc.start()
+    try:
+        built = training_sets.build_training_set("augment5x", originals, seed=2, cache_dir=tmp_path / "cache")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(built.labels) == 6 * 1500 and disk_images.is_on_disk(built.images)
+    assert peak < copies_bytes / 3, f"building held {peak} bytes; the copies are {copies_bytes}"
+    # the rows are the in-memory recipe's, originals first
+    expected = training_sets.build_training_set("augment5x", ImageSet(np.asarray(originals.images),
+                                                originals.labels, originals.ids), seed=2)
+    rows = [0, 1499, 1500, 8999, 4321]
+    np.testing.assert_array_equal(built.images[rows], expected.images[rows])
+
+
+def _fake_gan_run(tmp_path: Path, ids: list[str], size: int) -> Path:
+    run_path = tmp_path / "gan"
+    rows = []
+    for number, image_id in enumerate(ids):
+        row = synthesis.manifest_row(image_id)
+        for key in ("path", "reconstruction_path"):
+            target = run_path / row[key]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((size, size, 3), number * 20 % 256, np.uint8)).save(target)
+        rows.append(row)
+    runs.atomic_write_csv(run_path / layout.SYNTHETIC_MANIFEST_FILE, rows, synthesis.MANIFEST_COLUMNS)
+    return run_path
+
+
+def test_synthetic_images_are_decoded_once_into_the_cache_and_a_changed_png_is_read_again(tmp_path: Path) -> None:
+    ids = [f"ISIC_{number:07d}" for number in range(5)]
+    run_path = _fake_gan_run(tmp_path, ids, 16)
+    cache = tmp_path / "cache"
+    in_memory = synthesis.load_synthetic(run_path, 16)
+    on_disk = synthesis.load_synthetic(run_path, 16, cache_dir=cache)
+    assert isinstance(on_disk.images, disk_images.DiskImages) and on_disk.ids == in_memory.ids
+    np.testing.assert_array_equal(np.asarray(on_disk.images), in_memory.images)
+    assert len(list(cache.glob("synthetic-16px-*.npy"))) == 1
+    again = synthesis.load_synthetic(run_path, 16, cache_dir=cache)
+    assert again.images.path == on_disk.images.path  # reused
+    changed = run_path / synthesis.manifest_row(ids[2])["path"]
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(changed)
+    os.utime(changed, ns=(1, 1))  # another modification time, whatever the clock's resolution
+    updated = synthesis.load_synthetic(run_path, 16, cache_dir=cache)
+    assert updated.images.path != on_disk.images.path and int(updated.images[2][0, 0, 0]) == 7
+
+
+def test_the_synthetic_training_set_joins_the_cached_images_lazily(tmp_path: Path) -> None:
+    originals = _originals(tmp_path, 6, 16)
+    benign = [image_id for image_id, label in zip(originals.ids, originals.labels) if label == 0]
+    run_path = _fake_gan_run(tmp_path, benign + ["ISIC_9999999"], 16)  # one from outside this training part
+    built = training_sets.build_training_set("synthetic", originals, seed=0, gan_run=str(run_path),
+                                             cache_dir=tmp_path / "cache")
+    assert disk_images.is_on_disk(built.images) and len(built.labels) == 6 + len(benign)
+    assert built.ids[6:] == [f"syn_{image_id}" for image_id in benign]
+    reference = synthesis.load_synthetic(run_path, 16)
+    np.testing.assert_array_equal(np.asarray(built.images)[6:], reference.images[:len(benign)])
+
+
+def test_flip_tta_on_disk_equals_flipping_the_array_in_memory(tmp_path: Path) -> None:
+    images = np.random.default_rng(3).integers(0, 256, (9, 8, 8, 3), dtype=np.uint8)
+    inputs = keras.Input((8, 8, 3))
+    # a position-dependent model: any flip changes its output
+    hidden = keras.layers.Flatten()(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax",
+                                 kernel_initializer=keras.initializers.RandomNormal(seed=0))(hidden)
+    model = keras.Model(inputs, outputs)
+    stored = _store(tmp_path / "images.npy", images)
+    by_hand = np.mean([model.predict(np.flip(images, axes).astype(np.float32) / 255.0 if axes else images / 255.0,
+                                     verbose=0)[:, 1] for axes in predict.TTA_VIEWS["flips"]], axis=0)
+    from_disk = predict.predict_probabilities(model, stored, 4, tta="flips")
+    np.testing.assert_allclose(from_disk, by_hand, rtol=1e-5)
+    assert not np.allclose(from_disk, predict.predict_probabilities(model, stored, 4))
+
+
+def test_frozen_features_written_to_a_folder_are_the_in_memory_features(tmp_path: Path) -> None:
+    images = np.random.default_rng(4).integers(0, 256, (10, 8, 8, 3), dtype=np.uint8)
+    inputs = keras.Input((8, 8, 3))
+    prefix = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same")(inputs))
+    in_memory = train.frozen_features(prefix, images, 4)
+    on_disk = train.frozen_features(prefix, _store(tmp_path / "images.npy", images), 4, tmp_path)
+    assert isinstance(on_disk, disk_images.DiskImages) and on_disk.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(on_disk), in_memory, rtol=1e-6)
+    np.testing.assert_allclose(on_disk[[9, 0]], in_memory[[9, 0]], rtol=1e-6)
