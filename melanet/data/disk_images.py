@@ -176,6 +176,14 @@ class DiskImages(LazyRows):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_descriptor": None}
 
+    def __del__(self) -> None:
+        descriptor = getattr(self, "_descriptor", None)
+        if descriptor is not None and descriptor[0] == os.getpid():
+            try:
+                os.close(descriptor[1])
+            except OSError:
+                pass
+
     # -- reading ----------------------------------------------------------------------------------
     def _fd(self) -> int:
         if self._descriptor is None or self._descriptor[0] != os.getpid():
