@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the shipped repeated reproduction (models/demo-seeds): the demo preset with seeds 42, 43, 44,
-# each seed its own CycleGAN and four classifiers; about 10 minutes per seed on 2 CPU cores.
+# each seed its own CycleGAN and four classifiers; about 16 minutes per seed on 2 CPU cores at 128 px.
 # Only each run's results ship (configs, histories, metrics, predictions, model cards), no weights.
 # Re-running it continues an interrupted reproduction (finished seeds are skipped).
 set -euo pipefail
