@@ -13,7 +13,7 @@ melanet reproduce --config configs/demo.yaml --seeds 3 --out "$work"
 mkdir -p "$out"
 (cd "$work" && find . -type f \( -name '*.keras' -o -name '*.npz' -o -path '*/checkpoints/*' \
     -o -path '*/synthetic/*' -o -path '*/explain/*' -o -path '*/embedding/*' -o -path '*/figures/*' \
-    -o -path '*/audit/*' -o -name '.lock' -o -name 'job.log' -o -name 'job.json' \) -prune -o -type f -print \
+    -o -path '*/audit/*' -o -path '*/studies/*' -o -name '.lock' -o -name 'job.log' -o -name 'job.json' \) -prune -o -type f -print \
   | tar -cf - -T -) | tar -xf - -C "$out"
 melanet reproduce --summarize "$out"
 du -sh --apparent-size "$out"
