@@ -5,12 +5,15 @@ an ``.npz``), then joined to the originals with ``np.concatenate``: two more in-
 whole set. Now the copies are written to the data cache a block at a time and joined lazily, so training
 streams every batch from disk.
 
-1. Peak resident memory (``ru_maxrss``), and its growth while building (target: under 10 % of the set's
-   pixels after), of building the Augment-5x set from a prepared split of
+1. Peak resident memory (``ru_maxrss``), and its growth while building (measured after TensorFlow's
+   one-time set-up for the augmentation ops), of building the Augment-5x set from a prepared split of
    ``--images`` images at ``--size`` px, each in a fresh process: "before" is
    ``melanet/classifier/training_sets.py`` as of BEFORE_COMMIT fed the split as an in-memory array (as the
    old trainer did), "after" the current module fed the split's ``DiskImages``. The cache folder is emptied
-   between the two, so both make their copies.
+   between runs, so each makes its copies. Each is measured with all ``--images`` images and with a
+   quarter of them: memory that grows with the data set grows about 4x, a flat one about 1x (target: at
+   most 1.25x after; the first target set, growth under 10 % of the set's pixels, is kept and reported:
+   the working set of one block of 64 images at 128 px is about 150 MB whatever the data set's size).
 2. Images per second of a training epoch (``melanet.classifier.train.make_dataset`` with shuffled epoch
    orders feeding the demo's ``vgg16-narrow`` VGG-GAP at width 0.0625) on the lazily joined set versus the
    same rows as one in-memory array; epochs alternate, the median of the timed ones is reported.
@@ -60,21 +63,26 @@ def _split(root: str, cache: str, size: int):
     return prepare.load_split(DataConfig(root=root, image_size=size, workers=2, cache_dir=cache), "train")
 
 
-def child_build(which: str, root: str, cache: str, size: int) -> dict:
-    """In a fresh process: build Augment-5x from the prepared split; seconds and peak memory."""
+def child_build(which: str, root: str, cache: str, size: int, count: int) -> dict:
+    """In a fresh process: build Augment-5x from the first ``count`` images of the prepared split; seconds
+    and peak memory."""
     import numpy as np
 
     from melanet.data.prepare import ImageSet
 
     originals = _split(root, cache, size)
+    originals = originals.subset(np.arange(min(count, len(originals))))
     if which == "before":
         module = _module_before()
         originals = ImageSet(np.asarray(originals.images), originals.labels, originals.ids)
     else:
         module = importlib.import_module("melanet.classifier.training_sets")
+    from melanet.classifier import augment
+
+    augment.augment_images(np.zeros((2, size, size, 3), np.uint8), 1, seed=0)  # TensorFlow's one-time set-up
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    built = module.build_training_set("augment5x", originals, seed=0, cache_dir=Path(cache) / "augmented")
+    built = module.build_training_set("augment5x", originals, seed=0, cache_dir=Path(cache) / f"augmented-{which}")
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"which": which, "images": len(built.labels), "seconds": round(seconds, 1),
@@ -92,7 +100,7 @@ def child_train(root: str, cache: str, size: int, epochs: int, batch_size: int) 
     from melanet.classifier import training_sets
 
     built = training_sets.build_training_set("augment5x", _split(root, cache, size), seed=0,
-                                             cache_dir=Path(cache) / "augmented")  # from the cache of part 1
+                                             cache_dir=Path(cache) / "augmented-after")  # from the cache of part 1
     count = len(built.labels)
     sources = {"lazy": built.images, "in_memory": np.asarray(built.images)}
     model = model_module.build_classifier(size, "vgg16-narrow", 0.0625, "none")
@@ -130,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
-        result = child_build(rest[0], rest[1], rest[2], int(rest[3])) if kind == "build" else \
+        result = child_build(rest[0], rest[1], rest[2], int(rest[3]), int(rest[4])) if kind == "build" else \
             child_train(rest[0], rest[1], int(rest[2]), int(rest[3]), int(rest[4]))
         print(json.dumps(result))
         return
@@ -144,10 +152,12 @@ def main() -> None:
         set_mb = 6 * args.images * args.size * args.size * 3 / 2**20
         print(f"Augment-5x of {args.images} images at {args.size} px = {set_mb:.0f} MiB of pixels", flush=True)
         building = {}
-        for which in ("before", "after"):
-            shutil.rmtree(cache / "augmented", ignore_errors=True)
-            building[which] = _run_child("build", which, str(root), str(cache), str(args.size))
-            print(f"build {which}: {building[which]}", flush=True)
+        quarter = args.images // 4
+        for key, which, count in (("before", "before", args.images), ("before_quarter", "before", quarter),
+                                  ("after_quarter", "after", quarter), ("after", "after", args.images)):
+            shutil.rmtree(cache / f"augmented-{which}", ignore_errors=True)
+            building[key] = _run_child("build", which, str(root), str(cache), str(args.size), str(count))
+            print(f"build {key}: {building[key]}", flush=True)
         training = _run_child("train", str(root), str(cache), str(args.size), str(args.epochs), str(args.batch_size))
         print(f"training epoch: {training}", flush=True)
     finally:
@@ -160,9 +170,14 @@ def main() -> None:
         "augment5x_pixels_mib": round(set_mb, 1),
         "build": building,
         "build_peak_ratio_after_over_before": round(building["after"]["peak_rss_mb"] / building["before"]["peak_rss_mb"], 3),
+        # growth with 4x the images: about 4 for memory proportional to the data set, about 1 when it is not
+        "growth_ratio_4x_images": {"before": round(building["before"]["growth_mb"] / building["before_quarter"]["growth_mb"], 2),
+                                   "after": round(building["after"]["growth_mb"] / building["after_quarter"]["growth_mb"], 2)},
         "training_epoch": training,
-        "targets": {"build_after_growth_mb_below": round(0.1 * set_mb, 1), "lazy_over_in_memory_at_least": 0.9},
+        "targets": {"build_after_growth_mb_below": round(0.1 * set_mb, 1), "after_growth_ratio_4x_images_at_most": 1.25,
+                    "lazy_over_in_memory_at_least": 0.9},
         "met": {"build_memory": building["after"]["growth_mb"] < 0.1 * set_mb,
+                "build_memory_flat": building["after"]["growth_mb"] <= 1.25 * building["after_quarter"]["growth_mb"],
                 "training_throughput": training["lazy_over_in_memory"] >= 0.9},
     }
     out = REPOSITORY / "benchmarks" / "results" / "training_memory.json"
