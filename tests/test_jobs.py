@@ -67,7 +67,7 @@ def fake_program(tmp_path: Path) -> list[str]:
     return [sys.executable, str(script)]
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05) -> None:
+def wait_for(predicate, timeout: float = 120.0, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
