@@ -113,11 +113,18 @@ def plan(results: Path, shared_gan: Path | None = None) -> list[ChildStage]:
     for folder, training_set in CLASSIFIERS:
         overrides = [f"classifier.training_set={training_set}"]
         if training_set == "synthetic":
-            overrides.append(f"classifier.gan_run={gan.resolve()}")
+            overrides.append(f"classifier.gan_run={portable_path(gan)}")
         steps.append(ChildStage(f"train-classifier {folder}", "train-classifier", results / folder,
                           tuple(overrides), configurable=True))
     steps += [ChildStage(f"evaluate {folder}", "evaluate", results / folder) for folder, _ in CLASSIFIERS]
     return steps
+
+
+def portable_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it (e.g. ``models/demo/gan``, so a
+    shipped results folder names its GAN the same on every clone), else absolute."""
+    resolved, here = path.resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
 
 
 def prepare_results(

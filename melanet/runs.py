@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from melanet import config as config_module
-from melanet import layout
+from melanet import layout, stages
 
 # File names live in melanet.layout (the run-folder contract); these aliases keep old imports working.
 CONFIG_FILE = layout.CONFIG_FILE
@@ -445,14 +445,17 @@ def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[Run]:
     return sorted(found, key=lambda run: (run.path / STATUS_FILE).stat().st_mtime, reverse=True)
 
 
-def linked_gan_run(classifier_run: str | Path, *, root: str | Path | None = None) -> Path | None:
+def linked_gan_run(classifier_run: str | Path, *, root: str | Path | None = None,
+                   require_synthesis: bool = True) -> Path | None:
     """The stage-1 run whose synthetic lesions a classifier run used (its ``classifier.gan_run``), or None.
 
     The one lookup for every reader (``melanet embed``, the dashboard). Candidates in order: the
     saved path as given (absolute, or relative to the working directory), relative to ``root``,
     beside the classifier run (``<run>/../<gan_run>`` and ``<run>/../<its last part>``, for a results
     folder that moved), and the ``gan/`` sibling of a ``melanet reproduce`` results folder. The first
-    that holds ``synthetic/manifest.csv`` wins. None when the run names no stage-1 run or none is found.
+    that holds ``synthetic/manifest.csv`` wins (with ``require_synthesis=False``, the first stage-1 run
+    folder at all, e.g. a results-only copy without its images). None when the run names no stage-1 run
+    or none is found.
     """
     classifier_run = Path(classifier_run)
     try:
@@ -470,4 +473,11 @@ def linked_gan_run(classifier_run: str | Path, *, root: str | Path | None = None
     for candidate in candidates:
         if layout.RunLayout(candidate).synthetic_manifest.is_file():
             return candidate
+    if not require_synthesis:
+        for candidate in candidates:
+            try:
+                if Run(candidate).status().get("stage") in stages.GAN_STAGES:
+                    return candidate
+            except (RunError, OSError, ValueError):
+                continue
     return None

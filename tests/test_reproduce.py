@@ -220,3 +220,14 @@ def test_an_evaluated_classifier_shared_without_weights_is_not_retrained(tmp_pat
     (folder / "model.trained.npz").write_bytes(b"newer model")
     os.utime(folder / runs.METRICS_FILE, (1, 1))
     assert train.is_done() and not evaluate.is_done()  # a model newer than its metrics is re-evaluated
+
+
+def test_the_gan_a_reproduction_names_is_relative_to_the_working_directory_when_inside_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shipped results folder built from the repository root names its GAN ``models/demo/gan``, the same
+    on every clone; a GAN outside the working directory keeps its absolute path."""
+    monkeypatch.chdir(tmp_path)
+    assert reproduce.portable_path(Path("models/demo/gan")) == "models/demo/gan"
+    assert reproduce.portable_path(tmp_path / "runs" / "gan") == "runs/gan"
+    outside = tmp_path.parent / "elsewhere" / "gan"
+    assert reproduce.portable_path(outside) == str(outside.resolve())

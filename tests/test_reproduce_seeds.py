@@ -184,16 +184,22 @@ def test_summarize_reads_only_metrics_and_predictions(tmp_path: Path, three_seed
     built = three_seeds["results"]
     shipped = tmp_path / "shipped"
     for path in built.glob("seed-*/*/"):
-        if (path / "metrics.json").is_file():
-            for name in ("metrics.json", "predictions.csv", "config.yaml"):
-                target = shipped / path.parent.name / path.name / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes((path / name).read_bytes())
+        names = ("metrics.json", "predictions.csv", "config.yaml") if (path / "metrics.json").is_file() else \
+            ("config.yaml", "status.json") if path.name == "gan" else ()  # the GAN ships its config, no images
+        for name in names:
+            target = shipped / path.parent.name / path.name / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes((path / name).read_bytes())
+    built_summary = json.loads((built / "seeds.json").read_text())
+    built.rename(tmp_path / "moved")  # the classifiers' saved classifier.gan_run paths now point nowhere
     result = subprocess.run([sys.executable, "-m", "melanet", "reproduce", "--summarize", str(shipped)],
                             capture_output=True, text=True, cwd=REPOSITORY)
     assert result.returncode == 0, result.stderr
-    assert json.loads((shipped / "seeds.json").read_text())["methods"] == \
-        json.loads((built / "seeds.json").read_text())["methods"]
+    summary = json.loads((shipped / "seeds.json").read_text())
+    assert summary["methods"] == built_summary["methods"]
+    # each seed's GAN is still found (beside its classifiers), so the summary knows what the seeds varied
+    assert summary["gan_seeds"] == built_summary["gan_seeds"] == [entry["seed"] for entry in summary["per_seed"]]
+    assert "GAN and classifiers" in (shipped / "seeds.md").read_text()
     assert "Seeds won" in result.stdout
     empty = tmp_path / "empty"
     empty.mkdir()

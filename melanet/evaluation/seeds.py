@@ -63,9 +63,9 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
 
 def _gan_seed(seed_path: Path) -> int | None:
     """The seed of the stage-1 run the seed's MelaNet classifier used (None when unknown)."""
-    try:
-        gan_run = runs.Run(seed_path / REFERENCE_FOLDER).config().classifier.gan_run
-        return runs.Run(gan_run).config().seed if gan_run else None
+    try:  # a shipped results-only copy keeps the GAN's config but not its images, and may have moved
+        gan_run = runs.linked_gan_run(seed_path / REFERENCE_FOLDER, require_synthesis=False)
+        return runs.Run(gan_run).config().seed if gan_run is not None else None
     except (runs.RunError, config_module.ConfigError, OSError):
         return None
 
