@@ -120,10 +120,15 @@ def child_train(root: str, cache: str, size: int, count: int, epochs: int, batch
             "peak_rss_mb_both": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def _run_child(*arguments: str) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--child", *arguments], capture_output=True, text=True,
+def run_child(script: str, *arguments: str) -> dict:
+    """Run ``script --child ARGUMENTS`` in a fresh process; the JSON object of its last output line."""
+    output = subprocess.run([sys.executable, script, "--child", *arguments], capture_output=True, text=True,
                             check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def _run_child(*arguments: str) -> dict:
+    return run_child(__file__, *arguments)
 
 
 def main() -> None:

@@ -123,9 +123,9 @@ def child_train(root: str, cache: str, size: int, epochs: int, batch_size: int) 
 
 
 def _run_child(*arguments: str) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--child", *arguments], capture_output=True, text=True,
-                            check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    from bench_data_scale import run_child
+
+    return run_child(__file__, *arguments)
 
 
 def main() -> None:
