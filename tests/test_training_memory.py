@@ -142,3 +142,27 @@ def test_frozen_features_written_to_a_folder_are_the_in_memory_features(tmp_path
     assert isinstance(on_disk, disk_images.DiskImages) and on_disk.dtype == np.float32
     np.testing.assert_allclose(np.asarray(on_disk), in_memory, rtol=1e-6)
     np.testing.assert_allclose(on_disk[[9, 0]], in_memory[[9, 0]], rtol=1e-6)
+
+
+def test_gan_batches_read_from_disk_are_the_in_memory_batches(tmp_path: Path) -> None:
+    """Stage 1 reads each batch pair from the cache: same batches, flips and masks as from arrays."""
+    from melanet.gan import dataset
+    from melanet.gan import train as gan_train
+
+    images = np.random.default_rng(5).integers(1, 256, (14, 8, 8, 3), dtype=np.uint8)
+    images[:, :2] = 0  # padding bars, so the masks have something to find
+    labels = np.array([0, 1] * 7)
+    labels[[0, 2]] = 1
+    stored = _store(tmp_path / "images.npy", images)
+    benign, malignant = gan_train.split_domains(stored, labels)
+    assert disk_images.is_on_disk(benign) and disk_images.is_on_disk(malignant)
+    expected_benign, expected_malignant = gan_train.split_domains(images, labels)
+    np.testing.assert_array_equal(np.asarray(benign), expected_benign)
+    for masks in (False, True):
+        from_disk = list(dataset.epoch_dataset(benign, malignant, seed=3, epoch=2, batch_size=2, masks=masks))
+        in_memory = list(dataset.epoch_dataset(expected_benign, expected_malignant, seed=3, epoch=2, batch_size=2,
+                                               masks=masks))
+        assert len(from_disk) == len(in_memory) == dataset.steps_per_epoch(len(benign), len(malignant), 2)
+        for disk_batch, memory_batch in zip(from_disk, in_memory):
+            for disk_part, memory_part in zip(disk_batch, memory_batch, strict=True):
+                np.testing.assert_array_equal(disk_part.numpy(), memory_part.numpy())

@@ -4,6 +4,8 @@ Algorithm 1 step 5 of the paper: every epoch draws as many benign images as ther
 ones (undersampling the majority class afresh each epoch). The draw is a pure function of
 ``(seed, epoch)``, so a resumed run sees exactly the batches an uninterrupted one would have seen.
 Everything per batch (scaling, flipping, padding masks, batching, prefetching) happens inside tf.data.
+Images on disk (``melanet.data.disk_images``) are read a batch at a time, so memory does not grow with
+the data set; in-memory arrays are gathered for the epoch as before (the batches are the same).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from melanet.data import disk_images
 from melanet.gan import masking
 
 
@@ -100,11 +103,34 @@ def epoch_dataset(
         )
     draw = epoch_draw(len(benign_images), len(malignant_images), seed, epoch)
     flips = draw["flips"] if flip else np.zeros_like(draw["flips"])
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (benign_images[draw["benign"]], malignant_images[draw["malignant"]], flips)
-    )
+    if disk_images.is_on_disk(benign_images) or disk_images.is_on_disk(malignant_images):
+        dataset = _read_per_batch(benign_images, malignant_images, draw, flips, batch_size)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (benign_images[draw["benign"]], malignant_images[draw["malignant"]], flips)
+        ).batch(batch_size, drop_remainder=True)
     return (
-        dataset.batch(batch_size, drop_remainder=True)
-        .map(_prepare_with_masks if masks else _prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset.map(_prepare_with_masks if masks else _prepare, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def _read_per_batch(benign_images, malignant_images, draw: dict[str, np.ndarray], flips: np.ndarray,
+                    batch_size: int) -> tf.data.Dataset:
+    """Batches of ``(benign uint8, malignant uint8, flips)`` whose pixels are read when the batch is made."""
+    row_shape = tuple(benign_images.shape[1:])
+
+    def rows(images):
+        return (lambda indices: images.read(indices)) if disk_images.is_on_disk(images) else \
+            (lambda indices: np.asarray(images[indices]))
+
+    read_benign, read_malignant = rows(benign_images), rows(malignant_images)
+
+    def read(benign: tf.Tensor, malignant: tf.Tensor, flip: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        pixels = [tf.ensure_shape(tf.numpy_function(reader, [indices], tf.uint8, stateful=False), (None, *row_shape))
+                  for reader, indices in ((read_benign, benign), (read_malignant, malignant))]
+        return pixels[0], pixels[1], flip
+
+    indices = tf.data.Dataset.from_tensor_slices((draw["benign"], draw["malignant"], flips))
+    return indices.batch(batch_size, drop_remainder=True).map(read, num_parallel_calls=tf.data.AUTOTUNE,
+                                                                deterministic=True)

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from melanet import config as config_module
 from melanet import distribute, lifecycle, runs
+from melanet.data import disk_images
 from melanet.gan import dataset, masking, model, samples
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,12 @@ def run_epoch(step: CompiledTrainStep, pairs: tf.data.Dataset, on_step: Callable
 
 
 def split_domains(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, S, S, 3) uint8 + (N,) labels (0 benign, 1 malignant) -> (benign images, malignant images)."""
+    """(N, S, S, 3) uint8 + (N,) labels (0 benign, 1 malignant) -> (benign images, malignant images).
+
+    Images on disk give lazy views (nothing is read here)."""
     labels = np.asarray(labels)
+    if disk_images.is_on_disk(images):
+        return images.take(np.flatnonzero(labels == 0)), images.take(np.flatnonzero(labels == 1))
     return images[labels == 0], images[labels == 1]
 
 
