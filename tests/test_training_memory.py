@@ -15,6 +15,7 @@ from PIL import Image
 from melanet import layout, runs
 from melanet.classifier import augment, predict, train, training_sets
 from melanet.data import disk_images
+from melanet.data.errors import DataError
 from melanet.data.prepare import ImageSet
 from melanet.gan import synthesis
 
@@ -166,3 +167,20 @@ def test_gan_batches_read_from_disk_are_the_in_memory_batches(tmp_path: Path) ->
         for disk_batch, memory_batch in zip(from_disk, in_memory):
             for disk_part, memory_part in zip(disk_batch, memory_batch, strict=True):
                 np.testing.assert_array_equal(disk_part.numpy(), memory_part.numpy())
+
+
+def test_a_damaged_cache_file_is_rebuilt_and_a_damaged_png_is_named(tmp_path: Path) -> None:
+    ids = [f"ISIC_{number:07d}" for number in range(4)]
+    run_path = _fake_gan_run(tmp_path, ids, 16)
+    cache = tmp_path / "cache"
+    expected = synthesis.load_synthetic(run_path, 16).images
+    first = synthesis.load_synthetic(run_path, 16, cache_dir=cache)
+    cached = first.images.path
+    cached.write_bytes(cached.read_bytes()[:200])  # cut short: the next reader must not trust it
+    again = synthesis.load_synthetic(run_path, 16, cache_dir=cache)
+    np.testing.assert_array_equal(np.asarray(again.images), expected)
+    broken = run_path / synthesis.manifest_row(ids[1])["path"]
+    broken.write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"manifest.csv: line 3: .*syn_ISIC_0000001.png is not a readable image"):
+        synthesis.load_synthetic(run_path, 16, cache_dir=cache)
+    assert not list(cache.glob("*.tmp"))  # the half-written cache entry was removed

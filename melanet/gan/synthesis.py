@@ -207,8 +207,12 @@ def _decode_synthetic(run_path: Path, index: int, row: dict[str, str], image_siz
     path = run_path / row["path"]
     if not path.is_file():
         raise data_errors.DataError(f"{run_path / MANIFEST_FILE}: line {index + 2}: {path} not found")
-    with Image.open(path) as opened:
-        image = np.asarray(opened.convert("RGB"))
+    try:
+        with Image.open(path) as opened:
+            image = np.asarray(opened.convert("RGB"))
+    except (OSError, ValueError) as error:  # truncated or not an image: say which file, not "cannot cache"
+        raise data_errors.DataError(f"{run_path / MANIFEST_FILE}: line {index + 2}: {path} is not a readable "
+                                    f"image ({type(error).__name__}); rerun `melanet synthesize`") from None
     if image.shape[:2] != (image_size, image_size):
         image = preprocess.preprocess_image(path, image_size)
     return preprocess.apply_color_constancy(image, color_constancy)
