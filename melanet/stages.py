@@ -51,8 +51,27 @@ TRAINING_SET_DESCRIPTIONS: dict[str, str] = {
 GradCamMethod = Literal["gradcam", "gradcam++", "scorecam"]
 GRADCAM_METHODS: tuple[GradCamMethod, ...] = typing.get_args(GradCamMethod)
 
-Backbone = Literal["vgg16", "vgg16-narrow"]
+Backbone = Literal["vgg16", "vgg16-narrow", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
 BACKBONES: tuple[Backbone, ...] = typing.get_args(Backbone)
+BACKBONE_DISPLAY: dict[str, str] = {"vgg16": "VGG16", "vgg16-narrow": "VGG16 (narrow)",
+                                    "efficientnet-lite0": "EfficientNet-Lite0", "efficientnet-lite1": "EfficientNet-Lite1",
+                                    "efficientnet-lite2": "EfficientNet-Lite2"}
+
+
+def baseline_name(backbone: str) -> str:
+    """What Table 1 calls the GAP classifier trained on originals: ``VGG-GAP`` only where VGG16 ran,
+    otherwise e.g. ``GAP baseline (EfficientNet-Lite0)``."""
+    if backbone.startswith("vgg16") or backbone not in BACKBONE_DISPLAY:
+        return "VGG-GAP"
+    return f"GAP baseline ({BACKBONE_DISPLAY[backbone]})"
+
+
+def method_name(training_set: str, backbone: str = "vgg16") -> str:
+    """Table 1's name of a classifier trained on ``training_set`` with ``backbone``."""
+    base = baseline_name(backbone)
+    names = {"original": base, "augment5x": f"{base} + Augment-5x", "augment10x": f"{base} + Augment-10x",
+             "synthetic": "MelaNet"}
+    return names.get(training_set, training_set)
 
 Optimizer = Literal["adadelta", "adam"]
 OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)

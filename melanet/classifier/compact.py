@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from melanet import lifecycle, runs
-from melanet.classifier import backbone, model as model_module
+from melanet.classifier import backbones, model as model_module
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +39,7 @@ PREDICTION_TOLERANCE = 1e-4
 
 
 def _rebuild(config) -> keras.Model:
-    settings = config.classifier
-    return model_module.build_classifier(
-        config.data.image_size, settings.backbone, settings.width, settings.weights,
-        trainable_from=settings.trainable_from,
-    )
+    return model_module.build_from_config(config)
 
 
 def _cut(model: keras.Model, layer_name: str) -> int:
@@ -100,7 +96,7 @@ def _compact_holding_lock(run: runs.Run) -> Path:
         raise runs.RunError(f"{run.path}: the frozen layers of model.keras differ from classifier.weights="
                             f"{settings.weights!r}; keep model.keras")
     arrays: dict[str, np.ndarray] = {_FINGERPRINT_KEY: np.array(fingerprint)}
-    from_source = set(backbone.conv_layer_names())
+    from_source = backbones.source_layers(reference)
     for layer in trained_model.layers[_cut(trained_model, settings.trainable_from):]:
         initial = reference.get_layer(layer.name).get_weights()
         for index, weight in enumerate(layer.get_weights()):

@@ -1,9 +1,11 @@
-"""The VGG-GAP classifier: VGG16 convolutions -> global average pooling -> Dense(2, softmax).
+"""The GAP classifier: backbone convolutions -> global average pooling -> Dense(2, softmax).
 
-One flat functional model (no nested sub-models), so Grad-CAM tools reach ``block5_conv3`` by name.
-Input (N, S, S, 3) float32 in [0, 1] (the paper's scaling); output (N, 2) float32 softmax
-[benign, malignant]. With ``hed`` weights a fixed ``vgg16_preprocessing`` layer sits right after the
-input, so the [0, 1] contract is the same for every weight source.
+VGG-GAP (the paper) with ``vgg16``; the same head on EfficientNet-Lite with ``efficientnet-lite0/1/2``
+(``backbones`` holds everything that differs). One flat functional model (no nested sub-models), so
+Grad-CAM tools reach any layer by name. Input ``image`` (N, S, S, 3) float32 in [0, 1] (the paper's
+scaling); output ``predictions`` (N, 2) float32 softmax [benign, malignant]. Where the weights expect
+other input scaling, a fixed preprocessing layer sits right after the input, so the [0, 1] contract
+is the same for every backbone and weight source.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from melanet.classifier import backbone as backbone_module
+from melanet.classifier import backbones
 from melanet.classifier import losses
 
-BACKBONES = ("vgg16", "vgg16-narrow")
+BACKBONES = backbones.BACKBONES
+HEAD_ONLY = (backbones.POOLING_LAYER, backbones.HEAD_LAYER)  # trainable_from values that train the head only
 
 
 def build_classifier(
@@ -23,71 +26,97 @@ def build_classifier(
     width: float = 1.0,
     weights: str = "imagenet",
     trainable_from: str = "",
+    preprocessing: str = "",
 ) -> keras.Model:
-    """Build VGG-GAP.
+    """Build the GAP classifier.
 
     Args:
         image_size: input side S in pixels (>= 32).
-        backbone: ``vgg16`` (the paper, width 1) or ``vgg16-narrow`` (filters x ``width``, CPU demos/tests).
-        width: filter multiplier of ``vgg16-narrow`` in (0, 1].
-        weights: ``imagenet`` | ``hed`` (NOT ImageNet: VGG16 edge-detector weights) | ``none`` | path.
-        trainable_from: "" trains every layer (the paper); a layer name such as ``block4_conv1`` freezes
-            every layer before it (a faster CPU demo).
+        backbone: one of ``backbones.BACKBONES``: ``vgg16`` (the paper, width 1), ``vgg16-narrow``
+            (filters x ``width``, CPU tests), ``efficientnet-lite0/1/2`` (ImageNet weights offline).
+        width: filter multiplier of ``vgg16-narrow`` in (0, 1] (ignored by the others).
+        weights: a named source of the backbone (``imagenet``, ``hed`` for VGG16, ``none``) or a path.
+        trainable_from: "" trains every layer (the paper); a layer name such as ``block5_conv3`` or
+            ``block6a_expand_conv`` freezes every layer before it; ``global_average_pooling`` trains the
+            head only. ValueError lists the valid names.
+        preprocessing: "" (the backbone's own input scaling) or ``mean-std`` (ImageNet mean/std).
     Returns:
         Uncompiled flat model, input (N, S, S, 3) float32 in [0, 1], output (N, 2) softmax.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    entry = backbones.get(backbone)
     if image_size < 32:
-        raise ValueError(f"image_size must be >= 32 (five 2x2 poolings), got {image_size}")
+        raise ValueError(f"image_size must be >= 32 (five 2x downsamplings), got {image_size}")
     if not 0.0 < width <= 1.0:
         raise ValueError(f"width must be in (0, 1], got {width}")
-    width = 1.0 if backbone == "vgg16" else width
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    features = inputs
-    if backbone_module.needs_vgg_preprocessing(weights):
-        features = backbone_module.vgg_preprocessing(features)
-    features = backbone_module.apply_vgg16(features, width)
-    pooled = keras.layers.GlobalAveragePooling2D(name="global_average_pooling")(features)
+    width = width if backbone == "vgg16-narrow" else 1.0
+    backbones.check_weights_name(backbone, weights)
+    inputs = keras.Input((image_size, image_size, 3), name=backbones.INPUT_LAYER)
+    features = backbones.apply_preprocessing(inputs, backbone, weights, preprocessing)
+    features = backbones.apply_backbone(features, backbone, width)
+    pooled = keras.layers.GlobalAveragePooling2D(name=backbones.POOLING_LAYER)(features)
     # float32 softmax even under mixed precision: probabilities near 0/1 need the range.
-    outputs = keras.layers.Dense(2, activation="softmax", dtype="float32", name="predictions")(pooled)
-    model = keras.Model(inputs, outputs, name="vgg_gap")
-    backbone_module.load_backbone_weights(model, weights, width, image_size)
-    freeze_before(model, trainable_from)
+    outputs = keras.layers.Dense(2, activation="softmax", dtype="float32", name=backbones.HEAD_LAYER)(pooled)
+    name = "vgg_gap" if entry.is_vgg else f"{backbone.replace('-', '_')}_gap"
+    model = keras.Model(inputs, outputs, name=name)
+    backbones.load_weights(model, backbone, weights, width, image_size)
+    if backbones.freezes_batch_norm(backbone):
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    freeze_before(model, trainable_from, backbone)
     return model
 
 
-def freeze_before(model: keras.Model, layer_name: str) -> None:
+def build_from_config(config) -> keras.Model:
+    """``build_classifier`` with a run's ``config.data.image_size`` and ``config.classifier`` settings."""
+    settings = config.classifier
+    return build_classifier(config.data.image_size, settings.backbone, settings.width, settings.weights,
+                            trainable_from=settings.trainable_from, preprocessing=settings.preprocessing)
+
+
+def valid_trainable_from(backbone: str) -> list[str]:
+    """The values ``classifier.trainable_from`` may take for ``backbone`` besides ""."""
+    return [*backbones.trainable_from_names(backbone), *HEAD_ONLY]
+
+
+def freeze_before(model: keras.Model, layer_name: str, backbone: str | None = None) -> None:
     """Make every layer before ``layer_name`` non-trainable ("" keeps all trainable)."""
     if not layer_name:
         return
     names = [layer.name for layer in model.layers]
-    if layer_name not in names:
-        convolutions = ", ".join(backbone_module.conv_layer_names())
-        raise ValueError(f"trainable_from: no layer {layer_name!r} in the model (convolutions: {convolutions})")
+    allowed = valid_trainable_from(backbone) if backbone else names
+    if layer_name not in names or layer_name not in allowed:
+        choices = ", ".join(valid_trainable_from(backbone)) if backbone else ", ".join(names)
+        raise ValueError(f"trainable_from: {layer_name!r} is not a layer training can start from "
+                         f"(choose one of: {choices})")
     for layer in model.layers[: names.index(layer_name)]:
         layer.trainable = False
 
 
 def split_at(model: keras.Model, layer_name: str) -> tuple[keras.Model, keras.Model]:
-    """Cut the VGG-GAP chain before ``layer_name`` into (frozen prefix, trainable suffix).
+    """Cut the classifier before ``layer_name`` into (frozen prefix, trainable suffix).
 
     Both halves share ``model``'s layers (and so its weights): training the suffix trains ``model``.
     The prefix maps images (N, S, S, 3) in [0, 1] to the activations entering ``layer_name``; the
-    suffix maps those activations to the (N, 2) softmax. Valid because VGG-GAP is a plain chain.
+    suffix maps those activations to the (N, 2) softmax. ``layer_name`` must take a single input that
+    every later layer reaches only through it (no residual connection crosses the cut): ValueError
+    otherwise.
     """
     names = [layer.name for layer in model.layers]
     if layer_name not in names:
         raise ValueError(f"no layer {layer_name!r} in the model")
-    cut = names.index(layer_name)
-    if cut < 1:
+    if names.index(layer_name) < 1:
         raise ValueError(f"cannot split before the input layer {layer_name!r}")
-    prefix = keras.Model(model.input, model.layers[cut - 1].output, name="frozen_prefix")
-    suffix_input = keras.Input(tuple(prefix.output.shape[1:]), name="frozen_features")
-    features = suffix_input
-    for layer in model.layers[cut:]:
-        features = layer(features)
-    suffix = keras.Model(suffix_input, features, name="trainable_suffix")
+    cut_input = model.get_layer(layer_name).input
+    if isinstance(cut_input, (list, tuple)):
+        raise ValueError(f"cannot split before {layer_name!r}: it takes {len(cut_input)} inputs")
+    prefix = keras.Model(model.input, cut_input, name="frozen_prefix")
+    try:
+        suffix = keras.Model(cut_input, model.output, name="trainable_suffix")
+    except ValueError as error:  # a later layer needs a tensor from before the cut
+        raise ValueError(f"cannot split before {layer_name!r}: a connection crosses it ({error})") from None
+    if len(suffix.layers) + len(prefix.layers) - 1 != len(model.layers):  # the suffix's cloned input
+        raise ValueError(f"cannot split before {layer_name!r}: a connection crosses it")
     return prefix, suffix
 
 

@@ -148,10 +148,7 @@ def build_compiled_model(config: Config) -> keras.Model:
     """The configured VGG-GAP, compiled, optimizer built (call inside the strategy's scope)."""
     settings = config.classifier
     try:
-        model = model_module.build_classifier(
-            config.data.image_size, settings.backbone, settings.width, settings.weights,
-            trainable_from=settings.trainable_from,
-        )
+        model = model_module.build_from_config(config)
     except ConfigError:
         raise
     except ValueError as error:  # a setting the builder refuses (e.g. an unknown trainable_from layer)

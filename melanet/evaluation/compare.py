@@ -59,8 +59,10 @@ def load_row(run_path: str | Path, *, operating_point: bool = False) -> dict[str
     if not metrics_path.is_file():
         raise runs.RunError(f"{path}: no {runs.METRICS_FILE}; evaluate it first with `melanet evaluate --run {path}`")
     report = runs.read_json(metrics_path)
+    backbone = "vgg16"
     try:
-        training_set = runs.Run(path).config().classifier.training_set
+        run_classifier = runs.Run(path).config().classifier
+        training_set, backbone = run_classifier.training_set, run_classifier.backbone
     except (runs.RunError, config_module.ConfigError):
         training_set = (report.get("model") or {}).get("training_set", "")
     figures = report
@@ -71,7 +73,7 @@ def load_row(run_path: str | Path, *, operating_point: bool = False) -> dict[str
     intervals = figures.get("confidence_intervals") or {}
     auc_interval = (report.get("confidence_intervals") or {}).get("auc") or {}
     row: dict[str, Any] = {
-        "method": METHOD_NAMES.get(training_set, training_set or path.name),
+        "method": stages.method_name(training_set, backbone) if training_set else path.name,
         "run": path.name,
         "n": figures.get("n"),
         "n_malignant": figures.get("n_malignant"),

@@ -324,7 +324,10 @@ def explain_run(
     if runs.model_file(run.path) is None:
         raise runs.RunError(f"{run.path}: no trained model ({' or '.join(layout.MODEL_FILES)}); "
                             "explain a finished train-classifier run")
-    options = explain_options(config.explain, method=method, layer=layer, outcomes=outcomes, limit=limit)
+    from melanet.classifier import backbones
+
+    options = explain_options(config.explain, method=method, layer=layer or backbones.explain_layer(config),
+                              outcomes=outcomes, limit=limit)
     data_config = config.data if data_root is None else dataclasses.replace(config.data, root=str(data_root))
     output_dir = run.files.explain_folder(None if data_root is None else data_folder_name(data_root))
     with lifecycle.step_session(run, STAGE, method=options.method, layer=options.layer,

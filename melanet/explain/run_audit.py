@@ -160,14 +160,14 @@ def _backbone_model(config):
 
     classifier = config.classifier
     return classifier_model.build_classifier(config.data.image_size, classifier.backbone, classifier.width,
-                                             classifier.weights)
+                                             classifier.weights, preprocessing=classifier.preprocessing)
 
 
 def _backbone_description(config) -> str:
+    from melanet.classifier import backbones
+
     classifier = config.classifier
-    weights = {"hed": "hed (VGG16 edge-detector weights, not ImageNet)", "none": "random (no pretrained weights)"}
-    return (f"GAP features of the frozen {classifier.backbone} backbone, weights "
-            f"{weights.get(classifier.weights, classifier.weights)}")
+    return f"GAP features of the frozen backbone: {backbones.describe(classifier.backbone, classifier.weights)}"
 
 
 def _classifier_model(classifier_run: str | Path, image_size: int):

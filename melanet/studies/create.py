@@ -137,9 +137,12 @@ class _ModelInputs:
         from melanet.explain import gradcam, overlay
 
         model, images = self.get()
-        settings = self.run.config().explain
+        from melanet.classifier import backbones
+
+        config = self.run.config()
+        settings = config.explain
         batch = np.stack([images[image_id] for image_id in ids])
-        maps = gradcam.compute_maps(model, batch, layer=settings.layer, method=settings.method)
+        maps = gradcam.compute_maps(model, batch, layer=backbones.explain_layer(config), method=settings.method)
         return [overlay.overlay(image, activation, opacity=settings.opacity) for image, activation in zip(batch, maps)]
 
 
