@@ -140,6 +140,7 @@ def synthetic_images(
         raise ConfigError("classifier.training_set=synthetic needs classifier.gan_run (a stage-1 run folder)")
     from melanet.gan import synthesis
 
+    check_synthesis_resolution(gan_run, originals.images.shape[1])
     synthetic = synthesis.load_synthetic(gan_run, originals.images.shape[1], color_constancy, cache_dir=cache_dir)
     allowed = {f"{SYNTHETIC_PREFIX}{image_id}" for image_id in originals.ids}
     keep_rule = keep
@@ -162,6 +163,27 @@ def synthetic_images(
         labels=np.ones(len(keep), dtype=np.int64),
         ids=[synthetic.ids[index] for index in keep],
     )
+
+
+def check_synthesis_resolution(gan_run: str | Path, classifier_size: int) -> None:
+    """ConfigError when stage 1 synthesized at a lower resolution than the classifier trains at.
+
+    Upscaled synthetic images beside sharp originals differ from them in blur alone, a shortcut the
+    classifier learns instead of "malignant". A GAN at a higher resolution (downscaled here) is fine.
+    A run whose config cannot be read is left to ``gan_match`` (which refuses it).
+    """
+    from melanet import runs
+
+    try:
+        gan_size = runs.Run(Path(gan_run)).config().data.image_size
+    except (runs.RunError, ConfigError, OSError):
+        return
+    if gan_size < classifier_size:
+        raise ConfigError(
+            f"classifier.gan_run={gan_run}: stage 1 synthesized {gan_size} px images but the classifier trains at "
+            f"data.image_size={classifier_size}; upscaled synthetic images beside sharp originals are a shortcut "
+            f"(blur means 'synthetic'). Train stage 1 at data.image_size={classifier_size}, or the classifier at {gan_size}"
+        )
 
 
 def most_realistic(ids: list[str], scores: dict[str, float], fraction: float) -> list[int]:
