@@ -45,6 +45,8 @@ class DataConfig:
     # ISIC 2017-2020 class columns counted malignant, e.g. "MEL,BCC,AKIEC" (2018); "" = melanoma only
     malignant_classes: str = ""
     split_seed: int = -1  # seed of the training/validation split; -1 = the run's seed (reproduce --seeds-scope classifiers fixes it)
+    # Hamming distance (of 128 bits, melanet.data.duplicates) up to which two images are duplicates; -1 = do not look
+    duplicate_threshold: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,6 +359,8 @@ def validate(config: Config) -> None:
         (config.data.image_size >= 16, "data.image_size", "an integer >= 16"),
         (config.data.resize in RESIZE_MODES, "data.resize", "one of " + ", ".join(RESIZE_MODES)),
         (0.0 < config.data.val_fraction < 0.9, "data.val_fraction", "a fraction in (0, 0.9)"),
+        (-1 <= config.data.duplicate_threshold <= 64, "data.duplicate_threshold",
+         "an integer from 0 to 64 (Hamming distance of 128 bits), or -1 to skip the duplicate check"),
         (config.data.workers >= 0, "data.workers", ">= 0"),
         (config.gan.epochs >= 1, "gan.epochs", ">= 1"),
         (config.gan.batch_size >= 1, "gan.batch_size", ">= 1"),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from pathlib import Path
 
 from melanet import config as config_module
 from melanet.cli import common
-from melanet.data import challenges, check, download, prepare, sources
+from melanet.data import challenges, check, download, duplicates, prepare, sources
 from melanet.data.errors import DataError, describe_problem
 
 
@@ -46,6 +47,11 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data folder (an official ISIC 2016-2020 layout or train|test/benign|malignant/)")
     common.add_config_arguments(parser)
     parser.add_argument("--workers", type=int, metavar="N", help="decoding processes (data.workers; 0 = all cores)")
+    parser.add_argument("--duplicate-threshold", type=int, metavar="BITS",
+                        help="Hamming distance (of 128 bits) up to which two images are duplicates "
+                             "(data.duplicate_threshold, default 8; -1 = do not look); see docs/duplicates.md")
+    parser.add_argument("--duplicates-json", metavar="FILE",
+                        help="also write the duplicate pairs as JSON to FILE")
 
 
 def _data_config(args: argparse.Namespace) -> config_module.DataConfig:
@@ -58,6 +64,8 @@ def _data_config(args: argparse.Namespace) -> config_module.DataConfig:
         changes["skip_bad"] = True
     if args.workers is not None:
         changes["workers"] = args.workers
+    if getattr(args, "duplicate_threshold", None) is not None:
+        changes["duplicate_threshold"] = args.duplicate_threshold
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, **changes))
     config_module.validate(config)
     return config.data
@@ -100,7 +108,16 @@ def _prepare(args: argparse.Namespace) -> int:
             print(f"{split}: skipped {len(image_set.skipped)} bad input(s):")
             for item in image_set.skipped:
                 print(f"  {describe_problem(item)}")
-    return 0
+    report = duplicates.scan(data_config, progress=common.progress_bar("duplicates"))
+    _show_duplicates(args, report)
+    return 1 if report.conflicts else 0
+
+
+def _show_duplicates(args: argparse.Namespace, report: duplicates.DuplicateReport) -> None:
+    print(duplicates.format_report(report))
+    if args.duplicates_json:
+        Path(args.duplicates_json).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        print(f"duplicates written to {args.duplicates_json}")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -108,4 +125,8 @@ def _check(args: argparse.Namespace) -> int:
     report = check.check_data(data_config.root, max_pixels=data_config.max_image_pixels, workers=data_config.workers,
                               progress=common.progress_bar("check"), malignant_classes=data_config.malignant_classes)
     print(check.format_report(report))
-    return 0 if report.usable else 1
+    found = duplicates.scan(data_config, progress=common.progress_bar("duplicates"))
+    _show_duplicates(args, found)
+    if found.conflicts:
+        print(f"ERROR: {len(found.conflicts)} duplicate pair(s) carry different labels; one label of each is wrong")
+    return 0 if report.usable and not found.conflicts else 1

@@ -254,6 +254,7 @@ def _remove_stale(folder: Path, prefix: str, current_stem: str) -> None:
     candidates = list(folder.glob(prefix + "*")) + [
         path for path in folder.glob(prefix.rsplit("-", 2)[0] + "-*") if legacy.fullmatch(path.stem)]
     for path in candidates:
-        if path.stem != current_stem and path.suffix in (".npy", ".json"):
+        # <stem>.npy, <stem>.json and the image hashes <stem>.dup<V>.npy (melanet.data.duplicates)
+        if path.name.split(".")[0] != current_stem and path.suffix in (".npy", ".json"):
             with contextlib.suppress(OSError):
                 path.unlink()
