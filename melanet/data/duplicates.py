@@ -14,24 +14,23 @@ Why phash + dhash and why ``data.duplicate_threshold = 8``: measured on the 426 
 ISIC-2016 sample (``/work/shared/isic2016-sample``, 353 training + 73 test, preprocessed with
 ``resize: pad``) against copies of 60 of them made from the original JPEG files:
 
-=====================================  =========================  =========================
-pair                                    128 px (distance range)    256 px (distance range)
-=====================================  =========================  =========================
-exact copy (same file, new name)        0                          0
-JPEG re-encoded at quality 75           0 - 3                      0 - 3
-resized to 1/2 and to 1/4 of the side   0 - 10                     0 - 8
-mirrored left-right (all orientations)  0                          0
-distinct images, closest pair           10 (15 without flips)      12
-=====================================  =========================  =========================
+========================================  =====================  =====================
+pair                                       distance at 128 px     distance at 256 px
+========================================  =====================  =====================
+exact copy (same file, new name)           0                      0
+JPEG re-encoded at quality 75              0 - 3                  0 - 3
+resized to 1/2 or 1/4 of the side          0 - 10                 0 - 9
+mirrored left-right                        0                      0
+distinct images, closest pair              10                     9
+========================================  =====================  =====================
 
 (the one distinct pair at distance 0 is ``ISIC_0000512`` / ``ISIC_0000477``, an exact copy under two
 ids, left out of the "distinct" row). phash alone (64 bits) put re-encoded copies at up to 6 and
 distinct lesions down to 4; phash with 256 bits at up to 22 and down to 26. The 128-bit pair keeps the
-widest gap. The default threshold is 8, below the closest distinct pair at either size (10, two
+widest gap. The default threshold is 8, below the closest distinct pair at either size (9 - 10, two
 different benign naevi, ``ISIC_0000384`` / ``ISIC_0000439``, once one is mirrored): exact copies,
-re-encoded copies and flipped copies are always found, copies resized to half the side at 256 px
-(0 - 6) are found, and a copy shrunk to a quarter of its side and compared at 128 px may be missed
-(up to 10). A miss costs an inflated figure, a false alarm a wrongly merged group, so the threshold
+re-encoded copies and flipped copies are always found, most resized copies are found, and a copy
+shrunk to a quarter of its side may be missed (up to 10). A miss costs an inflated figure, a false alarm a wrongly merged group, so the threshold
 leans to no false alarm. ``melanet data check --duplicate-threshold N`` (or ``data.duplicate_threshold``)
 changes it; -1 skips the check. ``docs/duplicates.md`` repeats the measurement.
 
@@ -233,6 +232,31 @@ def group_names(records: np.ndarray, threshold: int) -> list[str | None]:
     return [f"duplicates:{group}" if sizes[group] > 1 else None for group in roots]
 
 
+def merge_groups(groups: Sequence[str | None], duplicate_groups: Sequence[str | None]) -> list[str | None]:
+    """Per image, one group joining its lesion/patient group (``groups``, None = its own) with its
+    duplicate group (``group_names``): images linked by either end up in the same group."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        parent.setdefault(name, name)
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    keys = [group if group is not None else f"image:{index}" for index, group in enumerate(groups)]
+    for key, duplicate in zip(keys, duplicate_groups):
+        root(key)
+        if duplicate is not None:
+            first, second = sorted((root(key), root(duplicate)))
+            parent[second] = first
+    merged = [root(key) for key in keys]
+    sizes: dict[str, int] = {}
+    for name in merged:
+        sizes[name] = sizes.get(name, 0) + 1
+    return [name if sizes[name] > 1 or original is not None else None for name, original in zip(merged, groups)]
+
+
 # -- reports --------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -285,7 +309,7 @@ class DuplicateReport:
 
 
 THRESHOLD_NOTE = ("default 8 of 128 bits, chosen on known pairs of the ISIC-2016 sample: exact, JPEG q75 (0-3), "
-                  "flipped (0) and half-size (0-6 at 256 px) copies lie below it, distinct lesions at 10 or more "
+                  "flipped (0) and most resized copies (0-10) lie below or at it, distinct lesions at 9 or more "
                   "(docs/duplicates.md)")
 
 

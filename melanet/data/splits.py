@@ -5,9 +5,15 @@ Three cases, in this order:
 - the layout has an official validation split (ISIC 2017 Part 3, ISIC 2018 Task 3): it is used as it is
   (``data.val_fraction`` does not apply);
 - the training samples carry groups (ISIC 2019: ``lesion_id``; ISIC 2020: ``patient_id``, with the
-  duplicate pairs of ``ISIC_2020_Training_Duplicates.csv`` joined into one group): a stratified *grouped*
-  split, so no patient's (else lesion's) images sit on both sides and a duplicate pair is never split;
-- otherwise (ISIC-2016, plain folders): a stratified split of the images.
+  duplicate pairs of ``ISIC_2020_Training_Duplicates.csv`` joined into one group), or some training
+  images are duplicates of each other (``melanet.data.duplicates`` at ``data.duplicate_threshold``; their
+  groups are joined with the lesion/patient groups): a stratified *grouped* split, so no patient's (else
+  lesion's) images sit on both sides and a duplicate pair is never split;
+- otherwise (ISIC-2016, plain folders, no duplicates): a stratified split of the images, the same as
+  before duplicates were looked for.
+
+Synthetic images (stage 1) keep their source's side: a classifier uses only those synthesized from its
+training part (``training_sets.synthetic_images``), and a source's duplicates share that part.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from melanet.config import DataConfig
-from melanet.data import prepare, sources
+from melanet.data import duplicates, prepare, sources
 from melanet.data.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -50,6 +56,14 @@ def training_and_validation(
         return full, validation
     group_of = {sample.image_id: sample.group for sample in index.train}
     groups = [group_of.get(image_id) for image_id in full.ids]
+    if data_config.duplicate_threshold >= 0:
+        # duplicate images (melanet.data.duplicates) stay on one side, joined with any lesion/patient group
+        duplicate_groups = duplicates.group_names(duplicates.records_of(full, workers=data_config.workers),
+                                                  data_config.duplicate_threshold)
+        if any(group is not None for group in duplicate_groups):
+            logger.info("%s: %d training images have a duplicate; each duplicate group stays on one side",
+                        data_config.root, sum(group is not None for group in duplicate_groups))
+            groups = duplicates.merge_groups(groups, duplicate_groups)
     if any(group is not None for group in groups):
         training_indices, validation_indices = grouped_split_indices(
             full.labels, groups, data_config.val_fraction, seed)

@@ -27,7 +27,7 @@ import numpy as np
 from melanet import config as config_module
 from melanet import layout, lifecycle, runs
 from melanet.data.errors import DataError
-from melanet.evaluation import evidence, external, metrics, model_card
+from melanet.evaluation import evidence, external, leakage, metrics, model_card
 from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -159,6 +159,37 @@ def evaluate_run(
     return report
 
 
+def _add_duplicates(report: dict[str, Any], run: runs.Run, config: config_module.Config,
+                    data_config: config_module.DataConfig, image_set: Any, labels: np.ndarray,
+                    probabilities: np.ndarray, is_external: bool, progress: Progress | None) -> None:
+    """``duplicates_of_training``, ``without_duplicates`` and (external data) ``overlap`` in ``report``
+    (:mod:`melanet.evaluation.leakage`); a printed warning when external images are the run's own."""
+    from melanet.data import duplicates
+
+    threshold = config.data.duplicate_threshold
+    if threshold < 0:
+        report["duplicates_of_training"] = None
+        report["duplicates_check"] = {"checked": False, "reason": "data.duplicate_threshold = -1"}
+        return
+    references = leakage.run_references(config, run.path, with_test=is_external, progress=progress)
+    records = duplicates.records_of(image_set, workers=data_config.workers)
+    leaked = leakage.duplicates_of_training(image_set.ids, records, references, threshold)
+    report["duplicates_of_training"] = leaked
+    report["duplicates_check"] = {"checked": True, "threshold": threshold, "hash": "phash+dhash (128 bits), 4 orientations",
+                                  "against": sorted(name for name in references if name != "test")}
+    report["without_duplicates"] = leakage.metrics_without(
+        labels, probabilities, leaked, image_set.ids, threshold=report["threshold"],
+        confidence=config.evaluation.confidence, bootstrap_samples=config.evaluation.bootstrap_samples, seed=config.seed)
+    if leaked:
+        logger.warning("%d of the %d evaluated images duplicate an image the run (or its GAN) trained or "
+                       "selected on; metrics.json also reports the figures without them", len(leaked), len(image_set.ids))
+    if is_external:
+        report["overlap"] = leakage.overlap(image_set.ids, records, references)
+        warning = leakage.overlap_warning(report["overlap"], len(image_set.ids))
+        if warning:
+            logger.warning("%s", warning)
+
+
 def _evaluate(
     run: runs.Run,
     config: config_module.Config,
@@ -200,6 +231,7 @@ def _evaluate(
         "same_as_training_data": Path(data_config.root).resolve() == Path(config.data.root).resolve(),
     }
     report["model"] = {"run": str(run.path), "file": runs.model_file(run.path).name, "training_set": config.classifier.training_set}
+    _add_duplicates(report, run, config, data_config, image_set, labels, probabilities, is_external, progress)
     report["evaluated_at"] = runs.now_iso()
     target.mkdir(parents=True, exist_ok=True)
     write_predictions(target, image_set.ids, labels, probabilities)
