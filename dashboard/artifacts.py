@@ -16,7 +16,7 @@ import pandas as pd
 
 from melanet import config as config_module
 from melanet import layout, runs
-from melanet.evaluation import compare
+from melanet.evaluation import compare, leakage
 from melanet.evaluation import metrics as metrics_module
 
 from dashboard import discovery
@@ -136,6 +136,7 @@ def metrics_table(entries: list[discovery.RunEntry]) -> pd.DataFrame:
             "FN": row.get("fn"),
             "FP": row.get("fp"),
             "n": row.get("n"),
+            "duplicates of training": leakage.duplicates_summary(metrics(entry.path) or {}),
         })
     return pd.DataFrame(rows)
 

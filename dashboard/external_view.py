@@ -10,7 +10,7 @@ import pandas as pd
 
 from melanet.data import sources
 from melanet.data.errors import DataError
-from melanet.evaluation import external
+from melanet.evaluation import external, leakage
 
 from dashboard import artifacts, discovery
 
@@ -55,6 +55,8 @@ def _row(data_set: str, values: dict[str, Any], state: str) -> dict[str, Any]:
         "AUC %": artifacts.with_interval(values, "auc"),
         "sensitivity %": artifacts.with_interval(values, "sensitivity"),
         "specificity %": artifacts.with_interval(values, "specificity"),
+        "overlap with the run's images": leakage.overlap_summary(values) if values else "-",
+        "duplicates of training": leakage.duplicates_summary(values) if values else "-",
         "state": state,
     }
 

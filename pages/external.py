@@ -11,7 +11,7 @@ import streamlit as st
 
 from melanet import layout, runs
 from melanet.data.errors import DataError
-from melanet.evaluation import external
+from melanet.evaluation import external, leakage
 
 from dashboard import charts, discovery, external_view, ui
 
@@ -68,6 +68,10 @@ def results_panel(run_path) -> None:
         st.table(frame.set_index("data set"))  # a plain table: a handful of rows, readable and selectable
     st.caption("Figures at threshold 0.5, 95 % intervals (AUC: bootstrap; proportions: Wilson). "
                "Prevalence = share of malignant images.")
+    for result in external.results(run_path):
+        warning = leakage.overlap_warning((result.metrics or {}).get("overlap") or {}, (result.metrics or {}).get("n") or 0)
+        if warning:
+            st.error(f"{result.name}: {warning}")
     st.plotly_chart(charts.roc_figure(external_view.curves(run_path)), key="external_roc")
     for result in external.results(run_path):
         if result.state == "failed" and result.log:

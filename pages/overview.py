@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -50,6 +53,42 @@ def data_section() -> None:
                    f"{table.loc[0, 'malignant'] / max(1, table.loc[0, 'total']):.0%} (the imbalance MelaNet fixes).")
         if problems:
             st.warning(f"{len(problems)} problem(s) found; `melanet data check {root}` lists them.")
+    duplicates_line(root, folder, preset)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _duplicates(root: str, preset: str, modified: float):
+    del modified
+    from melanet.data import duplicates
+
+    data_config = config_module.load_config(preset if Path(preset).is_file() else None).data
+    data_config = dataclasses.replace(data_config, root=root)
+    return duplicates.scan(data_config).to_json()
+
+
+def duplicates_line(root: str, folder, preset) -> None:
+    """Duplicate pairs of the data folder (``melanet data check``); pairs with different labels in red."""
+    try:
+        with st.spinner("Looking for duplicate images"):
+            found = _duplicates(str(folder), str(preset), folder.stat().st_mtime)
+    except (data_errors.DataError, config_module.ConfigError, OSError) as error:
+        st.caption(f"Duplicates: not checked ({error}).")
+        return
+    conflicts = [pair for pair in found["pairs"] if pair["different_labels"]]
+    if conflicts:
+        st.error(f"{len(conflicts)} duplicate pair(s) with different labels (one label of each is wrong): "
+                 + "; ".join(f"{pair['first']['image_id']} / {pair['second']['image_id']}" for pair in conflicts[:5])
+                 + f". `melanet data check {root}` lists them.")
+    if found["threshold"] < 0:
+        st.caption("Duplicates: not checked (data.duplicate_threshold = -1).")
+    elif found["pairs"]:
+        st.warning(f"{found['n_pairs']} duplicate pair(s) ({found['n_exact']} with identical pixels, "
+                   f"{found['across_splits']} across splits): "
+                   + "; ".join(f"{pair['first']['split']} {pair['first']['image_id']} = {pair['second']['split']} "
+                               f"{pair['second']['image_id']}" for pair in found["pairs"][:5])
+                   + f". Threshold {found['threshold']} of 128 bits (docs/duplicates.md).")
+    else:
+        st.caption(f"Duplicates: none within {found['threshold']} of 128 bits (docs/duplicates.md).")
 
 
 def runs_section() -> pd.DataFrame:

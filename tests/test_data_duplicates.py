@@ -223,3 +223,21 @@ def test_hashes_are_cached_beside_the_prepare_entry(tmp_path):
     subset = image_set.subset([3, 1])
     assert np.array_equal(duplicates.records_of(subset), (first + np.uint64(1))[[3, 1]])
     assert np.array_equal(duplicates.records_of_array(np.asarray(image_set.images)), first)
+
+
+def test_shipped_demo_without_the_new_keys_says_not_checked():
+    import json
+
+    from melanet.evaluation import model_card
+
+    demo = Path(__file__).parents[1] / "models" / "demo" / "vgg_gap"
+    report = json.loads((demo / "metrics.json").read_text())
+    report.pop("duplicates_of_training", None)
+    assert leakage.duplicates_summary(report) == "not checked"
+    assert leakage.overlap_summary(report) == "not checked"
+    leaked = {**report, "duplicates_of_training": [{"image": "a"}], "without_duplicates": {"auc": 0.5625}, "n": 73}
+    assert leakage.duplicates_summary(leaked) == "1 of 73 (AUC without them 0.562)"
+    assert leakage.duplicates_summary({**report, "duplicates_of_training": []}) == "none"
+    card = model_card.render(demo)
+    expected = leakage.duplicates_summary(json.loads((demo / "metrics.json").read_text()))
+    assert f"duplicate a training, validation or GAN-training image: {expected}" in card

@@ -133,3 +133,28 @@ def metrics_without(labels: np.ndarray, probabilities: np.ndarray, leaked: list[
                                                confidence=confidence, seed=seed)
     figures["auc_ci"] = {"low": low, "high": high, "level": confidence}
     return figures
+
+
+NOT_CHECKED = "not checked"
+
+
+def duplicates_summary(report: dict[str, Any]) -> str:
+    """One phrase for a ``metrics.json`` mapping: "not checked" (written before the check, or switched
+    off), "none", or "N of n (AUC without them 0.xyz)"."""
+    leaked = report.get("duplicates_of_training")
+    if leaked is None:
+        return NOT_CHECKED
+    if not leaked:
+        return "none"
+    without = report.get("without_duplicates") or {}
+    auc = without.get("auc")
+    return f"{len(leaked)} of {report.get('n')}" + ("" if auc is None else f" (AUC without them {auc:.3f})")
+
+
+def overlap_summary(report: dict[str, Any]) -> str:
+    """"not checked", "none", or "train 3, test 73" for an external ``metrics.json`` mapping."""
+    counts = report.get("overlap")
+    if counts is None:
+        return NOT_CHECKED
+    parts = [f"{source.replace('_', ' ')} {count}" for source, count in counts.items() if count]
+    return ", ".join(parts) if parts else "none"

@@ -17,7 +17,7 @@ from typing import Any
 
 from melanet import config as config_module
 from melanet import layout, runs, stages
-from melanet.evaluation import compare, evaluate
+from melanet.evaluation import compare, evaluate, leakage
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ def _metrics_lines(report: dict[str, Any]) -> list[str]:
         f"{_percent(report.get('sensitivity'))}{_interval(intervals.get('sensitivity'))}, specificity "
         f"{_percent(report.get('specificity'))}{_interval(intervals.get('specificity'))}, PPV {_percent(report.get('ppv'))}, "
         f"NPV {_percent(report.get('npv'))}; TP {report.get('tp')}, FP {report.get('fp')}, TN {report.get('tn')}, FN {report.get('fn')}",
+        f"- Test images that duplicate a training, validation or GAN-training image: {leakage.duplicates_summary(report)}",
     ]
     operating = report.get("operating_point") or {}
     if operating.get("available"):
