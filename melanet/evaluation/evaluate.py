@@ -171,7 +171,13 @@ def _add_duplicates(report: dict[str, Any], run: runs.Run, config: config_module
         report["duplicates_of_training"] = None
         report["duplicates_check"] = {"checked": False, "reason": "data.duplicate_threshold = -1"}
         return
-    references = leakage.run_references(config, run.path, with_test=is_external, progress=progress)
+    try:
+        references = leakage.run_references(config, run.path, with_test=is_external, progress=progress)
+    except (DataError, OSError) as error:  # the run's own data is not on this machine
+        logger.warning("duplicates of the training images not checked: %s", str(error).splitlines()[0])
+        report["duplicates_of_training"] = None
+        report["duplicates_check"] = {"checked": False, "reason": str(error).splitlines()[0]}
+        return
     records = duplicates.records_of(image_set, workers=data_config.workers)
     leaked = leakage.duplicates_of_training(image_set.ids, records, references, threshold)
     report["duplicates_of_training"] = leaked
