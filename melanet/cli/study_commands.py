@@ -1,4 +1,4 @@
-"""`melanet reader-study create|results`: readers against a classifier run on the same test cases."""
+"""`melanet reader-study create|results|mrmc`: readers against a classifier run on the same test cases."""
 
 from __future__ import annotations
 
@@ -52,6 +52,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_root(results)
     results.set_defaults(handler=_results)
 
+    mrmc = verbs.add_parser(
+        "mrmc",
+        help="multi-reader multi-case analysis (Obuchowski-Rockette, Hillis ddf) of a ratings table",
+        description=(
+            "FILE.csv: a long table with columns reader,treatment,case,truth,rating (truth 1 = positive; any "
+            "ordinal or continuous rating, higher = more likely positive); every reader rates every case under "
+            "both treatments. Prints per treatment the mean AUC and CI, the random-readers F test (Hillis ddf) "
+            "with the difference A - B, its SE and 95% CI, and the fixed-readers chi-square test."
+        ),
+    )
+    mrmc.add_argument("file", metavar="FILE.csv", help="the ratings table")
+    mrmc.add_argument("--treatments", nargs=2, metavar=("A", "B"),
+                      help="the two treatments to compare, difference = A - B (default: the file's two)")
+    mrmc.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife",
+                      help="error covariances of the reader AUCs (default: jackknife over cases)")
+    mrmc.add_argument("--out", metavar="FILE.json", help="also write the whole analysis as JSON")
+    mrmc.set_defaults(handler=_mrmc)
+
 
 def _add_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default=str(study_module.DEFAULT_STUDIES_DIR), metavar="DIR",
@@ -94,4 +112,20 @@ def _results(args: argparse.Namespace) -> int:
               f"{_percent(entry['sensitivity'])}, specificity {_percent(entry['specificity'])}, rating AUC {auc}"
               + ("" if p_value is None else f" (DeLong vs model p = {p_value:.3g})"))
     print(f"results written to {path}")
+    return 0
+
+
+def _mrmc(args: argparse.Namespace) -> int:
+    import json
+
+    from melanet import runs
+    from melanet.studies import mrmc
+
+    table = mrmc.read_table(args.file, args.treatments)
+    result = mrmc.analyse(table, covariance=args.covariance)
+    for line in mrmc.summary_lines(result):
+        print(line)
+    if args.out:
+        runs.atomic_write_bytes(Path(args.out), (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+        print(f"analysis written to {args.out}")
     return 0
