@@ -518,3 +518,33 @@ def test_the_page_reads_a_shipped_study_through_a_copy(demo_study, tmp_path, mon
     assert sorted(path.name for path in shipped.path.iterdir()) == [study_module.CASES_FILE,
                                                                     study_module.OVERLAYS_FOLDER,
                                                                     study_module.STUDY_FILE]
+
+
+# -- MRMC over readers -----------------------------------------------------------------------------
+
+
+def test_mrmc_says_not_enough_readings_below_the_minimum_and_leaves_incomplete_readers_out(
+        demo_study, monkeypatch) -> None:
+    answer_all(demo_study, "first", UNAIDED, lambda case: ("malignant", 3) if case.label else ("benign", 2))
+    result = results.compute_results(demo_study)
+    for section in result["mrmc"].values():
+        assert section == {"available": False, "reason": "not enough readings",
+                           "complete_readers": section["complete_readers"],
+                           "minimum": {"readers": 2, "cases_per_class": 10}}
+    assert all('"p"' not in json.dumps(section) for section in result["mrmc"].values())
+    # with the class minimum lowered for this 12-case study: 2 complete readers, a third one incomplete
+    monkeypatch.setattr(results, "MINIMUM_CASES_PER_CLASS", 2)
+    answer_all(demo_study, "second", UNAIDED, lambda case: ("malignant", 1) if case.prob_malignant > 0.5
+               else ("benign", 1))
+    first_case = study_module.case_order(demo_study, "third", UNAIDED)[0]
+    responses.record_answer(demo_study, reader="third", phase=UNAIDED, case=first_case, decision="benign",
+                            confidence=3, seconds=2.0)
+    result = results.compute_results(demo_study)
+    section = result["mrmc"]["unaided_vs_model"]
+    assert section["available"] and section["readers"] == ["first", "second"]
+    assert result["incomplete_readers"] == ["third"]
+    assert section["treatments"] == ["unaided", "model"]
+    labels, probabilities = labels_and_probabilities(demo_study)
+    assert section["auc"]["model"]["first"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, probabilities))
+    assert section["auc"]["unaided"]["first"] == 1.0
+    assert result["mrmc"]["aided_vs_unaided"]["reason"] == "not enough readings"  # nobody read aided

@@ -96,6 +96,7 @@ def _percent(value: float | None) -> str:
 
 
 def _results(args: argparse.Namespace) -> int:
+    from melanet.studies import mrmc
     from melanet.studies import results as results_module
 
     study = study_module.find_study(args.study, Path(args.root))
@@ -110,7 +111,16 @@ def _results(args: argparse.Namespace) -> int:
         p_value = entry["delong"].get("p")
         print(f"{entry['reader']} ({entry['phase']}, {entry['n']} of {results['n_cases']}): sensitivity "
               f"{_percent(entry['sensitivity'])}, specificity {_percent(entry['specificity'])}, rating AUC {auc}"
-              + ("" if p_value is None else f" (DeLong vs model p = {p_value:.3g})"))
+              + ("" if p_value is None else f" (DeLong vs model {mrmc.format_p(p_value)})")
+              + ("" if entry["complete"] else " [incomplete: left out of pooled tests]"))
+    for name, section in results.get("mrmc", {}).items():
+        if section["available"]:
+            print(f"MRMC {name.replace('_', ' ')}: {section['difference_of']} = {section['difference']:.3f} "
+                  f"(95% CI {section['ci_low']:.3f} to {section['ci_high']:.3f}), {mrmc.format_p(section['p'])}")
+        else:
+            print(f"MRMC {name.replace('_', ' ')}: {section['reason']} ({len(section['complete_readers'])} "
+                  f"complete readers; needs {section['minimum']['readers']} and "
+                  f"{section['minimum']['cases_per_class']} cases of each class)")
     print(f"results written to {path}")
     return 0
 

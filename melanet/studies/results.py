@@ -35,6 +35,7 @@ from sklearn import metrics as sklearn_metrics
 
 from melanet import runs
 from melanet.evaluation import delong, metrics
+from melanet.studies import mrmc
 from melanet.studies import responses as responses_module
 from melanet.studies import study as study_module
 
@@ -176,6 +177,38 @@ def _mean_reader(entries: list[dict[str, Any]]) -> dict[str, Any]:
             "specificity": mean("specificity"), "auc": mean("auc"), "kappa_vs_model": mean("kappa_vs_model")}
 
 
+MINIMUM_READERS = 2
+MINIMUM_CASES_PER_CLASS = 10
+NOT_ENOUGH = "not enough readings"
+
+
+def _mrmc_section(study: study_module.Study, complete: dict[str, list[str]],
+                  responses: list[dict[str, Any]], comparison: str) -> dict[str, Any]:
+    """OR/Hillis MRMC test over complete readers: ``aided`` vs ``unaided``, or each phase vs the model
+    (the model as a second modality every reader "reads" with its probabilities)."""
+    labels = [case.label for case in study.cases]
+    n_malignant = sum(labels)
+    readers = complete["both"] if comparison == "aided_vs_unaided" else complete[comparison]
+    if (len(readers) < MINIMUM_READERS or n_malignant < MINIMUM_CASES_PER_CLASS
+            or len(labels) - n_malignant < MINIMUM_CASES_PER_CLASS):
+        return {"available": False, "reason": NOT_ENOUGH, "complete_readers": readers,
+                "minimum": {"readers": MINIMUM_READERS, "cases_per_class": MINIMUM_CASES_PER_CLASS}}
+    rows = []
+    for reader in readers:
+        phases = study.phases if comparison == "aided_vs_unaided" else (comparison,)
+        for phase in phases:
+            answers = responses_module.answers_of(responses, reader, phase)
+            rows += [{"reader": reader, "treatment": phase, "case": case.case, "truth": case.label,
+                      "rating": rating(answers[case.case]["decision"], answers[case.case]["confidence"])}
+                     for case in study.cases]
+            if comparison != "aided_vs_unaided":
+                rows += [{"reader": reader, "treatment": "model", "case": case.case, "truth": case.label,
+                          "rating": case.prob_malignant} for case in study.cases]
+    treatments = list(reversed(study.phases)) if comparison == "aided_vs_unaided" else [comparison, "model"]
+    result = mrmc.analyse(mrmc.table_from_rows(rows, treatments, source=f"study {study.name}"))
+    return {"available": True, **result}
+
+
 def compute_results(study: study_module.Study, responses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The whole ``results.json`` mapping (see the module docstring); reads ``responses.csv`` when not given."""
     if responses is None:
@@ -196,7 +229,20 @@ def compute_results(study: study_module.Study, responses: list[dict[str, Any]] |
         "responses": len(responses), "model": model_summary(study), "readers": entries,
         "mean_reader": {phase: _mean_reader([e for e in entries if e["phase"] == phase]) for phase in study.phases},
         "aided_vs_unaided": changes,
+        "incomplete_readers": sorted({e["reader"] for e in entries if not e["complete"]}),
+        "mrmc": _mrmc_all(study, entries, responses),
     })
+
+
+def _mrmc_all(study: study_module.Study, entries: list[dict[str, Any]],
+              responses: list[dict[str, Any]]) -> dict[str, Any]:
+    complete = {phase: sorted(e["reader"] for e in entries if e["phase"] == phase and e["complete"])
+                for phase in study.phases}
+    complete["both"] = sorted(set.intersection(*(set(complete[phase]) for phase in study.phases)))
+    section = {f"{phase}_vs_model": _mrmc_section(study, complete, responses, phase) for phase in study.phases}
+    if len(study.phases) > 1:
+        section["aided_vs_unaided"] = _mrmc_section(study, complete, responses, "aided_vs_unaided")
+    return section
 
 
 def results_bytes(results: dict[str, Any]) -> bytes:
