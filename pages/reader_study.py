@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from melanet.studies import create, responses, results as results_module, study as study_module
+from melanet.studies import mrmc
 
 from dashboard import discovery, study_views, ui
 
@@ -152,6 +153,21 @@ def _results(entry: study_views.StudyEntry) -> None:
     st.plotly_chart(study_views.results_figure(results), key="reader_study_roc")
     st.subheader("Readers and the model")
     st.table(study_views.readers_table(results).set_index("reader"))
+    st.caption("The model's sensitivity at a reader's specificity (and the other way round) is read off the "
+               "model's ROC on these study cases themselves (post hoc), not at the model's validation threshold.")
+    st.subheader("Multi-reader multi-case (Obuchowski-Rockette, Hillis ddf)")
+    if results.get("incomplete_readers"):
+        st.caption(f"Incomplete readers, left out of the pooled tests: {', '.join(results['incomplete_readers'])}")
+    for name, section in results.get("mrmc", {}).items():
+        label = name.replace("_", " ")
+        if section["available"]:
+            st.markdown(f"**{label}**: {section['difference_of']} = {section['difference']:.3f} (95 % CI "
+                        f"{section['ci_low']:.3f} to {section['ci_high']:.3f}), F = {section['F']:.2f} on 1 and "
+                        f"{section['ddf']:.1f} df, {mrmc.format_p(section['p'])}; {len(section['readers'])} readers")
+        else:
+            st.markdown(f"**{label}**: {section['reason']} ({len(section['complete_readers'])} complete readers; "
+                        f"needs {section['minimum']['readers']} and {section['minimum']['cases_per_class']} cases "
+                        f"of each class)")
     if results["aided_vs_unaided"]:
         st.subheader("Aided vs unaided")
         st.table(study_views.changes_table(results).set_index("reader"))

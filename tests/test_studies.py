@@ -548,3 +548,20 @@ def test_mrmc_says_not_enough_readings_below_the_minimum_and_leaves_incomplete_r
     assert section["auc"]["model"]["first"] == pytest.approx(sklearn_metrics.roc_auc_score(labels, probabilities))
     assert section["auc"]["unaided"]["first"] == 1.0
     assert result["mrmc"]["aided_vs_unaided"]["reason"] == "not enough readings"  # nobody read aided
+
+
+def test_the_results_view_says_not_enough_readings(demo_study, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    answer_all(demo_study, "first", UNAIDED, lambda case: ("benign", 2))
+    monkeypatch.setenv("MELANET_STUDIES_DIR", str(demo_study.path.parent))
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(demo_study.path.parent / "no-models"))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/reader_study.py")
+    app.run()
+    app.session_state["study_view"] = "Results"
+    app.run()
+    shown = " ".join(str(element.value) for kind in ("markdown", "caption") for element in getattr(app, kind))
+    assert "not enough readings" in shown and "post hoc" in shown
+    assert "p = 0.000" not in shown
