@@ -33,14 +33,21 @@ def short_names(comparison: dict[str, Any], entries: Sequence[discovery.RunEntry
 
 
 def comparison_of(entries: Sequence[discovery.RunEntry]) -> dict[str, Any] | str:
-    """The paired comparison of the runs (every pair), or why there is none (a sentence)."""
+    """The paired comparison of the runs, or why there is none (a sentence).
+
+    The family of the Holm correction is the one ``melanet compare --reference melanet`` writes into
+    ``comparison.json`` (and the README and model cards quote): MelaNet against each other run when a
+    MelaNet run is among ``entries``; every pair otherwise.
+    """
     if len(entries) < 2:
         return "Choose two or more runs for paired tests."
     missing = [entry.label for entry in entries if not (entry.path / layout.PREDICTIONS_FILE).is_file()]
     if missing:
         return f"No paired tests: {', '.join(missing)} has no {layout.PREDICTIONS_FILE}."
     try:
-        return paired.compare_scored([paired.load_scored_run(entry.path) for entry in entries])
+        scored = [paired.load_scored_run(entry.path) for entry in entries]
+        references = [index for index, item in enumerate(scored) if item.method == "MelaNet"]
+        return paired.compare_scored(scored, reference=references[0] if len(references) == 1 else None)
     except (runs.RunError, ValueError) as error:
         return f"No paired tests: {error}"
 
@@ -77,7 +84,7 @@ def render_paired(entries: Sequence[discovery.RunEntry]) -> None:
     st.plotly_chart(delta_matrix_figure(comparison, names), key="paired_matrix")
     significant = [pair for pair in comparison["pairs"] if pair["p_holm"] < 0.05]
     st.caption(f"{comparison['n_images']} test images ({comparison['n_malignant']} malignant), the same for every run. "
-               f"Two-sided DeLong test; Holm over the {len(comparison['pairs'])} pairs. "
+               f"Two-sided DeLong test; {paired.family_text(comparison)} (as in comparison.json). "
                + ("No difference survives the Holm correction." if not significant else
                   f"{len(significant)} pair(s) differ at Holm p < 0.05."))
     rows = [{"A": names[[item["run"] for item in comparison["runs"]].index(pair["a"])],
@@ -85,7 +92,9 @@ def render_paired(entries: Sequence[discovery.RunEntry]) -> None:
              "ΔAUC (A−B) [95% CI]": f"{pair['delta_auc']:+.3f} [{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}]",
              "p (DeLong)": _p_text(pair["p"]), "p (Holm)": _p_text(pair["p_holm"]),
              "McNemar p, sensitivity": _p_text(pair["mcnemar"]["sensitivity"]["p"]),
-             "McNemar p, specificity": _p_text(pair["mcnemar"]["specificity"]["p"])} for pair in comparison["pairs"]]
+             "melanomas: who was right": paired.discordant_text(pair, "sensitivity"),
+             "McNemar p, specificity": _p_text(pair["mcnemar"]["specificity"]["p"]),
+             "benign: who was right": paired.discordant_text(pair, "specificity")} for pair in comparison["pairs"]]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="paired_table")
 
 

@@ -163,3 +163,24 @@ def test_from_predictions_writes_calibration_and_a_model_card_of_the_runs_real_f
     refused = subprocess.run([sys.executable, "-m", "melanet", "evaluate", "--run", str(run_path), "--from-predictions",
                               "--set", "classifier.epochs=3"], capture_output=True, text=True, cwd=REPOSITORY)
     assert refused.returncode == 2 and "only evaluation.* settings" in refused.stderr
+
+
+def test_the_family_and_mcnemars_direction_are_named_in_the_file_and_the_table() -> None:
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+    ids = [f"ISIC_{index:07d}" for index in range(10)]
+    # at threshold 0.5: A finds melanomas 0-3, B only 0; on benign images A is wrong on 5, B on 5 and 6
+    first = np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.7, 0.2, 0.2, 0.1, 0.1])
+    second = np.array([0.9, 0.2, 0.3, 0.4, 0.1, 0.6, 0.6, 0.2, 0.1, 0.1])
+    third = np.array([0.5, 0.4, 0.6, 0.4, 0.3, 0.2, 0.1, 0.4, 0.1, 0.1])
+    runs_ = [paired.ScoredRun(name, method, ids, labels, values.astype(float), 0.5) for name, method, values in
+             (("m", "MelaNet", first), ("g", "GAP", second), ("a", "Augment", third))]
+    versus = paired.compare_scored(runs_, reference=0)
+    everything = paired.compare_scored(runs_)
+    assert (versus["family"], versus["tests"], everything["family"], everything["tests"]) == ("vs reference", 2, "all pairs", 3)
+    pair = versus["pairs"][0]  # MelaNet vs GAP, counted by hand from the arrays above
+    assert (pair["mcnemar"]["sensitivity"]["a_only"], pair["mcnemar"]["sensitivity"]["b_only"]) == (3, 0)
+    assert (pair["mcnemar"]["specificity"]["a_only"], pair["mcnemar"]["specificity"]["b_only"]) == (1, 0)
+    text = paired.to_markdown(versus)
+    assert "MelaNet right, GAP wrong: 3; the reverse: 0" in text
+    assert "MelaNet right, GAP wrong: 1; the reverse: 0" in text
+    assert "Holm over the 2 tests of the family 'vs reference'" in text

@@ -152,6 +152,10 @@ def compare_scored(
         "confidence": confidence,
         "test": "DeLong et al. (1988) for correlated ROC curves, fast algorithm of Sun & Xu (2014); delta = a - b",
         "holm": f"Holm step-down adjustment over the {len(pairs)} pair(s) shown",
+        # the family the Holm correction runs over, named wherever a p-value is shown
+        "family": "all pairs" if reference is None else "vs reference",
+        "reference": None if reference is None else aligned[reference].run,
+        "tests": len(pairs),
         "pairs": pairs,
     }
 
@@ -204,17 +208,38 @@ def _p_text(value: float) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def family_text(comparison: dict[str, Any]) -> str:
+    """"Holm over the 3 tests of the family 'vs reference'" (older files without a family: the pair count)."""
+    family = comparison.get("family") or ("vs reference" if len(comparison["pairs"]) < 3 else "all pairs")
+    tests = comparison.get("tests", len(comparison["pairs"]))
+    return f"Holm over the {tests} tests of the family '{family}'"
+
+
+def discordant_text(pair: dict[str, Any], part: str) -> str:
+    """McNemar's direction: "A right, B wrong: 12; the reverse: 0" among malignant or benign images."""
+    test = pair["mcnemar"][part]
+    return f"{pair['method_a']} right, {pair['method_b']} wrong: {test['a_only']}; the reverse: {test['b_only']}"
+
+
 def to_markdown(comparison: dict[str, Any]) -> str:
-    """The pairs as a Markdown table: delta AUC [CI], DeLong p, Holm p, McNemar p for sens/spec."""
-    lines = ["| A | B | AUC A | AUC B | ΔAUC (A−B) [95% CI] | p (DeLong) | p (Holm) | McNemar p sens | McNemar p spec |",
+    """The pairs as a Markdown table: delta AUC [CI], DeLong p, Holm p, McNemar p for sens/spec with the
+    discordant counts beside each McNemar p."""
+    lines = ["| A | B | AUC A | AUC B | ΔAUC (A−B) [95% CI] | p (DeLong) | p (Holm) | McNemar sens: p (A only / B only) "
+             "| McNemar spec: p (A only / B only) |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for pair in comparison["pairs"]:
+        sens, spec = pair["mcnemar"]["sensitivity"], pair["mcnemar"]["specificity"]
         lines.append(
             f"| {pair['method_a']} | {pair['method_b']} | {pair['auc_a']:.3f} | {pair['auc_b']:.3f} | "
             f"{pair['delta_auc']:+.3f} [{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}] | {_p_text(pair['p'])} | "
-            f"{_p_text(pair['p_holm'])} | {_p_text(pair['mcnemar']['sensitivity']['p'])} | "
-            f"{_p_text(pair['mcnemar']['specificity']['p'])} |")
+            f"{_p_text(pair['p_holm'])} | {_p_text(sens['p'])} ({sens['a_only']} / {sens['b_only']}) | "
+            f"{_p_text(spec['p'])} ({spec['a_only']} / {spec['b_only']}) |")
     lines += ["", f"{comparison['n_images']} test images ({comparison['n_malignant']} malignant), the same for every "
-              f"run. {comparison['test']}. {comparison['holm']}. McNemar: exact, on the decisions at each run's "
-              "threshold, among malignant (sensitivity) and benign (specificity) images."]
+              f"run. {comparison['test']}. {family_text(comparison)}. McNemar: exact, on the decisions at each run's "
+              "threshold, among malignant (sensitivity) and benign (specificity) images; 'A only' counts the images "
+              "A classified right and B wrong, 'B only' the reverse."]
+    for pair in comparison["pairs"]:
+        lines.append(f"- {pair['method_a']} vs {pair['method_b']}: melanomas: {discordant_text(pair, 'sensitivity')} "
+                     f"(McNemar p {_p_text(pair['mcnemar']['sensitivity']['p'])}); benign: "
+                     f"{discordant_text(pair, 'specificity')} (p {_p_text(pair['mcnemar']['specificity']['p'])})")
     return "\n".join(lines) + "\n"
