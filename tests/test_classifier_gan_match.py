@@ -61,3 +61,15 @@ def test_train_classifier_refuses_before_touching_the_folder(tmp_path: Path) -> 
     assert result.returncode == 2, result.stderr
     assert "split seed 42 (this classifier: 43)" in result.stderr
     assert not run_folder.exists()
+
+
+@pytest.mark.parametrize("content", [None, "data: [unclosed\n", "data:\n  image_size: many\n"])
+def test_a_gan_whose_config_cannot_be_read_is_refused_in_one_line(tmp_path: Path, content: str | None) -> None:
+    gan = tmp_path / "gan"
+    gan.mkdir()
+    if content is not None:
+        (gan / "config.yaml").write_text(content)
+    with pytest.raises(config_module.ConfigError) as error:
+        gan_match.check(classifier_config(gan, []))
+    message = str(error.value)
+    assert "config.yaml" in message and str(gan) in message and "\n" not in message

@@ -27,15 +27,18 @@ def _split_settings(config: config_module.Config) -> dict[str, object]:
 
 def check(config: config_module.Config) -> None:
     """Raise ConfigError naming each differing setting when ``config`` trains on synthetic images of a
-    stage-1 run whose split differs. Other training sets, and a gan_run without a readable config, pass
-    (the training-set builder reports a missing stage-1 run)."""
+    stage-1 run whose split differs, or (one line naming the file) when that run's config cannot be
+    read: a split that cannot be checked is never passed silently. Other training sets pass."""
     if config.classifier.training_set != stages.SYNTHETIC_TRAINING_SET or not config.classifier.gan_run:
         return
     gan_path = Path(config.classifier.gan_run)
     try:
         gan_config = runs.Run(gan_path).config()
-    except (runs.RunError, config_module.ConfigError, OSError):
-        return
+    except (runs.RunError, config_module.ConfigError, OSError) as error:
+        detail = " ".join(str(error).split()) or type(error).__name__
+        raise config_module.ConfigError(
+            f"classifier.gan_run={gan_path}: cannot read the stage-1 run's config ({gan_path / 'config.yaml'}: "
+            f"{detail}), so its training/validation split cannot be checked against this classifier's") from None
     mine, theirs = _split_settings(config), _split_settings(gan_config)
     differences = [f"{key} {theirs[key]!r} (this classifier: {mine[key]!r})" for key in mine if mine[key] != theirs[key]]
     if differences:
