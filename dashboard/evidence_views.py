@@ -126,6 +126,15 @@ def _interval(block: dict[str, Any], key: str) -> str:
     return f"{value:.3f} [{bounds['low']:.3f}, {bounds['high']:.3f}]"
 
 
+def _ece_reference(figures: dict[str, Any]) -> str:
+    """"0.104 (95th pct 0.152): observed within" or "not computed" for older metrics.json."""
+    reference = figures.get("ece_if_calibrated")
+    if not reference:
+        return "not computed (re-run evaluate --from-predictions)"
+    verdict = "observed within: no evidence of miscalibration" if reference.get("ece_within") else "observed above"
+    return f"{reference['mean']:.3f} (95th pct {reference['p95']:.3f}): {verdict}"
+
+
 def render_calibration(entries: Sequence[discovery.RunEntry], metrics_of) -> None:
     """Brier and ECE (raw and calibrated, with intervals) and the reliability diagram of each run."""
     rows, curves, missing = [], [], []
@@ -136,7 +145,9 @@ def render_calibration(entries: Sequence[discovery.RunEntry], metrics_of) -> Non
             continue
         calibrated = block.get("calibrated") or {}
         rows.append({"Run": entry.label, "Brier (raw)": _interval(block["raw"], "brier"),
-                     "ECE (raw)": _interval(block["raw"], "ece"), "Calibration": block["method"],
+                     "ECE (raw)": _interval(block["raw"], "ece"),
+                     "ECE a perfectly calibrated model gets here": _ece_reference(block["raw"]),
+                     "Calibration": block["method"],
                      "Brier (calibrated)": _interval(calibrated, "brier") if calibrated else "-",
                      "ECE (calibrated)": _interval(calibrated, "ece") if calibrated else "-"})
         curves.append((f"{entry.label} (raw)", block["raw"]["reliability"]))

@@ -112,3 +112,33 @@ def test_metrics_json_carries_calibration_and_prevalence_keys() -> None:
     expected = prevalence.predictive_values(report["sensitivity"], report["specificity"], 0.198)
     assert (adjusted["ppv"], adjusted["npv"]) == (pytest.approx(expected[0]), pytest.approx(expected[1]))
     assert adjusted["observed_ppv"] == report["ppv"] and adjusted["observed_prevalence"] == pytest.approx(35 / 75)
+
+
+def test_the_ece_of_a_perfect_model_matches_a_slow_simulation_and_covers_calibrated_data() -> None:
+    import numpy as np
+
+    from melanet.evaluation import calibration as calibration_module
+
+    generator = np.random.default_rng(3)
+    probabilities = generator.uniform(0, 1, 73)
+    reference = calibration_module.perfect_calibration_ece(probabilities, draws=4000, seed=1)
+    # slow reference: one label set at a time, the ECE written out per bin (10 equal-width bins)
+    slow = []
+    for _ in range(1500):
+        labels = (generator.random(73) < probabilities).astype(float)
+        bins = np.minimum((probabilities * 10).astype(int), 9)
+        slow.append(sum(abs(labels[bins == k].sum() - probabilities[bins == k].sum()) for k in range(10)) / 73)
+    assert abs(reference["mean"] - np.mean(slow)) < 0.006
+    assert abs(reference["p95"] - np.quantile(slow, 0.95)) < 0.015
+    assert 0.07 < reference["mean"] < 0.14  # the figure for n = 73: about 0.10-0.12
+    # data that IS calibrated falls within the 95th percentile about 95 % of the time
+    within = 0
+    for trial in range(200):
+        labels = (generator.random(73) < probabilities).astype(int)
+        within += calibration_module.expected_calibration_error(labels, probabilities) <= reference["p95"]
+    assert 0.9 <= within / 200 <= 0.99
+    # a badly miscalibrated model (true rate p, predictions pushed to the extremes) is flagged
+    pushed = np.clip((probabilities - 0.5) * 3 + 0.5, 0.01, 0.99)
+    labels = (generator.random(73) < probabilities).astype(int)
+    figures = calibration_module.figures(labels, pushed, samples=200, confidence=0.95, seed=0)
+    assert figures["ece_if_calibrated"]["ece_within"] is False

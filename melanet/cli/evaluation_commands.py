@@ -189,7 +189,12 @@ def _rescore(args: argparse.Namespace, run_path: Path) -> int:
     report = rescore.rescore_run(run_path, args.overrides)
     print(_summary(report))
     calibration = report["calibration"]
-    line = f"Brier {report['brier']:.4f}, ECE {report['ece']:.4f} (raw)"
+    line = f"Brier {report['brier']:.4f}, ECE {report['ece']:.4f} (raw"
+    reference = calibration["raw"].get("ece_if_calibrated")
+    if reference:
+        line += (f"; a perfectly calibrated model: {reference['mean']:.4f}, 95th percentile {reference['p95']:.4f}, "
+                 + ("within" if reference["ece_within"] else "above"))
+    line += ")"
     if calibration.get("calibrated"):
         line += (f"; after {calibration['method']} scaling: Brier {calibration['calibrated']['brier']:.4f}, "
                  f"ECE {calibration['calibrated']['ece']:.4f}")

@@ -153,6 +153,18 @@ def _metrics_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ece_reference_line(figures: dict[str, Any]) -> str:
+    """What a perfectly calibrated model would score on the same images, beside the observed ECE."""
+    reference = figures.get("ece_if_calibrated")
+    if not reference:
+        return "- ECE of a perfectly calibrated model on these images: not computed (re-run `melanet evaluate --from-predictions`)"
+    verdict = ("within what a perfectly calibrated model gets by chance: no evidence of miscalibration"
+               if reference.get("ece_within") else "above the 95th percentile of a perfectly calibrated model's")
+    return (f"- A perfectly calibrated model would score ECE {_number(reference['mean'])} on average on these images "
+            f"(95th percentile {_number(reference['p95'])}, {reference['draws']} simulated label sets); the observed "
+            f"{_number(figures['ece'])} is {verdict}")
+
+
 def _calibration_lines(report: dict[str, Any]) -> list[str]:
     block = report.get("calibration")
     if not block:
@@ -162,6 +174,7 @@ def _calibration_lines(report: dict[str, Any]) -> list[str]:
     lines = [f"- Raw probabilities: Brier {_number(raw['brier'])} [{_number(raw_intervals.get('brier', {}).get('low'))}, "
              f"{_number(raw_intervals.get('brier', {}).get('high'))}], ECE ({block['bins']} bins) {_number(raw['ece'])} "
              f"[{_number(raw_intervals.get('ece', {}).get('low'))}, {_number(raw_intervals.get('ece', {}).get('high'))}]"]
+    lines.append(_ece_reference_line(raw))
     calibrated = block.get("calibrated")
     if calibrated:
         intervals = calibrated.get("confidence_intervals") or {}
