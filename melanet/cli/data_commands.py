@@ -129,4 +129,4 @@ def _check(args: argparse.Namespace) -> int:
     _show_duplicates(args, found)
     if found.conflicts:
         print(f"ERROR: {len(found.conflicts)} duplicate pair(s) carry different labels; one label of each is wrong")
-    return 0 if report.usable and not found.conflicts else 1
+    return 0 if (report.usable or report.evaluation_only) and not found.conflicts else 1

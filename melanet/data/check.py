@@ -26,6 +26,17 @@ class CheckReport:
         """True when the stages can use the data as it is (no problems, both classes in both splits)."""
         return not self.problems and all(min(pair) > 0 for pair in self.counts.values())
 
+    @property
+    def evaluation_only(self) -> bool:
+        """True for a test-only download (e.g. the ISIC-2017 test part alone): the training part is simply
+        absent (its folder and CSV missing, nothing else wrong) and the test split is clean, with both
+        classes. ``melanet evaluate --data`` can use it; training cannot."""
+        if self.usable or "test" not in self.counts or min(self.counts["test"]) == 0:
+            return False
+        absent = {"image folder missing", "ground-truth CSV missing"}
+        others = [item for item in self.problems if not (item["split"] == "train" and item["reason"] in absent)]
+        return not others and self.counts.get("train", (0, 0)) == (0, 0)
+
 
 def check_data(root: str | Path, *, max_pixels: int = 100_000_000, workers: int = 0,
                progress: parallel.Progress | None = None, malignant_classes: str = "") -> CheckReport:
@@ -84,6 +95,11 @@ def format_report(report: CheckReport) -> str:
     if report.problems:
         lines.append(f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}:")
         lines += [f"  [{item['split']}] {describe_problem(item)}" for item in report.problems]
-    lines.append("OK: the data can be used" if report.usable else
-                 "NOT USABLE as it is: fix the problems above, or pass --skip-bad to the stages to skip bad items")
+    if report.usable:
+        lines.append("OK: the data can be used")
+    elif report.evaluation_only:
+        lines.append("usable for evaluation; no training split (melanet evaluate --run RUN --data "
+                     f"{report.root}); the training part's files above are simply absent")
+    else:
+        lines.append("NOT USABLE as it is: fix the problems above, or pass --skip-bad to the stages to skip bad items")
     return "\n".join(lines)
