@@ -230,3 +230,33 @@ def _read(folder: Path):
     from melanet.evaluation import evaluate
 
     return evaluate.read_predictions(folder / "predictions.csv")
+
+
+def test_the_pooled_difference_resamples_the_images_jointly_for_every_seed() -> None:
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from melanet.evaluation import seeds as seeds_module
+
+    generator = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 30)
+    first = np.vstack([labels * 0.6 + generator.normal(0, 0.5, 60) for _ in range(3)])
+    second = np.vstack([labels * 0.2 + generator.normal(0, 0.5, 60) for _ in range(3)])
+    result = seeds_module.pooled_difference(labels, first, second, samples=400, seed=1)
+    expected = np.mean([roc_auc_score(labels, a) - roc_auc_score(labels, b) for a, b in zip(first, second)])
+    assert abs(result["mean_delta_auc"] - expected) < 1e-12
+    # a slow reference bootstrap with the same draws (same generator, same redraw rule)
+    draws = np.random.default_rng(1)
+    means = []
+    while len(means) < 400:
+        index = draws.integers(0, 60, 60)
+        if labels[index].min() == labels[index].max():
+            continue
+        means.append(np.mean([roc_auc_score(labels[index], a[index]) - roc_auc_score(labels[index], b[index])
+                              for a, b in zip(first, second)]))
+    assert abs(result["ci_low"] - np.quantile(means, 0.025)) < 1e-9
+    assert abs(result["ci_high"] - np.quantile(means, 0.975)) < 1e-9
+    assert result["ci_low"] < expected < result["ci_high"] and result["p"] < 0.05
+    # identical methods: difference 0, p 1
+    same = seeds_module.pooled_difference(labels, first, first, samples=100)
+    assert same["mean_delta_auc"] == 0 and same["p"] == 1.0

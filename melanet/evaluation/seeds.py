@@ -93,6 +93,77 @@ def _seed_entry(seed: int, seed_path: Path) -> dict[str, Any] | None:
     }
 
 
+POOLED_BOOTSTRAP_SAMPLES = 2000
+
+
+def _auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Mann-Whitney AUC (ties 1/2) of each row of (R, N) ``scores`` against (R, N) 0/1 ``labels``."""
+    from scipy import stats
+
+    ranks = stats.rankdata(scores, axis=-1)
+    positives = labels.sum(axis=-1)
+    negatives = labels.shape[-1] - positives
+    return ((ranks * labels).sum(axis=-1) - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def pooled_difference(labels: Any, first: Any, second: Any, *, samples: int = POOLED_BOOTSTRAP_SAMPLES,
+                      confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Mean over seeds of AUC(first) - AUC(second), with a bootstrap over the test images.
+
+    ``first``/``second``: (S, N) probabilities of S seeds on the same N images (``labels`` (N,)). Each
+    bootstrap draw resamples the N images once and uses the same draw for every seed and both methods,
+    so the interval keeps the images' shared difficulty and the seeds' correlation. Draws with one class
+    are redrawn. p: two-sided, twice the smaller share of draws on either side of 0 (at least 1/samples).
+    """
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    first, second = np.atleast_2d(np.asarray(first, float)), np.atleast_2d(np.asarray(second, float))
+    if first.shape != second.shape or first.shape[1] != labels.size:
+        raise ValueError(f"pooled test: shapes {first.shape} and {second.shape} do not match {labels.size} images")
+    observed = float(np.mean(_auc_rows(np.broadcast_to(labels, first.shape), first)
+                             - _auc_rows(np.broadcast_to(labels, second.shape), second)))
+    generator = np.random.default_rng(seed)
+    means = []
+    while len(means) < samples:
+        index = generator.integers(0, labels.size, labels.size)
+        drawn = labels[index]
+        if drawn.min() == drawn.max():
+            continue
+        rows = np.broadcast_to(drawn, first.shape)
+        means.append(float(np.mean(_auc_rows(rows, first[:, index]) - _auc_rows(rows, second[:, index]))))
+    values = np.asarray(means)
+    tail = (1 - confidence) / 2
+    p_value = min(1.0, 2 * min(np.mean(values <= 0), np.mean(values >= 0)))
+    return {"mean_delta_auc": observed, "ci_low": float(np.quantile(values, tail)),
+            "ci_high": float(np.quantile(values, 1 - tail)), "p": max(p_value, 1 / samples),
+            "seeds": int(first.shape[0]), "samples": samples}
+
+
+def _pooled_tests(per_seed: list[dict[str, Any]], results: Path) -> dict[str, Any]:
+    """MelaNet minus each baseline, pooled over the seeds (``pooled_difference``), on the images all share."""
+    tests: dict[str, Any] = {}
+    loaded = {entry["seed"]: {name: paired.load_scored_run(results / entry["folder"] / name)
+                              for name in compare.REPRODUCE_ORDER} for entry in per_seed}
+    common = set.intersection(*(set(run.ids) for seed_runs in loaded.values() for run in seed_runs.values()))
+    ids = sorted(common)
+    if not ids:
+        return tests
+
+    def column(run: paired.ScoredRun) -> np.ndarray:
+        order = {image_id: position for position, image_id in enumerate(run.ids)}
+        return np.asarray([run.probabilities[order[image_id]] for image_id in ids])
+
+    reference_run = next(iter(loaded.values()))[REFERENCE_FOLDER]
+    order = {image_id: position for position, image_id in enumerate(reference_run.ids)}
+    labels = np.asarray([reference_run.labels[order[image_id]] for image_id in ids])
+    for name in compare.REPRODUCE_ORDER:
+        if name == REFERENCE_FOLDER:
+            continue
+        first = np.vstack([column(seed_runs[REFERENCE_FOLDER]) for seed_runs in loaded.values()])
+        second = np.vstack([column(seed_runs[name]) for seed_runs in loaded.values()])
+        tests[name] = {**pooled_difference(labels, first, second), "n_images": len(ids)}
+    return tests
+
+
 def summarize(results: str | Path) -> dict[str, Any]:
     """The ``seeds.json`` mapping from the seed folders under ``results`` (raises when none is evaluated)."""
     results = Path(results)
@@ -111,7 +182,13 @@ def summarize(results: str | Path) -> dict[str, Any]:
         summary["wins"] = sum(name in entry["winners"] for entry in per_seed)
         methods.append(summary)
     gan_seeds = [entry["gan_seed"] for entry in per_seed]
+    try:
+        pooled = _pooled_tests(per_seed, results)
+    except (runs.RunError, ValueError, OSError) as error:
+        logger.warning("no pooled test over seeds: %s", error)
+        pooled = {}
     return {
+        "pooled_vs_melanet": pooled,
         "seeds": [entry["seed"] for entry in per_seed],
         "incomplete_seeds": incomplete,
         "scope": _scope(gan_seeds),
@@ -121,7 +198,9 @@ def summarize(results: str | Path) -> dict[str, Any]:
         "per_seed": per_seed,
         "notes": ("SD is the sample standard deviation over seeds (n - 1). A seed's win goes to every method "
                   "with its highest AUC (ties share). p: two-sided DeLong test of MelaNet against the baseline on "
-                  "that seed's test images; p_holm: Holm over the three baselines of that seed."),
+                  "that seed's test images; p_holm: Holm over the three baselines of that seed (family 'vs "
+                  "reference', 3 tests). Pooled: the mean over seeds of MelaNet's AUC minus the baseline's, with a "
+                  "bootstrap CI and p that resample the test images once per draw for every seed and both methods."),
     }
 
 
@@ -174,6 +253,15 @@ def to_markdown(summary: dict[str, Any]) -> str:
             test = entry["melanet_vs"][name]
             cells.append(f"{test['delta_auc']:+.3f}, {_p(test['p'])} ({_p(test['p_holm'])})")
         lines.append("| " + " | ".join(cells) + " |")
+    pooled = summary.get("pooled_vs_melanet") or {}
+    if pooled:
+        lines += ["", f"Pooled over the {len(seeds)} seeds (one finding for all seeds, not one per seed):", "",
+                  "| MelaNet − | mean ΔAUC over seeds [95 % CI] | p (joint bootstrap) |", "|---|---:|---:|"]
+        for name in baselines:
+            if name in pooled:
+                test = pooled[name]
+                lines.append(f"| {names[name]} | {test['mean_delta_auc']:+.3f} [{test['ci_low']:+.3f}, "
+                             f"{test['ci_high']:+.3f}] | {_p(test['p'])} |")
     lines += ["", summary["notes"], ""]
     return "\n".join(lines)
 
