@@ -113,7 +113,10 @@ with right:
     try:
         from melanet.explain import gradcam, overlay
 
-        maps = gradcam.compute_maps(model, image[None], layer=config.explain.layer, method="gradcam")
-        st.image(overlay.overlay(image, maps[0], opacity=opacity), width="stretch", caption=f"Grad-CAM on {config.explain.layer}")
+        from melanet.classifier import backbones
+
+        layer = backbones.explain_layer(config)
+        maps = gradcam.compute_maps(model, image[None], layer=layer, method="gradcam")
+        st.image(overlay.overlay(image, maps[0], opacity=opacity), width="stretch", caption=f"Grad-CAM on {layer}")
     except ValueError as error:
         st.warning(f"No Grad-CAM for this model: {error}")
