@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from melanet import config as config_module
-from melanet import runs, stages
+from melanet import layout, runs, stages
 from melanet.data import splits
 
 
@@ -37,7 +37,7 @@ def check(config: config_module.Config) -> None:
     except (runs.RunError, config_module.ConfigError, OSError) as error:
         detail = " ".join(str(error).split()) or type(error).__name__
         raise config_module.ConfigError(
-            f"classifier.gan_run={gan_path}: cannot read the stage-1 run's config ({gan_path / 'config.yaml'}: "
+            f"classifier.gan_run={gan_path}: cannot read the stage-1 run's config ({gan_path / layout.CONFIG_FILE}: "
             f"{detail}), so its training/validation split cannot be checked against this classifier's") from None
     mine, theirs = _split_settings(config), _split_settings(gan_config)
     differences = [f"{key} {theirs[key]!r} (this classifier: {mine[key]!r})" for key in mine if mine[key] != theirs[key]]
