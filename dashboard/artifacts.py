@@ -174,6 +174,27 @@ def explain_index(run_path: Path) -> pd.DataFrame:
     return frame
 
 
+def lesion_focus(run_path: Path) -> dict[str, dict[str, Any]] | str:
+    """``explain/lesion_focus.json``: group (TP, FP, TN, FN, all) -> {n, mass_share, area_fraction};
+    {} when absent; a one-line message naming the file when it cannot be read."""
+    path = layout.RunLayout(run_path).explain_folder() / layout.LESION_FOCUS_NAME
+    if not path.is_file():
+        return {}
+    try:
+        values = runs.read_json(path)
+    except runs.RunError as error:
+        return str(error)
+    if not isinstance(values, dict) or not isinstance(values.get("by_outcome", {}), dict):
+        return f"{path}: expected a JSON object with by_outcome and all"
+    groups = {**values.get("by_outcome", {}), "all": values.get("all")}
+    usable = {}
+    for name, entry in groups.items():
+        if isinstance(entry, dict) and all(isinstance(entry.get(key), (int, float)) and math.isfinite(entry[key])
+                                           for key in ("n", "mass_share", "area_fraction")):
+            usable[str(name)] = entry
+    return usable
+
+
 def umap_points(run_path: Path) -> pd.DataFrame:
     """``embedding/umap.csv`` (``panel, image, tag, x, y``)."""
     frame = read_csv(layout.RunLayout(run_path).umap_csv)

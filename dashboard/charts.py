@@ -91,3 +91,18 @@ def distance_histogram(groups: dict[str, Sequence[float]], title: str) -> go.Fig
     figure.update_layout(barmode="overlay", title=title, xaxis_title="distance to the nearest real malignant image",
                          yaxis_title="share of images", height=320, margin=dict(l=10, r=10, t=40, b=10))
     return figure
+
+
+def lesion_focus_figure(groups: dict[str, dict], title: str) -> go.Figure:
+    """Share of the Grad-CAM mass on the lesion per outcome, beside a uniform map's share (the lesion's area)."""
+    names = [name for name in ("TP", "FN", "FP", "TN", "all") if name in groups]
+    labels = [f"{name} (n={int(groups[name]['n'])})" for name in names]
+    figure = go.Figure()
+    figure.add_trace(go.Bar(x=labels, y=[groups[name]["mass_share"] for name in names], name="Grad-CAM map",
+                            marker_color="#d7301f"))
+    figure.add_trace(go.Bar(x=labels, y=[groups[name]["area_fraction"] for name in names],
+                            name="uniform map (the lesion's share of the image)", marker_color="#969696"))
+    figure.update_layout(barmode="group", title=title, yaxis_title="share of the map on the lesion",
+                         yaxis_range=[0, 1], height=340, margin=dict(l=10, r=10, t=50, b=10),
+                         legend=dict(orientation="h", y=-0.2))
+    return figure

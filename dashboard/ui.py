@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from melanet.explain import overlay
+
 from dashboard import artifacts, discovery
 
 NOT_A_DEVICE = "Research use only, not a medical device: never use these outputs to diagnose a patient."
@@ -66,3 +68,22 @@ def source_image(run_path: Path, image_id: str) -> Path | None:
     if config is None:
         return None
     return image_paths(config.data.root).get(image_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def load_original(path: str, modified: float, max_side: int = 1024) -> np.ndarray | None:
+    """The original image upright and RGB, long side at most ``max_side`` (cached); None if unreadable."""
+    del modified  # part of the cache key only
+    try:
+        return overlay.load_original(path, max_side=max_side)
+    except (OSError, ValueError):  # BadImageError is a ValueError
+        return None
+
+
+def show_heatmap(original: np.ndarray, activation: np.ndarray, resize_mode: str, image_size: int, opacity: float,
+                 title: str) -> None:
+    """A heat map over the original image in its own framing, its colour scale and the plain-language caption."""
+    st.image(overlay.heatmap_on_original(original, activation, resize_mode, image_size, opacity=opacity),
+             width="stretch", caption=title)
+    st.image(overlay.colour_scale(width=320), width=320)
+    st.caption(overlay.HEATMAP_CAPTION)

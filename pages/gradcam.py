@@ -11,14 +11,15 @@ import streamlit as st
 from melanet import layout, stages
 from melanet.explain import overlay as overlay_module
 
-from dashboard import artifacts, discovery, ui
+from dashboard import artifacts, charts, discovery, ui
 
 OUTCOME_NAMES = {"FN": "missed melanoma (FN)", "FP": "false alarm (FP)", "TP": "found melanoma (TP)",
                  "TN": "correct benign (TN)"}
 
 st.title("Grad-CAM")
-st.caption("Where each classifier looks when it scores 'malignant' (class activation maps on the last "
-           "convolution layer). Misclassified images first.")
+st.caption("Where each classifier looks when it scores 'malignant' (class activation maps on the backbone's "
+           "deepest feature map of at least 7 x 7), drawn over the original image as the dermoscope framed it. "
+           "Misclassified images first.")
 
 explained = discovery.with_file(ui.all_runs(), layout.EXPLAIN_INDEX_FILE)
 if not explained:
@@ -47,25 +48,53 @@ def _row_input(entry: discovery.RunEntry, row: pd.Series) -> Path | None:
 
 
 def show_explained(entry: discovery.RunEntry, row: pd.Series, opacity: float) -> None:
-    """The original and its overlay, with label, probability and outcome."""
+    """The original and the map over it in its own framing, with label, probability and outcome."""
     label = "malignant" if int(row.get("label", 0)) == 1 else "benign"
     st.markdown(f"**{entry.label}**: {OUTCOME_NAMES.get(row['outcome'], row['outcome'])}, "
                 f"true {label}, P(malignant) = {float(row.get('prob_malignant', float('nan'))):.3f}")
-    input_path = _row_input(entry, row)
     map_value = row.get("map_path")
     map_path = entry.path / map_value if isinstance(map_value, str) else None
     activation = _map(str(map_path), map_path.stat().st_mtime) if map_path and map_path.is_file() else None
-    image = ui.load_rgb(str(input_path), input_path.stat().st_mtime) if input_path else None
+    source = ui.source_image(entry.path, str(row["image"]))
+    original = ui.load_original(str(source), source.stat().st_mtime) if source and source.is_file() else None
+    config = artifacts.run_config(entry.path)
+    title = f"{row.get('method', 'gradcam')} on {row.get('layer', '?')}, opacity {opacity:.2f}"
     left, right = st.columns(2)
     with left:
-        ui.show_image(input_path, "original")
-    with right:
-        if image is not None and activation is not None and activation.ndim == 2:
-            st.image(overlay_module.overlay(image, activation, opacity=opacity), width="stretch",
-                     caption=f"{row.get('method', 'gradcam')} on {row.get('layer', '?')}, opacity {opacity:.2f}")
+        if original is not None:
+            st.image(original, width="stretch", caption=f"{row['image']}, original")
         else:
-            overlay_value = row.get("overlay_path")
-            ui.show_image(entry.path / overlay_value if isinstance(overlay_value, str) else None, "overlay")
+            ui.show_image(_row_input(entry, row), "the model's input (the original is not on this machine)")
+    with right:
+        if original is not None and activation is not None and activation.ndim == 2 and config is not None:
+            ui.show_heatmap(original, activation, config.data.resize, config.data.image_size, opacity, title)
+        else:
+            input_path = _row_input(entry, row)
+            image = ui.load_rgb(str(input_path), input_path.stat().st_mtime) if input_path else None
+            if image is not None and activation is not None and activation.ndim == 2:
+                st.image(overlay_module.overlay(image, activation, opacity=opacity), width="stretch",
+                         caption=f"{title}, on the model's input (the original is not on this machine)")
+                st.caption(overlay_module.HEATMAP_CAPTION)
+            else:
+                overlay_value = row.get("overlay_path")
+                ui.show_image(entry.path / overlay_value if isinstance(overlay_value, str) else None, "overlay")
+
+
+def show_lesion_focus(entries: list[discovery.RunEntry]) -> None:
+    """Each run's share of the map on the lesion, beside a uniform map's, per outcome."""
+    for entry in entries:
+        groups = artifacts.lesion_focus(entry.path)
+        if isinstance(groups, str):
+            st.warning(groups)
+        elif groups:
+            st.plotly_chart(charts.lesion_focus_figure(groups, f"Lesion focus: {entry.label}"),
+                            key=f"lesion_focus_{entry.path}")
+        else:
+            st.caption(f"{entry.label}: no lesion-focus summary (run `melanet explain` again to make one).")
+    st.caption("How much of each map falls on the lesion (an Otsu mask of the darker region, the padding left out) "
+               "against what a map that looked everywhere alike would put there, i.e. the lesion's share of the "
+               "image. Bars well above grey: the model looks at the lesion; at grey: it looks no more at the lesion "
+               "than at the skin around it.")
 
 
 entry = ui.pick_run(explained, "Run", key="gradcam_run")
@@ -102,3 +131,6 @@ if second is not None:
             st.info(f"{second.label} has no map for {image_id} (its `melanet explain --which` chose other images).")
         else:
             show_explained(second, match.iloc[0], opacity)
+
+st.subheader("Lesion focus")
+show_lesion_focus([entry] + ([second] if second is not None else []))

@@ -14,6 +14,7 @@ from melanet import runs
 from melanet.data import errors as data_errors
 from melanet.data import preprocess
 from melanet.evaluation import metrics as metrics_module
+from melanet.explain import overlay
 
 from dashboard import artifacts, discovery, ui
 
@@ -106,17 +107,20 @@ if operating is None:
     st.caption("This run has no operating threshold (evaluate it to choose one on the validation split).")
 
 opacity = st.slider("Overlay opacity", 0.0, 1.0, config.explain.opacity, 0.05, key="predict_opacity")
+original = overlay.load_original(data, max_side=1024, max_pixels=config.data.max_image_pixels)
 left, right = st.columns(2)
 with left:
-    st.image(image, width="stretch", caption=f"{uploaded.name} as the model sees it ({config.data.image_size} px)")
+    st.image(original, width="stretch", caption=f"{uploaded.name}, {width} x {height} px")
+    with st.expander(f"As the model sees it ({config.data.image_size} px, {config.data.resize})"):
+        st.image(image, width=min(config.data.image_size * 2, 384))
 with right:
     try:
-        from melanet.explain import gradcam, overlay
-
         from melanet.classifier import backbones
+        from melanet.explain import gradcam
 
         layer = backbones.explain_layer(config)
         maps = gradcam.compute_maps(model, image[None], layer=layer, method="gradcam")
-        st.image(overlay.overlay(image, maps[0], opacity=opacity), width="stretch", caption=f"Grad-CAM on {layer}")
+        ui.show_heatmap(original, maps[0], config.data.resize, config.data.image_size, opacity,
+                        f"Grad-CAM on {layer}, over the uploaded image")
     except ValueError as error:
         st.warning(f"No Grad-CAM for this model: {error}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from melanet.studies import create, responses, results as results_module, study as study_module
+from melanet.explain import overlay as overlay_module
 from melanet.studies import mrmc
 
 from dashboard import discovery, study_views, ui
@@ -71,8 +72,10 @@ def _show_model_output(study: study_module.Study, case: study_module.Case) -> No
                 f"{study.threshold:.3g} it says **{case.model_decision}**.")
     overlay = study.overlay_path(case)
     if overlay is not None and overlay.is_file():
-        st.image(str(overlay), caption="Grad-CAM: where the model looks for 'malignant' (its input size)",
+        st.image(str(overlay), caption="Grad-CAM over the image you read: where the model looked for 'malignant'",
                  width="stretch")
+        st.image(overlay_module.colour_scale(width=320), width=320)
+        st.caption(overlay_module.HEATMAP_CAPTION)
     else:
         st.caption("No Grad-CAM overlay for this case.")
 

@@ -60,7 +60,7 @@ def served_study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
 def leaks(study: study_module.Study) -> list[str]:
     """Strings that would give away a case's label or the model's output."""
-    found = ["P(malignant)", "Grad-CAM:", "Model:", "model_decision", "prob_malignant", study_module.OVERLAYS_FOLDER]
+    found = ["P(malignant)", "Grad-CAM over", "raised the malignant score", "Model:", "model_decision", "prob_malignant", study_module.OVERLAYS_FOLDER]
     for case in study.cases:
         found += [f"{case.prob_malignant:.6f}", f"{case.prob_malignant:.3f}", f"{case.prob_malignant:.4g}"]
     return found
@@ -155,7 +155,8 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
             expect(page.locator(f'.reader-study-image[data-case="{case_id}"] img')).to_have_count(1, timeout=30_000)
             model_output = re.escape(f"P(malignant) = {case.prob_malignant:.3f}") + f".* it says {case.model_decision}"
             expect(page.get_by_text(re.compile(model_output))).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("Grad-CAM: where the model looks")).to_be_visible()
+            expect(page.get_by_text("Grad-CAM over the image you read")).to_be_visible()
+            expect(page.get_by_text("Red: the regions that raised the malignant score most")).to_be_visible()
             answer(page, case.model_decision, 4)
         expect(page.get_by_text(f"Thank you, {READER}")).to_be_visible(timeout=60_000)
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn import metrics as sklearn_metrics
 
 from melanet.cli import main as cli_main
+from melanet.explain import overlay
 from melanet.studies import create, responses, results, study as study_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -427,17 +429,26 @@ def test_create_predicts_and_computes_grad_cam_when_the_run_has_not(tmp_path, mo
     assert study.info["overlays"] == {"from_run_explain": sum(image in explained for image in images),
                                       "computed": sum(image not in explained for image in images)}
     assert 0 < study.info["overlays"]["computed"] < 20
+    config = Run(run_path).config()
     for case in study.cases:
-        assert study.overlay_path(case).is_file()
-        if case.image in explained:  # copied from the run, byte for byte
-            source = run_path / next(row["overlay_path"] for row in csv.DictReader((run_path / "explain" / "index.csv")
-                                                                                   .open()) if row["image"] == case.image)
-            assert study.overlay_path(case).read_bytes() == source.read_bytes()
+        # drawn over the original in its own framing: the original's size, not the model's square
+        with Image.open(study.image_path(case)) as original:
+            assert Image.open(study.overlay_path(case)).size == original.size
+            assert original.size != (config.data.image_size, config.data.image_size)
+        if case.image in explained:  # the run's own saved map, drawn by hand here over the original
+            map_file = run_path / next(row["map_path"] for row in csv.DictReader((run_path / "explain" / "index.csv")
+                                                                                 .open()) if row["image"] == case.image)
+            original = np.asarray(Image.open(study.image_path(case)).convert("RGB"), dtype=np.float32)
+            values, _ = overlay.map_on_original(np.load(map_file), original.shape[1], original.shape[0],
+                                                config.data.image_size, config.data.resize)
+            expected = (1 - config.explain.opacity) * original + \
+                config.explain.opacity * overlay.apply_colour_map(values).astype(np.float32)
+            shown = np.asarray(Image.open(study.overlay_path(case)).convert("RGB"), dtype=np.float32)
+            assert np.abs(shown - expected).mean() < 4  # JPEG's loss only
     # another labelled folder: the model predicts every case, and every overlay is computed
     other = create.create_study(run_path, "other-data", root=tmp_path / "studies",
                                 options=create.CreateOptions(data_root=str(tiny_isic)))
     assert other.info["overlays"] == {"from_run_explain": 0, "computed": 6} and len(other.cases) == 6
-    config = Run(run_path).config()
     image_set = prepare.load_split(dataclasses.replace(config.data, root=str(tiny_isic)), "test")
     expected = dict(zip(image_set.ids, predict.predict_probabilities(predict.load_model(run_path), image_set.images)))
     for case in other.cases:
@@ -460,7 +471,7 @@ def test_a_shipped_study_is_read_through_a_copy(demo_study, tmp_path, monkeypatc
     assert copy.path == (tmp_path / "mine" / "demo-12").resolve() and not copy.responses_path.exists()
     assert [case.case for case in copy.cases] == [case.case for case in demo_study.cases]
     assert sorted(path.name for path in (copy.path / study_module.OVERLAYS_FOLDER).iterdir()) == \
-        [f"c{n:03d}.png" for n in range(1, 13)]
+        [f"c{n:03d}.jpg" for n in range(1, 13)]
     responses.record_answer(copy, reader="B", phase=UNAIDED, case="c002", decision="benign", confidence=1, seconds=1)
     assert create.copy_study(shipped, study_views.studies_dir()).responses_path.is_file()  # the copy is kept
     assert [(entry.label, entry.shipped) for entry in study_views.discover()] == [("studies/demo-12", False)]

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="make a study from an evaluated classifier run",
         description=(
             "Write ROOT/NAME/ with study.json, cases.csv (case, image, label, prob_malignant, model_decision, "
-            "file, overlay) and overlays/ (the run's Grad-CAM overlays, for the aided phase). Cases: the test "
+            "file, overlay) and overlays/ (the run's Grad-CAM maps drawn over each original image in its own framing, for the aided phase). Cases: the test "
             "split of the run's data or of --data DIR; --cases N draws a stratified random subset with --seed. "
             "The model's decisions use the operating threshold the run chose on its validation split."
         ),

@@ -5,8 +5,9 @@ random subset. Each case carries the run's malignant probability (the run's ``pr
 when it was made on the same data, else the model predicts here) and the model's decision at the
 run's operating threshold: ``metrics.json``'s ``operating_point``, chosen on the *validation* split
 by ``melanet evaluate`` (0.5 when the run has none, and ``study.json`` says so). For a study with an
-aided phase, each case gets the run's Grad-CAM overlay: copied from the run's ``explain/`` outputs
-when they hold it, else computed here with ``melanet.explain``. The run folder is only read.
+aided phase, each case gets the run's Grad-CAM map drawn over the original image in its own framing
+(the map from the run's ``explain/`` outputs when they hold it, else computed here with
+``melanet.explain``). The run folder is only read.
 
 The study folder is built under a temporary name and renamed into place, so a study either exists
 complete or not at all.
@@ -34,6 +35,8 @@ from melanet.studies import study as study_module
 from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
+
+OVERLAY_MAX_SIDE = 1024  # long side of an aided-phase overlay: the original's framing, downscaled for the screen
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,22 +135,21 @@ class _ModelInputs:
         batch = np.stack([images[image_id] for image_id in ids])
         return np.asarray(predict.predict_probabilities(model, batch), dtype=np.float64).reshape(-1)
 
-    def overlays(self, ids: Sequence[str]) -> list[np.ndarray]:
-        """Grad-CAM overlays (H, W, 3) uint8 on the model's inputs, with the run's explain settings."""
-        from melanet.explain import gradcam, overlay
+    def maps(self, ids: Sequence[str]) -> list[np.ndarray]:
+        """Activation maps (h, w) over the model's input square, with the run's explain settings."""
+        from melanet.classifier import backbones
+        from melanet.explain import gradcam
 
         model, images = self.get()
-        from melanet.classifier import backbones
-
         config = self.run.config()
-        settings = config.explain
         batch = np.stack([images[image_id] for image_id in ids])
-        maps = gradcam.compute_maps(model, batch, layer=backbones.explain_layer(config), method=settings.method)
-        return [overlay.overlay(image, activation, opacity=settings.opacity) for image, activation in zip(batch, maps)]
+        return list(gradcam.compute_maps(model, batch, layer=backbones.explain_layer(config),
+                                         method=config.explain.method))
 
 
-def _explain_overlays(run: runs.Run, data_root: str) -> dict[str, Path]:
-    """Image id -> overlay file in the run's ``melanet explain`` outputs for this data (Grad-CAM preferred).
+def _explain_maps(run: runs.Run, data_root: str) -> dict[str, Path]:
+    """Image id -> activation map file (.npy) in the run's ``melanet explain`` outputs for this data
+    (Grad-CAM preferred).
 
     ``melanet explain`` writes the run's own test split to ``explain/`` and ``--data DIR`` to
     ``explain/<DIR's name>/``.
@@ -163,15 +165,26 @@ def _explain_overlays(run: runs.Run, data_root: str) -> dict[str, Path]:
     found: dict[str, Path] = {}
     with index_path.open(newline="", encoding="utf-8") as stream:
         for row in csv.DictReader(stream):
-            path = run.path / (row.get("overlay_path") or "")
+            path = run.path / (row.get("map_path") or "")
             if path.is_file() and (row.get("image") not in found or row.get("method") == "gradcam"):
                 found[row["image"]] = path
     return found
 
 
-def _png_bytes(array: np.ndarray) -> bytes:
+def _saved_map(path: Path) -> np.ndarray | None:
+    """A saved (h, w) activation map, or None when the file is unreadable or not a finite 2-D map."""
+    try:
+        activation = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if activation.ndim != 2 or not np.all(np.isfinite(activation)):
+        return None
+    return activation.astype(np.float32)
+
+
+def _jpeg_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 
@@ -253,23 +266,33 @@ def _case_rows(samples: Sequence[sources.Sample], probabilities: np.ndarray, thr
 
 def _write_overlays(building: Path, run: runs.Run, rows: list[dict[str, Any]],
                     model_inputs: _ModelInputs) -> dict[str, int]:
-    """Fill ``overlays/<case>.png`` and each row's ``overlay``; returns how many were reused / computed."""
-    saved = _explain_overlays(run, model_inputs.data_root)
-    missing = [row for row in rows if row["image"] not in saved]
+    """Fill ``overlays/<case>.jpg`` and each row's ``overlay``; returns how many maps were reused / computed.
+
+    Each overlay is the case's Grad-CAM map drawn over the original image in its own framing (not the
+    model's padded square), as the reader sees the image in the unaided phase: the run's saved map
+    where ``melanet explain`` made one for this data, else a map computed here.
+    """
+    from melanet.explain import overlay
+
+    saved = {image: _saved_map(path) for image, path in _explain_maps(run, model_inputs.data_root).items()}
+    maps = {image: activation for image, activation in saved.items() if activation is not None}
+    missing = [row["image"] for row in rows if row["image"] not in maps]
+    if missing:
+        if runs.model_file(run.path) is None:
+            raise study_module.StudyError(f"{run.path}: no Grad-CAM maps for {len(missing)} case(s) in its "
+                                          "explain/ outputs and no trained model to compute them")
+        logger.info("computing Grad-CAM maps for %d case(s)", len(missing))
+        maps.update(zip(missing, model_inputs.maps(missing)))
+    config = run.config()
     folder = building / study_module.OVERLAYS_FOLDER
     folder.mkdir()
     for row in rows:
-        if row["image"] in saved:
-            shutil.copyfile(saved[row["image"]], folder / f"{row['case']}.png")
-            row["overlay"] = f"{study_module.OVERLAYS_FOLDER}/{row['case']}.png"
-    if missing:
-        if runs.model_file(run.path) is None:
-            raise study_module.StudyError(f"{run.path}: no Grad-CAM overlays for {len(missing)} case(s) in its "
-                                          "explain/ outputs and no trained model to compute them")
-        logger.info("computing Grad-CAM overlays for %d case(s)", len(missing))
-        for row, picture in zip(missing, model_inputs.overlays([row["image"] for row in missing])):
-            runs.atomic_write_bytes(folder / f"{row['case']}.png", _png_bytes(picture))
-            row["overlay"] = f"{study_module.OVERLAYS_FOLDER}/{row['case']}.png"
+        original = overlay.load_original(Path(model_inputs.data_root) / row["file"], max_side=OVERLAY_MAX_SIDE,
+                                         max_pixels=config.data.max_image_pixels)
+        picture = overlay.heatmap_on_original(original, maps[row["image"]], config.data.resize,
+                                              config.data.image_size, opacity=config.explain.opacity)
+        row["overlay"] = f"{study_module.OVERLAYS_FOLDER}/{row['case']}.jpg"
+        runs.atomic_write_bytes(building / row["overlay"], _jpeg_bytes(picture))
     return {"from_run_explain": len(rows) - len(missing), "computed": len(missing)}
 
 
