@@ -31,10 +31,11 @@ def lesion() -> Image.Image:
 
 
 def test_output_shape_type_and_black_padding(lesion):
-    assert lesion.size == (256, 192)
+    width, height = lesion.size
+    assert width * 3 == height * 4, "the sample's first image is 4:3 landscape"
     array = preprocess.preprocess_image(LESION, 64)
     assert array.shape == (64, 64, 3) and array.dtype == np.uint8
-    # 256x192 -> 64x48, centred: 8 black rows above and below, none at the sides
+    # 4:3 -> 64x48, centred: 8 black rows above and below, none at the sides
     assert array[:8].max() == 0 and array[-8:].max() == 0
     assert array[8:56].mean(axis=(0, 2)).min() > 5
     reference = np.asarray(lesion.resize((64, 48), Image.Resampling.LANCZOS))
@@ -42,7 +43,7 @@ def test_output_shape_type_and_black_padding(lesion):
 
 
 def test_portrait_image_is_padded_left_and_right(lesion):
-    portrait = lesion.transpose(Image.Transpose.ROTATE_90)  # 192x256
+    portrait = lesion.transpose(Image.Transpose.ROTATE_90)  # portrait 3:4
     array = preprocess.preprocess_image(_encode(portrait, "PNG"), 32)
     assert array[:, :4].max() == 0 and array[:, -4:].max() == 0 and array[:, 4:28].mean() > 20
 
@@ -58,11 +59,13 @@ def test_stretch_fills_the_square_with_the_whole_image(lesion):
 def test_crop_keeps_the_centred_square_undistorted(lesion):
     array = preprocess.preprocess_image(LESION, 48, resize="crop")
     assert array.shape == (48, 48, 3)
-    # 256x192: the centred 192x192 square starts at x = 32
-    reference = np.asarray(lesion.crop((32, 0, 224, 192)).resize((48, 48), Image.Resampling.LANCZOS))
+    # landscape: the centred square of the short side, e.g. 512x384 -> x from 64 to 448
+    width, height = lesion.size
+    left = (width - height) // 2
+    reference = np.asarray(lesion.crop((left, 0, left + height, height)).resize((48, 48), Image.Resampling.LANCZOS))
     assert np.abs(array.astype(int) - reference).mean() < 2.0
     assert not np.array_equal(array, preprocess.preprocess_image(LESION, 48, resize="stretch"))
-    portrait = lesion.transpose(Image.Transpose.ROTATE_90)  # 192x256: cut top and bottom instead
+    portrait = lesion.transpose(Image.Transpose.ROTATE_90)  # portrait: cut top and bottom instead
     rotated = preprocess.preprocess_image(_encode(portrait, "PNG"), 48, resize="crop")
     assert np.abs(rotated.astype(int) - np.rot90(reference)).mean() < 2.0
 
