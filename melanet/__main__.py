@@ -2,6 +2,6 @@
 
 import sys
 
-from melanet.cli import main
+from melanet.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -32,8 +32,10 @@ TINY = ["data.image_size=32", "classifier.backbone=vgg16-narrow", "classifier.wi
 
 def test_tiny_classifier_overfits_one_small_batch() -> None:
     keras.utils.set_random_seed(0)
+    # 3e-4: at 2e-3 (and 1e-3) Adam sent some seeds into a saturated constant output (loss 2.01)
+    # on one CI CPU; at 3e-4 every seed of 0-7 tried reached a loss below 1e-4 within 150 steps.
     model = model_module.build_classifier(32, "vgg16-narrow", 0.125, "none")
-    model_module.compile_classifier(model, "adam", 2e-3, 0.25, 2.0)
+    model_module.compile_classifier(model, "adam", 3e-4, 0.25, 2.0)
     images = np.random.default_rng(0).random((8, 32, 32, 3)).astype("float32")
     labels = np.array([0, 1, 0, 1, 1, 0, 0, 1])
     first = model.evaluate(images, labels, verbose=0)[0]

@@ -2,7 +2,9 @@
 
 Each ``*_commands`` module adds its verbs with ``register(subparsers)``. User errors (bad data,
 bad config, busy run) become one line on stderr and exit code 2; everything else is a bug and
-keeps its traceback.
+keeps its traceback. What a person sees on stderr: the progress bars, log lines above them (never
+inside a bar), warnings; TensorFlow's C++ start-up lines are filtered out (:mod:`melanet.cli.native_stderr`,
+installed by :func:`console_main`, the entry point of ``melanet`` and ``python -m melanet``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from melanet.cli import (  # noqa: E402
     evaluation_commands,
     explain_commands,
     gan_commands,
+    similar_commands,
     study_commands,
 )
 
 _MODULES = (data_commands, gan_commands, classifier_commands, evaluation_commands, explain_commands,
-            audit_commands, study_commands)
+            audit_commands, similar_commands, study_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,11 +60,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("absl").setLevel(logging.WARNING)  # TensorFlow's own INFO chatter
     common.set_quiet(args.quiet)
+    from tqdm.contrib import logging as tqdm_logging
+
     try:
-        return int(args.handler(args) or 0)
+        with tqdm_logging.logging_redirect_tqdm():  # a log line goes above the bars, not into one
+            return int(args.handler(args) or 0)
     except common.USER_ERRORS as error:
         print(f"melanet {args.command}: error: {error}", file=sys.stderr)
         return stages.USER_ERROR_EXIT_CODE
     except KeyboardInterrupt:
         print(f"melanet {args.command}: interrupted; the run folder keeps its last checkpoint", file=sys.stderr)
         return stages.INTERRUPTED_EXIT_CODE
+
+
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """The console entry point: :func:`main` with TensorFlow's C++ start-up lines filtered from stderr
+    (kept with ``-v``, where a person asked to see everything)."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if not {"-v", "--verbose"} & set(arguments):
+        from melanet.cli import native_stderr
+
+        native_stderr.install()
+    return main(arguments)
