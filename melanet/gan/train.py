@@ -187,10 +187,16 @@ def _train_epochs(run, config, benign, malignant, steps, *, resume, progress, re
             f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}"
         )
     with strategy.scope():
-        cyclegan = model.from_config(gan, config.data.image_size, augment_seed=config.seed)
+        cyclegan = model.from_config(gan, config.data.image_size, augment_seed=config.seed,
+                                     projection_seed=config.seed)
     epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = cyclegan.checkpoint(epoch=epoch_variable)
     epochs_done = lifecycle.restore_checkpoint(checkpoint, restore_from) if resume else 0
+    if epochs_done:
+        try:
+            cyclegan.check_frozen_weights()
+        except model.FrozenWeightsChanged as error:
+            raise runs.RunError(f"{restore_from.path}: {error}") from None
     distribute.agree_on_epoch(strategy, epochs_done)
     if epochs_done:
         logger.info("resuming %s after epoch %d of %d", run.path, epochs_done, gan.epochs)
