@@ -4,9 +4,14 @@ Every page reads run folders (shipped ones in models/, the user's in runs/) and 
 package; training always runs in a separate process launched through melanet.jobs.
 """
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="MelaNet", page_icon=":material/biotech:", layout="wide")
+# The favicon is a file shipped here: a ':material/...' or emoji icon makes every browser fetch it from a
+# font CDN, and the dashboard must work (and stay silent) offline.
+ICON = Path(__file__).resolve().parent / "dashboard" / "static" / "melanet-icon.png"
+st.set_page_config(page_title="MelaNet", page_icon=str(ICON), layout="wide")
 
 # URL paths differ from the file names on purpose: Streamlit 1.67 still maps a first request for
 # /<file stem> to the file in pages/ *without* running this script (no navigation, no page config).

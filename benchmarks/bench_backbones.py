@@ -38,8 +38,8 @@ from melanet.data import preprocess  # noqa: E402
 from melanet.explain import gradcam  # noqa: E402
 
 ARMS = {
-    "vgg16": {"weights": "hed", "trainable_from": "block5_conv3"},
-    "efficientnet-lite0": {"weights": "imagenet", "trainable_from": "top_conv"},
+    "vgg16": {"weights": "hed", "trainable_from": "block5_conv3"},  # the earlier demo preset
+    "efficientnet-lite0": {"weights": "imagenet", "trainable_from": "block6a_expand_conv"},  # the demo preset
 }
 
 

@@ -195,6 +195,17 @@ def lesion_focus(run_path: Path) -> dict[str, dict[str, Any]] | str:
     return usable
 
 
+def shortcut_audit(run_path: Path) -> dict[str, Any] | str | None:
+    """``shortcuts/shortcuts.json`` of a classifier run: the summary, None when the run has none, or a
+    one-line message naming the file when it cannot be read."""
+    from melanet.explain import shortcuts
+
+    path = layout.RunLayout(run_path).shortcuts
+    if not path.is_file():
+        return None
+    return shortcuts.read_summary(path)
+
+
 def umap_points(run_path: Path) -> pd.DataFrame:
     """``embedding/umap.csv`` (``panel, image, tag, x, y``)."""
     frame = read_csv(layout.RunLayout(run_path).umap_csv)

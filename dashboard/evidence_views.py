@@ -19,7 +19,9 @@ from melanet import layout, runs
 from melanet.evaluation import paired
 from melanet.evaluation import seeds as seeds_module
 
-from dashboard import discovery, ui
+from dashboard import charts, discovery, glossary, ui
+
+SIGNIFICANT = 0.05  # Holm-adjusted p below this is marked in the matrix's cell
 
 
 def _p_text(value: float) -> str:
@@ -30,6 +32,11 @@ def short_names(comparison: dict[str, Any], entries: Sequence[discovery.RunEntry
     """Method names for the matrix axes; the run's label where two runs share a method."""
     methods = [item["method"] for item in comparison["runs"]]
     return [method if methods.count(method) == 1 else entry.label for method, entry in zip(methods, entries)]
+
+
+def _axis_label(name: str) -> str:
+    """A matrix axis label in full, broken before ' + ' and ' (' so it fits beside the cells."""
+    return charts.plain(name).replace(" + ", "<br>+ ").replace(" (", "<br>(")
 
 
 def comparison_of(entries: Sequence[discovery.RunEntry]) -> dict[str, Any] | str:
@@ -53,24 +60,31 @@ def comparison_of(entries: Sequence[discovery.RunEntry]) -> dict[str, Any] | str
 
 
 def delta_matrix_figure(comparison: dict[str, Any], names: Sequence[str]) -> go.Figure:
-    """Cell (row, column) = AUC(row) - AUC(column) with DeLong p and Holm-adjusted p in its text."""
+    """Cell (row, column) = AUC(row) - AUC(column) with DeLong p and Holm-adjusted p in its text (13 px);
+    a pair that differs after Holm (p < 0.05) is bold with a '*'; pairs outside the family stay blank."""
     count = len(names)
-    deltas = [[0.0] * count for _ in range(count)]
+    deltas: list[list[float | None]] = [[None] * count for _ in range(count)]
     texts = [["" for _ in range(count)] for _ in range(count)]
     index = {item["run"]: position for position, item in enumerate(comparison["runs"])}
     for pair in comparison["pairs"]:
         first, second = index[pair["a"]], index[pair["b"]]
+        significant = pair["p_holm"] < SIGNIFICANT
         for row, column, sign in ((first, second, 1), (second, first, -1)):
             deltas[row][column] = sign * pair["delta_auc"]
-            texts[row][column] = (f"Δ {sign * pair['delta_auc']:+.3f}<br>p {_p_text(pair['p'])}"
-                                  f"<br>Holm {_p_text(pair['p_holm'])}")
-    limit = max(0.05, max(abs(value) for row in deltas for value in row))
+            text = (f"Δ {sign * pair['delta_auc']:+.3f}{' *' if significant else ''}<br>p {_p_text(pair['p'])}"
+                    f"<br>Holm {_p_text(pair['p_holm'])}")
+            texts[row][column] = f"<b>{text}</b>" if significant else text
+    values = [abs(value) for row in deltas for value in row if value is not None]
+    limit = max([0.05, *values])
+    labels = [_axis_label(name) for name in names]
     figure = go.Figure(go.Heatmap(
-        z=deltas, x=list(names), y=list(names), text=texts, texttemplate="%{text}", zmin=-limit, zmax=limit,
-        colorscale="RdBu", colorbar=dict(title="ΔAUC"),
+        z=deltas, x=labels, y=labels, text=texts, texttemplate="%{text}", textfont=dict(size=13),
+        zmin=-limit, zmax=limit, colorscale="RdBu", colorbar=dict(title="ΔAUC"), hoverongaps=False,
         hovertemplate="%{y} − %{x}<br>%{text}<extra></extra>"))
-    figure.update_layout(height=460, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(autorange="reversed"),
-                         title="AUC of row − AUC of column (DeLong)")
+    figure.update_layout(height=max(420, 130 * count + 120), margin=dict(l=10, r=10, t=40, b=10),
+                         yaxis=dict(autorange="reversed", automargin=True, tickfont=dict(size=13)),
+                         xaxis=dict(automargin=True, tickfont=dict(size=13), tickangle=0),
+                         title="AUC of row − AUC of column (DeLong); * bold: differs after Holm, p < 0.05")
     return figure
 
 
@@ -82,6 +96,7 @@ def render_paired(entries: Sequence[discovery.RunEntry]) -> None:
         return
     names = short_names(comparison, entries)
     st.plotly_chart(delta_matrix_figure(comparison, names), key="paired_matrix")
+    st.caption(" ".join(glossary.line(term) for term in ("DeLong", "Holm", "McNemar")))
     significant = [pair for pair in comparison["pairs"] if pair["p_holm"] < 0.05]
     st.caption(f"{comparison['n_images']} test images ({comparison['n_malignant']} malignant), the same for every run. "
                f"Two-sided DeLong test; {paired.family_text(comparison)} (as in comparison.json). "
@@ -98,18 +113,24 @@ def render_paired(entries: Sequence[discovery.RunEntry]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="paired_table")
 
 
-def reliability_figure(curves: Sequence[tuple[str, list[dict[str, Any]]]]) -> go.Figure:
-    """Observed fraction malignant against mean predicted probability per bin; marker size ~ count."""
+def reliability_figure(curves: Sequence[tuple[str, list[dict[str, Any]]]],
+                       colours: dict[str, str] | None = None) -> go.Figure:
+    """Observed fraction malignant against mean predicted probability per bin; marker size ~ count;
+    ``colours``: curve name -> colour (the run's colour on the ROC figure)."""
     figure = go.Figure()
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"),
                                 name="perfect calibration", hoverinfo="skip"))
     for name, bins in curves:
         filled = [entry for entry in bins if entry["count"]]
+        shown = charts.plain(name)
+        colour = (colours or {}).get(name)
         figure.add_trace(go.Scatter(
             x=[entry["mean_probability"] for entry in filled], y=[entry["observed"] for entry in filled],
-            mode="lines+markers", name=name, customdata=[entry["count"] for entry in filled],
-            marker=dict(size=[6 + min(18, entry["count"]) for entry in filled]),
-            hovertemplate="mean p %{x:.2f}, observed %{y:.2f}, %{customdata} images<extra>" + name + "</extra>"))
+            mode="lines+markers", name=shown, customdata=[entry["count"] for entry in filled],
+            marker=dict(size=[6 + min(18, entry["count"]) for entry in filled], color=colour),
+            line=dict(color=colour),
+            hovertemplate="mean p %{x:.2f}, observed %{y:.2f}, %{customdata} images<extra>"
+                          + shown.replace("%", "%%") + "</extra>"))
     figure.update_layout(xaxis_title="mean predicted probability of melanoma (bin of 0.1)",
                          yaxis_title="observed fraction malignant", height=420,
                          xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]), margin=dict(l=10, r=10, t=30, b=10))
@@ -135,8 +156,16 @@ def _ece_reference(figures: dict[str, Any]) -> str:
     return f"{reference['mean']:.3f} (95th pct {reference['p95']:.3f}): {verdict}"
 
 
-def render_calibration(entries: Sequence[discovery.RunEntry], metrics_of) -> None:
-    """Brier and ECE (raw and calibrated, with intervals) and the reliability diagram of each run."""
+CALIBRATION_VIEWS = ("raw", "calibrated")
+
+
+def render_calibration(entries: Sequence[discovery.RunEntry], metrics_of, colours: dict[str, str] | None = None) -> None:
+    """Brier and ECE (raw and calibrated, with intervals) and the reliability diagram of each run: one
+    line per run, raw or calibrated probabilities as the toggle says, in the run's colour."""
+    view = st.radio("Probabilities", CALIBRATION_VIEWS, horizontal=True, key="calibration_view",
+                    format_func={"raw": "raw (as the model outputs them)",
+                                 "calibrated": "calibrated (re-mapped on validation)"}.get,
+                    help=glossary.help_for("calibration"))
     rows, curves, missing = [], [], []
     for entry in entries:
         block = (metrics_of(entry.path) or {}).get("calibration")
@@ -150,12 +179,17 @@ def render_calibration(entries: Sequence[discovery.RunEntry], metrics_of) -> Non
                      "Calibration": block["method"],
                      "Brier (calibrated)": _interval(calibrated, "brier") if calibrated else "-",
                      "ECE (calibrated)": _interval(calibrated, "ece") if calibrated else "-"})
-        curves.append((f"{entry.label} (raw)", block["raw"]["reliability"]))
-        if calibrated:
-            curves.append((f"{entry.label} ({block['method']})", calibrated["reliability"]))
+        if view == "raw":
+            curves.append((entry.label, block["raw"]["reliability"]))
+        elif calibrated:
+            curves.append((entry.label, calibrated["reliability"]))
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="calibration_table")
-        st.plotly_chart(reliability_figure(curves), key="reliability_chart")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="calibration_table", column_config={
+            "Brier (raw)": st.column_config.TextColumn(help=glossary.TERMS["Brier"]),
+            "ECE (raw)": st.column_config.TextColumn(help=glossary.TERMS["ECE"])})
+        st.plotly_chart(reliability_figure(curves, colours), key="reliability_chart")
+        if view == "calibrated" and len(curves) < len(rows):
+            st.caption("Runs without a calibration map have no calibrated line.")
         st.caption("Brier: mean squared error of the probability; ECE: count-weighted gap between the "
                    "observed fraction and the mean probability over 10 bins; 95 % bootstrap intervals. "
                    "The calibration map is fitted on the validation predictions only and leaves the AUC unchanged.")
@@ -180,24 +214,29 @@ def seeds_folders(entries: Sequence[discovery.RunEntry]) -> list[discovery.RunEn
     return sorted(found.values(), key=lambda entry: entry.label)
 
 
-def seeds_figure(summary: dict[str, Any]) -> go.Figure:
-    """Mean AUC per method (bars, +- SD) with each seed's AUC as a point over its bar."""
+SEED_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon")
+
+
+def seeds_figure(summary: dict[str, Any], method_colours: dict[str, str] | None = None) -> go.Figure:
+    """Mean AUC per method (bars, +- SD, in the colour of that method's run elsewhere on the page) with each
+    seed's AUC as a dark point over its bar (one marker shape per seed)."""
     methods = summary["methods"]
-    names = [method["method"] for method in methods]
+    names = [_axis_label(method["method"]) for method in methods]
+    colours = [(method_colours or {}).get(method["method"], "#999999") for method in methods]
     figure = go.Figure(go.Bar(
-        x=names, y=[method["auc"]["mean"] for method in methods], name="mean over seeds", opacity=0.55,
-        error_y=dict(type="data", array=[method["auc"]["sd"] or 0 for method in methods])))
-    for entry in summary["per_seed"]:
+        x=names, y=[method["auc"]["mean"] for method in methods], name="mean over seeds", opacity=0.6,
+        marker_color=colours, error_y=dict(type="data", array=[method["auc"]["sd"] or 0 for method in methods])))
+    for number, entry in enumerate(summary["per_seed"]):
         figure.add_trace(go.Scatter(
-            x=[method["method"] for method in methods],
-            y=[entry["methods"][method["folder"]]["auc"] for method in methods],
-            mode="markers", name=f"seed {entry['seed']}", marker=dict(size=10)))
+            x=names, y=[entry["methods"][method["folder"]]["auc"] for method in methods],
+            mode="markers", name=f"seed {entry['seed']}",
+            marker=dict(size=10, color="#333333", symbol=SEED_SYMBOLS[number % len(SEED_SYMBOLS)])))
     figure.update_layout(yaxis_title="test AUC", yaxis=dict(range=[0.4, 1.0]), height=420,
                          margin=dict(l=10, r=10, t=30, b=10))
     return figure
 
 
-def render_seeds(entries: Sequence[discovery.RunEntry]) -> None:
+def render_seeds(entries: Sequence[discovery.RunEntry], method_colours: dict[str, str] | None = None) -> None:
     """A repeated reproduction: per-seed points over the mean bars, and its summary table."""
     folders = seeds_folders(entries)
     if not folders:
@@ -209,7 +248,7 @@ def render_seeds(entries: Sequence[discovery.RunEntry]) -> None:
     except (OSError, json.JSONDecodeError) as error:
         st.warning(f"{folder.path / layout.SEEDS_JSON_FILE}: unreadable ({error})")
         return
-    st.plotly_chart(seeds_figure(summary), key="seeds_chart")
+    st.plotly_chart(seeds_figure(summary, method_colours), key="seeds_chart")
     st.markdown(seeds_module.to_markdown(summary))
 
 
@@ -222,3 +261,27 @@ def render_model_card(entries: Sequence[discovery.RunEntry]) -> None:
                 "writes one from the run's files.")
         return
     st.markdown(path.read_text(encoding="utf-8"))
+
+
+def render_risk_coverage(entries: Sequence[discovery.RunEntry], metrics_of, colours: dict[str, str] | None = None) -> None:
+    """The risk-coverage curve of each run (``metrics.json`` ``uncertainty``), and the runs without one."""
+    curves, rows, missing, thresholds = [], [], [], set()
+    for entry in entries:
+        block = (metrics_of(entry.path) or {}).get("uncertainty") or {}
+        if not block.get("available"):
+            missing.append(entry.label)
+            continue
+        curves.append((entry.label, block["risk_coverage"]))
+        thresholds.add(block["threshold"])
+        rows.append({"Run": entry.label, "Uncertain images": f"{block['n_uncertain']} of {block['n']}",
+                     "AUC, uncertain": "-" if block.get("auc_uncertain") is None else f"{block['auc_uncertain']:.3f}",
+                     "AUC, the others": "-" if block.get("auc_confident") is None else f"{block['auc_confident']:.3f}"})
+    if curves:
+        st.plotly_chart(charts.risk_coverage_figure(curves, colours), key="risk_coverage_chart")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="uncertainty_table")
+        st.caption(f"Uncertain: the probability moves by more than {' / '.join(f'{value:g}' for value in sorted(thresholds))} (evaluation."
+                   "uncertain_spread) over the 8 flips and 90-degree rotations of the image. "
+                   + glossary.line("risk-coverage"))
+    if missing:
+        st.caption(f"No uncertainty figures for {', '.join(missing)}: its predictions.csv has no spread over the 8 "
+                   "views; re-evaluate it with `melanet evaluate --run RUN` (the model predicts the test images again).")

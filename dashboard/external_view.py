@@ -1,4 +1,8 @@
-"""Rows and ROC curves of the External validation page: a run's own test row, then one row per external data set."""
+"""Rows and ROC curves of the External validation page: a run's own test row, then one row per external data set.
+
+A shipped (read-only) run's external results go to ``runs/external/<its label, '/' as '-'>/<data set>/``
+(:func:`results_base`); a user's run files them inside itself, ``RUN/external/<data set>/``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pandas as pd
 
 from melanet.data import sources
 from melanet.data.errors import DataError
+from melanet import layout
 from melanet.evaluation import external, leakage
 
 from dashboard import artifacts, discovery
@@ -28,6 +33,15 @@ def data_folders() -> list[str]:
             continue
         found.append(folder.relative_to(discovery.ROOT).as_posix())
     return found
+
+
+def results_base(entry: discovery.RunEntry) -> Path | None:
+    """Where the entry's external results live: None (inside the run) for a user's run, else
+    ``<runs>/external/<label with '/' as '-'>/`` (``runs/external/models-demo-melanet/``): a shipped run
+    stays untouched."""
+    if not entry.read_only:
+        return None
+    return discovery.runs_dir() / layout.EXTERNAL_FOLDER / external.dataset_name(entry.label.replace("/", "-"))
 
 
 def describe_folder(data_root: Path) -> str:
@@ -61,14 +75,15 @@ def _row(data_set: str, values: dict[str, Any], state: str) -> dict[str, Any]:
     }
 
 
-def table(run_path: Path) -> pd.DataFrame:
-    """The run's own test row (its ``metrics.json``), then every external evaluation (running and failed too)."""
+def table(run_path: Path, base: Path | None = None) -> pd.DataFrame:
+    """The run's own test row (its ``metrics.json``), then every external evaluation (running and failed too)
+    filed in the run or in ``base`` (:func:`results_base`)."""
     rows = []
     own = artifacts.metrics(run_path)
     if own:
         root = (own.get("data") or {}).get("root", "own data")
         rows.append(_row(f"{Path(root).name} (the run's own test split)", own, "done"))
-    for result in external.results(run_path):
+    for result in external.results(run_path, base):
         if result.metrics is not None:
             rows.append(_row(result.name, result.metrics, result.state))
         else:
@@ -77,13 +92,13 @@ def table(run_path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def curves(run_path: Path) -> list[tuple[str, list[float], list[float], float]]:
+def curves(run_path: Path, base: Path | None = None) -> list[tuple[str, list[float], list[float], float]]:
     """(name, fpr, tpr, auc) of the run's own test split and of each finished external evaluation."""
     found = []
     own = artifacts.roc_curve(run_path)
     if own is not None:
         found.append(("own test split", *own))
-    for result in external.results(run_path):
+    for result in external.results(run_path, base):
         roc = (result.metrics or {}).get("roc") or {}
         if roc.get("fpr") and roc.get("tpr"):
             area = result.metrics.get("auc")

@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from melanet.studies import study as study_module
+from melanet.studies import mrmc, study as study_module
 
-from dashboard import discovery
+from dashboard import charts, discovery
 
 PHASE_SYMBOLS = {"unaided": "circle", "aided": "diamond"}
 PHASE_COLOURS = {"unaided": "#2c7fb8", "aided": "#d7301f"}
@@ -85,7 +85,7 @@ def readers_table(results: dict[str, Any]) -> pd.DataFrame:
             "model AUC (same cases)": number(entry["model"]["auc"]),
             "model sens. at reader spec.": percent(entry["model_sensitivity_at_reader_specificity"]),
             "model spec. at reader sens.": percent(entry["model_specificity_at_reader_sensitivity"]),
-            "DeLong reader - model": (f"{number(test['delta_auc'])} (p = {number(test['p'])})"
+            "DeLong reader - model": (f"{number(test['delta_auc'])} ({mrmc.format_p(test['p'])})"
                                       if test.get("available") else "n/a"),
         })
     model = results["model"]
@@ -96,6 +96,16 @@ def readers_table(results: dict[str, Any]) -> pd.DataFrame:
                  "rating AUC": number(model["auc"]), "kappa vs model": "", "model AUC (same cases)": "",
                  "model sens. at reader spec.": "", "model spec. at reader sens.": "", "DeLong reader - model": ""})
     return pd.DataFrame(rows)
+
+
+def sample_size_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``melanet.studies.sample_size`` rows as text: readers, cases needed, the power they give."""
+    return pd.DataFrame([{
+        "readers": str(row["readers"]),
+        "cases needed": "not reachable" if row["cases"] is None else str(row["cases"]),
+        "power": (f"at most {row['power_limit']:.2f} with unlimited cases" if row["cases"] is None
+                  else f"{row['power']:.3f}"),
+    } for row in rows])
 
 
 def changes_table(results: dict[str, Any]) -> pd.DataFrame:
@@ -161,7 +171,8 @@ def _reader_points(entries: list[dict[str, Any]], phase: str) -> go.Scatter:
     y_plus = [entry["sensitivity_ci"][1] - value for entry, value in zip(entries, y)]
     y_minus = [value - entry["sensitivity_ci"][0] for entry, value in zip(entries, y)]
     return go.Scatter(
-        x=x, y=y, mode="markers+text", text=[entry["reader"] for entry in entries], textposition="top right",
+        x=x, y=y, mode="markers+text", text=[charts.plain(entry["reader"]) for entry in entries],
+        textposition="top right",
         marker=dict(symbol=PHASE_SYMBOLS[phase], size=11, color=PHASE_COLOURS[phase]), name=f"readers, {phase}",
         error_x=dict(type="data", symmetric=False, array=x_plus, arrayminus=x_minus, thickness=1, width=3),
         error_y=dict(type="data", symmetric=False, array=y_plus, arrayminus=y_minus, thickness=1, width=3),

@@ -67,10 +67,18 @@ EXPLAIN_OVERLAYS_FOLDER = "overlays"
 EXPLAIN_INPUTS_FOLDER = "inputs"
 LESION_FOCUS_NAME = "lesion_focus.json"  # inside an explain folder: Grad-CAM mass on the lesion
 LESION_FOCUS_FILE = f"{EXPLAIN_FOLDER}/{LESION_FOCUS_NAME}"
+SHORTCUTS_FOLDER = "shortcuts"  # melanet audit-shortcuts (melanet.explain.shortcut_stage)
+SHORTCUTS_NAME = "shortcuts.json"  # also inside external/<name>/ for --data DIR
+SHORTCUTS_FILE = f"{SHORTCUTS_FOLDER}/{SHORTCUTS_NAME}"  # AUC on full / lesion-only / background-only, perturbations
 EMBEDDING_FOLDER = "embedding"
 UMAP_CSV_FILE = f"{EMBEDDING_FOLDER}/umap.csv"
 UMAP_FIGURE_FILE = f"{EMBEDDING_FOLDER}/umap.png"
 SEPARABILITY_FILE = f"{EMBEDDING_FOLDER}/separability.json"
+RETRIEVAL_FOLDER = "retrieval"  # melanet similar --build (melanet.explain.retrieval_stage): similar cases
+RETRIEVAL_INDEX_FILE = f"{RETRIEVAL_FOLDER}/index.npz"  # training images only: L2-normalised float16 GAP features
+RETRIEVAL_VOTES_FILE = f"{RETRIEVAL_FOLDER}/votes.csv"  # validation and test images: share malignant of k nearest
+RETRIEVAL_SUMMARY_FILE = f"{RETRIEVAL_FOLDER}/retrieval.json"  # what the index holds, the vote's AUC
+SUBGROUPS_FILE = "subgroups.json"  # melanet evaluate where the data has metadata (also in external/<name>/)
 # external validation: `melanet evaluate --data DIR` on another data folder writes metrics.json, predictions.csv,
 # predictions_isic.csv (and, launched from the dashboard, job.json/job.log) to external/<data set name>/
 EXTERNAL_FOLDER = "external"
@@ -93,7 +101,8 @@ SEEDS_CSV_FILE = "seeds.csv"
 SEEDS_JSON_FILE = "seeds.json"
 
 # Folders inside a run that are never run folders themselves (the dashboard's discovery skips them).
-INNER_FOLDERS = (CHECKPOINTS_FOLDER, FIGURES_FOLDER, SYNTHETIC_FOLDER, EXPLAIN_FOLDER, EMBEDDING_FOLDER, AUDIT_FOLDER)
+INNER_FOLDERS = (CHECKPOINTS_FOLDER, FIGURES_FOLDER, SYNTHETIC_FOLDER, EXPLAIN_FOLDER, EMBEDDING_FOLDER, AUDIT_FOLDER,
+                 SHORTCUTS_FOLDER, RETRIEVAL_FOLDER)
 INNER_FOLDERS += (EXTERNAL_FOLDER,)  # external/<name>/ holds one evaluation's files, never a run
 
 # Every name above that a run folder may hold, for the documentation check and the literal grep.
@@ -103,7 +112,8 @@ DOCUMENTED_NAMES = (
     SYNTHETIC_IMAGES_FOLDER, SYNTHETIC_RECONSTRUCTIONS_FOLDER, AUDIT_FILE, AUDIT_REALISM_FILE, AUDIT_NEAREST_FILE,
     MODEL_FILE, COMPACT_MODEL_FILE,
     VALIDATION_PREDICTIONS_FILE, METRICS_FILE, PREDICTIONS_FILE, ISIC_PREDICTIONS_FILE,
-    EVALUATION_SKIPPED_FILE, EXPLAIN_INDEX_FILE, LESION_FOCUS_FILE, UMAP_CSV_FILE, UMAP_FIGURE_FILE, SEPARABILITY_FILE,
+    EVALUATION_SKIPPED_FILE, EXPLAIN_INDEX_FILE, LESION_FOCUS_FILE, SHORTCUTS_FILE, UMAP_CSV_FILE, UMAP_FIGURE_FILE, SEPARABILITY_FILE,
+    RETRIEVAL_INDEX_FILE, RETRIEVAL_VOTES_FILE, RETRIEVAL_SUMMARY_FILE, SUBGROUPS_FILE,
     TABLE_MARKDOWN_FILE, TABLE_CSV_FILE, MODEL_CARD_FILE, COMPARISON_FILE, COMPARISON_MARKDOWN_FILE,
     SEEDS_MARKDOWN_FILE, SEEDS_CSV_FILE, SEEDS_JSON_FILE, EXTERNAL_FOLDER,
 )
@@ -231,6 +241,10 @@ class RunLayout:
         return self.explain_folder(data_name) / EXPLAIN_INDEX_NAME
 
     @property
+    def shortcuts(self) -> Path:
+        return self.path / SHORTCUTS_FILE
+
+    @property
     def embedding(self) -> Path:
         return self.path / EMBEDDING_FOLDER
 
@@ -245,6 +259,22 @@ class RunLayout:
     @property
     def separability(self) -> Path:
         return self.path / SEPARABILITY_FILE
+
+    @property
+    def retrieval_index(self) -> Path:
+        return self.path / RETRIEVAL_INDEX_FILE
+
+    @property
+    def retrieval_votes(self) -> Path:
+        return self.path / RETRIEVAL_VOTES_FILE
+
+    @property
+    def retrieval_summary(self) -> Path:
+        return self.path / RETRIEVAL_SUMMARY_FILE
+
+    @property
+    def subgroups(self) -> Path:
+        return self.path / SUBGROUPS_FILE
 
     # reproduce
     @property

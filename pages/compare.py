@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from melanet import layout
+from melanet import config as config_module
+from melanet import layout, runs
+from melanet.evaluation import compare
 
-from dashboard import artifacts, charts, discovery, evidence_views, ui
+from dashboard import artifacts, charts, discovery, evidence_views, glossary, ui
 
 st.title("Compare classifiers")
 st.caption("Figures on the test split. Malignant = positive class; an image is called malignant when its "
@@ -25,6 +27,20 @@ chosen = [entry for entry in evaluated if entry.label in chosen_labels]
 if not chosen:
     st.info("Choose at least one run.")
     st.stop()
+
+colours = charts.run_colours([entry.label for entry in chosen])  # one colour per run on every figure
+
+
+def _method(entry) -> str | None:
+    try:
+        return str(compare.load_row(entry.path)["method"])
+    except (runs.RunError, config_module.ConfigError):  # an unreadable run has no method: its seeds bar stays grey
+        return None
+
+
+method_colours = {}
+for entry in chosen:
+    method_colours.setdefault(_method(entry), colours[entry.label])
 
 curves = []
 for entry in chosen:
@@ -52,20 +68,18 @@ else:
     threshold = st.slider("Threshold on prob_malignant", 0.0, 1.0, 0.5, 0.01, key="threshold")
     current = artifacts.at_threshold(frame, threshold)
     columns = st.columns(5)
-    columns[0].metric("Sensitivity", f"{current['sensitivity']:.1%}")
-    columns[1].metric("Specificity", f"{current['specificity']:.1%}")
-    columns[2].metric("FN (missed melanomas)", current["fn"])
-    columns[3].metric("FP", current["fp"])
-    columns[4].metric("Validation operating threshold", "-" if operating is None else f"{operating:.3f}")
+    columns[0].metric("Sensitivity", f"{current['sensitivity']:.1%}", help=glossary.TERMS["sensitivity"])
+    columns[1].metric("Specificity", f"{current['specificity']:.1%}", help=glossary.TERMS["specificity"])
+    columns[2].metric("Missed melanomas (FN)", current["fn"])
+    columns[3].metric("False alarms (FP)", current["fp"])
+    columns[4].metric("Operating threshold", "-" if operating is None else f"{operating:.3f}",
+                      help=glossary.TERMS["operating threshold"])
     marker = (f"{slider_entry.label} at {threshold:.2f}", 1 - current["specificity"], current["sensitivity"])
 
-roc_column, paired_column = st.columns(2)
-with roc_column:
-    st.subheader("ROC curves")
-    st.plotly_chart(charts.roc_figure(curves, marker), key="roc_chart")
-with paired_column:
-    st.subheader("Paired differences (DeLong, Holm)")
-    evidence_views.render_paired(chosen)
+st.subheader("ROC curves", help=glossary.help_for("AUC"))
+st.plotly_chart(charts.roc_figure(curves, marker, colours), key="roc_chart")
+st.subheader("Paired differences (DeLong, Holm)", help=glossary.help_for("DeLong", "Holm", "McNemar"))
+evidence_views.render_paired(chosen)
 
 st.subheader("Confusion matrices at threshold 0.5")
 columns = st.columns(min(4, len(chosen)))
@@ -75,11 +89,14 @@ for number, entry in enumerate(chosen):
         with columns[number % len(columns)]:
             st.plotly_chart(charts.confusion_figure(values, entry.label), key=f"confusion_{number}")
 
-st.subheader("Calibration")
-evidence_views.render_calibration(chosen, artifacts.metrics)
+st.subheader("Calibration", help=glossary.help_for("ECE", "Brier", "calibration"))
+evidence_views.render_calibration(chosen, artifacts.metrics, colours)
+
+st.subheader("Uncertainty under flips and rotations", help=glossary.help_for("uncertain", "risk-coverage"))
+evidence_views.render_risk_coverage(chosen, artifacts.metrics, colours)
 
 st.subheader("Repeated seeds")
-evidence_views.render_seeds(ui.all_runs())
+evidence_views.render_seeds(ui.all_runs(), method_colours)
 
 st.subheader("Model card")
 evidence_views.render_model_card(chosen)

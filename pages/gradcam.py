@@ -10,13 +10,15 @@ import streamlit as st
 
 from melanet import layout, stages
 from melanet.explain import overlay as overlay_module
+from melanet.explain import shortcuts
+from melanet.studies import mrmc
 
-from dashboard import artifacts, charts, discovery, ui
+from dashboard import artifacts, charts, discovery, glossary, similar_view, ui
 
 OUTCOME_NAMES = {"FN": "missed melanoma (FN)", "FP": "false alarm (FP)", "TP": "found melanoma (TP)",
                  "TN": "correct benign (TN)"}
 
-st.title("Grad-CAM")
+st.title("Grad-CAM", help=glossary.help_for("Grad-CAM", "GAP", "block5_conv3"))
 st.caption("Where each classifier looks when it scores 'malignant' (class activation maps on the backbone's "
            "deepest feature map of at least 7 x 7), drawn over the original image as the dermoscope framed it. "
            "Misclassified images first.")
@@ -97,6 +99,46 @@ def show_lesion_focus(entries: list[discovery.RunEntry]) -> None:
                "than at the skin around it.")
 
 
+def _view_row(name: str, figures: dict) -> dict:
+    if figures.get("auc") is None:
+        return {"images": name, "AUC [95 % CI]": "n/a (too few usable lesion masks)", "change from full": "", "p": ""}
+    row = {"images": name, "AUC [95 % CI]": f"{figures['auc']:.3f} [{figures['ci_low']:.3f}, {figures['ci_high']:.3f}]",
+           "change from full": "", "p": ""}
+    if "delta" in figures:
+        row.update({"change from full": f"{figures['delta']:+.3f}", "p": mrmc.format_p(figures["p"])})
+    return row
+
+
+def show_shortcut_audit(entries: list[discovery.RunEntry]) -> None:
+    """Each run's AUC with the lesion hidden and alone, and how far perturbations move its scores."""
+    for entry in entries:
+        summary = artifacts.shortcut_audit(entry.path)
+        if summary is None:
+            st.caption(f"{entry.label}: no shortcut audit yet (`melanet audit-shortcuts --run {entry.path}`).")
+            continue
+        if isinstance(summary, str):
+            st.warning(summary)
+            continue
+        st.markdown(f"**{entry.label}**: {shortcuts.summary_sentence(summary)}")
+        views = [("full image", summary["full"]), ("lesion only (the rest mid grey)", summary["lesion_only"]),
+                 ("background only (the lesion in skin colour)", summary["background_only"])]
+        st.dataframe(pd.DataFrame([_view_row(name, figures) for name, figures in views]), hide_index=True,
+                     key=f"shortcut_views_{entry.path}")
+        failures = summary["mask_failures"]
+        st.caption(f"{summary['n']} test images ({summary['n_malignant']} malignant); lesion mask: "
+                   f"{summary['mask_method']}; {len(failures)} mask failure(s), left out of the masked views"
+                   + (f": {', '.join(failures)}" if failures else "") + ".")
+        perturbations = pd.DataFrame([
+            {"perturbation": name, "AUC": f"{figures['auc']:.3f}",
+             "mean change of P(malignant)": f"{figures['mean_abs_change']:.3f}",
+             "largest change": f"{figures['max_abs_change']:.3f}"}
+            for name, figures in summary["perturbations"].items()])
+        st.dataframe(perturbations, hide_index=True, key=f"shortcut_perturbations_{entry.path}")
+    st.caption("A model that keeps its AUC with the lesion painted over reads the skin, rulers, hairs and vignette "
+               "around it (or the patch's outline and size), not only the lesion. Perturbations: JPEG quality 75, a "
+               "10-degree rotation, a left-right flip, brightness +-10 %; a careful model's probabilities barely move.")
+
+
 entry = ui.pick_run(explained, "Run", key="gradcam_run")
 index = _index(entry)
 if index.empty:
@@ -132,5 +174,16 @@ if second is not None:
         else:
             show_explained(second, match.iloc[0], opacity)
 
+if similar_view.has_index(entry.path) and st.toggle("Show the most similar training cases", key="gradcam_similar"):
+    input_path = _row_input(entry, filtered[filtered["image"] == image_id].iloc[0])
+    case = ui.load_rgb(str(input_path), input_path.stat().st_mtime) if input_path else None
+    config = artifacts.run_config(entry.path)
+    if case is None or config is None or case.shape[:2] != (config.data.image_size,) * 2:
+        st.caption(f"{image_id}: the model's input image is not in the run (re-run `melanet explain`).")
+    else:
+        similar_view.show(entry.path, case)
+
 st.subheader("Lesion focus")
 show_lesion_focus([entry] + ([second] if second is not None else []))
+st.subheader("What the model reads: the shortcut audit")
+show_shortcut_audit([entry] + ([second] if second is not None else []))

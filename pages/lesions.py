@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import artifacts, charts, discovery, ui
+from dashboard import artifacts, charts, discovery, glossary, ui
 from melanet.explain import audit_files
 
 PER_PAGE = 6
@@ -31,8 +31,78 @@ def read_audit(run_path) -> tuple[dict | None, dict[str, float], pd.DataFrame, s
     return summary, realism, nearest, ""
 
 
-def show_lesions(entry, manifest: pd.DataFrame, realism: dict[str, float]) -> None:
-    """The triplets, a page at a time, in the chosen order."""
+EXPLANATION = (
+    "**What you are looking at.** Each row starts from a real *benign* training image (left). The benign-to-malignant "
+    "generator turns it into a **synthetic malignant** lesion (second), which joins the training set "
+    "labelled malignant. The **cycle reconstruction** (third) is that synthetic lesion sent back through the "
+    "malignant-to-benign generator: the closer it is to the input, the more of the lesion's structure the "
+    "translation kept (the cycle loss trains for this). The **nearest real melanoma** (right) is the real "
+    "malignant training image closest to the synthetic one in the audit's features: a near-copy would show up here.\n\n"
+    "**Realism** (0 to 1) is how likely a probe trained to tell synthetic lesions from real melanomas thinks this "
+    "one is real, scored by a probe that never saw it or its source (grouped cross-validation): near 0, the probe "
+    "tells it is synthetic; around 0.5 or above, it passes for real. **Manifest order** is the order the "
+    "synthesis wrote them in, the training images' own order, neither best nor worst first."
+)
+EXTREMES = 3
+
+
+def nearest_lookup(nearest: pd.DataFrame, summary: dict | None) -> dict[str, tuple[str, float]]:
+    """synthetic id -> (nearest real malignant id, distance) in the realism probe's feature space
+    (else the first space listed)."""
+    if nearest.empty:
+        return {}
+    spaces = list(nearest["features"].unique())
+    wanted = (summary or {}).get("realism", {}).get("features")
+    space = wanted if wanted in spaces else spaces[0]
+    rows = nearest[(nearest["features"] == space) & (nearest["kind"] == "synthetic")]
+    return {str(row["image"]): (str(row["nearest_id"]), float(row["distance"])) for _, row in rows.iterrows()}
+
+
+def show_row(entry, row: pd.Series, realism: dict[str, float], nearest: dict[str, tuple[str, float]]) -> None:
+    """One synthetic lesion: benign input | synthetic | reconstruction | nearest real melanoma."""
+    score = realism.get(str(row["synthetic_id"]))
+    suffix = f" (realism {score:.2f})" if score is not None else ""
+    st.markdown(f"**{row['source_id']}** -> `{row['synthetic_id']}`{suffix}")
+    columns = st.columns(4 if nearest else 3)
+    with columns[0]:
+        ui.show_image(ui.source_image(entry.path, str(row["source_id"])), "benign input")
+    with columns[1]:
+        ui.show_image(entry.path / str(row["path"]), "synthetic malignant")
+    with columns[2]:
+        reconstruction = row.get("reconstruction_path")
+        ui.show_image(entry.path / str(reconstruction) if isinstance(reconstruction, str) else None,
+                      "cycle reconstruction")
+    if nearest:
+        with columns[3]:
+            match = nearest.get(str(row["synthetic_id"]))
+            if match is None:
+                st.caption("no nearest real melanoma recorded")
+            else:
+                ui.show_image(ui.source_image(entry.path, match[0]),
+                              f"nearest real melanoma {match[0]}, distance {match[1]:.3f}")
+
+
+def show_extremes(entry, manifest: pd.DataFrame, realism: dict[str, float],
+                  nearest: dict[str, tuple[str, float]]) -> None:
+    """The most and the least realistic synthetic lesions, by the audit's realism score."""
+    scored = manifest.assign(realism=manifest["synthetic_id"].astype(str).map(realism)).dropna(subset=["realism"])
+    if scored.empty:
+        return
+    ordered = scored.sort_values("realism", ascending=False, kind="stable")
+    with st.expander(f"The {EXTREMES} most and {EXTREMES} least realistic synthetic lesions", expanded=True):
+        st.markdown("**Most realistic** (the probe most often took them for real melanomas)")
+        for _, row in ordered.head(EXTREMES).iterrows():
+            show_row(entry, row, realism, nearest)
+        st.markdown("**Least realistic** (the probe told them from real melanomas most easily)")
+        for _, row in ordered.tail(EXTREMES).iloc[::-1].iterrows():
+            show_row(entry, row, realism, nearest)
+
+
+def show_lesions(entry, manifest: pd.DataFrame, realism: dict[str, float],
+                 nearest: dict[str, tuple[str, float]]) -> None:
+    """The triplets (and nearest real melanoma), a page at a time, in the chosen order."""
+    st.markdown(EXPLANATION)
+    show_extremes(entry, manifest, realism, nearest)
     order = st.radio("Order", ORDERS if realism else ORDERS[:1], horizontal=True, key="lesions_order",
                      help="Realism: held-out probability of 'real malignant' from the synthesis audit's probe.")
     if order != ORDERS[0]:
@@ -41,18 +111,7 @@ def show_lesions(entry, manifest: pd.DataFrame, realism: dict[str, float]) -> No
     pages = max(1, math.ceil(len(manifest) / PER_PAGE))
     page = st.number_input(f"Page (of {pages}; {len(manifest)} synthetic lesions)", 1, pages, 1, key="lesions_page")
     for _, row in manifest.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].iterrows():
-        score = realism.get(str(row["synthetic_id"]))
-        suffix = f" (realism {score:.2f})" if score is not None else ""
-        st.markdown(f"**{row['source_id']}** -> `{row['synthetic_id']}`{suffix}")
-        left, middle, right = st.columns(3)
-        with left:
-            ui.show_image(ui.source_image(entry.path, str(row["source_id"])), "benign input")
-        with middle:
-            ui.show_image(entry.path / str(row["path"]), "synthetic malignant")
-        with right:
-            reconstruction = row.get("reconstruction_path")
-            ui.show_image(entry.path / str(reconstruction) if isinstance(reconstruction, str) else None,
-                          "cycle reconstruction")
+        show_row(entry, row, realism, nearest)
 
 
 def kid_table(summary: dict) -> pd.DataFrame:
@@ -96,7 +155,7 @@ def show_audit(entry, summary: dict, nearest: pd.DataFrame, manifest: pd.DataFra
             ui.show_image(ui.source_image(entry.path, str(pair["nearest_id"])), f"real {pair['nearest_id']}")
 
 
-st.title("Synthesized lesions")
+st.title("Synthesized lesions", help=glossary.help_for("CycleGAN", "synthetic", "KID", "realism"))
 st.caption("Each benign training image through the benign -> malignant generator, and back through the "
            "malignant -> benign generator (the cycle). Synthetic images are added to the training set as malignant.")
 
@@ -116,7 +175,7 @@ with tab_pairs:
         st.info(f"{entry.label} has no synthetic lesions yet: run **Train** > Synthesis "
                 f"(`melanet synthesize --run {entry.path}`).")
     else:
-        show_lesions(entry, manifest, realism)
+        show_lesions(entry, manifest, realism, nearest_lookup(nearest, summary))
 with tab_audit:
     if problem:
         st.error(f"The synthesis audit of {entry.label} cannot be read: {problem}")

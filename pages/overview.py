@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,11 @@ from melanet import config as config_module
 from melanet import jobs, layout
 from melanet.data import errors as data_errors
 
-from dashboard import artifacts, charts, discovery, ui
+from dashboard import artifacts, charts, discovery, glossary, ui
+
+MISSING = "–"  # a figure a row does not have (a GAN run has no AUC): a dash, explained in the column's tooltip
+KIND_LABELS = {"gan": "GAN (stage 1)", "classifier": "classifier (stage 2)",
+               "results": "results only (tables, no model)", "other": "other"}
 
 st.title("MelaNet dashboard")
 st.caption("CycleGAN-synthesized malignant lesions balance the training set of a VGG-GAP focal-loss "
@@ -91,6 +96,10 @@ def duplicates_line(root: str, folder, preset) -> None:
         st.caption(f"Duplicates: none within {found['threshold']} of 128 bits (docs/duplicates.md).")
 
 
+def _figure(value) -> str:
+    return MISSING if value is None else f"{value:.3f}"
+
+
 def runs_section() -> pd.DataFrame:
     st.subheader("Runs")
     rows = []
@@ -98,12 +107,12 @@ def runs_section() -> pd.DataFrame:
         status = jobs.read_status(entry.path)
         values = artifacts.key_metrics(entry.path)
         state = "interrupted" if status.get("interrupted") else entry.state
-        epoch = f"{status.get('epoch')}/{status.get('epochs')}" if status.get("epochs") else ""
+        epoch = f"{status.get('epoch')}/{status.get('epochs')}" if status.get("epochs") else MISSING
         rows.append({
-            "run": entry.label, "kind": entry.kind, "stage": entry.stage, "state": state, "epoch": epoch,
-            "AUC": values.get("auc"), "sensitivity": values.get("sensitivity"),
-            "specificity": values.get("specificity"), "source": entry.source,
-            "updated": status.get("updated_at", ""),
+            "run": entry.label, "kind": KIND_LABELS.get(entry.kind, entry.kind), "stage": entry.stage or MISSING,
+            "state": state, "epoch": epoch, "AUC": _figure(values.get("auc")),
+            "sensitivity": _figure(values.get("sensitivity")), "specificity": _figure(values.get("specificity")),
+            "source": entry.source, "updated": status.get("updated_at") or MISSING,
         })
     table = pd.DataFrame(rows)
     if table.empty:
@@ -111,37 +120,70 @@ def runs_section() -> pd.DataFrame:
                    "`melanet reproduce --config configs/demo.yaml --run runs/demo` in a terminal. "
                    f"Looked in `{discovery.models_dir()}` and `{discovery.runs_dir()}`.")
     else:
-        st.dataframe(table, hide_index=True, key="runs_table",
-                     column_config={name: st.column_config.NumberColumn(format="%.3f")
-                                    for name in ("AUC", "sensitivity", "specificity")})
-    for entry in discovery.of_kind(entries, "results"):
-        table_file = layout.RunLayout(entry.path).table_markdown
-        if table_file.is_file():
-            with st.expander(f"Table 1 of {entry.label}", expanded=entry.source == "shipped"):
-                st.markdown(table_file.read_text(encoding="utf-8"))
+        not_there = f"{MISSING}: not evaluated (a GAN or results-only row, or no metrics.json yet)"
+        st.dataframe(table, hide_index=True, key="runs_table", column_config={
+            "AUC": st.column_config.TextColumn(help=f"{glossary.TERMS['AUC']} {not_there}"),
+            "sensitivity": st.column_config.TextColumn(help=f"{glossary.TERMS['sensitivity']} At threshold 0.5. {not_there}"),
+            "specificity": st.column_config.TextColumn(help=f"{glossary.TERMS['specificity']} At threshold 0.5. {not_there}"),
+            "epoch": st.column_config.TextColumn(help=f"epochs done / planned; {MISSING}: not a training run"),
+            "kind": st.column_config.TextColumn(help="results only: a reproduction or comparison folder holding "
+                                                     "Table 1 and paired tests; its classifiers are listed as their own rows"),
+        })
+    tables_section()
     return table
 
 
+def tables_section() -> None:
+    """Every Table 1 once (a copy of the same results, e.g. a seed folder of the shipped demo, is named
+    beside it, not listed again), newest first; only the newest expanded."""
+    found: dict[str, list] = {}
+    for entry in discovery.of_kind(entries, "results"):
+        table_file = layout.RunLayout(entry.path).table_markdown
+        if table_file.is_file():
+            text = table_file.read_text(encoding="utf-8")
+            found.setdefault(hashlib.sha256(text.encode()).hexdigest(), []).append((table_file.stat().st_mtime, entry, text))
+    groups = sorted(found.values(), key=lambda group: max(item[0] for item in group), reverse=True)
+    for number, group in enumerate(groups):
+        group.sort(key=lambda item: (item[1].source != "shipped", item[1].label))
+        _, first, text = group[0]
+        also = [item[1].label for item in group[1:]]
+        with st.expander(f"Table 1 of {first.label}" + (f" (same results in {', '.join(also)})" if also else ""),
+                         expanded=number == 0):
+            st.markdown(text)
+
+
 def next_steps(table: pd.DataFrame) -> None:
+    """One step per page, worded for what is on disk now."""
     st.subheader("What to do next")
     gans = discovery.of_kind(entries, "gan")
     classifiers = discovery.of_kind(entries, "classifier")
     steps = []
     if not gans:
-        steps.append("Train a CycleGAN (stage 1) on the **Train** page.")
+        steps.append("Train a CycleGAN (stage 1) on the **Train** page; its lesions then show on **Synthesized lesions**.")
     elif not discovery.with_file(gans, layout.SYNTHETIC_MANIFEST_FILE):
-        steps.append("Synthesize malignant lesions from a finished GAN run (**Train** > Synthesis).")
+        steps.append("Synthesize malignant lesions from a finished GAN run (**Train** > Synthesis); they then show "
+                     "on **Synthesized lesions**.")
     else:
         steps.append("Browse the synthetic lesions on **Synthesized lesions**.")
     if not classifiers:
-        steps.append("Train a classifier on one of the four training sets (**Train** > Classifier).")
+        steps.append("Train a classifier on one of the four training sets (**Train** > Classifier), then compare "
+                     "the four on **Compare**.")
     elif not discovery.with_file(classifiers, layout.METRICS_FILE):
-        steps.append("Evaluate a trained classifier on the test split (**Train** > Evaluation).")
+        steps.append("Evaluate a trained classifier on the test split (**Train** > Evaluation), then compare on "
+                     "**Compare**.")
     else:
-        steps.append("Compare ROC curves and Table 1 metrics on **Compare**; look at errors on **Grad-CAM**; "
-                     "try your own image on **Predict**.")
+        steps.append("Compare ROC curves, Table 1 metrics, paired tests and calibration on **Compare**.")
+    evaluated = discovery.with_file(classifiers, layout.METRICS_FILE)
+    steps.append("Test a trained classifier on another data set (ISIC 2017-2020) on **External validation**"
+                 + ("." if evaluated else " once a classifier is evaluated."))
+    steps.append("See where each classifier looks (heat maps of true and false calls) on **Grad-CAM**, and how it "
+                 "groups real and synthetic lesions on **UMAP**.")
+    steps.append("Score a dermoscopy image of your own on **Predict** (research only, not a diagnosis).")
+    steps.append("Have dermatologists read the test cases blind, then with the model's help, on **Reader study**.")
     if not table.empty and (table["state"] == "interrupted").any():
         steps.append("Some runs were interrupted: resume them on **Train**.")
+    if not any("**Train**" in step for step in steps):
+        steps.append("Start runs of your own (other settings, your data) on **Train**; each stage runs as its own process.")
     st.markdown("\n".join(f"{number}. {text}" for number, text in enumerate(steps, 1)))
 
 

@@ -14,9 +14,10 @@ from melanet import runs
 from melanet.data import errors as data_errors
 from melanet.data import preprocess
 from melanet.evaluation import metrics as metrics_module
+from melanet.evaluation import operating_points, uncertainty
 from melanet.explain import overlay
 
-from dashboard import artifacts, discovery, ui
+from dashboard import artifacts, discovery, glossary, similar_view, ui
 
 MAX_UPLOAD_MB = 20
 EXTENSIONS = ("jpg", "jpeg", "png")
@@ -92,7 +93,9 @@ except runs.RunError as error:
     st.stop()
 from melanet.classifier import predict  # noqa: E402  (TensorFlow only once an image is here)
 
-probability = float(predict.predict_probabilities(model, image[None])[0])
+# the run's own evaluation.tta views give the probability (as for its thresholds); all 8 views its spread
+probabilities, views = predict.predict_with_views(model, image[None], tta=config.evaluation.tta)
+probability = float(probabilities[0])
 metrics = artifacts.metrics(entry.path) or {}
 operating = artifacts.operating_threshold(metrics)
 
@@ -105,6 +108,21 @@ columns[2].metric("Decision at the operating threshold",
                   f"to reach sensitivity {config.evaluation.target_sensitivity:g}")
 if operating is None:
     st.caption("This run has no operating threshold (evaluate it to choose one on the validation split).")
+band = operating_points.band(probability, metrics.get("operating_points"))
+if band is None:
+    st.caption("No triage bands for this run: its metrics.json has no rule-out and rule-in thresholds "
+               "(`melanet evaluate --run RUN --from-predictions` chooses them on the validation split).")
+else:
+    st.info(f"**Triage band:** {band['sentence']}")
+    st.caption(glossary.line("rule-out") + " " + glossary.line("rule-in"))
+spread = float(uncertainty.spread(views)["range"][0])
+turned = (f"Over the 8 flips and 90-degree rotations of the image, P(malignant) ranges from {views.min():.3f} to "
+          f"{views.max():.3f} (spread {spread:.3f}")
+if uncertainty.is_uncertain(spread, config.evaluation.uncertain_spread):
+    st.warning(f"**Uncertain.** {turned}, more than {config.evaluation.uncertain_spread:g}): the answer depends on how "
+               "the image is turned, so weigh it less.")
+else:
+    st.caption(f"Stable under turning. {turned}; flagged uncertain above {config.evaluation.uncertain_spread:g}).")
 
 opacity = st.slider("Overlay opacity", 0.0, 1.0, config.explain.opacity, 0.05, key="predict_opacity")
 original = overlay.load_original(data, max_side=1024, max_pixels=config.data.max_image_pixels)
@@ -124,3 +142,6 @@ with right:
                         f"Grad-CAM on {layer}, over the uploaded image")
     except ValueError as error:
         st.warning(f"No Grad-CAM for this model: {error}")
+
+st.subheader("Similar training cases", help="the 6 training images nearest to the upload in the model's features")
+similar_view.show(entry.path, image, model)

@@ -14,7 +14,7 @@ import streamlit as st
 from melanet import config as config_module
 from melanet import jobs, layout, runs, stages
 
-from dashboard import artifacts, charts, discovery, ui
+from dashboard import artifacts, charts, discovery, form_checks, glossary, ui
 
 POLL_SECONDS = 2.0
 
@@ -51,12 +51,20 @@ def _launch(stage: str, run_path: Path, **arguments) -> None:
     st.success(f"Launched `{stage}` on `{run_path.name}` (process {pid}). Progress is shown below.")
 
 
-def _new_run_path(name: str) -> Path | None:
-    try:
-        return runs.resolve_run_name(discovery.runs_dir(), name)
-    except runs.RunError as error:
-        st.error(str(error))
-        return None
+def _refuse(slots: dict[str, object], reasons: dict[str, str | None]) -> bool:
+    """Show each reason under its field (``slots``: the ``st.empty()`` below each); True when any refuses."""
+    refused = False
+    for field, reason in reasons.items():
+        if reason:
+            slots[field].error(reason)
+            refused = True
+    return refused
+
+
+def _number(column, label: str, key_name: str, value: int, key: str) -> int:
+    """An integer field the browser never blocks (out-of-range values reach ``form_checks.number``)."""
+    low, high = form_checks.LIMITS[key_name]
+    return column.number_input(label, value=int(value), step=1, key=key, help=f"{low} to {high}")
 
 
 def gan_form() -> None:
@@ -65,19 +73,33 @@ def gan_form() -> None:
     defaults = config_module.load_config(preset)
     sizes = sorted({32, 64, 128, 256, defaults.data.image_size})
     with st.form("gan_form"):
-        name = st.text_input("GAN run name", value=_default_name("gan"), key="gan_name")
+        slots = {}
+        name = st.text_input("GAN run name", value=_default_name("gan"), key="gan_name",
+                             help="a folder under the runs folder: letters, digits, '-', '_', '.'")
+        slots["name"] = st.empty()
         left, middle, right = st.columns(3)
         # widget keys carry the preset, so choosing another preset shows its defaults
-        epochs = left.number_input("GAN epochs", 1, 5000, defaults.gan.epochs, key=f"gan_epochs_{preset.stem}")
+        epochs = _number(left, "GAN epochs", "gan.epochs", defaults.gan.epochs, f"gan_epochs_{preset.stem}")
+        slots["epochs"] = left.empty()
         size = middle.selectbox("Image size", sizes, index=sizes.index(defaults.data.image_size),
                                 key=f"gan_size_{preset.stem}")
-        batch = right.number_input("Batch size", 1, 64, defaults.gan.batch_size, key=f"gan_batch_{preset.stem}")
+        batch = _number(right, "Batch size", "gan.batch_size", defaults.gan.batch_size, f"gan_batch_{preset.stem}")
+        slots["batch"] = right.empty()
         root = st.text_input("Data folder", value=defaults.data.root, key=f"gan_root_{preset.stem}")
+        slots["root"] = st.empty()
+        slots["config"] = st.empty()
         if st.form_submit_button("Launch GAN training", type="primary"):
-            path = _new_run_path(name)
-            if path is not None:
-                _launch("train-gan", path, config=preset, overrides=[
-                    f"gan.epochs={epochs}", f"data.image_size={size}", f"gan.batch_size={batch}", f"data.root={root}"])
+            overrides = [f"gan.epochs={epochs}", f"data.image_size={size}", f"gan.batch_size={batch}",
+                         f"data.root={root.strip()}"]
+            reasons = {"name": form_checks.run_name(discovery.runs_dir(), name),
+                       "epochs": form_checks.number("gan.epochs", epochs),
+                       "batch": form_checks.number("gan.batch_size", batch),
+                       "root": form_checks.data_folder(discovery.resolve_path(root.strip()), root)}
+            if not any(reasons.values()):
+                reasons["config"] = form_checks.config(preset, overrides)
+            if not _refuse(slots, reasons):
+                _launch("train-gan", runs.resolve_run_name(discovery.runs_dir(), name), config=preset,
+                        overrides=overrides)
 
 
 def synthesis_form() -> None:
@@ -94,33 +116,50 @@ def synthesis_form() -> None:
 
 
 def classifier_form() -> None:
-    st.markdown("**Stage 2: VGG-GAP focal-loss classifier** (`melanet train-classifier`)")
+    st.markdown("**Stage 2: VGG-GAP focal-loss classifier** (`melanet train-classifier`)",
+                help=glossary.help_for("GAP", "focal loss"))
     preset = _preset_select("classifier_preset")
     defaults = config_module.load_config(preset)
     with st.form("classifier_form"):
-        name = st.text_input("Classifier run name", value=_default_name("classifier"), key="classifier_name")
+        slots = {}
+        name = st.text_input("Classifier run name", value=_default_name("classifier"), key="classifier_name",
+                             help="a folder under the runs folder: letters, digits, '-', '_', '.'")
+        slots["name"] = st.empty()
         training_set = st.radio("Training set", list(stages.TRAINING_SETS),
                                 format_func=stages.TRAINING_SET_DESCRIPTIONS.get, key="classifier_training_set")
         sources = discovery.with_file(entries, layout.SYNTHETIC_MANIFEST_FILE)
         gan_labels = ["(none)"] + [entry.label for entry in sources]
         gan_label = st.selectbox("GAN run with synthetic lesions (for the MelaNet training set)", gan_labels,
                                  key="classifier_gan_run")
+        slots["gan"] = st.empty()
         left, right = st.columns(2)
-        epochs = left.number_input("Classifier epochs", 1, 1000, defaults.classifier.epochs,
-                                   key=f"classifier_epochs_{preset.stem}")
-        batch = right.number_input("Batch size", 1, 256, defaults.classifier.batch_size,
-                                   key=f"classifier_batch_{preset.stem}")
+        epochs = _number(left, "Classifier epochs", "classifier.epochs", defaults.classifier.epochs,
+                         f"classifier_epochs_{preset.stem}")
+        slots["epochs"] = left.empty()
+        batch = _number(right, "Batch size", "classifier.batch_size", defaults.classifier.batch_size,
+                        f"classifier_batch_{preset.stem}")
+        slots["batch"] = right.empty()
+        slots["root"] = st.empty()
+        slots["config"] = st.empty()
         if st.form_submit_button("Launch classifier training", type="primary"):
             overrides = [f"classifier.training_set={training_set}", f"classifier.epochs={epochs}",
                          f"classifier.batch_size={batch}"]
-            if training_set == stages.SYNTHETIC_TRAINING_SET:
-                if gan_label == "(none)":
-                    st.error("The MelaNet training set needs a GAN run with synthetic lesions: synthesize first.")
-                    return
+            needs_gan = training_set == stages.SYNTHETIC_TRAINING_SET
+            if needs_gan and gan_label != "(none)":
                 overrides.append(f"classifier.gan_run={sources[gan_labels.index(gan_label) - 1].path}")
-            path = _new_run_path(name)
-            if path is not None:
-                _launch("train-classifier", path, config=preset, overrides=overrides)
+            reasons = {"name": form_checks.run_name(discovery.runs_dir(), name),
+                       "gan": ("The MelaNet training set needs a GAN run with synthetic lesions: synthesize first."
+                               if needs_gan and gan_label == "(none)" else None),
+                       "epochs": form_checks.number("classifier.epochs", epochs),
+                       "batch": form_checks.number("classifier.batch_size", batch),
+                       "root": form_checks.data_folder(discovery.resolve_path(defaults.data.root), defaults.data.root)}
+            if reasons["root"]:
+                reasons["root"] = f"the preset's data folder: {reasons['root']}"
+            if not any(reasons.values()):
+                reasons["config"] = form_checks.config(preset, overrides)
+            if not _refuse(slots, reasons):
+                _launch("train-classifier", runs.resolve_run_name(discovery.runs_dir(), name), config=preset,
+                        overrides=overrides)
 
 
 def evaluation_form() -> None:

@@ -6,11 +6,11 @@ import streamlit as st
 
 from melanet import layout
 
-from dashboard import artifacts, charts, discovery, ui
+from dashboard import artifacts, charts, discovery, glossary, ui
 
 PANELS = {"original": "Original training set", "balanced": "Balanced (originals + synthetic malignant)"}
 
-st.title("UMAP embeddings")
+st.title("UMAP embeddings", help=glossary.help_for("UMAP", "GAP", "domain gap"))
 st.caption("2-D UMAP of the global-average-pooled features of a trained classifier. Select a point "
            "(click, or box/lasso) to see its image.")
 

@@ -23,6 +23,7 @@ melanet reproduce --resume "$out"
 for run in vgg_gap augment5x augment10x melanet; do
   melanet explain --run "$out/$run" --method gradcam
   melanet embed --run "$out/$run"
+  melanet audit-shortcuts --run "$out/$run"  # reads the test part, as evaluate did, on the final model
 done
 
 # The evidence beside Table 1: paired DeLong/McNemar tests against MelaNet (comparison.json), the

@@ -17,6 +17,7 @@ from melanet import config as config_module
 from melanet import runs
 from melanet.data import sources
 from melanet.evaluation import metrics as metrics_module
+from melanet.evaluation import operating_points
 from melanet.explain import separability
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +84,7 @@ def write_classifier_run(path: Path, training_set: str, gan_run: str, test: list
     report = metrics_module.full_report(labels, probabilities, bootstrap_samples=200,
                                         validation_labels=validation_labels,
                                         validation_probabilities=validation_probabilities)
+    report["operating_points"] = operating_points.report(labels, probabilities, validation_labels, validation_probabilities)
     run.write_json("metrics.json", report)
     runs.atomic_write_csv(path / "predictions.csv",
                           [{"image": sample.image_id, "label": int(sample.label), "prob_malignant": float(p)}

@@ -3,6 +3,7 @@ real background `melanet evaluate` launched from the button (slow)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from challenge_layouts import build_isic2018, build_isic2020
+from challenge_layouts import build_isic2018, build_isic2019, build_isic2020
 from melanet import layout
 from melanet.evaluation import evaluate, external
 from test_evaluation_evaluate import TEST_LEVELS, write_folder_dataset
@@ -76,11 +77,71 @@ def test_rows_and_roc_curves_of_the_own_and_external_evaluations(environment: Pa
     assert not app.button(key="external_launch").disabled
 
 
-def test_a_shipped_run_stays_read_only(environment: Path) -> None:
+def test_subgroups_show_as_a_forest_plot(environment: Path) -> None:
+    run = evaluated_run(environment)
+    app = open_page()
+    assert "No subgroup figures" in _texts(app, "caption")  # plain folders hold labels only
+    evaluate.evaluate_run(run, data_root=build_isic2019(environment / "isic2019"))
+    summary = json.loads((run / "external" / "isic2019" / layout.SUBGROUPS_FILE).read_text())
+    app = open_page()
+    charts = [chart.proto.spec for chart in app.get("plotly_chart")]
+    forest = next(spec for spec in charts if "AUC by subgroup" in spec)
+    for variable, block in summary["variables"].items():
+        for group in block["groups"]:
+            assert f": {group['name']} (n {group['n']}, {group['n_malignant']} mal." in forest
+    assert "square-open" in forest  # the small groups are drawn hollow
+    frame = next(frame.value for frame in app.dataframe if "sensitivity %" in frame.value.columns)
+    assert list(frame["group"]) == [group["name"] for block in summary["variables"].values() for group in block["groups"]]
+    assert "chi-square" in _texts(app, "caption") or "no test" in _texts(app, "caption")
+
+
+def shipped_run(environment: Path) -> Path:
+    """An evaluated run in the shipped (read-only) models folder: ``models/classifier``."""
     run = evaluated_run(environment)
     shutil.move(str(run.parent), str(environment / "models"))
+    return environment / "models" / "classifier"
+
+
+def folder_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {path.relative_to(folder).as_posix(): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in folder.rglob("*")}
+
+
+def test_a_shipped_run_can_be_validated_and_its_results_go_under_runs(environment: Path) -> None:
+    run = shipped_run(environment)
     app = open_page(str(build_isic2020(environment / "isic2020")))
-    assert app.button(key="external_launch").disabled and "stays read-only" in _texts(app, "info")
+    assert not app.button(key="external_launch").disabled
+    assert "its external results go to" in _texts(app, "caption") and "external/models-classifier" in _texts(app, "caption")
+    # a result filed under runs/ shows as the shipped run's row; an overlap with its own images is red
+    folder = environment / "runs" / layout.EXTERNAL_FOLDER / "models-classifier" / "isic2020"
+    folder.mkdir(parents=True)
+    values = json.loads((run / layout.METRICS_FILE).read_text())
+    values["overlap"] = {"train": 0, "validation": 0, "test": 9, "gan_train": 0}
+    (folder / layout.METRICS_FILE).write_text(json.dumps(values))
+    app.run()
+    assert list(app.table[0].value.index) == ["own (the run's own test split)", "isic2020"]
+    assert "isic2020: the 9 external images overlap the run's own images" in _texts(app, "error")
+    assert "this is not an external result" in _texts(app, "error")
+
+
+@pytest.mark.slow
+def test_launching_on_a_shipped_run_leaves_it_untouched(environment: Path) -> None:
+    run = shipped_run(environment)
+    before = folder_snapshot(run)
+    app = open_page(str(build_isic2020(environment / "isic2020")))
+    app.button(key="external_launch").click()
+    app.run()
+    folder = environment / "runs" / layout.EXTERNAL_FOLDER / "models-classifier" / "isic2020"
+    assert f"results go to `{folder.as_posix()}/`" in _texts(app, "success")
+    deadline = time.monotonic() + 180
+    while external.result(folder).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    app.run()
+    frame = app.table[0].value
+    assert list(frame.index) == ["own (the run's own test split)", "isic2020"], external.result(folder).log
+    assert list(frame["state"]) == ["done", "done"] and list(frame["n"]) == [9, 24]
+    assert (folder / layout.METRICS_FILE).is_file() and (folder / layout.JOB_FILE).is_file()
+    assert folder_snapshot(run) == before  # not one file of the shipped run written, nothing added
 
 
 @pytest.mark.slow

@@ -74,15 +74,37 @@ def test_the_audit_tab_shows_kid_the_probe_and_the_closest_pairs(audited: list[s
     assert captions[first + 1] == f"real {audited[-1][len(layout.SYNTHETIC_PREFIX):]}"
 
 
+def _page_lines(app: AppTest) -> list[str]:
+    """The lesion rows of the paged list (the extremes' expander left out)."""
+    extremes = [markdown for expander in app.expander for markdown in expander.markdown if "->" in markdown.value]
+    lines = [markdown.value for markdown in app.markdown if "->" in markdown.value]
+    return lines[len(extremes):]  # the expander comes before the paged list
+
+
 def test_lesions_sort_from_most_to_least_realistic(audited: list[str]) -> None:
     app = render()
     app.radio(key="lesions_order").set_value("most realistic first").run()
     assert not app.exception
-    lines = [markdown.value for markdown in app.markdown if "->" in markdown.value]
+    lines = _page_lines(app)
     assert audited[0] in lines[0] and "(realism 0.90)" in lines[0]
     app.radio(key="lesions_order").set_value("least realistic first").run()
-    lines = [markdown.value for markdown in app.markdown if "->" in markdown.value]
+    lines = _page_lines(app)
     assert audited[-1] in lines[0]
+
+
+def test_the_page_explains_itself_and_shows_the_extremes_with_their_nearest_real_melanoma(audited: list[str]) -> None:
+    app = render()
+    text = "\n".join(markdown.value for markdown in app.markdown)
+    for words in ("cycle reconstruction", "Realism", "Manifest order", "nearest real melanoma"):
+        assert words in text, words
+    extremes = [markdown.value for markdown in app.expander[0].markdown if "->" in markdown.value]
+    assert len(extremes) == 6
+    assert audited[0] in extremes[0] and audited[1] in extremes[1] and audited[2] in extremes[2]
+    assert audited[-1] in extremes[3] and audited[-2] in extremes[4]  # least realistic first
+    captions = [image.proto.imgs[0].caption for image in app.get("image")]
+    distances = {row_id: 1.0 + index for index, row_id in enumerate(reversed(audited))}  # manifest order
+    source = audited[0][len(layout.SYNTHETIC_PREFIX):]
+    assert f"nearest real melanoma {source}, distance {distances[audited[0]]:.3f}" in captions
 
 
 def test_without_an_audit_the_tab_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ PAGES = ["overview", "train", "compare", "lesions", "gradcam", "umap", "predict"
 TIMEOUT = 90
 
 
-SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "models"
+SHIPPED_MODELS = REPOSITORY / "models"
 
 
 @pytest.fixture(scope="module", params=["fixture", "shipped"])
@@ -79,10 +80,10 @@ def test_overview_lists_the_runs_with_state_and_metrics(demo_env: Path) -> None:
     table = next(frame.value for frame in app.dataframe if "run" in frame.value.columns and "state" in frame.value.columns)
     assert {"models/demo/gan", "models/demo/vgg_gap", "models/demo/melanet"} <= set(table["run"])
     melanet = table.set_index("run").loc["models/demo/melanet"]
-    assert melanet["state"] == "done" and 0 <= melanet["AUC"] <= 1
+    assert melanet["state"] == "done" and 0 <= float(melanet["AUC"]) <= 1
     histogram = app.dataframe[0].value
     assert set(histogram["split"]) == {"train", "test"} and histogram["benign"].sum() > 0
-    assert "Table 1 of models/demo" in [expander.label for expander in app.expander]
+    assert any(expander.label.startswith("Table 1 of models/demo") for expander in app.expander)
 
 
 def test_compare_draws_one_roc_curve_per_chosen_run_and_moves_the_threshold(demo_env: Path) -> None:
@@ -97,7 +98,7 @@ def test_compare_draws_one_roc_curve_per_chosen_run_and_moves_the_threshold(demo
     assert len(next(frame.value for frame in app.dataframe if "AUC %" in frame.value.columns)) == 4
 
     def false_negatives() -> int:
-        return int(next(metric.value for metric in app.metric if metric.label.startswith("FN")))
+        return int(next(metric.value for metric in app.metric if metric.label.startswith("Missed melanomas (FN)")))
 
     at_half = false_negatives()
     app.slider(key="threshold").set_value(0.95).run()
@@ -106,6 +107,22 @@ def test_compare_draws_one_roc_curve_per_chosen_run_and_moves_the_threshold(demo
     app.multiselect(key="compare_runs").set_value(chosen[:1]).run()
     traces = json.loads(app.get("plotly_chart")[0].proto.spec)["data"]
     assert len([trace for trace in traces if trace.get("mode") == "lines" and trace["name"] != "chance"]) == 1
+
+
+def test_compare_draws_the_risk_coverage_curve_or_says_why(demo_env: Path) -> None:
+    app = render("compare")
+    assert "Uncertainty under flips and rotations" in [header.value for header in app.subheader]
+    figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    curves = [figure for figure in figures if "coverage" in str(figure["layout"].get("xaxis", {}).get("title", ""))]
+    shipped = (demo_env / "demo" / "melanet" / "predictions.csv").read_text().splitlines()[0].endswith("uncertain")
+    if not shipped:  # the fixture's predictions.csv has no spread columns: said, no figure
+        assert not curves and "No uncertainty figures for" in texts(app)
+        return
+    assert len(curves) == 1 and len(curves[0]["data"]) == 4
+    expected = json.loads((demo_env / "demo" / "melanet" / "metrics.json").read_text())["uncertainty"]["risk_coverage"]
+    trace = next(trace for trace in curves[0]["data"] if trace["name"].endswith("melanet"))
+    assert trace["x"] == pytest.approx([100 * point["coverage"] for point in expected if point["auc"] is not None])
+    assert trace["y"] == pytest.approx([point["auc"] for point in expected if point["auc"] is not None])
 
 
 def test_lesions_page_shows_triplets_with_source_ids(demo_env: Path) -> None:
@@ -255,6 +272,44 @@ def test_predict_shows_the_models_own_probability_for_the_preprocessed_image(dem
     assert decision == ("malignant" if expected > 0.5 else "benign")
 
 
+def test_predict_says_the_triage_band_and_the_spread_under_flips_and_rotations(demo_env: Path) -> None:
+    from melanet import runs
+    from melanet.classifier import predict
+    from melanet.data import preprocess
+
+    app = _upload(render("predict"), "lesion.jpg", _jpeg(), "image/jpeg")
+    run_path = demo_env / "demo" / "melanet"
+    points = json.loads((run_path / "metrics.json").read_text())["operating_points"]
+    probability = _shown_probability(app)
+    low, high = points["rule_out"]["threshold"], points["rule_in"]["threshold"]
+    bands = [info.value for info in app.info if "Triage band" in info.value]
+    assert len(bands) == 1, [info.value for info in app.info]
+    if probability <= low:  # the package's rule: malignant only when p > threshold
+        percent = round(100 * points["rule_out"]["validation"]["sensitivity"])
+        assert (f"Below the rule-out threshold ({low:.3f}): in the validation data {percent} % of melanomas "
+                "scored higher.") in bands[0]
+    elif probability > high:
+        assert f"Above the rule-in threshold ({high:.3f})" in bands[0]
+    else:
+        assert f"Between the rule-out ({low:.3f}) and rule-in ({high:.3f}) thresholds" in bands[0]
+    settings = runs.Run(run_path).config()
+    image = preprocess.preprocess_image(_jpeg(), settings.data.image_size, settings.data.max_image_pixels,
+                                        settings.data.resize, settings.data.color_constancy)
+    model = predict.load_model(run_path)
+    batch = image[None]
+    views = [batch, batch[:, :, ::-1], batch[:, ::-1], batch[:, ::-1, ::-1]]  # the flips, then the same turned 90 degrees
+    views += [np.rot90(view, 1, axes=(1, 2)) for view in views]
+    turned = [float(predict.predict_probabilities(model, np.ascontiguousarray(view))[0]) for view in views]
+    shown = texts(app)
+    found = re.search(r"8 flips and 90-degree rotations of the image, P\(malignant\) ranges from ([0-9.]+) to ([0-9.]+)", shown)
+    assert found, shown
+    assert float(found[1]) == pytest.approx(min(turned), abs=6e-4) and float(found[2]) == pytest.approx(max(turned), abs=6e-4)
+    uncertain = any(warning.value.startswith("**Uncertain.**") for warning in app.warning)
+    if abs(max(turned) - min(turned) - settings.evaluation.uncertain_spread) > 1e-3:
+        assert uncertain == (max(turned) - min(turned) > settings.evaluation.uncertain_spread)
+    assert uncertain != ("Stable under turning." in shown)
+
+
 def test_predict_refuses_large_wrong_type_and_bomb_uploads_saying_what_is_accepted(demo_env: Path) -> None:
     app = render("predict")
     oversized = _jpeg() + b"\0" * (21 * 1024 * 1024)
@@ -298,3 +353,84 @@ def test_predict_names_a_corrupt_model_instead_of_a_traceback(tmp_path: Path, mo
     assert app.error and "cannot load the trained model" in app.error[0].value and str(broken) in app.error[0].value
     assert "Traceback" not in app.error[0].value and _shown_probability(app) is None
     shutil.rmtree(models)
+
+
+def test_gradcam_page_quotes_each_shown_runs_shortcut_audit(demo_env: Path) -> None:
+    app = render("gradcam")
+    shown = texts(app)
+    audited = sorted((demo_env / "demo").glob("*/shortcuts/shortcuts.json"))
+    if not audited:  # the fixture's runs were never audited: the page says how to audit them
+        assert "no shortcut audit yet" in shown and "melanet audit-shortcuts --run" in shown
+        return
+    sentences = [json.loads(path.read_text())["background_only"] for path in audited]
+    figures = [f"AUC {view['auc']:.2f} [{view['ci_low']:.2f}, {view['ci_high']:.2f}]" for view in sentences]
+    assert sum(figure in shown for figure in figures) >= 2, "both shown runs' background-only AUCs are quoted"
+    tables = [frame.value for frame in app.dataframe]
+    assert any("background only (the lesion in skin colour)" in set(table["images"]) for table in tables
+               if "images" in table)
+
+
+def test_gradcam_page_names_an_unreadable_shortcut_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    app_fixture.write_results(models / "demo", with_model=False)
+    for run in ("vgg_gap", "augment5x", "augment10x", "melanet"):
+        (models / "demo" / run / "shortcuts").mkdir(parents=True)
+        (models / "demo" / run / "shortcuts" / "shortcuts.json").write_text('{"full": {"auc": 0.7}}')
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(models))
+    monkeypatch.setenv("MELANET_RUNS_DIR", str(tmp_path / "runs"))
+    app = render("gradcam")
+    warnings = [warning.value for warning in app.warning]
+    assert any("shortcuts.json" in warning and "not a shortcut audit" in warning for warning in warnings), warnings
+
+
+def _fixture_index(run_path: Path, image_ids: list[str], files: dict[str, Path]) -> None:
+    """A small retrieval index of ``image_ids`` in the fixture run's own features (built as `similar --build` does)."""
+    from melanet import runs
+    from melanet.classifier import predict
+    from melanet.data import preprocess
+    from melanet.explain import features, retrieval
+
+    settings = runs.Run(run_path).config().data
+    images = np.stack([preprocess.preprocess_image(files[image_id], settings.image_size, settings.max_image_pixels,
+                                                   settings.resize, settings.color_constancy) for image_id in image_ids])
+    gap = features.extract_features(predict.load_model(run_path), images)
+    (run_path / "retrieval").mkdir(exist_ok=True)
+    retrieval.Index.build(gap, image_ids, [0] * len(image_ids)).save(run_path / "retrieval" / "index.npz")
+
+
+def test_predict_shows_the_six_most_similar_training_cases(demo_env: Path) -> None:
+    from melanet import runs
+    from melanet.data import sources
+    from melanet.explain import retrieval
+
+    run_path = demo_env / "demo" / "melanet"
+    data_root = runs.Run(run_path).config().data.root
+    index_path = run_path / "retrieval" / "index.npz"
+    samples = {sample.image_id: sample.path for sample in sources.read_index(REPOSITORY / data_root).train}
+    if demo_env != SHIPPED_MODELS and not index_path.exists():
+        _fixture_index(run_path, sorted(samples)[:10], samples)
+    index = retrieval.Index.load(index_path)
+    query = index.ids[3]  # a training image: it must come back first, as itself
+    app = _upload(render("predict"), f"{query}.jpg", samples[query].read_bytes(), "image/jpeg")
+    assert "Similar training cases" in texts(app)
+    captions = [image.proto.imgs[0].caption for image in app.get("image")]
+    # in rank order (the grid's columns list their images one column at a time)
+    similar = sorted((caption for caption in captions if "similarity" in caption), key=lambda text: int(text.split(".")[0]))
+    assert len(similar) == 6 and [int(caption.split(".")[0]) for caption in similar] == [1, 2, 3, 4, 5, 6]
+    assert similar[0].startswith(f"1. {query}: ") and float(similar[0].rsplit(" ", 1)[1]) == pytest.approx(1.0, abs=2e-3)
+    shown = [caption.split(" ")[1].rstrip(":") for caption in similar]
+    assert set(shown) <= set(index.ids)
+    values = [float(caption.rsplit(" ", 1)[1]) for caption in similar]
+    assert values == sorted(values, reverse=True)
+    if demo_env == SHIPPED_MODELS:  # the shipped index holds the training split and its labels
+        labels = dict(zip(index.ids, index.labels))
+        assert all((" malignant" in caption) == (labels[image_id] == 1) for image_id, caption in zip(shown, similar))
+
+
+def test_predict_says_how_to_build_a_missing_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = tmp_path / "models"
+    app_fixture.write_results(models / "demo")
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(models))
+    monkeypatch.setenv("MELANET_RUNS_DIR", str(tmp_path / "runs"))
+    app = _upload(render("predict"), "lesion.jpg", _jpeg(), "image/jpeg")
+    assert "No similar-cases index in this run: build it with `melanet similar --run" in texts(app)

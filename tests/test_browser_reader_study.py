@@ -1,7 +1,9 @@
-"""The Reader study page in a real browser (Streamlit server + Playwright/Chromium): a 6-case study of
-the shipped demo run (created with the command line in a temporary folder; the run is only read),
+"""The Reader study page in a real browser (Streamlit server + Playwright/Chromium, 1400x900): a 6-case
+study of the shipped demo run (created with the command line in a temporary folder; the run is only read),
 read unaided with a reload and a server restart in the middle, blind (nothing about a case's label or the model's output
 reaches the browser), then aided; the results shown and downloaded equal `melanet reader-study results`.
+The reading screen shows the whole original file (its own pixels) first, at least 600 px wide; a second
+browser opening the same URL is not that reader; a reader mid-study finds no Results view.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from melanet.studies import study as study_module
+from PIL import Image
+
+from melanet.studies import mrmc, study as study_module
 
 from test_browser import CHROMIUM, CHROMIUM_ARGS, choose, open_page, screenshot, start_server, stop_server
 
@@ -66,6 +70,20 @@ def leaks(study: study_module.Study) -> list[str]:
     return found
 
 
+def revealed(secrets: list[str], received: str | bytes) -> list[str]:
+    """The secrets found in ``received``; a number counts only as a whole number ("0.807" is not found in
+    an SVG path's "20.807")."""
+    text = received.decode("utf-8", "replace") if isinstance(received, bytes) else received
+    found = []
+    for secret in secrets:
+        if re.fullmatch(r"[\d.e+-]+", secret):
+            if re.search(rf"(?<![\d.]){re.escape(secret)}(?![\d])", text):
+                found.append(secret)
+        elif secret in text:
+            found.append(secret)
+    return found
+
+
 def idle(page) -> None:
     """Wait for the script run to finish: what is on screen is that run's, and input is not lost to it."""
     expect(page.locator('[data-testid="stApp"]')).to_have_attribute("data-test-script-state", "notRunning",
@@ -76,6 +94,13 @@ def sign_in(page, url: str) -> None:
     """Open the page, pick the study and give the reader's name, as a reader does."""
     open_page(page, url, "Reader study")
     idle(page)
+    for _ in range(3):  # a click on the sidebar link while the first page still loads can be lost: click again
+        try:
+            expect(page.locator(".st-key-study_pick")).to_be_visible(timeout=15_000)
+            break
+        except AssertionError:
+            page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Reader study").first.click()
+            idle(page)
     choose(page, "study_pick", f"studies/{NAME}")
     idle(page)
     page.locator(".st-key-reader_name input").fill(READER)
@@ -100,6 +125,43 @@ def expect_case(page, number: int, phase: str, case_id: str) -> None:
         raise
 
 
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+def viewer_image(page, case_id: str, layer: str = "lesion"):
+    """The viewer's image (``lesion`` or ``heat``) of ``case_id`` inside the reading screen's iframe."""
+    return page.frame_locator(".st-key-reader_viewer iframe").locator(
+        f'.reader-study-image[data-case="{case_id}"] #{layer}')
+
+
+def check_first_screen(page, case_id: str, original: Path) -> None:
+    """The case image lies wholly inside the 1400x900 window, at least 600 px on its long side, and is
+    the original file at its own size."""
+    lesion = viewer_image(page, case_id)
+    expect(lesion).to_have_count(1, timeout=30_000)
+    expect(lesion).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"), timeout=30_000)
+    assert base64.b64decode(lesion.get_attribute("src").split(",", 1)[1]) == original.read_bytes()
+    width, height = Image.open(original).size
+    natural = None
+    for _ in range(100):  # the viewer fits the image once it has loaded
+        natural = lesion.evaluate("image => [image.naturalWidth, image.naturalHeight]")
+        box = lesion.bounding_box()
+        if natural[0] and box and box["width"] > 1:
+            break
+        page.wait_for_timeout(100)
+    assert natural == [width, height]
+    assert box["x"] >= 0 and box["y"] >= 0, box
+    assert box["x"] + box["width"] <= VIEWPORT["width"] + 0.5 and box["y"] + box["height"] <= VIEWPORT["height"] + 0.5, box
+    assert max(box["width"], box["height"]) >= 600, box
+
+
+def check_no_results_view(page) -> None:
+    """A reader mid-study: no View control, no results on the page."""
+    expect(page.locator(".st-key-study_view")).to_have_count(0)
+    expect(page.get_by_text("Readers and the model")).to_have_count(0)
+    expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(0)
+
+
 def unaided_choice(position: int) -> tuple[str, int]:
     return ("malignant" if position % 3 else "benign"), position % 5 + 1
 
@@ -113,7 +175,7 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
     received: list[bytes | str] = []
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
+        page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
         page.on("websocket", lambda socket: socket.on("framereceived", lambda frame: received.append(frame)))
         sign_in(page, url)
         expect_case(page, 1, "unaided", unaided_order[0])
@@ -125,25 +187,43 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
             if position in (3, 5):
                 expect_case(page, position + 1, "unaided", unaided_order[position])  # the last answer is saved
                 assert len(study.responses_path.read_text().splitlines()) == position + 1
-            if position == 3:  # a reload forgets the session; the answers and the URL's name remain
+            if position == 2:  # a colleague opens the same URL in another browser: not signed in as this reader
+                other = browser.new_context(viewport=VIEWPORT)
+                colleague = other.new_page()
+                colleague.goto(page.url)
+                idle(colleague)
+                expect(colleague.locator(".st-key-reader_name input")).to_be_visible(timeout=60_000)
+                expect(colleague.locator(".st-key-reader_name input")).to_have_value("")
+                expect(colleague.get_by_text(re.compile(r"Case \d of 6"))).to_have_count(0)
+                expect(colleague.get_by_text(READER)).to_have_count(0)
+                other.close()
+                check_no_results_view(page)  # and the reader still reading sees no results
+            if position == 3:  # a reload forgets the session (and the URL names no reader): the name again
                 page.reload()
+                idle(page)
+                expect(page.locator(".st-key-reader_name input")).to_have_value("", timeout=60_000)
+                expect(page.get_by_text("Case 4 of 6")).to_have_count(0)
+                sign_in(page, url)
             if position == 5:  # so does a server restart: the reader comes back and gives the name again
                 sign_in(page, restart_server())
             expect_case(page, position + 1, "unaided", unaided_order[position])
             idle(page)
-            lesion = page.locator(f'.reader-study-image[data-case="{unaided_order[position]}"] img')
-            expect(lesion).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"), timeout=30_000)
-            original = study.image_path(study.case(unaided_order[position]), REPO).read_bytes()
-            assert base64.b64decode(lesion.get_attribute("src").split(",", 1)[1]) == original  # the file itself
+            check_first_screen(page, unaided_order[position],
+                               study.image_path(study.case(unaided_order[position]), REPO))
+            expect(viewer_image(page, unaided_order[position], "heat")).to_have_count(1)
+            assert viewer_image(page, unaided_order[position], "heat").evaluate("node => node.tagName") == "SPAN"
             expect(page.locator('[data-testid="stForm"]')).to_have_count(1, timeout=30_000)
-            html = page.content()
-            assert not [secret for secret in secrets if secret in html], "unaided page gives the case away"
+            check_no_results_view(page)
+            html = page.content() + "".join(frame.content() for frame in page.frames)
+            assert not revealed(secrets, html), "unaided page gives the case away"
+            if position == 0:
+                screenshot(page, "reader-study-unaided")
             unaided_frames = len(received)  # all the server sent while this unaided case was on screen
             answer(page, *unaided_choice(position))
         expect_case(page, 1, "aided", aided_order[0])
         frames = b"".join(frame if isinstance(frame, bytes) else frame.encode() for frame in received[:unaided_frames])
         assert len(frames) > 10_000  # the six lesion images went through the socket
-        assert not [secret for secret in secrets if secret.encode() in frames], "the server sent a secret unaided"
+        assert not revealed(secrets, frames), "the server sent a secret unaided"
         later = b"".join(frame if isinstance(frame, bytes) else frame.encode() for frame in received[unaided_frames:])
         assert b"P(malignant)" in later  # the check would see a secret if there were one
         screenshot(page, "reader-study-aided")
@@ -152,7 +232,11 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
             case = study.case(case_id)
             expect_case(page, position + 1, "aided", case_id)
             idle(page)
-            expect(page.locator(f'.reader-study-image[data-case="{case_id}"] img')).to_have_count(1, timeout=30_000)
+            check_first_screen(page, case_id, study.image_path(case, REPO))
+            heat = viewer_image(page, case_id, "heat")
+            assert base64.b64decode(heat.get_attribute("src").split(",", 1)[1]) == study.overlay_path(case).read_bytes()
+            heat_box, lesion_box = heat.bounding_box(), viewer_image(page, case_id).bounding_box()
+            assert all(abs(heat_box[key] - lesion_box[key]) < 1 for key in ("x", "y", "width", "height"))
             model_output = re.escape(f"P(malignant) = {case.prob_malignant:.3f}") + f".* it says {case.model_decision}"
             expect(page.get_by_text(re.compile(model_output))).to_be_visible(timeout=30_000)
             expect(page.get_by_text("Grad-CAM over the image you read")).to_be_visible()
@@ -183,7 +267,7 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
             assert cells[4] == f"{100 * entry['specificity']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
             assert cells[5:8] == [f"{entry['auc']:.3f}", f"{entry['kappa_vs_model']:.3f}",
                                   f"{entry['model']['auc']:.3f}"]
-            assert cells[10] == f"{entry['delong']['delta_auc']:.3f} (p = {entry['delong']['p']:.3f})"
+            assert cells[10] == f"{entry['delong']['delta_auc']:.3f} ({mrmc.format_p(entry['delong']['p'])})"
         assert shown[("model", f"threshold {study.threshold:.4g}")][5] == f"{expected['model']['auc']:.3f}"
         change = expected["aided_vs_unaided"][0]
         expect(tables.nth(1)).to_contain_text(f"{change['right_to_wrong']}")

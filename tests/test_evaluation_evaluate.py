@@ -68,7 +68,10 @@ def test_evaluate_writes_metrics_and_predictions(classifier_run: Path, capsys: p
 
     report = json.loads((classifier_run / "metrics.json").read_text())
     predictions = pd.read_csv(classifier_run / "predictions.csv")
-    assert list(predictions.columns) == ["image", "label", "prob_malignant"]
+    assert list(predictions.columns) == ["image", "label", "prob_malignant", "prob_sd", "prob_range", "uncertain"]
+    assert predictions["prob_range"].max() < 1e-5 and not predictions["uncertain"].any()  # brightness ignores turns
+    assert report["uncertainty"]["available"] and report["uncertainty"]["n_uncertain"] == 0
+    assert report["operating_points"]["rule_out"]["validation"]["file"] == "validation_predictions.csv"
     assert report["n"] == len(predictions) == 9 and report["n_malignant"] == 4
     # brightness separates the classes except the two overlapping images
     by_image = predictions.set_index("image")

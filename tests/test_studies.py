@@ -3,6 +3,7 @@ results against hand-computed values and scikit-learn."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import dataclasses
 import io
@@ -10,6 +11,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import shutil
 import subprocess
@@ -491,44 +493,162 @@ def test_the_page_without_studies_says_how_to_make_one(tmp_path, monkeypatch) ->
     assert "melanet reader-study create --run" in " ".join(str(item.value) for item in app.info)
 
 
+def page_elements(node) -> list:
+    """Every element of an AppTest tree in page order (blocks opened)."""
+    found = []
+    for child in getattr(node, "children", {}).values():
+        found.append(child)
+        found += page_elements(child)
+    return found
+
+
+def viewer_pages(app) -> list[str]:
+    """The HTML of each iframe on the page (the reading screen's image viewer)."""
+    return [element.proto.srcdoc for element in page_elements(app.main) if getattr(element, "type", "") == "iframe"]
+
+
+def open_reader_page(monkeypatch: pytest.MonkeyPatch, studies: Path, models: Path):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MELANET_STUDIES_DIR", str(studies))
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(models))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/reader_study.py")
+    app.run()
+    return app
+
+
 def test_the_page_reads_a_study_without_sending_its_secrets(demo_study, monkeypatch) -> None:
-    """The unaided page's elements (the same values the browser gets) hold no label or probability."""
+    """The unaided reading screen's elements (the same values the browser gets) hold no label or
+    probability; the title and the study picker give way to the image, the original file itself."""
+    app = open_reader_page(monkeypatch, demo_study.path.parent, demo_study.path.parent / "no-models")
+    assert "Readers against the model" in " ".join(str(item.value) for item in app.caption)
+    app.text_input(key="reader_name").input("Dr Unit").run()
+    assert "Case 1 of 12 (unaided)" in [item.value for item in app.subheader]
+    pages = viewer_pages(app)
+    shown = " ".join(str(element.value) for kind in ("markdown", "caption", "info", "subheader", "text")
+                     for element in getattr(app, kind)) + " ".join(pages)
+    assert "Readers against the model" not in shown and not app.title and not app.selectbox  # collapsed
+    assert "P(malignant)" not in shown and "Model:" not in shown and study_module.OVERLAYS_FOLDER not in shown
+    assert not [case for case in demo_study.cases if f"{case.prob_malignant:.3f}" in shown]
+    first = demo_study.case(study_module.case_order(demo_study, "Dr Unit", UNAIDED)[0])
+    assert len(pages) == 1 and 'id="heat"' in pages[0] and "<img id=\"heat\"" not in pages[0]
+    source = re.search(r'id="lesion" alt="lesion" src="data:image/jpeg;base64,([^"]+)"', pages[0]).group(1)
+    assert base64.b64decode(source) == demo_study.image_path(first, REPO).read_bytes()
+
+
+def test_the_aided_viewer_lays_the_heat_map_over_the_same_original(demo_study, monkeypatch) -> None:
+    answer_all(demo_study, "Dr Unit", UNAIDED, lambda case: ("benign", 3))
+    app = open_reader_page(monkeypatch, demo_study.path.parent, demo_study.path.parent / "no-models")
+    app.text_input(key="reader_name").input("Dr Unit").run()
+    assert "Case 1 of 12 (aided)" in [item.value for item in app.subheader]
+    case = demo_study.case(study_module.case_order(demo_study, "Dr Unit", AIDED)[0])
+    page = viewer_pages(app)[0]
+    lesion = re.search(r'id="lesion" alt="lesion" src="data:image/jpeg;base64,([^"]+)"', page).group(1)
+    heat = re.search(r'<img id="heat" alt="heat map over the image" src="data:image/jpeg;base64,([^"]+)"', page).group(1)
+    assert base64.b64decode(lesion) == demo_study.image_path(case, REPO).read_bytes()
+    assert base64.b64decode(heat) == demo_study.overlay_path(case).read_bytes()
+    original, heat_map = Image.open(demo_study.image_path(case, REPO)), Image.open(demo_study.overlay_path(case))
+    assert abs(original.width / original.height - heat_map.width / heat_map.height) < 0.01  # the same framing
+
+
+def test_a_reader_in_the_url_is_not_signed_in_and_a_reader_mid_study_sees_no_results(demo_study, monkeypatch) -> None:
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MELANET_STUDIES_DIR", str(demo_study.path.parent))
     monkeypatch.setenv("MELANET_MODELS_DIR", str(demo_study.path.parent / "no-models"))
+    responses.record_answer(demo_study, reader="Dr Unit", phase=UNAIDED, decision="benign", confidence=2, seconds=1,
+                            case=study_module.case_order(demo_study, "Dr Unit", UNAIDED)[0])
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.query_params["reader"] = "Dr Unit"
+    app.query_params["study"] = "demo-12"
     app.run()
     app.switch_page("pages/reader_study.py")
     app.run()
+    assert not [item for item in app.subheader if "Case" in str(item.value)]
+    assert app.text_input(key="reader_name").value == ""
     app.text_input(key="reader_name").input("Dr Unit").run()
-    assert "Case 1 of 12 (unaided)" in [item.value for item in app.subheader]
-    shown = " ".join(str(element.value) for kind in ("markdown", "caption", "info", "subheader", "text")
+    assert "Case 2 of 12 (unaided)" in [item.value for item in app.subheader]
+    app.session_state["study_view"] = "Results"
+    app.run()
+    shown = " ".join(str(element.value) for kind in ("subheader", "markdown", "caption")
                      for element in getattr(app, kind))
-    assert "Readers against the model" in shown and "P(malignant)" not in shown and "Model:" not in shown
-    assert not [case for case in demo_study.cases if f"{case.prob_malignant:.3f}" in shown]
+    assert "Readers and the model" not in shown and "Case 2 of 12 (unaided)" in shown
+    assert not [element for element in page_elements(app.main) if getattr(element, "type", "") == "button_group"]
+    answer_all(demo_study, "Dr Unit", UNAIDED, lambda case: ("benign", 3))
+    answer_all(demo_study, "Dr Unit", AIDED, lambda case: ("benign", 3))
+    app.run()  # finished: the same session may now open the results
+    app.session_state["study_view"] = "Results"
+    app.run()
+    assert "Readers and the model" in [item.value for item in app.subheader]
 
 
 def test_the_page_reads_a_shipped_study_through_a_copy(demo_study, tmp_path, monkeypatch) -> None:
-    from streamlit.testing.v1 import AppTest
-
     shipped = create.copy_study(demo_study, tmp_path / "models" / "demo" / "studies")
-    monkeypatch.setenv("MELANET_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("MELANET_STUDIES_DIR", str(tmp_path / "mine"))
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    app.run()
-    app.switch_page("pages/reader_study.py")
-    app.run()
+    app = open_reader_page(monkeypatch, tmp_path / "mine", tmp_path / "models")
     assert app.selectbox(key="study_pick").value == "models/demo/studies/demo-12"
     app.text_input(key="reader_name").input("Dr Shipped").run()
-    app.run()  # the copy replaces the shipped study in the list; the page stays on it
+    app.run()  # the copy replaces the shipped study in the list; the reader stays on it
     assert not app.exception, [item.value for item in app.exception]
-    assert app.selectbox(key="study_pick").value == "studies/demo-12"
     assert "Case 1 of 12 (unaided)" in [item.value for item in app.subheader]
     assert (tmp_path / "mine" / "demo-12" / study_module.STUDY_FILE).is_file()
     assert sorted(path.name for path in shipped.path.iterdir()) == [study_module.CASES_FILE,
                                                                     study_module.OVERLAYS_FOLDER,
                                                                     study_module.STUDY_FILE]
+
+
+def error_after(app, key: str) -> str | None:
+    """The text of the error element right after the widget ``key`` (None when the next one is no error)."""
+    elements = [element for element in page_elements(app.main) if getattr(element, "type", "") not in ("", None)]
+    for index, element in enumerate(elements):
+        if getattr(element, "key", None) == key:
+            following = elements[index + 1] if index + 1 < len(elements) else None
+            return str(following.value) if following is not None and following.type == "error" else None
+    raise AssertionError(f"no widget {key!r} on the page")
+
+
+def test_the_new_study_form_shows_the_command_lines_errors_beside_each_field(demo_study, tmp_path, monkeypatch) -> None:
+    app = open_reader_page(monkeypatch, demo_study.path.parent, REPO / "models")
+    app.session_state["study_view"] = "New study"
+    app.run()
+    assert app.selectbox(key="create_run").value == "models/demo/augment10x"  # classifier runs only
+    assert "models/demo/gan" not in app.selectbox(key="create_run").options
+
+    widgets = {"create_run": "selectbox", "create_name": "text_input", "create_cases": "number_input",
+               "create_seed": "number_input", "create_aided": "checkbox"}
+
+    def submit(**values) -> None:
+        for key, value in values.items():
+            getattr(app, widgets[key])(key=key).set_value(value)
+        next(button for button in app.button if button.label == "Create study").click().run()
+
+    submit(create_run="models/demo/melanet", create_name="../escape", create_cases=12, create_seed=1)
+    assert "study name '../escape'" in error_after(app, "create_name")
+    assert error_after(app, "create_cases") is None and error_after(app, "create_run") is None
+    submit(create_name="demo-12")  # the fixture's study
+    assert "exists already" in error_after(app, "create_name")
+    submit(create_name="fresh", create_cases=500)
+    assert "--cases must be between 2 and 73" in error_after(app, "create_cases")
+    assert error_after(app, "create_name") is None
+    submit(create_cases=12, create_seed=-3)
+    assert "--seed must be a whole number >= 0" in error_after(app, "create_seed")
+    unevaluated = Path(shutil.copytree(DEMO_RUN, tmp_path / "models" / "demo" / "unevaluated"))
+    (unevaluated / "metrics.json").unlink()
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(tmp_path / "models"))
+    app.run()
+    submit(create_run="models/demo/unevaluated", create_seed=2)
+    assert "not evaluated" in error_after(app, "create_run")
+    assert not (demo_study.path.parent / "fresh").exists()
+    monkeypatch.setenv("MELANET_MODELS_DIR", str(REPO / "models"))
+    app.run()
+    submit(create_run="models/demo/melanet", create_aided=False)
+    assert not app.exception, [item.value for item in app.exception]
+    made = study_module.open_study(demo_study.path.parent / "fresh")
+    same = create.create_study(DEMO_RUN, "fresh-cli", root=tmp_path / "cli",
+                               options=create.CreateOptions(cases=12, seed=2, aided=False))
+    assert [case.image for case in made.cases] == [case.image for case in same.cases] and made.phases == ("unaided",)
+    assert app.selectbox(key="study_pick").value == "studies/fresh"  # the new study is opened for reading
 
 
 # -- MRMC over readers -----------------------------------------------------------------------------
@@ -576,3 +696,29 @@ def test_the_results_view_says_not_enough_readings(demo_study, monkeypatch) -> N
     shown = " ".join(str(element.value) for kind in ("markdown", "caption") for element in getattr(app, kind))
     assert "not enough readings" in shown and "post hoc" in shown
     assert "p = 0.000" not in shown
+
+
+def test_the_results_view_tables_the_sample_size_of_the_next_study(demo_study, monkeypatch) -> None:
+    from melanet.studies import sample_size
+
+    monkeypatch.setattr(results, "MINIMUM_CASES_PER_CLASS", 2)
+    generator = random.Random(3)
+    for reader in ("first", "second", "third"):
+        for phase in (UNAIDED, AIDED):
+            answer_all(demo_study, reader, phase, lambda case: (("malignant" if generator.random() < 0.3 + 0.4 * case.label
+                                                                 else "benign"), generator.randint(1, 5)))
+    section = results.compute_results(demo_study)["mrmc"]["aided_vs_unaided"]
+    assert section["available"]
+    app = open_reader_page(monkeypatch, demo_study.path.parent, demo_study.path.parent / "no-models")
+    app.session_state["study_view"] = "Results"
+    app.run()
+    app.number_input(key="sample_size_delta").set_value(0.1).run()
+    assert not app.exception, [item.value for item in app.exception]
+    assert app.selectbox(key="sample_size_pilot").value == "aided_vs_unaided"
+    expected = sample_size.sample_size_table(sample_size.Pilot.from_analysis(section), 0.1)
+    table = next(element for element in app.table if "cases needed" in element.value.columns)
+    shown = table.value.reset_index()
+    assert list(shown["readers"]) == [str(row["readers"]) for row in expected]
+    assert list(shown["cases needed"]) == ["not reachable" if row["cases"] is None else str(row["cases"])
+                                           for row in expected]
+    assert any(row["cases"] is not None for row in expected)

@@ -47,12 +47,14 @@ def _load_keras_file(path: Path) -> keras.Model:
                         "retrain the run or copy the file again")
 
 
-def scaled_batches(images: np.ndarray, batch_size: int, flip_axes: tuple[int, ...] = ()) -> tf.data.Dataset:
+def scaled_batches(images: np.ndarray, batch_size: int, flip_axes: tuple[int, ...] = (), *,
+                   transpose: bool = False) -> tf.data.Dataset:
     """uint8 (N, S, S, 3) -> batches of float32 in [0, 1] (the classifier's input scaling).
 
     Images on disk (``melanet.data.disk_images.DiskImages``) are read a batch at a time.
     ``flip_axes``: axes of (N, S, S, 3) to reverse (1 = up-down, 2 = left-right), applied to each batch,
-    so a flipped view of the data set is never held in memory.
+    so a flipped view of the data set is never held in memory. ``transpose``: swap rows and columns
+    first (with a flip, a 90-degree rotation).
     """
     if disk_images.is_on_disk(images):
         dataset = disk_images.batches(images, tf.data.Dataset.range(len(images)).batch(batch_size))
@@ -61,6 +63,8 @@ def scaled_batches(images: np.ndarray, batch_size: int, flip_axes: tuple[int, ..
     axes = list(flip_axes)
 
     def scale(batch: tf.Tensor) -> tf.Tensor:
+        if transpose:
+            batch = tf.transpose(batch, [0, 2, 1, 3])
         return to_unit_range(tf.reverse(batch, axes) if axes else batch)
 
     return dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -76,6 +80,12 @@ TTA_VIEWS: dict[str, tuple[tuple[int, ...], ...]] = {
     "none": ((),),
     "flips": ((), (2,), (1,), (1, 2)),  # as is, left-right, up-down, both (= rotated by 180 degrees)
 }
+# The 8 symmetries of the square (the dihedral group: flips and 90-degree rotations) as (transpose, axes to
+# reverse); the first four are the flips of TTA_VIEWS, the transposed four add the 90- and 270-degree
+# rotations and the two diagonal mirror images. A lesion has no up, down, left or right, so a model's
+# answer should not change between them; how much it does is ``melanet.evaluation.uncertainty``'s spread.
+DIHEDRAL_VIEWS: tuple[tuple[bool, tuple[int, ...]], ...] = tuple(
+    (transpose, axes) for transpose in (False, True) for axes in TTA_VIEWS["flips"])
 
 
 def predict_probabilities(
@@ -91,6 +101,28 @@ def predict_probabilities(
     Returns:
         (N,) float64 in [0, 1].
     """
+    _check_inputs(model, images, tta)
+    return np.mean(_view_probabilities(model, images, batch_size, [(False, axes) for axes in TTA_VIEWS[tta]]), axis=1)
+
+
+def predict_with_views(
+    model: keras.Model, images: np.ndarray, batch_size: int = 32, *, tta: str = "none"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probability of malignant as ``predict_probabilities`` gives it, and of each of the 8 views.
+
+    Args: as ``predict_probabilities``.
+    Returns:
+        (N,) float64 in [0, 1], the mean over the ``tta`` views (the same numbers as
+        ``predict_probabilities``), and (N, 8) float64 in [0, 1], one column per ``DIHEDRAL_VIEWS`` entry.
+        Each view is predicted once: the ``tta`` views are among the 8.
+    """
+    _check_inputs(model, images, tta)
+    views = _view_probabilities(model, images, batch_size, DIHEDRAL_VIEWS)
+    chosen = [DIHEDRAL_VIEWS.index((False, axes)) for axes in TTA_VIEWS[tta]]
+    return np.mean(views[:, chosen], axis=1), views
+
+
+def _check_inputs(model: keras.Model, images: np.ndarray, tta: str) -> None:
     if tta not in TTA_VIEWS:
         raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
     if images.ndim != 4 or images.dtype != np.uint8:
@@ -98,8 +130,13 @@ def predict_probabilities(
     expected = tuple(model.input_shape[1:3])
     if tuple(images.shape[1:3]) != expected:
         raise ValueError(f"images are {images.shape[1]}x{images.shape[2]} px, the model expects {expected[0]}x{expected[1]}")
+
+
+def _view_probabilities(model: keras.Model, images: np.ndarray, batch_size: int,
+                        views: list[tuple[bool, tuple[int, ...]]] | tuple[tuple[bool, tuple[int, ...]], ...]) -> np.ndarray:
+    """(N, V) float64: the malignant probability of each image under each (transpose, axes) view."""
     if len(images) == 0:
-        return np.zeros(0, dtype=np.float64)
-    views = [np.asarray(model.predict(scaled_batches(images, batch_size, axes), verbose=0)[:, 1], dtype=np.float64)
-             for axes in TTA_VIEWS[tta]]
-    return np.mean(views, axis=0)
+        return np.zeros((0, len(views)), dtype=np.float64)
+    columns = [np.asarray(model.predict(scaled_batches(images, batch_size, axes, transpose=transpose), verbose=0)[:, 1],
+                          dtype=np.float64) for transpose, axes in views]
+    return np.stack(columns, axis=1)

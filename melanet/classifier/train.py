@@ -246,8 +246,8 @@ def fit_classifier(
         if info is not None:
             first_epoch = lifecycle.restore_checkpoint(checkpoint, restore_from)
             state = SelectionState.from_dict(info.get("selection", {}))
-            logger.info("resuming after epoch %d (best %s %s at epoch %d)", first_epoch, state.monitor,
-                        state.best_value, state.best_epoch)
+            logger.info("resuming after epoch %d (best %s %.4g at epoch %d)", first_epoch, state.monitor,
+                        float("nan") if state.best_value is None else state.best_value, state.best_epoch)
     distribute.agree_on_epoch(strategy, first_epoch)
     run.truncate_history(first_epoch)  # a fresh start (epoch 0) replaces any earlier history
 
@@ -319,7 +319,8 @@ def _finish(config: Config, run: runs.Run, model: keras.Model, validation: Image
     )
     summary = {"monitor": state.monitor, "best_value": state.best_value, "best_epoch": state.best_epoch,
                "epochs_run": epochs_run, "stopped_early": state.stopped_early}
-    run.update_status(message=f"best {state.monitor} {state.best_value} at epoch {state.best_epoch}")
+    best = "n/a" if state.best_value is None else f"{state.best_value:.4g}"
+    run.update_status(message=f"best {state.monitor} {best} at epoch {state.best_epoch}")
     return summary
 
 

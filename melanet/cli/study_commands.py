@@ -68,6 +68,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mrmc.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife",
                       help="error covariances of the reader AUCs (default: jackknife over cases)")
     mrmc.add_argument("--out", metavar="FILE.json", help="also write the whole analysis as JSON")
+    mrmc.add_argument("--power-for", type=float, metavar="DELTA",
+                      help="sample size of the next study: for each number of readers (--readers), the cases needed "
+                           "to detect an AUC difference DELTA (random readers and cases, Hillis & Obuchowski 2011), "
+                           "with this table as the pilot")
+    mrmc.add_argument("--readers", type=int, nargs="+", metavar="R",
+                      help="numbers of readers for --power-for (default: 3 4 5 6 8 10 12 15 20)")
+    mrmc.add_argument("--power", type=float, default=0.8, help="target power for --power-for (default 0.8)")
+    mrmc.add_argument("--alpha", type=float, default=0.05, help="test size for --power-for (default 0.05)")
     mrmc.set_defaults(handler=_mrmc)
 
 
@@ -131,10 +139,21 @@ def _mrmc(args: argparse.Namespace) -> int:
     from melanet import runs
     from melanet.studies import mrmc
 
+    from melanet.studies import sample_size
+
     table = mrmc.read_table(args.file, args.treatments)
     result = mrmc.analyse(table, covariance=args.covariance)
     for line in mrmc.summary_lines(result):
         print(line)
+    if args.power_for is not None:
+        pilot = sample_size.Pilot.from_analysis(result)
+        readers = tuple(args.readers or sample_size.DEFAULT_READERS)
+        rows = sample_size.sample_size_table(pilot, args.power_for, readers, target=args.power, alpha=args.alpha)
+        for line in sample_size.summary_lines(pilot, args.power_for, rows, target=args.power, alpha=args.alpha):
+            print(line)
+        result["sample_size"] = {"delta": args.power_for, "power": args.power, "alpha": args.alpha,
+                                 "method": "Hillis & Obuchowski (2011), random readers and random cases",
+                                 "pilot_cases": pilot.n_cases, "rows": rows}
     if args.out:
         runs.atomic_write_bytes(Path(args.out), (json.dumps(result, indent=2) + "\n").encode("utf-8"))
         print(f"analysis written to {args.out}")

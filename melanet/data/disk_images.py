@@ -176,11 +176,11 @@ class DiskImages(LazyRows):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_descriptor": None}
 
-    def __del__(self) -> None:
+    def __del__(self, _getpid=os.getpid, _close=os.close) -> None:  # bound now: at exit ``os`` may be gone
         descriptor = getattr(self, "_descriptor", None)
-        if descriptor is not None and descriptor[0] == os.getpid():
+        if descriptor is not None and descriptor[0] == _getpid():
             try:
-                os.close(descriptor[1])
+                _close(descriptor[1])
             except OSError:
                 pass
 

@@ -6,7 +6,9 @@ training time), and writes to the run folder (or ``out_dir``):
 
 - ``metrics.json``: see :func:`melanet.evaluation.metrics.full_report`, plus ``data`` (what was
   evaluated) and ``model`` (which run);
-- ``predictions.csv``: ``image, label, prob_malignant`` (label 0 = benign, 1 = malignant);
+- ``predictions.csv``: ``image, label, prob_malignant`` (label 0 = benign, 1 = malignant), then
+  ``prob_sd, prob_range, uncertain``: the spread of the probability over the 8 flips and 90-degree
+  rotations and its flag (:mod:`melanet.evaluation.uncertainty`);
 - ``predictions_isic.csv``: the ``isic-challenge-scoring`` format, ``image, benign, malignant``
   (class probabilities, one row per image), scorable by the official package.
 
@@ -27,7 +29,8 @@ import numpy as np
 from melanet import config as config_module
 from melanet import layout, lifecycle, runs
 from melanet.data.errors import DataError
-from melanet.evaluation import evidence, external, leakage, metrics, model_card
+from melanet.evaluation import evidence, external, leakage, metrics, model_card, similar_cases, subgroups
+from melanet.evaluation import uncertainty
 from melanet.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -73,14 +76,26 @@ def read_predictions(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarra
     return ids, np.asarray(labels, dtype=np.int64), np.asarray(probabilities, dtype=np.float64)
 
 
-def write_predictions(out_dir: str | Path, ids: Sequence[str], labels: np.ndarray, probabilities: np.ndarray) -> None:
-    """Write ``predictions.csv`` and ``predictions_isic.csv`` for (N,) ``labels`` and ``probabilities``."""
+def write_predictions(out_dir: str | Path, ids: Sequence[str], labels: np.ndarray, probabilities: np.ndarray,
+                      spread: dict[str, np.ndarray] | None = None) -> None:
+    """Write ``predictions.csv`` and ``predictions_isic.csv`` for (N,) ``labels`` and ``probabilities``.
+
+    ``spread``: :func:`melanet.evaluation.uncertainty.columns` ((N,) ``prob_sd``, ``prob_range``,
+    ``uncertain``), written as extra columns of ``predictions.csv`` only; the ISIC file keeps its
+    official three columns.
+    """
     out_dir = Path(out_dir)
     rows = [
         {"image": image_id, "label": int(label), "prob_malignant": f"{float(probability):.8f}"}
         for image_id, label, probability in zip(ids, labels, probabilities)
     ]
-    runs.atomic_write_csv(out_dir / PREDICTIONS_FILE, rows, ["image", "label", "prob_malignant"])
+    fields = ["image", "label", "prob_malignant"]
+    if spread is not None:
+        fields += list(uncertainty.COLUMNS)
+        for row, sd, width, flagged in zip(rows, *(spread[column] for column in uncertainty.COLUMNS)):
+            row.update({uncertainty.SD_COLUMN: f"{float(sd):.8f}", uncertainty.RANGE_COLUMN: f"{float(width):.8f}",
+                        uncertainty.FLAG_COLUMN: int(bool(flagged))})
+    runs.atomic_write_csv(out_dir / PREDICTIONS_FILE, rows, fields)
     isic_rows = [
         {"image": image_id, "benign": f"{1.0 - float(probability):.8f}", "malignant": f"{float(probability):.8f}"}
         for image_id, probability in zip(ids, probabilities)
@@ -94,8 +109,13 @@ def report_for_predictions(
     evaluation_config: config_module.EvaluationConfig,
     seed: int,
     validation_path: Path | None,
+    spread: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """``metrics.full_report`` with the config's settings and the run's validation predictions (if any)."""
+    """``metrics.full_report`` with the config's settings and the run's validation predictions (if any).
+
+    ``spread``: (N,) ``prob_sd`` and ``prob_range`` of the test images over the 8 views, for the
+    ``uncertainty`` block; None says the views were not predicted (an older predictions.csv).
+    """
     validation_labels = validation_probabilities = None
     if validation_path is not None and validation_path.is_file():
         _, validation_labels, validation_probabilities = read_predictions(validation_path)
@@ -113,8 +133,25 @@ def report_for_predictions(
     if validation_path is not None and report["operating_point"].get("available"):
         report["operating_point"]["validation"]["file"] = validation_path.name
     report["evaluation_settings"] = dataclasses.asdict(evaluation_config)
-    return evidence.add_to_report(report, labels, probabilities, evaluation_config, seed,
-                                  validation_labels, validation_probabilities)
+    if spread is None:
+        report["uncertainty"] = uncertainty.unavailable(
+            f"{PREDICTIONS_FILE} has no {uncertainty.RANGE_COLUMN} column: it was predicted before the 8 views were; "
+            "re-evaluate with `melanet evaluate --run RUN` to predict them")
+    else:
+        report["uncertainty"] = uncertainty.summary(labels, probabilities, spread[uncertainty.RANGE_COLUMN],
+                                                    spread[uncertainty.SD_COLUMN], evaluation_config.uncertain_spread)
+    report = evidence.add_to_report(report, labels, probabilities, evaluation_config, seed,
+                                    validation_labels, validation_probabilities)
+    if validation_path is not None:
+        for point in report["operating_points"].values():
+            if point.get("available"):
+                point["validation"]["file"] = validation_path.name
+    return report
+
+
+def _rounded(value: float | None) -> str:
+    """A figure for a log line: three decimals ("0.552"), or "n/a"."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def evaluate_run(
@@ -152,6 +189,9 @@ def evaluate_run(
     if writes_into_run:
         with lifecycle.step_session(run, STAGE, data=data_config.root, split="test") as entry:
             report = _evaluate(run, config, data_config, target, progress)
+            block = similar_cases.add_to_metrics(run.path)  # from retrieval/votes.csv, when the run has one
+            if block is not None:
+                report["similar_cases"] = block
             model_card.write(run.path)
             entry.update(n=report["n"], auc=report["auc"])
     else:
@@ -216,14 +256,14 @@ def _evaluate(
         raise DataError(f"{data_config.root}: the {split} split has no usable images")
     logger.info("evaluating %s on %d test images of %s", run.path, len(image_set.ids), data_config.root)
     model = classifier_predict.load_model(run.path)
-    probabilities = np.asarray(
-        classifier_predict.predict_probabilities(model, image_set.images, config.classifier.batch_size,
-                                                 tta=config.evaluation.tta),
-        dtype=np.float64,
-    ).reshape(-1)
+    # every image under the 8 flips and rotations: the tta views give the probability, all 8 its spread
+    probabilities, views = classifier_predict.predict_with_views(model, image_set.images, config.classifier.batch_size,
+                                                                 tta=config.evaluation.tta)
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    spread = uncertainty.columns(views, config.evaluation.uncertain_spread)
     labels = np.asarray(image_set.labels, dtype=np.int64)
     report = report_for_predictions(
-        labels, probabilities, config.evaluation, config.seed, run.file(VALIDATION_PREDICTIONS_FILE)
+        labels, probabilities, config.evaluation, config.seed, run.file(VALIDATION_PREDICTIONS_FILE), spread
     )
     report["data"] = {
         "root": str(data_config.root),
@@ -240,10 +280,12 @@ def _evaluate(
     _add_duplicates(report, run, config, data_config, image_set, labels, probabilities, is_external, progress)
     report["evaluated_at"] = runs.now_iso()
     target.mkdir(parents=True, exist_ok=True)
-    write_predictions(target, image_set.ids, labels, probabilities)
+    write_predictions(target, image_set.ids, labels, probabilities, spread)
     if image_set.skipped:
         runs.atomic_write_csv(target / SKIPPED_FILE, image_set.skipped, ["file", "line", "reason"])
     runs.atomic_write_json(target / runs.METRICS_FILE, report)
-    logger.info("AUC %s, sensitivity %s, specificity %s at threshold %s",
-                report["auc"], report["sensitivity"], report["specificity"], report["threshold"])
+    subgroups.write(target, data_config.root, split, image_set.ids, labels, probabilities,
+                    threshold=report["threshold"], confidence=config.evaluation.confidence)
+    logger.info("AUC %s, sensitivity %s, specificity %s at threshold %s", *(
+        _rounded(report[key]) for key in ("auc", "sensitivity", "specificity", "threshold")))
     return report

@@ -8,7 +8,9 @@
   validation predictions, plus ``auc``, unchanged by a monotone map), see
   :mod:`melanet.evaluation.calibration`;
 - ``prevalence_adjusted``: PPV/NPV at ``evaluation.prevalence`` beside the observed ones, at the
-  threshold and (when there is one) at the operating point, see :mod:`melanet.evaluation.prevalence`.
+  threshold and (when there is one) at the operating point, see :mod:`melanet.evaluation.prevalence`;
+- ``operating_points``: the triage thresholds rule_out / balanced / rule_in chosen on the validation
+  predictions and scored on the test images, see :mod:`melanet.evaluation.operating_points`.
 
 It needs only labels and probabilities, so it serves ``evaluate`` and ``evaluate --from-predictions``.
 """
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet.evaluation import calibration, metrics, prevalence
+from melanet.evaluation import calibration, metrics, operating_points, prevalence
 
 
 def add_to_report(
@@ -32,10 +34,11 @@ def add_to_report(
     validation_labels: np.ndarray | None = None,
     validation_probabilities: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Add ``brier``, ``ece``, ``calibration`` and ``prevalence_adjusted`` to ``report`` (returned, JSON-safe).
+    """Add ``brier``, ``ece``, ``calibration``, ``prevalence_adjusted`` and ``operating_points`` to ``report``
+    (returned, JSON-safe).
 
     ``labels`` (N,) in {0, 1}, ``probabilities`` (N,) in [0, 1] on the test images; the validation
-    arrays (M,) only fit the calibration map.
+    arrays (M,) only fit the calibration map and choose the operating points' thresholds.
     """
     block = calibration.calibration_report(
         labels, probabilities, method=evaluation_config.calibration,
@@ -53,4 +56,10 @@ def add_to_report(
     if operating.get("available"):
         adjusted["at_operating_point"] = prevalence.adjusted(operating, evaluation_config.prevalence)
     report["prevalence_adjusted"] = adjusted
+    report["operating_points"] = operating_points.report(
+        labels, probabilities, validation_labels, validation_probabilities,
+        rule_out_sensitivity=evaluation_config.rule_out_sensitivity,
+        rule_in_specificity=evaluation_config.rule_in_specificity,
+        confidence=evaluation_config.confidence, stated_prevalence=evaluation_config.prevalence,
+    )
     return metrics._json_safe(report)  # the package's one nan -> null rule

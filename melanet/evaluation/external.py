@@ -11,6 +11,12 @@ all its labelled images, and ``metrics.json`` ``data.split`` says ``train`` with
 The dashboard launches the same command through :mod:`melanet.jobs`, with the results folder as the
 job's folder, so its ``job.json`` / ``job.log`` sit beside the results and the run's own job files are
 left alone.
+
+A run that must stay untouched (a shipped run in ``models/``) files its external evaluations elsewhere:
+every function here takes ``base``, the folder that holds the ``<name>/`` results folders in place of
+``RUN/external/``. The dashboard passes ``runs/external/<the run's label, '/' as '-'>/`` (e.g.
+``runs/external/models-demo-melanet/isic2019/``), which is ``melanet evaluate --run models/demo/melanet
+--data data/isic2019 --out runs/external/models-demo-melanet/isic2019`` in a terminal.
 """
 
 from __future__ import annotations
@@ -52,10 +58,16 @@ def dataset_name(data_root: str | Path) -> str:
     return name or "data"
 
 
-def results_folder(run_path: str | Path, data_root: str | Path) -> Path:
-    """``<run>/external/<name>/`` for ``data_root``; a different folder already filed under that name
-    (its ``metrics.json`` or ``job.json`` says so) makes the name ``<name>-<8 hex digits of the path>``."""
-    base = Path(run_path) / layout.EXTERNAL_FOLDER
+def results_base(run_path: str | Path, base: str | Path | None = None) -> Path:
+    """The folder holding the run's external results folders: ``base``, else ``<run>/external/``."""
+    return Path(run_path) / layout.EXTERNAL_FOLDER if base is None else Path(base)
+
+
+def results_folder(run_path: str | Path, data_root: str | Path, base: str | Path | None = None) -> Path:
+    """``<run>/external/<name>/`` (or ``<base>/<name>/``) for ``data_root``; a different folder already filed
+    under that name (its ``metrics.json`` or ``job.json`` says so) makes the name ``<name>-<8 hex digits of
+    the path>``."""
+    base = results_base(run_path, base)
     name = dataset_name(data_root)
     recorded = _recorded_root(base / name)
     if recorded is not None and not same_data(recorded, data_root):
@@ -74,21 +86,24 @@ def _recorded_root(folder: Path) -> str | None:
     return command[command.index("--data") + 1] if "--data" in command[:-1] else None
 
 
-def evaluate_arguments(run_path: str | Path, data_root: str | Path) -> list[str]:
-    """``evaluate --run RUN --data DIR --out RUN/external/<name>`` (absolute paths)."""
+def evaluate_arguments(run_path: str | Path, data_root: str | Path, base: str | Path | None = None) -> list[str]:
+    """``evaluate --run RUN --data DIR --out RUN/external/<name>`` (or ``--out BASE/<name>``; absolute paths)."""
     run_path = Path(run_path).resolve()
     data_root = Path(data_root).expanduser().resolve()
+    base = None if base is None else Path(base).resolve()
     return ["evaluate", "--run", str(run_path), "--data", str(data_root),
-            "--out", str(results_folder(run_path, data_root))]
+            "--out", str(results_folder(run_path, data_root, base))]
 
 
-def launch(run_path: str | Path, data_root: str | Path, *, program: Sequence[str] | None = None,
-           cwd: str | Path | None = None, env: dict[str, str] | None = None) -> tuple[Path, int]:
+def launch(run_path: str | Path, data_root: str | Path, *, base: str | Path | None = None,
+           program: Sequence[str] | None = None, cwd: str | Path | None = None,
+           env: dict[str, str] | None = None) -> tuple[Path, int]:
     """Start ``melanet evaluate --run RUN --data DIR`` as a background job; returns (results folder, pid).
 
     Raises ``RunError`` when the run has no trained model or ``data_root`` is the run's own data
     (its own test row comes from ``melanet evaluate --run RUN``), ``DataError`` when ``data_root`` is not a
-    data folder, ``RunBusyError`` while an evaluation of the same data set is still running.
+    data folder, ``RunBusyError`` while an evaluation of the same data set is still running. ``base``: file the
+    results in ``<base>/<name>/``, leaving the run folder untouched (see the module's docstring).
     """
     from melanet.data import sources  # the layout check reads the folder; keep imports of this module light
 
@@ -98,14 +113,14 @@ def launch(run_path: str | Path, data_root: str | Path, *, program: Sequence[str
     if same_data(data_root, run.config().data.root):
         raise runs.RunError(f"{data_root} is the data this run was trained on; pick another data folder")
     sources.detect_layout(Path(data_root).expanduser())
-    arguments = evaluate_arguments(run.path, data_root)
+    arguments = evaluate_arguments(run.path, data_root, base)
     folder = Path(arguments[-1])
     return folder, jobs.launch(folder, arguments, stage="evaluate", program=program, cwd=cwd, env=env)
 
 
-def results(run_path: str | Path) -> list[ExternalResult]:
-    """Every external evaluation filed in the run, by name."""
-    base = Path(run_path) / layout.EXTERNAL_FOLDER
+def results(run_path: str | Path, base: str | Path | None = None) -> list[ExternalResult]:
+    """Every external evaluation filed in the run (or in ``base``), by name."""
+    base = results_base(run_path, base)
     if not base.is_dir():
         return []
     return [result(folder) for folder in sorted(base.iterdir()) if folder.is_dir() and not folder.name.startswith(".")]

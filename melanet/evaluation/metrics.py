@@ -349,16 +349,22 @@ def _operating_point(
         selection = select_threshold(validation_labels, validation_probabilities, target_sensitivity)
     except ValueError as error:
         return {"available": False, "reason": str(error)}
-    figures = classification_metrics(labels, probabilities, selection["threshold"])
-    figures["confidence_intervals"] = {"level": confidence, **proportion_intervals(figures, confidence)}
-    figures.pop("auc")  # the AUC does not depend on the threshold
     return {
         "available": True,
-        **figures,
+        **figures_at(labels, probabilities, selection["threshold"], confidence),
         "chosen_on": "validation split (carved from the training set), never the test set",
         "rule": f"highest threshold whose validation sensitivity reaches {target_sensitivity:g}",
         "validation": selection,
     }
+
+
+def figures_at(labels: Any, probabilities: Any, threshold: float, confidence: float = 0.95) -> dict[str, Any]:
+    """The test figures at one chosen threshold: rates, counts and their Wilson ``confidence_intervals``
+    (no AUC: it does not depend on the threshold). Shared by ``operating_point`` and ``operating_points``."""
+    figures = classification_metrics(labels, probabilities, threshold)
+    figures["confidence_intervals"] = {"level": confidence, **proportion_intervals(figures, confidence)}
+    figures.pop("auc")
+    return figures
 
 
 def _json_safe(value: Any) -> Any:

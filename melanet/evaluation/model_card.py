@@ -3,9 +3,12 @@
 Sources: ``config.yaml`` (data, backbone weights, training set, selection settings), ``status.json``
 (epochs run), ``history.csv`` (best validation epoch), ``validation_predictions.csv`` (validation
 counts), ``metrics.json`` (test figures, intervals, calibration, prevalence-adjusted values,
-operating point), the stage-1 run named by ``classifier.gan_run`` (its seed, synthetic count),
-``embedding/separability.json`` (domain-gap figures) and the data folder's index (training counts,
-when the folder is still there). A figure whose source is missing is written as "not recorded".
+operating point, triage operating points, uncertainty), the stage-1 run named by ``classifier.gan_run`` (its seed, synthetic count),
+``embedding/separability.json`` (domain-gap figures), ``explain/lesion_focus.json`` (Grad-CAM mass on
+the lesion), ``shortcuts/shortcuts.json`` (what the model reads), ``metrics.json``'s ``similar_cases``
+(``melanet similar --build``) and the data folder's index (training
+counts, when the folder is still there). The steps that write those files (embed, explain,
+audit-shortcuts) regenerate the card of an evaluated run (:func:`refresh`). A figure whose source is missing is written as "not recorded".
 """
 
 from __future__ import annotations
@@ -145,12 +148,71 @@ def _metrics_lines(report: dict[str, Any]) -> list[str]:
                      f"specificity {_percent(operating.get('specificity'))}")
     else:
         lines.append(f"- Operating threshold: none ({operating.get('reason', MISSING)})")
+    lines += _triage_lines(report)
+    lines.append(_uncertainty_line(report))
+    lines.append(_similar_cases_line(report))
     adjusted = (report.get("prevalence_adjusted") or {}).get("at_threshold")
     if adjusted:
         lines.append(f"- At a stated prevalence of {adjusted['prevalence']:.1%} (evaluation.prevalence): PPV "
                      f"{_percent(adjusted['ppv'])}, NPV {_percent(adjusted['npv'])} (observed on the test images, prevalence "
                      f"{_percent(adjusted['observed_prevalence'])}: PPV {_percent(adjusted['observed_ppv'])}, NPV {_percent(adjusted['observed_npv'])})")
     return lines
+
+
+TRIAGE_NAMES = {"rule_out": "Rule-out", "balanced": "Balanced (Youden)", "rule_in": "Rule-in"}
+
+
+def _triage_lines(report: dict[str, Any]) -> list[str]:
+    """One line per triage operating point (``metrics.json`` ``operating_points``, chosen on validation)."""
+    points = report.get("operating_points")
+    if not points:
+        return ["- Triage operating points: not computed (re-run `melanet evaluate --run RUN --from-predictions`)"]
+    lines = []
+    for name, title in TRIAGE_NAMES.items():
+        point = points.get(name) or {}
+        if not point.get("available"):
+            lines.append(f"- {title} threshold: none ({point.get('reason', MISSING)})")
+            continue
+        intervals = point.get("confidence_intervals") or {}
+        adjusted = point.get("prevalence_adjusted") or {}
+        validation = point.get("validation") or {}
+        target = (f"validation sensitivity >= {validation['target_sensitivity']:g}" if "target_sensitivity" in validation
+                  else f"validation specificity >= {validation['target_specificity']:g}" if "target_specificity" in validation
+                  else "largest sensitivity + specificity - 1 on validation")
+        lines.append(f"- {title} threshold {point['threshold']:.3f}, for {target}: test sensitivity "
+                     f"{_percent(point.get('sensitivity'))}{_interval(intervals.get('sensitivity'))}, specificity "
+                     f"{_percent(point.get('specificity'))}{_interval(intervals.get('specificity'))}, NPV "
+                     f"{_percent(point.get('npv'))}, PPV {_percent(point.get('ppv'))}; at a prevalence of "
+                     f"{adjusted.get('prevalence', 0):.1%}: NPV {_percent(adjusted.get('npv'))}, PPV {_percent(adjusted.get('ppv'))}")
+    return lines
+
+
+def _uncertainty_line(report: dict[str, Any]) -> str:
+    """How many test images the model answers differently under flips and rotations (``uncertainty``)."""
+    block = report.get("uncertainty") or {}
+    if not block.get("available"):
+        return f"- Uncertainty under flips and rotations: not measured ({block.get('reason', 're-run `melanet evaluate`')})"
+    confident = ("" if block.get("auc_confident") is None else
+                 f"; AUC on the {block['n'] - block['n_uncertain']} other images {_percent(block['auc_confident'])}")
+    return (f"- Uncertainty: {block['n_uncertain']} of {block['n']} test images flagged uncertain (their probability moves "
+            f"by more than {block['threshold']:g} over the 8 flips and 90-degree rotations; mean spread "
+            f"{_number(block.get('mean_range'))}){confident}")
+
+
+def _similar_cases_line(report: dict[str, Any]) -> str:
+    """The similar-cases vote (``melanet similar --build``) beside the classifier's AUC."""
+    block = report.get("similar_cases")
+    if not block:
+        return "- Similar-cases vote: not measured (`melanet similar --run RUN --build`)."
+    if block.get("test_auc") is None:
+        return f"- Similar-cases vote: not measured ({block.get('reason', MISSING)})."
+    versus = block.get("versus_classifier") or {}
+    beside = (f"; the classifier's {_percent(versus['classifier_auc'])}, difference {100 * versus['delta_auc']:+.1f} "
+              f"points (paired DeLong p = {versus['p']:.2g})") if versus else ""
+    return (f"- Similar-cases vote (share of malignant among the k = {block['k']} most similar training images, k "
+            f"chosen on validation, AUC {_percent(block.get('validation_auc'))} there): test AUC "
+            f"{_percent(block['test_auc'])} [{100 * block['ci_low']:.1f}, {100 * block['ci_high']:.1f}] (95 % CI, DeLong)"
+            f"{beside}")
 
 
 def _ece_reference_line(figures: dict[str, Any]) -> str:
@@ -206,8 +268,64 @@ def _limit_lines(run_path: Path, report: dict[str, Any], synthetic: bool) -> lis
         lines.append("- Domain gap: not measured (run `melanet embed` on this run for the separability figures).")
     else:
         lines.append("- Domain gap: not applicable (no synthetic images in this training set).")
+    lines += _explanation_lines(run_path)
     lines.append("- Dermoscopy images of the training data's population only; no skin-type, site or device audit.")
     return lines
+
+
+def _explanation_lines(run_path: Path) -> list[str]:
+    """What the lesion-focus and shortcut-audit files of the run say (nothing where they are missing)."""
+    from melanet.explain import shortcuts
+
+    lines = []
+    focus_path = run_path / layout.LESION_FOCUS_FILE
+    if focus_path.is_file():
+        positives = (runs.read_json(focus_path).get("by_outcome") or {}).get("TP") or {}
+        if positives.get("mass_share") is not None:
+            lines.append(f"- Grad-CAM of the {positives.get('n')} true positives puts {positives['mass_share']:.2f} of its "
+                         f"mass on the Otsu lesion mask; a uniform map would put {positives.get('area_fraction', 0):.2f}.")
+    summary = shortcuts.read_summary(run_path / layout.SHORTCUTS_FILE)
+    if isinstance(summary, dict):
+        lines.append(f"- Shortcut audit (test images): {shortcuts.summary_sentence(summary)} Full images: AUC "
+                     f"{summary['full']['auc']:.2f}; mask failures: {len(summary['mask_failures'])} of {summary['n']}.")
+        worst = max(summary["perturbations"].items(), key=lambda item: item[1]["mean_abs_change"])
+        lines.append(f"- Robustness: the largest mean probability change is under {worst[0]} "
+                     f"({worst[1]['mean_abs_change']:.3f}, at most {worst[1]['max_abs_change']:.3f}).")
+    else:
+        lines.append("- Shortcut audit: not run (`melanet audit-shortcuts --run RUN`).")
+    return lines
+
+
+def _clinician_lines(config: config_module.Config, report: dict[str, Any], validation: list[int] | None) -> list[str]:
+    """The card's opening summary in plain words: trained on what, how often it misses a melanoma at its
+    threshold (the test images' FN of all melanomas, Wilson interval) and at the operating threshold chosen
+    on validation, and that it is not a medical device."""
+    malignant, missed = int(report.get("n_malignant") or 0), report.get("fn")
+    sensitivity = (report.get("confidence_intervals") or {}).get("sensitivity") or {}
+    if missed is None or not malignant:
+        misses = f"- How often it misses a melanoma: {MISSING}."
+    else:
+        interval = (f", 95 % CI {100 * (1 - sensitivity['high']):.0f}-{100 * (1 - sensitivity['low']):.0f} %"
+                    if sensitivity.get("low") is not None else "")
+        misses = (f"- How often it misses a melanoma: at its threshold of {_number(report.get('threshold'), 2)} it "
+                  f"missed {missed} of the {malignant} melanomas in the test images ({100 * missed / malignant:.0f} %"
+                  f"{interval}) and called {report.get('fp', MISSING)} of {report.get('n_benign', MISSING)} benign "
+                  "lesions malignant.")
+    operating = report.get("operating_point") or {}
+    lines = [
+        "## For clinicians", "",
+        f"- What it is: a research model that gives a dermoscopy image a score for melanoma. It learned from the "
+        f"training images of `{config.data.root}` only: {_training_counts(config, validation)}, at "
+        f"{config.data.image_size} x {config.data.image_size} px, and knows nothing else about the patient.",
+        misses,
+    ]
+    if operating.get("available") and operating.get("n_malignant"):
+        lines.append(f"- At the lower threshold chosen on the validation images ({_number(operating.get('threshold'), 3)}) "
+                     f"it missed {operating['fn']} of {operating['n_malignant']} and raised {operating['fp']} false "
+                     f"alarms among {operating['n_benign']} benign lesions.")
+    lines.append("- Not a medical device: never use it to diagnose, screen or triage a patient; the figures below "
+                 "come from a small research test set.")
+    return lines + [""]
 
 
 def render(run_path: str | Path) -> str:
@@ -223,6 +341,7 @@ def render(run_path: str | Path) -> str:
     method = stages.method_name(classifier.training_set, classifier.backbone)
     lines = [
         f"# Model card: {method} (`{run.path.name}`)", "",
+        *_clinician_lines(config, report, validation),
         f"Generated by `melanet` from the files of `{run.path}` (config, status, history, validation and test "
         "predictions, metrics). Regenerate it, never edit it: `melanet evaluate --run RUN --from-predictions`.", "",
         "## Intended use", "",
@@ -250,6 +369,14 @@ def render(run_path: str | Path) -> str:
         "## Known limits", "", *_limit_lines(run.path, report, classifier.training_set == "synthetic"), "",
     ]
     return "\n".join(lines)
+
+
+def refresh(run_path: str | Path) -> Path | None:
+    """Rewrite the card of an evaluated run after one of its sources changed; None when the run has
+    no ``metrics.json`` yet (its card comes with ``melanet evaluate``)."""
+    if not (Path(run_path) / layout.METRICS_FILE).is_file():
+        return None
+    return write(run_path)
 
 
 def write(run_path: str | Path) -> Path:

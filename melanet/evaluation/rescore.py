@@ -16,12 +16,14 @@ from typing import Any
 
 from melanet import config as config_module
 from melanet import layout, lifecycle, runs
-from melanet.evaluation import evaluate, model_card
+from melanet.evaluation import evaluate, leakage, model_card, similar_cases, uncertainty
 
 logger = logging.getLogger(__name__)
 
 STAGE = "evaluate"
-KEPT_BLOCKS = ("data", "model", "evaluated_at")
+# Blocks of the previous metrics.json that predictions alone cannot recompute: where the images came from,
+# which model, and the duplicate check (image hashes; ``without_duplicates`` is recomputed from it below).
+KEPT_BLOCKS = ("data", "model", "evaluated_at", "duplicates_of_training", "duplicates_check", "overlap")
 
 
 def evaluation_settings(config: config_module.Config, overrides: Sequence[str]) -> config_module.EvaluationConfig:
@@ -43,19 +45,27 @@ def rescore_run(run_path: str | Path, overrides: Sequence[str] = ()) -> dict[str
                             f"before (evaluate it with `melanet evaluate --run {run.path}`)")
     config = run.config()
     settings = evaluation_settings(config, overrides)
-    _, labels, probabilities = evaluate.read_predictions(predictions_path)
+    ids, labels, probabilities = evaluate.read_predictions(predictions_path)
+    spread = uncertainty.read_columns(predictions_path)  # None for a predictions.csv without the 8 views
     metrics_path = run.path / layout.METRICS_FILE
     previous = runs.read_json(metrics_path) if metrics_path.is_file() else {}
     data_root = (previous.get("data") or {}).get("root", config.data.root)
     with lifecycle.step_session(run, STAGE, data=data_root, split="test", from_predictions=True) as entry:
         report = evaluate.report_for_predictions(labels, probabilities, settings, config.seed,
-                                                 run.path / layout.VALIDATION_PREDICTIONS_FILE)
+                                                 run.path / layout.VALIDATION_PREDICTIONS_FILE, spread)
+        uncertainty.refresh_flags(predictions_path, settings.uncertain_spread)  # its flag column follows the setting
         for key in KEPT_BLOCKS:
             if key in previous:
                 report[key] = previous[key]
+        leaked = report.get("duplicates_of_training")
+        if isinstance(leaked, list):  # the figures without the duplicates follow the new settings too
+            report["without_duplicates"] = leakage.metrics_without(
+                labels, probabilities, leaked, list(ids), threshold=report["threshold"],
+                confidence=settings.confidence, bootstrap_samples=settings.bootstrap_samples, seed=config.seed)
         report["rescored_at"] = runs.now_iso()
         report["rescored_from"] = layout.PREDICTIONS_FILE
         runs.atomic_write_json(metrics_path, report)
+        similar_cases.add_to_metrics(run.path)  # the vote's block comes from retrieval/votes.csv
         model_card.write(run.path)
         entry.update(n=report["n"], auc=report["auc"])
     logger.info("%s: metrics.json and model_card.md rewritten from %s", run.path, layout.PREDICTIONS_FILE)

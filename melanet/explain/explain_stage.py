@@ -350,6 +350,10 @@ def explain_run(
         focus = lesion_focus.summarize_folder(run.path, output_dir)  # does the map point at the lesion?
         tp_share = focus["by_outcome"].get("TP", {}).get("mass_share")
         entry.update(done=len(rows), total=len(rows), tp_lesion_mass_share=tp_share)
+    if data_root is None:
+        from melanet.evaluation import model_card
+
+        model_card.refresh(run.path)  # the card quotes explain/lesion_focus.json
     return output_dir / layout.EXPLAIN_INDEX_NAME
 
 

@@ -55,7 +55,9 @@ def lesion_mask(image: np.ndarray) -> np.ndarray:
     valid = image.max(axis=-1) > 0
     if valid.sum() < 2:
         return np.zeros(grey.shape, dtype=bool)
-    return valid & (grey <= otsu_threshold(grey[valid]))
+    # the threshold is an integer level of the rounded histogram: compare the same rounded levels, or
+    # pixels of the threshold's own level (grey 18.1 at level 18) fall out of the lesion
+    return valid & (np.rint(grey) <= otsu_threshold(grey[valid]))
 
 
 def mass_share(activation_map: np.ndarray, mask: np.ndarray) -> float:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from melanet import layout, lifecycle, runs, stages
-from melanet.data import sources
+from melanet.data import errors as data_errors, sources
 from melanet.studies import study as study_module
 from melanet.progress import Progress
 
@@ -188,6 +188,66 @@ def _jpeg_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+class CreateError(study_module.StudyError):
+    """A request ``create_study`` refuses, with the ``field`` it is about: one of ``CREATE_FIELDS``."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+CREATE_FIELDS = ("name", "run", "data", "cases", "seed")  # the command line's --name, --run, --data, --cases, --seed
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedRequest:
+    """What ``check_request`` found: the target folder, the opened run, its threshold and the chosen cases."""
+
+    target: Path
+    run: runs.Run
+    threshold: dict[str, Any]
+    data_root: str
+    samples: list[sources.Sample]
+
+
+def check_request(run_path: str | Path, name: str, *, root: str | Path = study_module.DEFAULT_STUDIES_DIR,
+                  options: CreateOptions = CreateOptions()) -> CheckedRequest:
+    """Every check ``create_study`` makes before it writes anything (the command line and the dashboard's
+    form use this one function); CreateError naming the field for a bad name, an existing study, an unknown,
+    unevaluated or non-classifier run, a data folder without labelled test images, a case count out of
+    range or a negative seed."""
+    try:
+        target = study_module.resolve_study_name(root, name)
+    except study_module.StudyError as error:
+        raise CreateError("name", str(error)) from None
+    if target.exists():
+        raise CreateError("name", f"{target}: a study of that name exists already; choose another --name")
+    if isinstance(options.seed, bool) or not isinstance(options.seed, int) or options.seed < 0:
+        raise CreateError("seed", f"--seed must be a whole number >= 0, got {options.seed!r}")
+    try:
+        run = runs.Run.open(run_path)
+        if lifecycle.folder_stage(run) != stages.get("train-classifier").folder_stage:
+            raise study_module.StudyError(f"{run.path}: holds {lifecycle.describe_folder(run)}, not an evaluated "
+                                          "classifier run; a study reads a train-classifier run")
+        threshold = operating_threshold(run)
+        data_root = str(options.data_root) if options.data_root is not None else str(run.config().data.root)
+    except runs.RunError as error:
+        raise CreateError("run", str(error)) from None
+    try:
+        samples = _labelled_test_samples(data_root)
+    except (runs.RunError, data_errors.DataError, OSError) as error:
+        raise CreateError("data" if options.data_root is not None else "run", str(error)) from None
+    if options.cases:
+        try:
+            picked = stratified_subset([s.label for s in samples], options.cases, options.seed)
+        except study_module.StudyError as error:
+            raise CreateError("cases", str(error)) from None
+        samples = [samples[index] for index in picked]
+    else:
+        samples = [samples[index] for index in np.random.default_rng(options.seed).permutation(len(samples))]
+    return CheckedRequest(target=target, run=run, threshold=threshold, data_root=data_root, samples=samples)
+
+
 def create_study(
     run_path: str | Path,
     name: str,
@@ -198,23 +258,12 @@ def create_study(
 ) -> study_module.Study:
     """Write ``root/name/`` (study.json, cases.csv, overlays/) from an evaluated classifier run; returns it.
 
-    StudyError (a RunError) for a bad name, an existing study, an unknown or unevaluated run, a data
-    folder without labelled test images or an impossible ``cases`` count.
+    CreateError (a StudyError, a RunError) from ``check_request`` for a bad request; StudyError when the
+    run can give neither the probabilities nor the Grad-CAM maps.
     """
-    target = study_module.resolve_study_name(root, name)
-    if target.exists():
-        raise study_module.StudyError(f"{target}: a study of that name exists already; choose another --name")
-    run = runs.Run.open(run_path)
-    if lifecycle.folder_stage(run) != stages.get("train-classifier").folder_stage:
-        raise study_module.StudyError(f"{run.path}: holds {lifecycle.describe_folder(run)}, not an evaluated "
-                                      "classifier run; a study reads a train-classifier run")
-    threshold = operating_threshold(run)
-    data_root = str(options.data_root) if options.data_root is not None else str(run.config().data.root)
-    samples = _labelled_test_samples(data_root)
-    if options.cases:
-        samples = [samples[index] for index in stratified_subset([s.label for s in samples], options.cases, options.seed)]
-    else:
-        samples = [samples[index] for index in np.random.default_rng(options.seed).permutation(len(samples))]
+    checked = check_request(run_path, name, root=root, options=options)
+    target, run, threshold, data_root, samples = (checked.target, checked.run, checked.threshold,
+                                                   checked.data_root, checked.samples)
     ids = [sample.image_id for sample in samples]
     model_inputs = _ModelInputs(run, data_root, progress)
     probabilities = _saved_probabilities(run, data_root, ids)

@@ -1,0 +1,123 @@
+"""``melanet similar``: a classifier run's retrieval index, and the training images most similar to an image.
+
+``build_run`` (``melanet similar --run RUN --build``), once per run, writes:
+
+- ``retrieval/index.npz``: the run's *training* split (``melanet.data.splits.training_and_validation``:
+  the training images minus the validation split, so no validation or test image is ever in it) as
+  L2-normalised float16 GAP features of the run's own classifier, ids, labels, ISIC diagnoses;
+- ``retrieval/votes.csv``: for every validation and test image, the share of malignant images among its
+  k = 1..15 nearest training images (:mod:`melanet.evaluation.similar_cases` chooses k on validation);
+- ``retrieval/retrieval.json``: what the index holds and the vote's figures;
+
+and, for an evaluated run, adds ``similar_cases`` to ``metrics.json`` and regenerates the model card.
+The test split is read here, as by ``evaluate``: build the index of a final model. ``similar_images``
+answers a query (a file or an already preprocessed image) from the index alone plus the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from melanet import layout, lifecycle, runs
+from melanet.data.errors import DataError
+from melanet.evaluation import similar_cases
+from melanet.explain import features, retrieval
+
+logger = logging.getLogger(__name__)
+
+STAGE = "similar"
+Progress = lifecycle.Progress
+
+
+def build_run(run_path: str | Path, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Build the retrieval index and votes of classifier run ``run_path``; returns ``retrieval.json``'s mapping."""
+    from melanet.classifier import predict as classifier_predict
+    from melanet.data import metadata, prepare, splits
+
+    run = runs.Run.open(run_path)
+    lifecycle.check_folder(run, STAGE)
+    if runs.model_file(run.path) is None:
+        raise runs.RunError(f"{run.path}: no trained model ({' or '.join(layout.MODEL_FILES)}); "
+                            "build the similar-cases index of a finished train-classifier run")
+    config = run.config()
+    batch_size = config.classifier.batch_size
+    with lifecycle.step_session(run, STAGE) as entry:
+        training, validation = splits.training_and_validation(config.data, config.seed, progress=progress)
+        model = classifier_predict.load_model(run.path)
+
+        def gap(images, message: str) -> np.ndarray:
+            return features.extract_features(model, images, batch_size=batch_size, progress=progress, message=message)
+
+        _, found = metadata.read_metadata(config.data.root, "train")
+        diagnoses = [(found[image_id].diagnosis or "") if image_id in found else "" for image_id in training.ids]
+        index = retrieval.Index.build(gap(training.images, "features (training)"), training.ids, training.labels,
+                                      diagnoses)
+        split_votes = {"validation": (validation.ids, validation.labels,
+                                      retrieval.votes(index, gap(validation.images, "features (validation)")))}
+        try:
+            test = prepare.load_split(config.data, splits.evaluation_split(config.data, external=False), progress=progress)
+        except DataError as error:  # e.g. ISIC 2019/2020 data has no labelled test split
+            logger.warning("similar-cases vote not measured on test images: %s", str(error).splitlines()[0])
+        else:
+            split_votes["test"] = (test.ids, test.labels, retrieval.votes(index, gap(test.images, "features (test)")))
+        files = run.files
+        files.retrieval_index.parent.mkdir(parents=True, exist_ok=True)
+        index.save(files.retrieval_index)
+        similar_cases.write_votes(files.retrieval_votes, split_votes)
+        summary = {
+            "run": str(run.path), "data_root": str(config.data.root), "model_file": runs.model_file(run.path).name,
+            "features": "global average pooling of the classifier, L2-normalised, stored as float16",
+            "similarity": "cosine", "n_index": len(index), "n_malignant": int(index.labels.sum()),
+            "feature_dimension": int(index.features.shape[1]),
+            "index_split": "training (the training split minus the validation split)",
+            "with_diagnosis": sum(bool(name) for name in index.diagnoses),
+            "similar_cases": similar_cases.run_block(run.path, config.evaluation.confidence),
+            "created_at": runs.now_iso(),
+        }
+        runs.atomic_write_json(files.retrieval_summary, summary)
+        entry.update(n_index=len(index), k=(summary["similar_cases"] or {}).get("k"),
+                     test_auc=_rounded((summary["similar_cases"] or {}).get("test_auc")))
+    if similar_cases.add_to_metrics(run.path) is not None:
+        from melanet.evaluation import model_card
+
+        model_card.refresh(run.path)
+    return summary
+
+
+def read_index(run_path: str | Path) -> retrieval.Index:
+    """The run's index (RunError naming the file when it has none)."""
+    return retrieval.Index.load(layout.RunLayout(Path(run_path)).retrieval_index)
+
+
+def similar_images(model, index: retrieval.Index, image: np.ndarray, k: int = retrieval.SHOWN) -> list[dict[str, Any]]:
+    """The ``k`` training images most similar to ``image`` (S, S, 3) uint8 (preprocessed as the run's data),
+    most similar first: ``rank``, ``image``, ``label`` (0/1), ``diagnosis``, ``similarity`` (cosine)."""
+    query = features.extract_features(model, np.asarray(image)[None])
+    rows, similarities = retrieval.nearest(index, query, k)
+    return [{"rank": rank, "image": index.ids[row], "label": int(index.labels[row]), "diagnosis": index.diagnoses[row],
+             "similarity": float(similarity)}
+            for rank, (row, similarity) in enumerate(zip(rows[0], similarities[0]), start=1)]
+
+
+def similar_to_file(run_path: str | Path, image_path: str | Path, k: int = retrieval.SHOWN) -> list[dict[str, Any]]:
+    """``similar_images`` of an image file, preprocessed with the run's data settings."""
+    from melanet.classifier import predict as classifier_predict
+    from melanet.data import preprocess
+
+    image_path = Path(image_path)
+    if not image_path.is_file():
+        raise FileNotFoundError(f"{image_path}: image file not found")
+    run = runs.Run.open(run_path)
+    index = read_index(run.path)  # before the model: a run without an index fails fast
+    config = run.config().data
+    image = preprocess.preprocess_image(image_path, config.image_size, config.max_image_pixels, config.resize,
+                                        config.color_constancy)  # BadImageError names the file
+    return similar_images(classifier_predict.load_model(run.path), index, image, k)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
