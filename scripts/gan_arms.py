@@ -1,0 +1,130 @@
+"""PatchGAN or a projected discriminator for the demo preset, decided on training and validation images only.
+
+Per arm and seed: ``melanet train-gan``, ``synthesize``, a MelaNet ``train-classifier``
+(``classifier.training_set=synthetic`` on that GAN) and ``audit-synthesis --classifier``. Nothing here calls
+``evaluate``: no test image is read. The measures and the decision rule are the ones written down in
+``docs/demo-experiments.md`` ("PatchGAN or a projected discriminator") before the first run:
+
+    python scripts/gan_arms.py --out runs/gan-arms --seeds 42 43 44
+
+Finished steps are skipped, so an interrupted comparison continues where it stopped. Writes
+``OUT/gan_arms.csv`` (one row per arm and seed) and ``OUT/decision.json``, and prints both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sklearn.metrics import roc_auc_score
+
+CONFIG = "configs/demo.yaml"
+ARMS = {
+    "patchgan": [],
+    "projected": ["gan.discriminator=projected", "gan.diff_augment=true"],
+}
+# The rule (docs/demo-experiments.md), fixed before any run.
+MEMORISATION_LIMIT = 0.10
+PROBE_MARGIN = 0.05
+AUC_MARGIN = 0.02
+
+
+def _melanet(*arguments: str) -> None:
+    subprocess.run([sys.executable, "-m", "melanet", "-q", *arguments], check=True)
+
+
+def _sets(items: list[str]) -> list[str]:
+    return [part for item in items for part in ("--set", item)]
+
+
+def run_arm(out: Path, arm: str, seed: int, config: str = CONFIG) -> dict:
+    """Run (or finish) one arm on one seed and return its measures."""
+    overrides = [f"seed={seed}", *ARMS[arm]]
+    gan, classifier = out / arm / f"seed-{seed}" / "gan", out / arm / f"seed-{seed}" / "melanet"
+    started = time.monotonic()
+    if not (gan / "synthetic" / "manifest.csv").is_file():
+        if not (gan / "generator_benign_to_malignant.keras").is_file():
+            resume = ["--resume", str(gan)] if (gan / "checkpoints").is_dir() else \
+                ["--config", config, "--run", str(gan), *_sets(overrides)]
+            _melanet("train-gan", *resume)
+        _melanet("synthesize", "--run", str(gan))
+    if not (classifier / "validation_predictions.csv").is_file():
+        resume = ["--resume", str(classifier)] if (classifier / "checkpoints").is_dir() else \
+            ["--config", config, "--run", str(classifier),
+             *_sets([*overrides, "classifier.training_set=synthetic", f"classifier.gan_run={gan}"])]
+        _melanet("train-classifier", *resume)
+    if not (gan / "audit" / "audit.json").is_file():
+        _melanet("audit-synthesis", "--run", str(gan), "--classifier", str(classifier))
+    seconds = time.monotonic() - started
+
+    with open(classifier / "validation_predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    audit = json.loads((gan / "audit" / "audit.json").read_text())
+    backbone = audit["feature_spaces"]["backbone"]
+    kid, yardstick = backbone["kid"]["synthetic_vs_real_malignant"], backbone["kid"]["real_benign_vs_real_malignant"]
+    return {
+        "arm": arm, "seed": seed,
+        "val_auc": round(float(roc_auc_score([int(r["label"]) for r in rows],
+                                             [float(r["prob_malignant"]) for r in rows])), 4),
+        "val_n": len(rows), "val_malignant": sum(int(r["label"]) for r in rows),
+        "realism_probe_auc": round(float(audit["realism"]["probe"]["auc"]), 4),
+        "kid": round(kid["kid"], 4), "kid_low": round(kid["low"], 4), "kid_high": round(kid["high"], 4),
+        "yardstick_kid": round(yardstick["kid"], 4), "yardstick_low": round(yardstick["low"], 4),
+        "yardstick_high": round(yardstick["high"], 4),
+        "memorisation_share": round(float(backbone["memorisation"]["share_closer_than_real_q05"]), 4),
+        "seconds": round(seconds, 1),
+    }
+
+
+def _mean(rows: list[dict], arm: str, key: str) -> float:
+    values = [row[key] for row in rows if row["arm"] == arm]
+    return sum(values) / len(values)
+
+
+def decide(rows: list[dict]) -> dict:
+    """The pre-registered rule on the seed means: does projected replace PatchGAN?"""
+    means = {arm: {key: round(_mean(rows, arm, key), 4) for key in ("val_auc", "realism_probe_auc",
+                                                                    "memorisation_share", "kid")}
+             for arm in ARMS}
+    d_probe = means["projected"]["realism_probe_auc"] - means["patchgan"]["realism_probe_auc"]
+    d_auc = means["projected"]["val_auc"] - means["patchgan"]["val_auc"]
+    memorisation_ok = means["projected"]["memorisation_share"] <= MEMORISATION_LIMIT
+    more_real = d_probe < -PROBE_MARGIN and d_auc >= -AUC_MARGIN
+    better_auc = d_auc > AUC_MARGIN and d_probe <= PROBE_MARGIN
+    return {"means": means, "delta_realism_probe_auc": round(d_probe, 4), "delta_val_auc": round(d_auc, 4),
+            "memorisation_ok": memorisation_ok, "more_real": more_real, "better_val_auc": better_auc,
+            "projected_wins": bool(memorisation_ok and (more_real or better_auc)),
+            "seeds": sorted({row["seed"] for row in rows})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--config", default=CONFIG, help="the preset both arms start from (default: the demo's)")
+    args = parser.parse_args()
+    rows = []
+    for seed in args.seeds:  # seed-major: an early stop still leaves both arms on the first seeds
+        for arm in args.arms:
+            row = run_arm(args.out, arm, seed, args.config)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "gan_arms.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if set(args.arms) == set(ARMS):
+        decision = decide(rows)
+        (args.out / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
+        print(json.dumps(decision, indent=2))
+
+
+if __name__ == "__main__":
+    main()
