@@ -93,6 +93,11 @@ def test_the_filter_drops_start_up_chatter_only() -> None:
                                   b"INTERNAL: CUDA error")
     assert native_stderr.is_noise(b"E0000 00:00:1796594932.093615   19687 util.cc:131] oneDNN supports DT_UINT8 only on "
                                   b"platforms with AVX-512. Falling back to the default Eigen-based implementation if present.")
+    assert native_stderr.is_noise(b"E0000 00:00:1796624219.784827    2840 meta_optimizer.cc:967] remapper failed: "
+                                  b"INVALID_ARGUMENT: Mutation::Apply error: fanout 'gradient_tape/x/LeakyReluGrad' "
+                                  b"exist for missing node 'x/BiasAdd'.")
+    assert not native_stderr.is_noise(b"E0000 00:00:1796624219.784827    2840 meta_optimizer.cc:967] layout failed: "
+                                      b"OUT_OF_RANGE: something else")
     assert not native_stderr.is_noise(b"E0000 00:00:1796560498.478939   17076 op_kernel.cc:1830] OP_REQUIRES failed")
     assert not native_stderr.is_noise(b"WARNING melanet.evaluation.evaluate: 1 of the 73 evaluated images duplicate")
     assert not native_stderr.is_noise(b"test images: 100%|##########| 9/9")

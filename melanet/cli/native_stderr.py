@@ -30,7 +30,9 @@ _NOISE_TEXT = re.compile(
     rb"failed call to cuInit|Could not find cuda drivers|Unable to register cu(DNN|FFT|BLAS) factory"
     rb"|computation placer already registered|TensorFlow binary is optimized to use available CPU instructions"
     rb"|oneDNN custom operations are on|Unable to register .* factory"
-    rb"|oneDNN supports \w+ only on platforms with")  # CPUs without AVX-512: a note on kernel choice, not an error
+    rb"|oneDNN supports \w+ only on platforms with"  # CPUs without AVX-512: a note on kernel choice, not an error
+    # Grappler's remapper declining to fuse one op pattern (the graph runs unfused): an optimisation skipped
+    rb"|remapper failed: INVALID_ARGUMENT: Mutation::Apply error")
 
 _installed = False
 
