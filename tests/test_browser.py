@@ -202,6 +202,10 @@ def test_predict_upload_good_and_bad(dashboard, browser, tmp_path: Path) -> None
     page.locator('input[type="file"]').set_input_files(str(good))
     expect(metric(page, "P(malignant)")).to_have_text(__import__("re").compile(r"^[01]\.\d{3}$"), timeout=120_000)
     expect(page.get_by_text("Grad-CAM on").first).to_be_visible(timeout=60_000)
+    # the shipped run's retrieval index: six similar training cases, each captioned with its similarity
+    expect(page.get_by_text("Similar training cases")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(__import__("re").compile(r"^\d\. ISIC_\d+: (benign|malignant).*similarity [01]\.\d{3}$"))
+           ).to_have_count(6, timeout=60_000)
     screenshot(page, "predict-upload")
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"this is not an image at all")
