@@ -1,8 +1,9 @@
 """Every figure in the README's demo tables equals the shipped file it comes from.
 
-The README quotes two tables: the shipped demo's Table 1 (from ``models/demo/table.csv``) and the
-spread over seeds (from ``models/demo-seeds/seeds.json``). Rows are found by method name, so the test
-keeps working when the demo is rebuilt; a row that names a method the files lack fails.
+The README quotes the demo's tables: Table 1 (from ``models/demo/table.csv``), the spread over seeds (from
+``models/demo-seeds/seeds.json``), the shortcut audits and the probes; ``docs/demo-experiments.md`` the
+PatchGAN-vs-projected arms (from ``docs/gan-arms/``). Rows are found by method name, so the test keeps
+working when the demo is rebuilt; a row that names a method the files lack fails.
 """
 
 from __future__ import annotations
@@ -149,3 +150,42 @@ def test_the_readme_shortcut_table_is_each_runs_shipped_shortcuts_json() -> None
                 digits = max(len(text.split(".")[1]) if "." in text else 0
                              for text in NUMBER.findall(cell) if abs(float(text) - value) < 1e-12)
                 assert abs(value - target) <= 0.5 * 10 ** -digits + 1e-9, (row[0], cell, target)
+
+
+def test_the_gan_arms_table_and_verdict_follow_from_the_shipped_csv() -> None:
+    """docs/demo-experiments.md's arms table is docs/gan-arms/gan_arms.csv, and the verdict in decision.json
+    and the README is the pre-registered rule applied to the CSV (recomputed here, by hand)."""
+    with open(REPOSITORY / "docs" / "gan-arms" / "gan_arms.csv", newline="") as handle:
+        rows = {(int(row["seed"]), row["arm"]): row for row in csv.DictReader(handle)}
+    assert sorted({seed for seed, _ in rows}) == [42, 43, 44] and len(rows) == 6
+    text = (REPOSITORY / "docs" / "demo-experiments.md").read_text()
+    table = [t for t in _tables(text) if t[0][:2] == ["seed", "arm"]]
+    assert len(table) == 1
+    names = {"PatchGAN": "patchgan", "projected": "projected"}
+    for cells in table[0][2:]:
+        row = rows[(int(cells[0]), names[cells[1]])]
+        expected = [float(row[key]) for key in ("val_auc", "realism_probe_auc", "kid", "kid_low", "kid_high",
+                                                "yardstick_kid", "yardstick_low", "yardstick_high",
+                                                "memorisation_share")]
+        shown = _numbers(cells[2]) + _numbers(cells[3]) + _numbers(cells[4]) + _numbers(cells[5]) + _numbers(cells[6])
+        assert len(shown) == len(expected), cells
+        for value, truth in zip(shown, expected):
+            decimals = len(str(value).split(".")[1]) if "." in str(value) else 0
+            assert abs(value - truth) <= 0.5 * 10 ** -decimals + 1e-9, (cells, value, truth)
+
+    def mean(arm: str, key: str) -> float:
+        return sum(float(rows[(seed, arm)][key]) for seed in (42, 43, 44)) / 3
+
+    d_probe = mean("projected", "realism_probe_auc") - mean("patchgan", "realism_probe_auc")
+    d_auc = mean("projected", "val_auc") - mean("patchgan", "val_auc")
+    wins = mean("projected", "memorisation_share") <= 0.10 and (
+        (d_probe < -0.05 and d_auc >= -0.02) or (d_auc > 0.02 and d_probe <= 0.05))
+    decision = json.loads((REPOSITORY / "docs" / "gan-arms" / "decision.json").read_text())
+    assert decision["projected_wins"] is wins
+    assert abs(decision["delta_realism_probe_auc"] - d_probe) < 1e-3 and abs(decision["delta_val_auc"] - d_auc) < 1e-3
+    demo = (REPOSITORY / "configs" / "demo.yaml").read_text()
+    assert ("discriminator: projected" in demo) is wins  # the preset ships what won
+    readme = README.read_text()
+    for arm, label in (("projected", "lowers the KID to"), ("patchgan", "(PatchGAN")):
+        quoted = re.search(re.escape(label) + r" (\d+\.\d+)", readme)
+        assert quoted is not None and abs(float(quoted.group(1)) - mean(arm, "kid")) < 0.005, label
