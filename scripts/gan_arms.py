@@ -29,6 +29,9 @@ ARMS = {
     "projected": ["gan.discriminator=projected", "gan.diff_augment=true"],
     # a second, separately pre-registered comparison (docs/demo-experiments.md, "A larger identity loss")
     "identity5": ["gan.identity_weight=5.0"],
+    # a third, pre-registered comparison (docs/demo-experiments.md, "Lesion-only synthesis")
+    "patchgan-lesion": ["gan.composite=lesion"],
+    "identity5-lesion": ["gan.identity_weight=5.0", "gan.composite=lesion"],
 }
 # The rule (docs/demo-experiments.md), fixed before any run.
 MEMORISATION_LIMIT = 0.10
@@ -60,8 +63,9 @@ def run_arm(out: Path, arm: str, seed: int, config: str = CONFIG) -> dict:
             ["--config", config, "--run", str(classifier),
              *_sets([*overrides, "classifier.training_set=synthetic", f"classifier.gan_run={gan}"])]
         _melanet("train-classifier", *resume)
-    if not (gan / "audit" / "audit.json").is_file():
-        _melanet("audit-synthesis", "--run", str(gan), "--classifier", str(classifier))
+    audit_file = gan / "audit" / "audit.json"
+    if not audit_file.is_file() or "pixel_probe" not in json.loads(audit_file.read_text())["realism"]:
+        _melanet("audit-synthesis", "--run", str(gan), "--classifier", str(classifier))  # (again: older audits lack the pixel probe)
     seconds = time.monotonic() - started
 
     with open(classifier / "validation_predictions.csv", newline="") as handle:
@@ -75,6 +79,8 @@ def run_arm(out: Path, arm: str, seed: int, config: str = CONFIG) -> dict:
                                              [float(r["prob_malignant"]) for r in rows])), 4),
         "val_n": len(rows), "val_malignant": sum(int(r["label"]) for r in rows),
         "realism_probe_auc": round(float(audit["realism"]["probe"]["auc"]), 4),
+        "pixel_probe_auc": round(float(audit["realism"]["pixel_probe"]["auc"]), 4),
+        "pixel_yardstick_auc": round(float(audit["realism"]["pixel_yardstick"]["auc"]), 4),
         "kid": round(kid["kid"], 4), "kid_low": round(kid["low"], 4), "kid_high": round(kid["high"], 4),
         "yardstick_kid": round(yardstick["kid"], 4), "yardstick_low": round(yardstick["low"], 4),
         "yardstick_high": round(yardstick["high"], 4),
@@ -104,6 +110,31 @@ def decide(rows: list[dict], challenger: str = "projected") -> dict:
             "seeds": sorted({row["seed"] for row in rows})}
 
 
+LESION_ARMS = ("patchgan-lesion", "identity5-lesion")
+
+
+def decide_lesion(rows: list[dict], challengers: tuple[str, ...] = LESION_ARMS) -> dict:
+    """The rule of "Lesion-only synthesis" (docs/demo-experiments.md) on the seed means: the rule above with the
+    independent pixel probe added (neither probe may rise by more than ``PROBE_MARGIN``); of several winners,
+    the one with the lower sum of the two probes."""
+    keys = ("val_auc", "realism_probe_auc", "pixel_probe_auc", "memorisation_share", "kid")
+    means = {arm: {key: round(_mean(rows, arm, key), 4) for key in keys} for arm in ("patchgan", *challengers)}
+    verdicts = {}
+    for challenger in challengers:
+        delta = {key: round(means[challenger][key] - means["patchgan"][key], 4)
+                 for key in ("val_auc", "realism_probe_auc", "pixel_probe_auc")}
+        memorisation_ok = means[challenger]["memorisation_share"] <= MEMORISATION_LIMIT
+        pixel_ok = delta["pixel_probe_auc"] <= PROBE_MARGIN
+        more_real = delta["realism_probe_auc"] < -PROBE_MARGIN and pixel_ok and delta["val_auc"] >= -AUC_MARGIN
+        better_auc = delta["val_auc"] > AUC_MARGIN and delta["realism_probe_auc"] <= PROBE_MARGIN and pixel_ok
+        verdicts[challenger] = {"delta": delta, "memorisation_ok": memorisation_ok, "more_real": more_real,
+                                "better_val_auc": better_auc, "wins": bool(memorisation_ok and (more_real or better_auc))}
+    winners = [arm for arm in challengers if verdicts[arm]["wins"]]
+    winner = min(winners, key=lambda arm: (means[arm]["realism_probe_auc"] + means[arm]["pixel_probe_auc"],
+                                           challengers.index(arm))) if winners else "patchgan"
+    return {"means": means, "verdicts": verdicts, "winner": winner, "seeds": sorted({row["seed"] for row in rows})}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -118,12 +149,18 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "gan_arms.csv" if set(args.arms) <= {"patchgan", "projected"} else f"gan_arms-{'-'.join(args.arms)}.csv"
+    lesion = set(args.arms) == {"patchgan", *LESION_ARMS}
+    name = "gan_arms.csv" if set(args.arms) <= {"patchgan", "projected"} else \
+        "gan_arms-lesion.csv" if lesion else f"gan_arms-{'-'.join(args.arms)}.csv"
     with open(args.out / name, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    if "patchgan" in args.arms and len(args.arms) == 2:
+    if lesion:
+        decision = decide_lesion(rows)
+        (args.out / "decision-lesion.json").write_text(json.dumps(decision, indent=2) + "\n")
+        print(json.dumps(decision, indent=2))
+    elif "patchgan" in args.arms and len(args.arms) == 2:
         challenger = next(arm for arm in args.arms if arm != "patchgan")
         decision = decide(rows, challenger)
         name = "decision.json" if challenger == "projected" else f"decision-{challenger}.json"

@@ -13,7 +13,12 @@ read):
 - memorisation: each synthetic image's nearest real malignant training image, against each real
   malignant image's nearest other one;
 - realism: each synthetic image's held-out probability of "real malignant" from the grouped,
-  cross-validated probe, in the classifier's features when given (else the backbone's).
+  cross-validated probe, in the classifier's features when given (else the backbone's), and the
+  same probe's AUC on real benign vs real malignant as its yardstick (how far apart the two real
+  classes are in those features);
+- an independent pixel probe: the same probe on hand-made pixel features
+  (``melanet.explain.pixel_features``: colour, gradient and spectrum statistics, no network), with
+  its own real-benign-vs-real-malignant yardstick.
 
 Writes ``audit/audit.json``, ``audit/realism.csv`` and ``audit/nearest.csv`` into the run
 (``melanet.explain.audit_files``) and keeps an ``audit`` entry in its ``status.json``.
@@ -64,22 +69,25 @@ def audit_run(gan_run: str | Path, classifier_run: str | Path | None = None, *,
             results[name], rows = audit_space(groups, real_malignant.ids, synthetic.ids, seed=config.seed)
             results[name]["description"] = description
             nearest_rows += [{"features": name, **row} for row in rows]
-            realism_features = (name, groups[1], groups[2])
-        name, real_features, synthetic_features = realism_features
+            realism_features = (name, groups)
+        name, (benign_features, real_features, synthetic_features) = realism_features
         realism_rows, probe = realism_table(synthetic_features, real_features, synthetic.ids, real_malignant.ids,
                                             manifest, seed=config.seed)
+        yardstick = class_probe(benign_features, real_features, real_benign.ids, real_malignant.ids, seed=config.seed)
+        pixel = pixel_probes((real_benign, real_malignant, synthetic), manifest, seed=config.seed, progress=progress)
         summary = {
             "gan_run": str(run.path), "classifier_run": str(classifier_run) if classifier_run else None,
             "seed": config.seed, "image_size": config.data.image_size, "created_at": runs.now_iso(),
             "counts": {"synthetic": len(synthetic.ids), "real_malignant": len(real_malignant.ids),
                        "real_benign": len(real_benign.ids)},
             "feature_spaces": results,
-            "realism": {"features": name, "probe": probe},
+            "realism": {"features": name, "probe": probe, "yardstick": yardstick, **pixel},
             "probe_real_ids": list(real_malignant.ids),
         }
         path = audit_files.write_audit(run.path, summary, realism_rows, nearest_rows)
         kid = results[name]["kid"]["synthetic_vs_real_malignant"]["kid"]
         entry.update(synthetic=len(synthetic.ids), realism_auc=round(probe["auc"], 4),
+                     pixel_probe_auc=round(pixel["pixel_probe"]["auc"], 4),
                      kid_synthetic_vs_real_malignant=round(kid, 6))
     return path
 
@@ -128,6 +136,36 @@ def realism_table(synthetic: np.ndarray, real: np.ndarray, synthetic_ids: list[s
              "path": manifest[synthetic_ids[position]]["path"], "realism": float(scores[position]), "rank": rank}
             for rank, position in enumerate(order, start=1)]
     return rows, probe
+
+
+def class_probe(benign: np.ndarray, malignant: np.ndarray, benign_ids: list[str], malignant_ids: list[str], *,
+                seed: int) -> dict[str, Any]:
+    """The realism probe's held-out AUC of real malignant vs real benign features: the yardstick.
+
+    The same grouped, cross-validated logistic probe as ``audit.realism_scores`` (each image its own
+    group), so a synthetic-vs-real AUC can be read against how far apart the two real classes are.
+    """
+    _, summary = audit.realism_scores(benign, malignant, benign_ids, malignant_ids, seed=seed)
+    return {"auc": summary["auc"], "n_benign": len(benign_ids), "n_malignant": len(malignant_ids),
+            "folds": summary["folds"]}
+
+
+def pixel_probes(image_sets, manifest: dict[str, dict[str, str]], *, seed: int,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """``pixel_probe`` (synthetic vs real malignant) and ``pixel_yardstick`` (real benign vs real malignant)
+    on ``pixel_features`` of the (real benign, real malignant, synthetic) ``ImageSet``s."""
+    from melanet.explain import pixel_features
+
+    benign, malignant, synthetic = (
+        pixel_features.pixel_features(image_set.images, progress=progress, message=f"pixel features ({label})")
+        for image_set, label in zip(image_sets, ("benign", "malignant", "synthetic"))
+    )
+    real_benign, real_malignant, synthetic_set = image_sets
+    sources = [manifest[image]["source_id"] for image in synthetic_set.ids]
+    _, probe = audit.realism_scores(synthetic, malignant, sources, real_malignant.ids, seed=seed)
+    return {"pixel_probe": {**probe, "features": pixel_features.PIXEL_FEATURES_DESCRIPTION,
+                            "dimensions": int(malignant.shape[1])},
+            "pixel_yardstick": class_probe(benign, malignant, real_benign.ids, real_malignant.ids, seed=seed)}
 
 
 def _images(run: runs.Run, config, progress: Progress | None):

@@ -3,7 +3,7 @@
 Pure functions on model-input images (N, S, S, 3) uint8 and a ``predict(images) -> (N,)``
 probability callable, so they run without TensorFlow:
 
-- ``lesion_only``: everything outside the lesion mask (``lesion_focus.lesion_mask``: Otsu, darker =
+- ``lesion_only``: everything outside the lesion mask (``melanet.data.lesion_mask``: Otsu, darker =
   lesion, exact-black padding excluded) replaced by a neutral fill (mid grey 128); padding stays black;
 - ``background_only``: the lesion replaced by the median colour of that image's surrounding skin (the
   non-lesion, non-padding pixels);
@@ -30,15 +30,16 @@ from PIL import Image
 from scipy import stats
 
 from melanet.evaluation import delong
-from melanet.explain import lesion_focus
+from melanet.data import lesion_mask
 from melanet.studies import mrmc
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
 NEUTRAL_FILL = 128  # mid grey outside the lesion in the lesion-only view
-MASK_MIN_SHARE = 0.005  # a lesion mask under 0.5 % of the content is a failure
-MASK_MAX_SHARE = 0.95  # ... and so is one over 95 %
-MASK_METHOD = lesion_focus.MASK_DESCRIPTION
+MASK_MIN_SHARE = lesion_mask.MASK_MIN_SHARE
+MASK_MAX_SHARE = lesion_mask.MASK_MAX_SHARE
+MASK_METHOD = lesion_mask.MASK_DESCRIPTION
+mask_or_failure = lesion_mask.mask_or_failure
 CONFIDENCE = 0.95
 MASKED_VIEWS = ("lesion_only", "background_only")
 
@@ -68,15 +69,6 @@ PERTURBATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "brightness-10": lambda image: _brightness(image, 0.9),
 }
 STEPS = 1 + len(MASKED_VIEWS) + len(PERTURBATIONS)  # progress calls of one audit: full, masked views, perturbations
-
-
-def mask_or_failure(image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(lesion mask (H, W) bool, failed) of one (H, W, 3) uint8 image; failed when the mask is empty or
-    covers under ``MASK_MIN_SHARE`` or over ``MASK_MAX_SHARE`` of the non-padding pixels."""
-    mask = lesion_focus.lesion_mask(image)
-    content = int((image.max(axis=-1) > 0).sum())
-    share = mask.sum() / content if content else 0.0
-    return mask, bool(mask.sum() == 0 or share < MASK_MIN_SHARE or share > MASK_MAX_SHARE)
 
 
 def lesion_only(image: np.ndarray, mask: np.ndarray, fill: int = NEUTRAL_FILL) -> np.ndarray:

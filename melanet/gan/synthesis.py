@@ -7,7 +7,9 @@ Writes into the stage-1 run folder::
     synthetic/manifest.csv                          synthetic_id, source_id, path, reconstruction_path
 
 With ``gan.mask_padding`` every translation and reconstruction carries its source's padding bars
-exactly (``melanet.gan.masking``).
+exactly (``melanet.gan.masking``). With ``gan.composite: lesion`` only the lesion is taken from the
+translation and the skin is the source's own (``melanet.gan.composite``); the manifest's
+``composite`` column says, per image, which was done.
 
 Per image and resumable: images whose two PNGs already exist are skipped. The benign images are the
 training part of the run's own config and seed (the same split stage 1 trained on; never validation
@@ -37,6 +39,7 @@ STAGE = "synthesize"
 SYNTHETIC_FOLDER = layout.SYNTHETIC_FOLDER
 MANIFEST_FILE = layout.SYNTHETIC_MANIFEST_FILE
 MANIFEST_COLUMNS = ("synthetic_id", "source_id", "path", "reconstruction_path")
+COMPOSITE_COLUMN = "composite"  # written by synthesize (none | lesion | whole (mask failed)); older manifests lack it
 SYNTHETIC_PREFIX = layout.SYNTHETIC_PREFIX
 
 
@@ -47,7 +50,7 @@ def synthetic_id(source_id: str) -> str:
     return f"{SYNTHETIC_PREFIX}{source_id}"
 
 
-def manifest_row(source_id: str) -> dict[str, str]:
+def manifest_row(source_id: str, composite: str = "none") -> dict[str, str]:
     """The manifest row (paths relative to the run folder) for the synthetic image of ``source_id``."""
     identifier = synthetic_id(source_id)
     return {
@@ -55,6 +58,7 @@ def manifest_row(source_id: str) -> dict[str, str]:
         "source_id": source_id,
         "path": f"{layout.SYNTHETIC_IMAGES_FOLDER}/{identifier}.png",
         "reconstruction_path": f"{layout.SYNTHETIC_RECONSTRUCTIONS_FOLDER}/{identifier}.png",
+        COMPOSITE_COLUMN: composite,
     }
 
 
@@ -104,13 +108,18 @@ def synthesize(
 
 def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
     from melanet.data import splits
-    from melanet.gan import dataset, masking
+    from melanet.gan import composite
 
     config = run.config()
     run.update_status(message="loading training images")
     training_set, _ = splits.training_and_validation(config.data, config.seed, progress=progress)
     benign_indices = np.flatnonzero(training_set.labels == 0)
-    rows = [manifest_row(training_set.ids[index]) for index in benign_indices]
+    lesion_only = config.gan.composite == composite.LESION
+    # the composite of each image follows from its source alone: known before any translation
+    failed = {index for index in benign_indices if lesion_only and composite.lesion_weights(training_set.images[index])[1]}
+    rows = [manifest_row(training_set.ids[index], composite.NONE if not lesion_only else
+                         composite.WHOLE_MASK_FAILED if index in failed else composite.LESION)
+            for index in benign_indices]
     pending = [
         position for position, row in enumerate(rows)
         if not ((run.path / row["path"]).is_file() and (run.path / row["reconstruction_path"]).is_file())
@@ -123,10 +132,7 @@ def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
         to_malignant, to_benign = load_generators(run, config)
         for number, batch in enumerate(batches, start=1):
             images = training_set.images[benign_indices[batch]]
-            masks = masking.padding_masks(images) if config.gan.mask_padding else None
-            translated, reconstructed = masking.translate_and_reconstruct(
-                to_malignant, to_benign, dataset.to_model_range(images), masks
-            )
+            translated, reconstructed = translate_batch(to_malignant, to_benign, images, config.gan)
             for position, translation, reconstruction in zip(
                 batch, dataset.to_uint8(translated), dataset.to_uint8(reconstructed)
             ):
@@ -134,9 +140,30 @@ def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
                 _write_png(run.path / rows[position]["reconstruction_path"], reconstruction)
             reporter.batch_done(1, number, message=f"synthesized {min(len(pending), number * batch_size)}/{len(pending)}")
     manifest = run.file(MANIFEST_FILE)
-    runs.atomic_write_csv(manifest, rows, MANIFEST_COLUMNS)
-    run.update_status(message=f"synthesized {len(rows)} images", synthetic_images=len(rows))
+    runs.atomic_write_csv(manifest, rows, (*MANIFEST_COLUMNS, COMPOSITE_COLUMN))
+    if failed:
+        logger.warning("synthesis: the lesion mask failed on %d of %d sources; their whole translations are kept "
+                       "(manifest column %r)", len(failed), len(rows), COMPOSITE_COLUMN)
+    run.update_status(message=f"synthesized {len(rows)} images", synthetic_images=len(rows),
+                      composite=config.gan.composite, composite_mask_failures=len(failed))
     return manifest
+
+
+def translate_batch(to_malignant, to_benign, images: np.ndarray, gan_config) -> tuple[np.ndarray, np.ndarray]:
+    """(translations, reconstructions), (N, S, S, 3) float32 in [-1, 1], of (N, S, S, 3) uint8 benign ``images``
+    as ``gan_config`` asks: padding bars pasted back (``mask_padding``), and with ``composite: lesion`` the
+    translation blended onto its source by the source's lesion weights and reconstructed from that blend."""
+    from melanet.gan import composite, dataset, masking
+
+    masks = masking.padding_masks(images) if gan_config.mask_padding else None
+    inputs = dataset.to_model_range(images)
+    if gan_config.composite != composite.LESION:
+        translated, reconstructed = masking.translate_and_reconstruct(to_malignant, to_benign, inputs, masks)
+        return np.asarray(translated), np.asarray(reconstructed)
+    weights = np.stack([composite.lesion_weights(image)[0] for image in images])
+    translated = composite.blend(masking.paste_bars(to_malignant(inputs, training=False), inputs, masks), inputs, weights)
+    reconstructed = masking.paste_bars(to_benign(translated, training=False), inputs, masks)
+    return translated, composite.blend(reconstructed, inputs, weights)
 
 
 def read_manifest(run_path: str | Path) -> list[dict[str, str]]:
