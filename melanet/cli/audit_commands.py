@@ -48,8 +48,14 @@ def audit_command(args: argparse.Namespace) -> int:
               f"(real to real {memorisation['real_to_real']['q50']:.3f}); "
               f"{memorisation['share_closer_than_real_q05']:.0%} closer than the closest 5 % of real pairs")
     probe = summary["realism"]["probe"]
-    print(f"  realism probe ({summary['realism']['features']} features): held-out AUC {probe['auc']:.3f} "
-          "(0.5 = synthetic indistinguishable from real malignant)", flush=True)
+    realism = summary["realism"]
+    yardstick = f"; real benign vs real malignant {realism['yardstick']['auc']:.3f}" if "yardstick" in realism else ""
+    print(f"  realism probe ({realism['features']} features): held-out AUC {probe['auc']:.3f} "
+          f"(0.5 = synthetic indistinguishable from real malignant{yardstick})", flush=True)
+    if "pixel_probe" in realism:  # audits written before the pixel probe lack it
+        print(f"  pixel probe (hand-made colour, gradient and spectrum features, no network): held-out AUC "
+              f"{realism['pixel_probe']['auc']:.3f} (real benign vs real malignant "
+              f"{realism['pixel_yardstick']['auc']:.3f})", flush=True)
     return 0
 
 

@@ -108,7 +108,7 @@ def synthesize(
 
 def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
     from melanet.data import splits
-    from melanet.gan import composite
+    from melanet.gan import composite, dataset
 
     config = run.config()
     run.update_status(message="loading training images")
