@@ -46,6 +46,21 @@ EXPLANATION = (
 EXTREMES = 3
 
 
+def composite_note(manifest: pd.DataFrame) -> str:
+    """One sentence when the run synthesized with ``gan.composite: lesion`` (its manifest's ``composite``
+    column), else ""."""
+    if "composite" not in manifest.columns:
+        return ""
+    kinds = manifest["composite"].astype(str)
+    lesion, failed = int((kinds == "lesion").sum()), int((kinds == "whole (mask failed)").sum())
+    if not lesion and not failed:
+        return ""
+    return (f"**Lesion-only synthesis** (`gan.composite: lesion`): in {lesion} of {len(manifest)} images only the "
+            "lesion and a narrow rim come from the generator; the skin, hair and vignette around it are the benign "
+            "source's own pixels, so they cannot give the synthetic lesion away."
+            + (f" For {failed} the lesion mask failed and the whole translation was kept." if failed else ""))
+
+
 def nearest_lookup(nearest: pd.DataFrame, summary: dict | None) -> dict[str, tuple[str, float]]:
     """synthetic id -> (nearest real malignant id, distance) in the realism probe's feature space
     (else the first space listed)."""
@@ -102,6 +117,9 @@ def show_lesions(entry, manifest: pd.DataFrame, realism: dict[str, float],
                  nearest: dict[str, tuple[str, float]]) -> None:
     """The triplets (and nearest real melanoma), a page at a time, in the chosen order."""
     st.markdown(EXPLANATION)
+    note = composite_note(manifest)
+    if note:
+        st.info(note)
     show_extremes(entry, manifest, realism, nearest)
     order = st.radio("Order", ORDERS if realism else ORDERS[:1], horizontal=True, key="lesions_order",
                      help="Realism: held-out probability of 'real malignant' from the synthesis audit's probe.")
@@ -125,9 +143,23 @@ def kid_table(summary: dict) -> pd.DataFrame:
 
 
 def show_audit(entry, summary: dict, nearest: pd.DataFrame, manifest: pd.DataFrame) -> None:
-    probe = summary["realism"]["probe"]
-    st.metric("Realism probe: held-out AUC, synthetic vs real malignant (0.5 = indistinguishable)",
-              f"{probe['auc']:.3f}", help=f"{summary['realism']['features']} features, {probe['folds']} grouped folds")
+    realism = summary["realism"]
+    probe = realism["probe"]
+    yardstick = realism.get("yardstick")
+    left, right = st.columns(2)
+    left.metric("Realism probe: held-out AUC, synthetic vs real malignant (0.5 = indistinguishable)",
+                f"{probe['auc']:.3f}",
+                help=f"{realism['features']} features, {probe['folds']} grouped folds"
+                     + (f"; the same probe tells real benign from real malignant at {yardstick['auc']:.3f}"
+                        if yardstick else ""))
+    if "pixel_probe" in realism:  # audits written before the pixel probe lack it
+        right.metric("Pixel probe: the same, on hand-made colour, sharpness and spectrum features (no network)",
+                     f"{realism['pixel_probe']['auc']:.3f}",
+                     help=f"Real benign vs real malignant on these features: {realism['pixel_yardstick']['auc']:.3f}")
+        st.caption(f"Yardsticks, real benign vs real malignant: "
+                   + (f"{yardstick['auc']:.3f} in the realism probe's features, " if yardstick else "")
+                   + f"{realism['pixel_yardstick']['auc']:.3f} in pixel features. Synthetic lesions that pass for "
+                   "real should be no easier to tell from real melanomas than benign lesions are.")
     st.markdown("**KID** (Binkowski et al. 2018; 0 = same distribution). Real benign vs real malignant is the "
                 "yardstick: synthetic lesions should sit no farther from real melanomas than that.")
     st.dataframe(kid_table(summary), hide_index=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_fixture
-from melanet import layout
+from melanet import layout, runs
 from melanet.explain import audit_files
 from melanet.gan import synthesis
 
@@ -115,3 +116,23 @@ def test_without_an_audit_the_tab_says_how_to_make_one(tmp_path: Path, monkeypat
     app = render()
     assert any("melanet audit-synthesis --run" in info.value for info in app.info)
     assert [radio.options for radio in app.radio if radio.key == "lesions_order"] == [["manifest order"]]
+
+
+def test_the_pixel_probe_its_yardsticks_and_a_lesion_composite_are_shown(audited: list[str]) -> None:
+    models = Path(os.environ["MELANET_MODELS_DIR"]) / "demo" / "gan"
+    summary = audit_files.read_summary(models)
+    summary["realism"].update(yardstick={"auc": 0.612, "folds": 3}, pixel_probe={"auc": 0.845, "folds": 3},
+                              pixel_yardstick={"auc": 0.634, "folds": 3})
+    (models / layout.AUDIT_FILE).write_text(json.dumps(summary))
+    rows = synthesis.read_manifest(models)
+    kinds = ["whole (mask failed)"] + ["lesion"] * (len(rows) - 1)
+    runs.atomic_write_csv(models / synthesis.MANIFEST_FILE,
+                          [{**row, "composite": kind} for row, kind in zip(rows, kinds)],
+                          (*synthesis.MANIFEST_COLUMNS, synthesis.COMPOSITE_COLUMN))
+    app = render()
+    assert {metric.value for metric in app.metric} >= {"0.777", "0.845"}
+    assert any("0.612 in the realism probe's features, 0.634 in pixel features" in caption.value
+               for caption in app.caption)
+    notes = [info.value for info in app.info if "Lesion-only synthesis" in info.value]
+    assert len(notes) == 1 and f"in {len(rows) - 1} of {len(rows)} images" in notes[0]
+    assert "For 1 the lesion mask failed" in notes[0]

@@ -162,8 +162,17 @@ def test_the_audit_refuses_a_gan_run_without_synthesis_with_one_line(tmp_path, t
 def test_audit_end_to_end_then_synthetic_keep_uses_its_scores(tmp_path, tiny_isic, capsys):
     run_dir = _trained_gan(tmp_path, tiny_isic, synthesize=True)
     assert main(["-q", "audit-synthesis", "--run", str(run_dir)]) == 0
-    assert "realism probe (backbone features)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "realism probe (backbone features)" in printed and "pixel probe" in printed
     summary = audit_files.read_summary(run_dir)
+    realism = summary["realism"]
+    # the pixel probe and both yardsticks: held-out AUCs of the grouped probe, each over the right images
+    assert realism["pixel_probe"]["n_synthetic"] == summary["counts"]["synthetic"]
+    assert realism["pixel_probe"]["n_real"] == summary["counts"]["real_malignant"]
+    for key in ("yardstick", "pixel_yardstick"):
+        assert realism[key]["n_benign"] == summary["counts"]["real_benign"]
+        assert realism[key]["n_malignant"] == summary["counts"]["real_malignant"]
+    assert all(0.0 <= realism[key]["auc"] <= 1.0 for key in ("probe", "yardstick", "pixel_probe", "pixel_yardstick"))
     kid = summary["feature_spaces"]["backbone"]["kid"]
     assert set(kid) == {"synthetic_vs_real_malignant", "real_benign_vs_real_malignant"}
     assert all(entry["low"] <= entry["high"] for entry in kid.values())
