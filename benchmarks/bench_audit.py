@@ -17,23 +17,21 @@ Two parts, timed separately:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
+sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from melanet.classifier import model as classifier_model  # noqa: E402
 from melanet.data import preprocess  # noqa: E402
 from melanet.explain import audit, features  # noqa: E402
+import report  # noqa: E402  (benchmarks/report.py)
 
 
 def time_features(count: int, size: int) -> dict:
@@ -84,23 +82,16 @@ def main() -> None:
     print(f"features: {feature_timing}", flush=True)
     statistics_timing = time_statistics(args.images, feature_timing["dimensions"])
     print(f"statistics: {statistics_timing}", flush=True)
-    report = {
+    summary = {
         "benchmark": "melanet audit-synthesis on 1,000 synthetic images: feature extraction and statistics "
                      "(KID x2 with subset bootstrap, nearest neighbours, grouped realism probe)",
         "features": feature_timing,
         "statistics": statistics_timing,
         "note": "an audit computes features of the synthetic, real malignant and real benign training images "
                 "in each feature space (3,000 images here would take about 3x the feature time)",
-        "machine": {
-            "platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "load_average_before": [round(value, 2) for value in load_before],
-            "load_average_after": [round(value, 2) for value in os.getloadavg()],
-            "note": "shared 2-core CPU machine (other engineers' jobs running), run with nice -n 10; no GPU",
-        },
+        "machine": report.machine(load_before, "shared 2-core CPU machine (other engineers' jobs running), run with nice -n 10; no GPU"),
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    output = report.write(args.output, summary)
     print(f"written {output}")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
 import json
 import os
 import platform
@@ -133,7 +132,7 @@ def main() -> int:
     rows = [
         ("in-process load_split, 256 px", f"{inside['images']} x 512 px", inside["cold_median"], inside["warm_median"],
          inside["speedup"], "", ">= 20x"),
-        (f"melanet data prepare processes", f"{whole['images']} x {args.long_side} px", whole["cold_median"],
+        ("melanet data prepare processes", f"{whole['images']} x {args.long_side} px", whole["cold_median"],
          whole["warm_median"], whole["speedup"], f"{whole['cold_cpu_over_wall']:.2f}", ">= 4x, CPU/wall >= 1.5"),
     ]
     header = ("measurement", "images", "cold s", "warm s", "speedup", "cold CPU/wall", "target")

@@ -14,9 +14,7 @@ the median over rounds of the per-round ratio (with / without): the cost of Diff
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
+sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -31,6 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 from melanet.data import preprocess  # noqa: E402
 from melanet.gan import dataset, model, train  # noqa: E402
+import report  # noqa: E402  (benchmarks/report.py)
 
 DEMO_SIZES = dict(generator_filters=16, generator_levels=3, discriminator_filters=32, discriminator_levels=3)
 BATCH_SIZE = 4
@@ -89,21 +89,14 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     result = measure(args.size, args.steps, args.rounds)
-    report = {
+    summary = {
         "benchmark": "CycleGAN epoch with vs without DiffAugment (colour, translation, cutout on every "
                      "discriminator input), padding masks on in both",
         "model": "demo networks: U-Net 16 filters / 3 levels, PatchGAN 32 / 3 levels; batch 4; float32",
         "result": result,
-        "machine": {
-            "platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "load_average_before": [round(value, 2) for value in load_before],
-            "load_average_after": [round(value, 2) for value in os.getloadavg()],
-            "note": "shared 2-core CPU machine (other engineers' jobs running), run with nice -n 10; no GPU",
-        },
+        "machine": report.machine(load_before, "shared 2-core CPU machine (other engineers' jobs running), run with nice -n 10; no GPU"),
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    output = report.write(args.output, summary)
     print(f"with/without DiffAugment, median over rounds: {result['median_round_with_over_without']:.3f}; "
           f"written {output}")
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
+sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -42,6 +42,7 @@ from melanet.classifier import model as classifier_model  # noqa: E402
 from melanet.data import splits  # noqa: E402
 from melanet.explain import audit, features  # noqa: E402
 from melanet.gan import dataset, model, train  # noqa: E402
+import report  # noqa: E402  (benchmarks/report.py)
 
 ARMS = ("patchgan", "projected")
 
@@ -125,21 +126,14 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
     result = measure(args.size, args.epochs, args.every)
-    report = {
+    summary = {
         "benchmark": "CycleGAN epoch time and KID over epochs: PatchGAN (from scratch) vs projected "
                      "(frozen ImageNet EfficientNet-Lite0 pyramid, DiffAugment on)",
         "model": "demo preset networks (configs/demo.yaml) at the benchmark's image size; batch 4; float32",
         "result": result,
-        "machine": {
-            "platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "load_average_before": [round(value, 2) for value in load_before],
-            "load_average_after": [round(value, 2) for value in os.getloadavg()],
-            "note": "shared 2-core CPU machine, no GPU; both arms alternate epoch by epoch in one process",
-        },
+        "machine": report.machine(load_before, "shared 2-core CPU machine, no GPU; both arms alternate epoch by epoch in one process"),
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
+    output = report.write(args.output, summary)
     print(json.dumps({key: result[key] for key in ("median_epoch_ratio_projected_over_patchgan", "kid_target",
                                                    "first_epoch_at_or_below_target")}, indent=2))
     print(f"written {output}")

@@ -156,7 +156,7 @@ def show_audit(entry, summary: dict, nearest: pd.DataFrame, manifest: pd.DataFra
         right.metric("Pixel probe: the same, on hand-made colour, sharpness and spectrum features (no network)",
                      f"{realism['pixel_probe']['auc']:.3f}",
                      help=f"Real benign vs real malignant on these features: {realism['pixel_yardstick']['auc']:.3f}")
-        st.caption(f"Yardsticks, real benign vs real malignant: "
+        st.caption("Yardsticks, real benign vs real malignant: "
                    + (f"{yardstick['auc']:.3f} in the realism probe's features, " if yardstick else "")
                    + f"{realism['pixel_yardstick']['auc']:.3f} in pixel features. Synthetic lesions that pass for "
                    "real should be no easier to tell from real melanomas than benign lesions are.")
