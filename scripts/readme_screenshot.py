@@ -12,42 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from dashboard import server as server_module  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 DEFAULT_IMAGE = REPO / "data" / "sample" / "ISBI2016_ISIC_Part3_Test_Data" / "ISIC_0000070.jpg"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _serve(runs_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = dict(os.environ, MELANET_MODELS_DIR=str(REPO / "models"), MELANET_RUNS_DIR=str(runs_dir))
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.address", "127.0.0.1", "--server.port", str(port),
-                               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                              cwd=REPO, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return server, url
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit(f"streamlit did not start; see {log}")
 
 
 def _save_trimmed(shot: Path, out: Path, margin: int = 40) -> None:
@@ -73,7 +47,8 @@ def main() -> None:
     from playwright.sync_api import expect, sync_playwright
 
     with tempfile.TemporaryDirectory() as scratch:
-        server, url = _serve(Path(scratch) / "runs", Path(scratch) / "server.log")
+        env = dict(os.environ, MELANET_MODELS_DIR=str(REPO / "models"), MELANET_RUNS_DIR=str(Path(scratch) / "runs"))
+        server, url = server_module.start(env, Path(scratch) / "server.log", timeout=60)
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
@@ -91,8 +66,7 @@ def main() -> None:
                 browser.close()
             _save_trimmed(shot, args.out)
         finally:
-            server.terminate()
-            server.wait(timeout=15)
+            server_module.stop(server)
     print(args.out)
 
 

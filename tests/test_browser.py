@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from dashboard import server as server_module
 
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -42,38 +41,15 @@ except ImportError as error:
 expect = playwright_api.expect
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_server(env: dict[str, str], log_path: Path, script: str = "app.py") -> tuple[subprocess.Popen, str]:
-    """`streamlit run` headless on a free port; returns the process and its URL once it is healthy."""
-    port = free_port()
-    command = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return server, url
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise AssertionError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
+    """`streamlit run` headless on a free port (``dashboard.server``); the process and its URL once healthy."""
     try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
+        return server_module.start(env, log_path, script)
+    except RuntimeError as error:
+        raise AssertionError(str(error)) from None
+
+
+stop_server = server_module.stop
 
 
 @pytest.fixture(scope="module")
