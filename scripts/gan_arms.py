@@ -135,13 +135,44 @@ def decide_lesion(rows: list[dict], challengers: tuple[str, ...] = LESION_ARMS) 
     return {"means": means, "verdicts": verdicts, "winner": winner, "seeds": sorted({row["seed"] for row in rows})}
 
 
+def picture(out: Path, arms: list[str], seed: int, path: Path, count: int = 6) -> Path:
+    """A JPEG of the first ``count`` benign training sources of ``seed`` (top row) and, one row per arm, their
+    synthetic lesions, all at the run's size. Training images only."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from melanet import runs
+    from melanet.data import splits
+    from melanet.gan import synthesis
+
+    first = out / arms[0] / f"seed-{seed}" / "gan"
+    config = runs.Run.open(first).config()
+    training, _ = splits.training_and_validation(config.data, config.seed)
+    rows_of = {arm: synthesis.read_manifest(out / arm / f"seed-{seed}" / "gan")[:count] for arm in arms}
+    sources = [row["source_id"] for row in rows_of[arms[0]]]
+    grid = [np.concatenate([training.images[training.ids.index(source)] for source in sources], axis=1)]
+    for arm in arms:
+        assert [row["source_id"] for row in rows_of[arm]] == sources, f"{arm}: other sources"
+        grid.append(np.concatenate([np.asarray(Image.open(out / arm / f"seed-{seed}" / "gan" / row["path"])
+                                               .convert("RGB")) for row in rows_of[arm]], axis=1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(grid, axis=0)).save(path, quality=90)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     parser.add_argument("--arms", nargs="+", default=["patchgan", "projected"], choices=list(ARMS))
     parser.add_argument("--config", default=CONFIG, help="the preset both arms start from (default: the demo's)")
+    parser.add_argument("--picture", type=Path, metavar="JPEG",
+                        help="only draw the first seed's first six sources and each arm's lesions into JPEG")
     args = parser.parse_args()
+    if args.picture:
+        print(picture(args.out, args.arms, args.seeds[0], args.picture))
+        return
     rows = []
     for seed in args.seeds:  # seed-major: an early stop still leaves both arms on the first seeds
         for arm in args.arms:

@@ -189,3 +189,37 @@ def test_the_gan_arms_table_and_verdict_follow_from_the_shipped_csv() -> None:
     for arm, label in (("projected", "lowers the KID to"), ("patchgan", "(PatchGAN")):
         quoted = re.search(re.escape(label) + r" (\d+\.\d+)", readme)
         assert quoted is not None and abs(float(quoted.group(1)) - mean(arm, "kid")) < 0.005, label
+
+
+def test_the_lesion_composite_verdict_follows_from_the_shipped_csv() -> None:
+    """docs/gan-arms/decision-lesion.json is the pre-registered rule of "Lesion-only synthesis" applied to
+    docs/gan-arms/gan_arms-lesion.csv (recomputed here, by hand), the PatchGAN rows there equal those of the
+    first comparison, and the demo preset ships a composite only when one won."""
+    with open(REPOSITORY / "docs" / "gan-arms" / "gan_arms-lesion.csv", newline="") as handle:
+        rows = {(int(row["seed"]), row["arm"]): row for row in csv.DictReader(handle)}
+    arms = ("patchgan", "patchgan-lesion", "identity5-lesion")
+    assert set(rows) == {(seed, arm) for seed in (42, 43, 44) for arm in arms}
+    with open(REPOSITORY / "docs" / "gan-arms" / "gan_arms.csv", newline="") as handle:
+        first = {int(row["seed"]): row for row in csv.DictReader(handle) if row["arm"] == "patchgan"}
+    for seed, row in first.items():  # re-auditing added the pixel probe and changed nothing else
+        for key in ("val_auc", "realism_probe_auc", "kid", "kid_low", "kid_high", "memorisation_share"):
+            assert rows[(seed, "patchgan")][key] == row[key], (seed, key)
+
+    def mean(arm: str, key: str) -> float:
+        return sum(float(rows[(seed, arm)][key]) for seed in (42, 43, 44)) / 3
+
+    winners = []
+    for arm in arms[1:]:
+        d_probe = mean(arm, "realism_probe_auc") - mean("patchgan", "realism_probe_auc")
+        d_pixel = mean(arm, "pixel_probe_auc") - mean("patchgan", "pixel_probe_auc")
+        d_auc = mean(arm, "val_auc") - mean("patchgan", "val_auc")
+        if mean(arm, "memorisation_share") <= 0.10 and (
+                (d_probe < -0.05 and d_pixel <= 0.05 and d_auc >= -0.02)
+                or (d_auc > 0.02 and d_probe <= 0.05 and d_pixel <= 0.05)):
+            winners.append(arm)
+    expected = min(winners, key=lambda arm: mean(arm, "realism_probe_auc") + mean(arm, "pixel_probe_auc")) \
+        if winners else "patchgan"
+    decision = json.loads((REPOSITORY / "docs" / "gan-arms" / "decision-lesion.json").read_text())
+    assert decision["winner"] == expected
+    demo = (REPOSITORY / "configs" / "demo.yaml").read_text()
+    assert ("composite: lesion" in demo) is (expected != "patchgan")
