@@ -173,6 +173,10 @@ def test_audit_end_to_end_then_synthetic_keep_uses_its_scores(tmp_path, tiny_isi
         assert realism[key]["n_benign"] == summary["counts"]["real_benign"]
         assert realism[key]["n_malignant"] == summary["counts"]["real_malignant"]
     assert all(0.0 <= realism[key]["auc"] <= 1.0 for key in ("probe", "yardstick", "pixel_probe", "pixel_yardstick"))
+    # the probe in each feature space; the realism probe's own space gives the same figures
+    space = summary["feature_spaces"][realism["features"]]["probe"]
+    assert space == {"synthetic_vs_real_malignant": realism["probe"]["auc"],
+                     "real_benign_vs_real_malignant": realism["yardstick"]["auc"]}
     kid = summary["feature_spaces"]["backbone"]["kid"]
     assert set(kid) == {"synthetic_vs_real_malignant", "real_benign_vs_real_malignant"}
     assert all(entry["low"] <= entry["high"] for entry in kid.values())

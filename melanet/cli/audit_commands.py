@@ -47,6 +47,10 @@ def audit_command(args: argparse.Namespace) -> int:
         print(f"  {name}: nearest real malignant, median distance {memorisation['synthetic_to_real']['q50']:.3f} "
               f"(real to real {memorisation['real_to_real']['q50']:.3f}); "
               f"{memorisation['share_closer_than_real_q05']:.0%} closer than the closest 5 % of real pairs")
+    for name, space in summary["feature_spaces"].items():
+        if "probe" in space:  # audits written before 2026-12-07 lack the per-space probes
+            print(f"  {name}: probe AUC synthetic vs real malignant {space['probe']['synthetic_vs_real_malignant']:.3f} "
+                  f"(real benign vs real malignant {space['probe']['real_benign_vs_real_malignant']:.3f})")
     probe = summary["realism"]["probe"]
     realism = summary["realism"]
     yardstick = f"; real benign vs real malignant {realism['yardstick']['auc']:.3f}" if "yardstick" in realism else ""

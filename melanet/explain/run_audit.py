@@ -68,6 +68,8 @@ def audit_run(gan_run: str | Path, classifier_run: str | Path | None = None, *,
             groups = _features(model, (real_benign, real_malignant, synthetic), name, config, progress)
             results[name], rows = audit_space(groups, real_malignant.ids, synthetic.ids, seed=config.seed)
             results[name]["description"] = description
+            results[name]["probe"] = space_probes(groups, real_benign.ids, real_malignant.ids, synthetic.ids,
+                                                  manifest, seed=config.seed)
             nearest_rows += [{"features": name, **row} for row in rows]
             realism_features = (name, groups)
         name, (benign_features, real_features, synthetic_features) = realism_features
@@ -136,6 +138,18 @@ def realism_table(synthetic: np.ndarray, real: np.ndarray, synthetic_ids: list[s
              "path": manifest[synthetic_ids[position]]["path"], "realism": float(scores[position]), "rank": rank}
             for rank, position in enumerate(order, start=1)]
     return rows, probe
+
+
+def space_probes(groups: tuple[np.ndarray, np.ndarray, np.ndarray], benign_ids: list[str], malignant_ids: list[str],
+                 synthetic_ids: list[str], manifest: dict[str, dict[str, str]], *, seed: int) -> dict[str, float]:
+    """The grouped probe's held-out AUC in one feature space: ``synthetic_vs_real_malignant`` and the
+    yardstick ``real_benign_vs_real_malignant``. In a trained classifier's features, which were fitted to
+    these very training images, the yardstick is near 1 too; the frozen backbone's are the fairer reading."""
+    benign, malignant, synthetic = groups
+    sources = [manifest[image]["source_id"] for image in synthetic_ids]
+    _, probe = audit.realism_scores(synthetic, malignant, sources, malignant_ids, seed=seed)
+    return {"synthetic_vs_real_malignant": probe["auc"],
+            "real_benign_vs_real_malignant": class_probe(benign, malignant, benign_ids, malignant_ids, seed=seed)["auc"]}
 
 
 def class_probe(benign: np.ndarray, malignant: np.ndarray, benign_ids: list[str], malignant_ids: list[str], *,
