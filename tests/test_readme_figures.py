@@ -205,6 +205,20 @@ def test_the_lesion_composite_verdict_follows_from_the_shipped_csv() -> None:
         for key in ("val_auc", "realism_probe_auc", "kid", "kid_low", "kid_high", "memorisation_share"):
             assert rows[(seed, "patchgan")][key] == row[key], (seed, key)
 
+    text = (REPOSITORY / "docs" / "demo-experiments.md").read_text()
+    table = [t for t in _tables(text) if t[0][:3] == ["arm", "seed", "MelaNet val AUC"]]
+    assert len(table) == 1 and len(table[0]) == 2 + 9
+    names = {"PatchGAN": "patchgan", "patchgan-lesion": "patchgan-lesion", "identity5-lesion": "identity5-lesion"}
+    for cells in table[0][2:]:
+        row = rows[(int(cells[1]), names[cells[0]])]
+        expected = [float(row[key]) for key in ("val_auc", "realism_probe_auc", "pixel_probe_auc", "kid", "kid_low",
+                                                "kid_high", "memorisation_share")]
+        shown = [value for cell in cells[2:] for value in _numbers(cell)]
+        assert len(shown) == len(expected), cells
+        for value, truth in zip(shown, expected):
+            decimals = len(str(value).split(".")[1]) if "." in str(value) else 0
+            assert abs(value - truth) <= 0.5 * 10 ** -decimals + 1e-9, (cells, value, truth)
+
     def mean(arm: str, key: str) -> float:
         return sum(float(rows[(seed, arm)][key]) for seed in (42, 43, 44)) / 3
 
