@@ -22,6 +22,7 @@ melanet reproduce --resume "$out"
 
 for run in vgg_gap augment5x augment10x melanet; do
   melanet explain --run "$out/$run" --method gradcam
+  melanet similar --run "$out/$run" --build  # the similar-cases index of the Predict and Grad-CAM pages
   melanet embed --run "$out/$run"
   melanet audit-shortcuts --run "$out/$run"  # reads the test part, as evaluate did, on the final model
 done
