@@ -36,6 +36,14 @@ def _numbers(cell: str) -> list[float]:
     return [float(value) for value in NUMBER.findall(cell.replace("−", "-").replace("*", ""))]
 
 
+def _assert_rounded(shown: list[float], expected: list[float], where) -> None:
+    """Each shown value is its expected one rounded to the decimals it is shown with."""
+    assert len(shown) == len(expected), where
+    for value, truth in zip(shown, expected):
+        decimals = len(str(value).split(".")[1]) if "." in str(value) else 0
+        assert abs(value - truth) <= 0.5 * 10 ** -decimals + 1e-9, (where, value, truth)
+
+
 def _table_with(header_start: str, first: str = "Method") -> list[list[str]]:
     found = [table for table in _tables(README.read_text()) if table[0][0] == first and header_start in table[0][1]]
     assert len(found) == 1, f"expected one README table whose second column starts with {header_start!r}"
@@ -167,11 +175,8 @@ def test_the_gan_arms_table_and_verdict_follow_from_the_shipped_csv() -> None:
         expected = [float(row[key]) for key in ("val_auc", "realism_probe_auc", "kid", "kid_low", "kid_high",
                                                 "yardstick_kid", "yardstick_low", "yardstick_high",
                                                 "memorisation_share")]
-        shown = _numbers(cells[2]) + _numbers(cells[3]) + _numbers(cells[4]) + _numbers(cells[5]) + _numbers(cells[6])
-        assert len(shown) == len(expected), cells
-        for value, truth in zip(shown, expected):
-            decimals = len(str(value).split(".")[1]) if "." in str(value) else 0
-            assert abs(value - truth) <= 0.5 * 10 ** -decimals + 1e-9, (cells, value, truth)
+        _assert_rounded(_numbers(cells[2]) + _numbers(cells[3]) + _numbers(cells[4]) + _numbers(cells[5])
+                        + _numbers(cells[6]), expected, cells)
 
     def mean(arm: str, key: str) -> float:
         return sum(float(rows[(seed, arm)][key]) for seed in (42, 43, 44)) / 3
@@ -213,11 +218,7 @@ def test_the_lesion_composite_verdict_follows_from_the_shipped_csv() -> None:
         row = rows[(int(cells[1]), names[cells[0]])]
         expected = [float(row[key]) for key in ("val_auc", "realism_probe_auc", "pixel_probe_auc", "kid", "kid_low",
                                                 "kid_high", "memorisation_share")]
-        shown = [value for cell in cells[2:] for value in _numbers(cell)]
-        assert len(shown) == len(expected), cells
-        for value, truth in zip(shown, expected):
-            decimals = len(str(value).split(".")[1]) if "." in str(value) else 0
-            assert abs(value - truth) <= 0.5 * 10 ** -decimals + 1e-9, (cells, value, truth)
+        _assert_rounded([value for cell in cells[2:] for value in _numbers(cell)], expected, cells)
 
     def mean(arm: str, key: str) -> float:
         return sum(float(rows[(seed, arm)][key]) for seed in (42, 43, 44)) / 3
