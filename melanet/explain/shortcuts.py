@@ -173,7 +173,11 @@ def summary_sentence(summary: dict[str, Any]) -> str:
     if background.get("auc") is None:
         return "Too few images had a usable lesion mask to tell what this model reads."
     chance = background["ci_low"] <= 0.5 <= background["ci_high"]
-    if chance:
+    lesion_chance = lesion.get("auc") is not None and lesion["ci_low"] <= 0.5 <= lesion["ci_high"]
+    if chance and lesion_chance:
+        sentence = (f"With the lesion removed its AUC falls to {_figure(background)}, near chance, and on the lesion "
+                    "alone it is near chance too: it reads neither part alone, only the whole image.")
+    elif chance:
         sentence = (f"With the lesion removed its AUC falls to {_figure(background)}, near chance: "
                     "it reads the lesion.")
     else:
