@@ -134,6 +134,10 @@ def viewer_image(page, case_id: str, layer: str = "lesion"):
         f'.reader-study-image[data-case="{case_id}"] #{layer}')
 
 
+def _figure(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def check_first_screen(page, case_id: str, original: Path) -> None:
     """The case image lies wholly inside the 1400x900 window, at least 600 px on its long side, and is
     the original file at its own size."""
@@ -265,8 +269,9 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
             assert cells[3] == f"{100 * entry['sensitivity']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
             low, high = entry["specificity_ci"]
             assert cells[4] == f"{100 * entry['specificity']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
-            assert cells[5:8] == [f"{entry['auc']:.3f}", f"{entry['kappa_vs_model']:.3f}",
-                                  f"{entry['model']['auc']:.3f}"]
+            # undefined figures are null in results.json (kappa when reader and model each give one answer
+            # throughout) and "n/a" on the page
+            assert cells[5:8] == [_figure(entry["auc"]), _figure(entry["kappa_vs_model"]), _figure(entry["model"]["auc"])]
             assert cells[10] == f"{entry['delong']['delta_auc']:.3f} ({mrmc.format_p(entry['delong']['p'])})"
         assert shown[("model", f"threshold {study.threshold:.4g}")][5] == f"{expected['model']['auc']:.3f}"
         change = expected["aided_vs_unaided"][0]
