@@ -107,7 +107,7 @@ def synthesize(
 
 
 def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
-    from melanet.data import splits
+    from melanet.data import lesion_mask, splits
     from melanet.gan import composite, dataset
 
     config = run.config()
@@ -115,8 +115,10 @@ def _synthesize_holding_lock(run: runs.Run, batch_size: int, progress) -> Path:
     training_set, _ = splits.training_and_validation(config.data, config.seed, progress=progress)
     benign_indices = np.flatnonzero(training_set.labels == 0)
     lesion_only = config.gan.composite == composite.LESION
-    # the composite of each image follows from its source alone: known before any translation
-    failed = {index for index in benign_indices if lesion_only and composite.lesion_weights(training_set.images[index])[1]}
+    # the composite of each image follows from its source alone: known before any translation (the mask test
+    # only; translate_batch builds the grown, feathered weights of the images it translates)
+    failed = {index for index in benign_indices
+              if lesion_only and lesion_mask.mask_or_failure(training_set.images[index])[1]}
     rows = [manifest_row(training_set.ids[index], composite.NONE if not lesion_only else
                          composite.WHOLE_MASK_FAILED if index in failed else composite.LESION)
             for index in benign_indices]
