@@ -15,9 +15,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.evaluation import paired
-from melanet.evaluation import seeds as seeds_module
+from melanet.reproduce import seeds_summary as seeds_module
 
 from dashboard import charts, discovery, glossary, ui
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from melanet import layout, stages
+from melanet.runs import layout, stages
 from melanet.explain import overlay as overlay_module
-from melanet.explain import shortcuts
+from melanet.audits import shortcuts
 from melanet.studies import mrmc
 
 from dashboard import artifacts, charts, discovery, glossary, similar_view, ui

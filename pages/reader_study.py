@@ -20,7 +20,7 @@ import time
 
 import streamlit as st
 
-from melanet import jobs
+from melanet.runs import jobs
 from melanet.explain import overlay as overlay_module
 from melanet.studies import create, mrmc, responses, results as results_module, sample_size
 from melanet.studies import study as study_module

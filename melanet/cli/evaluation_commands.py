@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from melanet import layout, lifecycle, runs
+from melanet.runs import layout, lifecycle, runs
 from melanet.cli import common
 
 
@@ -181,8 +181,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _rescore(args: argparse.Namespace, run_path: Path) -> int:
-    from melanet import layout
-    from melanet.evaluation import rescore
+    from melanet.runs import layout
+    from melanet.reports import rescore
 
     if args.data or args.out:
         raise runs.RunError("--from-predictions rewrites the run's own metrics.json; drop --data/--out")
@@ -204,7 +204,7 @@ def _rescore(args: argparse.Namespace, run_path: Path) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from melanet import reproduce
+    from melanet.reproduce import reproduction
     from melanet.evaluation import compare
 
     if args.summarize:
@@ -225,7 +225,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.seeds is not None or args.seeds_scope is not None or _is_seeds_folder(results):
         return _reproduce_seeds(args, results, config, resume, child_options)
     try:
-        rows = reproduce.reproduce(results, config, resume=resume, child_options=child_options)
+        rows = reproduction.reproduce(results, config, resume=resume, child_options=child_options)
     except lifecycle.StopRequested:
         return common.stopped("reproduce", f"continue with: melanet reproduce --resume {results}")
     sys.stdout.write(compare.to_text(rows))
@@ -235,35 +235,35 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _is_seeds_folder(results: Path) -> bool:
-    from melanet import reproduce_seeds
+    from melanet.reproduce import repeated_seeds
 
     status_path = results / runs.STATUS_FILE
-    return status_path.is_file() and runs.Run(results).status().get("stage") == reproduce_seeds.STAGE
+    return status_path.is_file() and runs.Run(results).status().get("stage") == repeated_seeds.STAGE
 
 
 def _reproduce_seeds(args: argparse.Namespace, results: Path, config, resume: bool, child_options: list[str]) -> int:
-    from melanet import reproduce_seeds
-    from melanet.evaluation import seeds
+    from melanet.reproduce import repeated_seeds
+    from melanet.reproduce import seeds_summary
 
     if not resume and args.seeds is None:
         raise runs.RunError(f"{results}: holds a repeated reproduction; continue it with "
                             f"`melanet reproduce --resume {results}` or give --seeds N")
     try:
-        summary = reproduce_seeds.reproduce_seeds(results, config, args.seeds, scope=args.seeds_scope,
+        summary = repeated_seeds.reproduce_seeds(results, config, args.seeds, scope=args.seeds_scope,
                                                   resume=resume, child_options=child_options)
     except lifecycle.StopRequested:
         return common.stopped("reproduce", f"continue with: melanet reproduce --resume {results}")
-    sys.stdout.write(seeds.to_markdown(summary))
-    print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")
+    sys.stdout.write(seeds_summary.to_markdown(summary))
+    print(f"summary written to {', '.join(str(results / name) for name in seeds_summary.SUMMARY_FILES)}")
     return 0
 
 
 def _summarize_seeds(results: Path) -> int:
-    from melanet.evaluation import seeds
+    from melanet.reproduce import seeds_summary
 
-    summary = seeds.summarize_folder(results)
-    sys.stdout.write(seeds.to_markdown(summary))
-    print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")
+    summary = seeds_summary.summarize_folder(results)
+    sys.stdout.write(seeds_summary.to_markdown(summary))
+    print(f"summary written to {', '.join(str(results / name) for name in seeds_summary.SUMMARY_FILES)}")
     return 0
 
 

@@ -136,7 +136,7 @@ def _results(args: argparse.Namespace) -> int:
 def _mrmc(args: argparse.Namespace) -> int:
     import json
 
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.studies import mrmc
 
     from melanet.studies import sample_size

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, runs, stages
+from melanet.runs import layout, runs, stages
 
 METHOD_NAMES = stages.METHOD_NAMES  # training set -> Table 1 method name
 # Sub-folders of a `melanet reproduce` results folder, in Table 1 order.

@@ -13,7 +13,7 @@ probability callable, so they run without TensorFlow:
 
 Images whose mask fails (empty, or covering under 0.5 % or over 95 % of the non-padding content) are
 listed in ``mask_failures`` and left out of both masked AUCs (``n_masked`` says how many were used).
-The stage that loads a run's model and writes ``shortcuts.json`` is ``melanet.explain.shortcut_stage``;
+The stage that loads a run's model and writes ``shortcuts.json`` is ``melanet.audits.shortcut_stage``;
 the synthesis audit (``run_audit``) lives beside it in ``melanet.explain``.
 """
 

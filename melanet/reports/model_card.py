@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, runs, stages
-from melanet.evaluation import compare, evaluate, leakage
+from melanet.runs import layout, runs, stages
+from melanet.evaluation import compare, evaluate
+from melanet.audits import leakage
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ def _limit_lines(run_path: Path, report: dict[str, Any], synthetic: bool) -> lis
 
 def _explanation_lines(run_path: Path) -> list[str]:
     """What the lesion-focus and shortcut-audit files of the run say (nothing where they are missing)."""
-    from melanet.explain import shortcuts
+    from melanet.audits import shortcuts
 
     lines = []
     focus_path = run_path / layout.LESION_FOCUS_FILE

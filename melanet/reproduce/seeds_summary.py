@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.evaluation import compare, paired
 
 logger = logging.getLogger(__name__)
