@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from melanet.common import formatting
 from melanet.runs import layout, lifecycle, runs
 from melanet.cli import common
 
@@ -122,33 +123,28 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _summary(report: dict) -> str:
-    def percent(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.1f}%"
-
     def interval(name: str, source: dict) -> str:
         bounds = (source.get("confidence_intervals") or {}).get(name) or {}
-        if bounds.get("low") is None:
-            return ""
-        return f" [{100 * bounds['low']:.1f}, {100 * bounds['high']:.1f}]"
+        return formatting.percent_bounds(bounds.get("low"), bounds.get("high"))
 
     lines = [
         f"{'all labelled images (no labelled test split)' if report['data'].get('all_labelled_images') else 'test images'}: "
         f"{report['n']} ({report['n_malignant']} malignant) from {report['data']['root']}",
-        f"AUC {percent(report['auc'])}{interval('auc', report)}",
-        f"threshold {report['threshold']:g}: sensitivity {percent(report['sensitivity'])}"
-        f"{interval('sensitivity', report)}, specificity {percent(report['specificity'])}"
+        f"AUC {formatting.percent(report['auc'])}{interval('auc', report)}",
+        f"threshold {report['threshold']:g}: sensitivity {formatting.percent(report['sensitivity'])}"
+        f"{interval('sensitivity', report)}, specificity {formatting.percent(report['specificity'])}"
         f"{interval('specificity', report)}, TP {report['tp']} FP {report['fp']} TN {report['tn']} FN {report['fn']}",
     ]
     operating = report.get("operating_point") or {}
     if operating.get("available"):
         lines.append(
             f"threshold {operating['threshold']:.3f} (validation sensitivity >= "
-            f"{operating['validation']['target_sensitivity']:g}): sensitivity {percent(operating['sensitivity'])}, "
-            f"specificity {percent(operating['specificity'])}, FN {operating['fn']} FP {operating['fp']}"
+            f"{operating['validation']['target_sensitivity']:g}): sensitivity {formatting.percent(operating['sensitivity'])}, "
+            f"specificity {formatting.percent(operating['specificity'])}, FN {operating['fn']} FP {operating['fp']}"
         )
     else:
         lines.append(f"no operating point: {operating.get('reason', 'unknown')}")
-    lines.append(f"NPV {percent(report['npv'])} (what the paper calls 'sensitivity')")
+    lines.append(f"NPV {formatting.percent(report['npv'])} (what the paper calls 'sensitivity')")
     return "\n".join(lines)
 
 
