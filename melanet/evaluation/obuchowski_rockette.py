@@ -86,6 +86,24 @@ def covariance_averages(covariance: np.ndarray, t: int, r: int) -> dict[str, flo
     return {name: float(blocks[np.broadcast_to(mask, blocks.shape)].mean()) for name, mask in masks.items()}
 
 
+def single_treatment(aucs: np.ndarray, covariance: np.ndarray, confidence: float = CONFIDENCE_LEVEL) -> dict[str, Any]:
+    """One treatment's mean AUC over random readers and cases: ``aucs`` (r,), ``covariance`` (r, r) of its cells.
+
+    SE^2 = (MS(R) + r max(Cov2, 0)) / r, Student's t on df = (MS(R) + r max(Cov2, 0))^2 / (MS(R)^2 / (r - 1)).
+    """
+    aucs = np.asarray(aucs, dtype=np.float64)
+    r = aucs.size
+    mean = float(aucs.mean())
+    cov2 = float(covariance[~np.eye(r, dtype=bool)].mean())
+    ms_r = float(np.sum((aucs - mean) ** 2)) / (r - 1)
+    term = ms_r + r * max(cov2, 0.0)
+    df = term ** 2 / (ms_r ** 2 / (r - 1)) if ms_r > 0 else math.inf
+    se = math.sqrt(term / r)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    return {"auc": mean, "se": se, "df": df, "ci_low": mean - half, "ci_high": mean + half,
+            "var": float(np.mean(np.diag(covariance))), "cov2": cov2, "ms_r": ms_r}
+
+
 def analyse(truth: np.ndarray, ratings: np.ndarray, treatments: Sequence[str], readers: Sequence[str],
             covariance: str = "jackknife", confidence: float = CONFIDENCE_LEVEL) -> dict[str, Any]:
     """The whole analysis (see the module docstring) as a JSON-ready mapping.
@@ -121,18 +139,9 @@ def analyse(truth: np.ndarray, ratings: np.ndarray, treatments: Sequence[str], r
     p_value = float(stats.f.sf(f_value, t - 1, ddf)) if math.isfinite(f_value) else 0.0
     se = math.sqrt(2 / r * error_term)
     t_critical = float(stats.t.ppf(1 - alpha / 2, ddf))
-    single = {}
-    for index, name in enumerate(treatments):
-        block = cell_covariance.reshape(t, r, t, r)[index, :, index, :]
-        cov2_single = float(block[~np.eye(r, dtype=bool)].mean())
-        ms_r_single = float(np.sum((aucs[index] - treatment_means[index]) ** 2)) / (r - 1)
-        term = ms_r_single + r * max(cov2_single, 0.0)
-        df_single = term ** 2 / (ms_r_single ** 2 / (r - 1)) if ms_r_single > 0 else math.inf
-        se_single = math.sqrt(term / r)
-        half = float(stats.t.ppf(1 - alpha / 2, df_single)) * se_single
-        single[name] = {"auc": float(treatment_means[index]), "se": se_single, "df": df_single,
-                        "ci_low": float(treatment_means[index]) - half, "ci_high": float(treatment_means[index]) + half,
-                        "var": float(np.mean(np.diag(block))), "cov2": cov2_single, "ms_r": ms_r_single}
+    single = {name: single_treatment(aucs[index], cell_covariance.reshape(t, r, t, r)[index, :, index, :],
+                                     confidence)
+              for index, name in enumerate(treatments)}
 
     # fixed readers, random cases
     fixed_term = var - cov1 + (r - 1) * max(cov2 - cov3, 0.0)
