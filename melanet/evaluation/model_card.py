@@ -287,7 +287,7 @@ def _explanation_lines(run_path: Path) -> list[str]:
     summary = shortcuts.read_summary(run_path / layout.SHORTCUTS_FILE)
     if isinstance(summary, dict):
         lines.append(f"- Shortcut audit (test images): {shortcuts.summary_sentence(summary)} Full images: AUC "
-                     f"{summary['full']['auc']:.2f}; mask failures: {len(summary['mask_failures'])} of {summary['n']}.")
+                     f"{shortcuts.auc_text(summary['full'])}; mask failures: {len(summary['mask_failures'])} of {summary['n']}.")
         worst = max(summary["perturbations"].items(), key=lambda item: item[1]["mean_abs_change"])
         lines.append(f"- Robustness: the largest mean probability change is under {worst[0]} "
                      f"({worst[1]['mean_abs_change']:.3f}, at most {worst[1]['max_abs_change']:.3f}).")
