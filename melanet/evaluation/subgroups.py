@@ -1,22 +1,31 @@
 """Performance by subgroup (sex, age band, anatomic site) where a data folder records them: ``subgroups.json``.
 
 For each variable the layout records (:func:`melanet.data.metadata.variables_of`) and each of its groups
-(``unknown`` where the metadata is missing): n, malignant and benign counts, the AUC with its DeLong
-interval (null with a ``auc_reason`` when the group holds one class), and sensitivity and specificity at
-the run's threshold with Wilson intervals. A group with fewer than ``MIN_PER_CLASS`` images of either class
+(``unknown`` where the metadata is missing): n, malignant and benign counts, the AUC with Newcombe's
+(2006) score interval (null with a ``auc_reason`` when the group holds one class), and sensitivity and
+specificity at the run's threshold with Wilson intervals.
+
+The AUC interval never collapses: Newcombe (2006, Stat Med 25:559-573, "Part 2", Method 5) inverts a
+score test, as Wilson's interval does for a proportion, with his modified Hanley-McNeil variance
+
+    V(theta) = theta (1 - theta) [1 + N* (1 - theta) / (2 - theta) + N* theta / (1 + theta)] / (m n),
+    N* = (m + n) / 2 - 1   (m malignant, n benign images),
+
+the interval being every theta with (AUC - theta)^2 <= z^2 V(theta). A perfectly separated group (AUC 1,
+DeLong variance 0) gets [lower, 1] with lower < 1, like any other. A group with fewer than ``MIN_PER_CLASS`` images of either class
 is kept and flagged ``small``: its figures are shown, not trusted.
 
 Whether the AUC differs across the groups of a variable: a chi-square test of the independent groups' AUCs
 with their DeLong variances (Cochran's Q: Q = sum_g (AUC_g - AUC_w)^2 / var_g, AUC_w the inverse-variance
-weighted mean, df = G - 1), over the known groups (not ``unknown``) that have an AUC and a positive
-variance (a perfectly separated group has variance 0 and no weight to give). Images of one patient are
-treated as independent.
+weighted mean, df = G - 1), over every known group (not ``unknown``) with an AUC. Where DeLong's variance
+is 0 (a perfectly separated group) the group keeps its place with the variance its Newcombe interval implies,
+((high - low) / (2 z))^2 (``variance_source``: ``newcombe``), so a group at 1.0 beside groups near 0.5 counts
+against homogeneity instead of dropping out. Images of one patient are treated as independent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +75,34 @@ def _proportion(successes: int, trials: int, confidence: float) -> dict[str, Any
             "successes": successes, "trials": trials}
 
 
+def newcombe_variance(theta: float, malignant: int, benign: int) -> float:
+    """Newcombe's (2006) modified Hanley-McNeil variance of an AUC ``theta`` on ``malignant`` x ``benign`` images."""
+    star = (malignant + benign) / 2 - 1
+    return theta * (1 - theta) * (1 + star * (1 - theta) / (2 - theta) + star * theta / (1 + theta)) / (malignant * benign)
+
+
+def newcombe_interval(auc: float, malignant: int, benign: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe's (2006) Method 5 score interval of an empirical AUC (see the module docstring).
+
+    The limits are the roots of g(theta) = (auc - theta)^2 - z^2 V(theta) on either side of ``auc``;
+    g > 0 at 0 and 1 away from ``auc`` (V(0) = V(1) = 0) and g < 0 just beside it, so each side has a root.
+    """
+    from scipy import optimize
+
+    if malignant < 1 or benign < 1 or not 0 <= auc <= 1:
+        raise ValueError(f"Newcombe interval needs an AUC in [0, 1] and both classes, got {auc} on "
+                         f"{malignant} malignant and {benign} benign")
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+
+    def excess(theta: float) -> float:
+        return (auc - theta) ** 2 - z ** 2 * newcombe_variance(theta, malignant, benign)
+
+    step = 1e-9  # beside the estimate, where g < 0 even at AUC 0 or 1 (V grows linearly, the square quadratically)
+    low = 0.0 if auc <= 0 else optimize.brentq(excess, 0.0, max(auc - step, 0.0) if auc >= 1 else auc, xtol=1e-14)
+    high = 1.0 if auc >= 1 else optimize.brentq(excess, min(auc + step, 1.0) if auc <= 0 else auc, 1.0, xtol=1e-14)
+    return float(low), float(high)
+
+
 def group_figures(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
                   confidence: float = 0.95) -> dict[str, Any]:
     """Figures of one group: labels (n,) in {0, 1}, probabilities (n,) in [0, 1]."""
@@ -84,10 +121,13 @@ def group_figures(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
         figures["auc_reason"] = f"only {'benign' if malignant == 0 else 'malignant'} images: no AUC"
         return figures
     aucs, covariance = delong.auc_covariance(labels, probabilities[None, :])
-    variance = max(float(covariance[0, 0]), 0.0)
-    half = float(stats.norm.ppf(0.5 + confidence / 2)) * math.sqrt(variance)
-    figures.update(auc=float(aucs[0]), variance=variance, ci_low=max(0.0, float(aucs[0]) - half),
-                   ci_high=min(1.0, float(aucs[0]) + half))
+    auc = float(aucs[0])
+    low, high = newcombe_interval(auc, malignant, benign, confidence)
+    variance, source = max(float(covariance[0, 0]), 0.0), "delong"
+    if variance <= 0.0:  # perfectly separated (or reversed): DeLong says 0, the score interval does not
+        variance, source = ((high - low) / (2 * float(stats.norm.ppf(0.5 + confidence / 2)))) ** 2, "newcombe"
+    figures.update(auc=auc, variance=variance, variance_source=source, ci_low=low, ci_high=high,
+                   ci_method="Newcombe (2006) Method 5 score interval")
     return figures
 
 
@@ -100,12 +140,13 @@ def heterogeneity(groups: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     used = {name: figures for name, figures in groups.items() if name != UNKNOWN
             and figures.get("auc") is not None and (figures.get("variance") or 0.0) > 0.0}
     left_out = sorted(name for name in groups if name not in used)
-    result: dict[str, Any] = {"method": "chi-square (Cochran's Q) of independent AUCs with DeLong variances",
+    result: dict[str, Any] = {"method": "chi-square (Cochran's Q) of independent AUCs with DeLong variances "
+                                        "(Newcombe-implied where DeLong's is 0)",
                               "groups": list(used), "left_out": left_out,
                               "chi_square": None, "df": None, "p": None, "pooled_auc": None}
     if len(used) < 2:
-        result["reason"] = (f"{len(used)} group(s) with an AUC and a positive variance (unknown, one-class and "
-                            "perfectly separated groups are left out); the test needs 2")
+        result["reason"] = (f"{len(used)} known group(s) with an AUC (unknown and one-class groups are left out); "
+                            "the test needs 2")
         return result
     aucs = np.array([figures["auc"] for figures in used.values()])
     weights = 1.0 / np.array([figures["variance"] for figures in used.values()])
