@@ -43,6 +43,10 @@ def audit_command(args: argparse.Namespace) -> int:
         for pair, kid in space["kid"].items():
             print(f"  {name}: KID {pair.replace('_', ' ')} {kid['kid']:.4f} "
                   f"({kid['confidence']:.0%} subset interval {kid['low']:.4f} to {kid['high']:.4f})")
+        difference = space.get("kid_difference")
+        if difference:
+            print(f"  {name}: KID synthetic minus the real-vs-real yardstick {difference['difference']:+.4f} "
+                  f"({difference['confidence']:.0%} subset interval {difference['low']:+.4f} to {difference['high']:+.4f})")
         memorisation = space["memorisation"]
         print(f"  {name}: nearest real malignant, median distance {memorisation['synthetic_to_real']['q50']:.3f} "
               f"(real to real {memorisation['real_to_real']['q50']:.3f}); "

@@ -5,14 +5,9 @@ For each variable the layout records (:func:`melanet.data.metadata.variables_of`
 (2006) score interval (null with a ``auc_reason`` when the group holds one class), and sensitivity and
 specificity at the run's threshold with Wilson intervals.
 
-The AUC interval never collapses: Newcombe (2006, Stat Med 25:559-573, "Part 2", Method 5) inverts a
-score test, as Wilson's interval does for a proportion, with his modified Hanley-McNeil variance
-
-    V(theta) = theta (1 - theta) [1 + N* (1 - theta) / (2 - theta) + N* theta / (1 + theta)] / (m n),
-    N* = (m + n) / 2 - 1   (m malignant, n benign images),
-
-the interval being every theta with (AUC - theta)^2 <= z^2 V(theta). A perfectly separated group (AUC 1,
-DeLong variance 0) gets [lower, 1] with lower < 1, like any other. A group with fewer than ``MIN_PER_CLASS`` images of either class
+The AUC interval never collapses: Newcombe (2006, Stat Med 25:559-573, "Part 2", Method 5), a score
+interval on his modified Hanley-McNeil variance (:mod:`melanet.evaluation.auc_interval`). A perfectly
+separated group (AUC 1, DeLong variance 0) gets [lower, 1] with lower < 1, like any other. A group with fewer than ``MIN_PER_CLASS`` images of either class
 is kept and flagged ``small``: its figures are shown, not trusted.
 
 Whether the AUC differs across the groups of a variable: a chi-square test of the independent groups' AUCs
@@ -35,7 +30,7 @@ from scipy import stats
 
 from melanet import layout, runs
 from melanet.data import metadata as metadata_module
-from melanet.evaluation import delong, metrics
+from melanet.evaluation import auc_interval, metrics
 
 MIN_PER_CLASS = 10
 UNKNOWN = "unknown"
@@ -75,34 +70,6 @@ def _proportion(successes: int, trials: int, confidence: float) -> dict[str, Any
             "successes": successes, "trials": trials}
 
 
-def newcombe_variance(theta: float, malignant: int, benign: int) -> float:
-    """Newcombe's (2006) modified Hanley-McNeil variance of an AUC ``theta`` on ``malignant`` x ``benign`` images."""
-    star = (malignant + benign) / 2 - 1
-    return theta * (1 - theta) * (1 + star * (1 - theta) / (2 - theta) + star * theta / (1 + theta)) / (malignant * benign)
-
-
-def newcombe_interval(auc: float, malignant: int, benign: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Newcombe's (2006) Method 5 score interval of an empirical AUC (see the module docstring).
-
-    The limits are the roots of g(theta) = (auc - theta)^2 - z^2 V(theta) on either side of ``auc``;
-    g > 0 at 0 and 1 away from ``auc`` (V(0) = V(1) = 0) and g < 0 just beside it, so each side has a root.
-    """
-    from scipy import optimize
-
-    if malignant < 1 or benign < 1 or not 0 <= auc <= 1:
-        raise ValueError(f"Newcombe interval needs an AUC in [0, 1] and both classes, got {auc} on "
-                         f"{malignant} malignant and {benign} benign")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-
-    def excess(theta: float) -> float:
-        return (auc - theta) ** 2 - z ** 2 * newcombe_variance(theta, malignant, benign)
-
-    step = 1e-9  # beside the estimate, where g < 0 even at AUC 0 or 1 (V grows linearly, the square quadratically)
-    low = 0.0 if auc <= 0 else optimize.brentq(excess, 0.0, max(auc - step, 0.0) if auc >= 1 else auc, xtol=1e-14)
-    high = 1.0 if auc >= 1 else optimize.brentq(excess, min(auc + step, 1.0) if auc <= 0 else auc, 1.0, xtol=1e-14)
-    return float(low), float(high)
-
-
 def group_figures(labels: np.ndarray, probabilities: np.ndarray, threshold: float,
                   confidence: float = 0.95) -> dict[str, Any]:
     """Figures of one group: labels (n,) in {0, 1}, probabilities (n,) in [0, 1]."""
@@ -120,14 +87,8 @@ def group_figures(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
     if malignant == 0 or benign == 0:
         figures["auc_reason"] = f"only {'benign' if malignant == 0 else 'malignant'} images: no AUC"
         return figures
-    aucs, covariance = delong.auc_covariance(labels, probabilities[None, :])
-    auc = float(aucs[0])
-    low, high = newcombe_interval(auc, malignant, benign, confidence)
-    variance, source = max(float(covariance[0, 0]), 0.0), "delong"
-    if variance <= 0.0:  # perfectly separated (or reversed): DeLong says 0, the score interval does not
-        variance, source = ((high - low) / (2 * float(stats.norm.ppf(0.5 + confidence / 2)))) ** 2, "newcombe"
-    figures.update(auc=auc, variance=variance, variance_source=source, ci_low=low, ci_high=high,
-                   ci_method="Newcombe (2006) Method 5 score interval")
+    block = auc_interval.auc_figures(labels, probabilities, confidence)
+    figures.update({key: block[key] for key in ("auc", "variance", "variance_source", "ci_low", "ci_high", "ci_method")})
     return figures
 
 

@@ -119,6 +119,48 @@ def kernel_inception_distance(
             "n_first": len(first), "n_second": len(second), "confidence": confidence}
 
 
+def kid_difference(
+    synthetic: np.ndarray,
+    benign: np.ndarray,
+    malignant: np.ndarray,
+    *,
+    seed: int,
+    subsets: int = SUBSETS,
+    subset_size: int | None = None,
+    confidence: float = CONFIDENCE,
+) -> dict[str, float | int]:
+    """KID(synthetic, real malignant) minus KID(real benign, real malignant), with a subset-bootstrap interval.
+
+    ``synthetic`` (N, C), ``benign`` (B, C), ``malignant`` (M, C) features (scaled as for KID). Two KID
+    intervals that overlap do not show that the two distances are close; the difference does. Each draw takes
+    one subset of each set, the same malignant subset for both distances, so their shared part cancels;
+    ``low``/``high`` are the ``confidence`` percentile range of the draws' differences, ``difference`` the one
+    on the full sets. A difference whose interval excludes 0 says the synthetic lesions are farther from the
+    real melanomas than real benign lesions are (the yardstick); one inside it says the data cannot tell.
+    """
+    synthetic, benign, malignant = (_as_features(values, name) for values, name in
+                                    ((synthetic, "synthetic"), (benign, "benign"), (malignant, "malignant")))
+    smallest = min(len(synthetic), len(benign), len(malignant))
+    size = subset_size if subset_size is not None else min(MAX_SUBSET_SIZE, max(2, smallest // 2))
+    if not 2 <= size <= smallest:
+        raise ValueError(f"subset size must be in [2, {smallest}], got {size}")
+    if subsets < 1 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need subsets >= 1 and confidence in (0, 1), got {subsets} and {confidence}")
+    generator = np.random.default_rng(seed)
+    differences = []
+    for _ in range(subsets):
+        rows_synthetic = generator.choice(len(synthetic), size, replace=False)
+        rows_benign = generator.choice(len(benign), size, replace=False)
+        rows_malignant = generator.choice(len(malignant), size, replace=False)
+        differences.append(unbiased_mmd2(synthetic[rows_synthetic], malignant[rows_malignant])
+                           - unbiased_mmd2(benign[rows_benign], malignant[rows_malignant]))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(differences, [tail, 1.0 - tail])
+    return {"difference": unbiased_mmd2(synthetic, malignant) - unbiased_mmd2(benign, malignant),
+            "low": float(low), "high": float(high), "subset_size": int(size), "subsets": int(subsets),
+            "confidence": confidence, "of": "KID(synthetic, real malignant) - KID(real benign, real malignant)"}
+
+
 def nearest_neighbours(
     queries: np.ndarray, references: np.ndarray, *, exclude_self: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -102,7 +102,8 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
     first divided by one constant, ``feature_scale``: the root mean square of the real images'
     feature values, so that ``x . y / C`` is about 1 in KID's cubic kernel whatever the backbone's
     scale (raw VGG GAP features are in the tens and would put KID in the tens of thousands).
-    Returns the summary (``feature_scale``; ``kid``: two pairs; ``memorisation``: distance
+    Returns the summary (``feature_scale``; ``kid``: two pairs; ``kid_difference``: the first minus the second,
+    the yardstick, with its own interval (:func:`melanet.explain.audit.kid_difference`); ``memorisation``: distance
     summaries, in scaled units, and the share of synthetic images closer to a real one than the
     closest 5 % of real-to-real pairs) and the nearest rows.
     """
@@ -112,6 +113,7 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
         "synthetic_vs_real_malignant": audit.kernel_inception_distance(synthetic, malignant, seed=seed),
         "real_benign_vs_real_malignant": audit.kernel_inception_distance(benign, malignant, seed=seed),
     }
+    difference = audit.kid_difference(synthetic, benign, malignant, seed=seed)
     synthetic_index, synthetic_distance = audit.nearest_neighbours(synthetic, malignant)
     real_index, real_distance = audit.nearest_neighbours(malignant, malignant, exclude_self=True)
     real_summary = audit.distance_summary(real_distance)
@@ -125,7 +127,7 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
             for image, index, distance in zip(synthetic_ids, synthetic_index, synthetic_distance)]
     rows += [{"kind": "real", "image": image, "nearest_id": malignant_ids[index], "distance": float(distance)}
              for image, index, distance in zip(malignant_ids, real_index, real_distance)]
-    return {"feature_scale": scale, "kid": kid, "memorisation": memorisation}, rows
+    return {"feature_scale": scale, "kid": kid, "kid_difference": difference, "memorisation": memorisation}, rows
 
 
 def realism_table(synthetic: np.ndarray, real: np.ndarray, synthetic_ids: list[str], real_ids: list[str],
