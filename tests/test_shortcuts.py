@@ -256,3 +256,17 @@ def test_the_shortcut_family_is_holm_over_every_runs_masked_view_tests(tmp_path:
             assert abs(summary[view]["p_holm"] - expected[(name, view)]) < 1e-12, (name, view)
     melanet = json.loads((tmp_path / "melanet" / "shortcuts" / "shortcuts.json").read_text())
     assert "Holm over the 8 tests of the shortcut audit family: 0.094" in melanet["sentence"]
+
+
+def test_a_delta_interval_recovered_from_its_p_is_the_delong_interval() -> None:
+    """Audits written before the interval was stored get it back from delta and p: the paired DeLong test is a
+    z-test, so |delta| / z_(1 - p/2) is its standard error (checked against evaluation.delong on real scores)."""
+    generator = np.random.default_rng(2)
+    labels = np.array([0] * 20 + [1] * 20)
+    full = labels * 0.8 + generator.normal(0, 0.6, 40)
+    masked = labels * 0.2 + generator.normal(0, 0.6, 40)
+    test = delong.delong_test(labels, masked, full)
+    low, high = shortcuts.delta_interval_from_p(test["delta_auc"], test["p"])
+    assert low == pytest.approx(test["ci_low"], abs=1e-9) and high == pytest.approx(test["ci_high"], abs=1e-9)
+    figures = shortcuts.masked_comparison(labels, full, masked)
+    assert (figures["delta_ci_low"], figures["delta_ci_high"]) == pytest.approx((test["ci_low"], test["ci_high"]))

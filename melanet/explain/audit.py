@@ -22,6 +22,7 @@ frozen backbone); ``melanet.explain.run_audit`` computes those and writes the re
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -245,6 +246,17 @@ def realism_scores(
             C=separability.REGULARISATION_C, class_weight="balanced", max_iter=5000))
         probe.fit(features[train_index], labels[train_index])
         probabilities[test_index] = probe.predict_proba(features[test_index])[:, 1]
-    summary = {"auc": float(roc_auc_score(labels, probabilities)), "n_synthetic": len(synthetic),
-               "n_real": len(real), "folds": folds}
+    auc = float(roc_auc_score(labels, probabilities))
+    summary = {"auc": auc, "n_synthetic": len(synthetic), "n_real": len(real), "folds": folds,
+               **probe_interval(auc, len(synthetic), len(real))}
     return probabilities[: len(synthetic)], summary
+
+
+def probe_interval(auc: float, first: int, second: int) -> dict[str, Any]:
+    """``ci_low``/``ci_high`` of a probe's held-out AUC on ``first`` x ``second`` images: Newcombe's (2006)
+    score interval (:mod:`melanet.evaluation.auc_interval`), the held-out scores read as one sample."""
+    from melanet.evaluation import auc_interval
+
+    low, high = auc_interval.newcombe_interval(auc, first, second)
+    return {"ci_low": low, "ci_high": high,
+            "ci_method": "Newcombe (2006) score interval on the held-out scores (cross-validation folds read as one sample)"}

@@ -163,7 +163,7 @@ def class_probe(benign: np.ndarray, malignant: np.ndarray, benign_ids: list[str]
     """
     _, summary = audit.realism_scores(benign, malignant, benign_ids, malignant_ids, seed=seed)
     return {"auc": summary["auc"], "n_benign": len(benign_ids), "n_malignant": len(malignant_ids),
-            "folds": summary["folds"]}
+            "folds": summary["folds"], **{key: summary[key] for key in ("ci_low", "ci_high", "ci_method")}}
 
 
 def pixel_probes(image_sets, manifest: dict[str, dict[str, str]], *, seed: int,

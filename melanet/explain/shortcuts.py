@@ -104,9 +104,21 @@ def auc_interval(labels: np.ndarray, scores: np.ndarray, confidence: float = CON
 
 
 def masked_comparison(labels: np.ndarray, full: np.ndarray, masked: np.ndarray) -> dict[str, float]:
-    """AUC of ``masked`` scores with its interval, ``delta`` = masked - full AUC and DeLong's paired ``p``."""
+    """AUC of ``masked`` scores with its interval, ``delta`` = masked - full AUC with its paired DeLong
+    interval (``delta_ci_low``/``delta_ci_high``) and ``p``."""
     test = delong.delong_test(labels, masked, full, CONFIDENCE)
-    return {**auc_interval(labels, masked), "delta": test["delta_auc"], "p": test["p"]}
+    return {**auc_interval(labels, masked), "delta": test["delta_auc"], "delta_ci_low": test["ci_low"],
+            "delta_ci_high": test["ci_high"], "p": test["p"]}
+
+
+def delta_interval_from_p(delta: float, p_value: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The paired DeLong interval of ``delta`` recovered from its two-sided z-test ``p`` (an audit written
+    before the interval was stored): SE = |delta| / z_(1 - p/2), then delta +- z_(1 - a/2) SE."""
+    if not 0 < p_value < 1 or delta == 0:
+        raise ValueError(f"cannot recover an interval from delta {delta} and p {p_value}")
+    se = abs(delta) / float(stats.norm.isf(p_value / 2))
+    half = float(stats.norm.ppf(0.5 + confidence / 2)) * se
+    return delta - half, delta + half
 
 
 def audit_images(ids: list[str], images: np.ndarray, labels: np.ndarray, predict: Predict, *,
@@ -224,6 +236,10 @@ def apply_family(run_paths: list[str | Path], shortcuts_file: str = "shortcuts/s
         for view in MASKED_VIEWS:
             found = [test["p_holm"] for test in tests if test["run"] == label and test["view"] == view]
             summary[view]["p_holm"] = found[0] if found else None
+            figures = summary[view]
+            if "delta_ci_low" not in figures and figures.get("p") is not None and figures.get("delta"):
+                figures["delta_ci_low"], figures["delta_ci_high"] = delta_interval_from_p(figures["delta"], figures["p"])
+                figures["delta_ci_from"] = "recovered from the stored delta and p (paired DeLong z-test)"
         summary["family"] = family
         summary["sentence"] = summary_sentence(summary)
         runs.atomic_write_json(path, summary)
