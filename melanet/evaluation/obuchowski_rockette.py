@@ -29,7 +29,7 @@ Variance components: Var(T*R) = MS(T*R) - Var + Cov1 + Cov2 - Cov3,
 Var(R) = (MS(R) - Var - (t-1) Cov1 + Cov2 + (t-1) Cov3 - Var(T*R)) / t.
 
 Readers need not be people: with seeds in the readers' place (each seed's model a reader of the same test
-images), :mod:`melanet.evaluation.seeds` treats seed-to-seed variation as random the same way. This module
+images), :mod:`melanet.reproduce.seeds_summary` treats seed-to-seed variation as random the same way. This module
 holds the arithmetic on arrays, shared by that analysis and the reader studies (:mod:`melanet.studies.mrmc`,
 which reads a study's long table).
 """

@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from melanet.common import formatting
 from melanet import config as config_module
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.evaluation import compare, obuchowski_rockette, paired
 
 logger = logging.getLogger(__name__)
@@ -279,14 +280,6 @@ def _scope(gan_seeds: Sequence[int | None]) -> str:
     return "mixed or unknown GAN seeds (see gan_seeds)"
 
 
-def _number(value: Any, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _p(value: Any) -> str:
-    return "n/a" if value is None else "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
 def to_markdown(summary: dict[str, Any]) -> str:
     """Two tables: the spread over seeds per method, then each seed's AUCs and MelaNet's paired p-values."""
     seeds = summary["seeds"]
@@ -303,13 +296,13 @@ def to_markdown(summary: dict[str, Any]) -> str:
             stats = method[figure]
             if figure == "auc":
                 mean = method.get("auc_random_seeds")
-                cells.append(_number(stats["mean"]) + (f" [{_number(mean['ci_low'])}, {_number(mean['ci_high'])}]"
+                cells.append(formatting.number(stats["mean"]) + (f" [{formatting.number(mean['ci_low'])}, {formatting.number(mean['ci_high'])}]"
                                                        if mean else ""))
-                cells.append(_number(stats["sd"]) + (f" [{_number(stats['sd_ci_low'])}, {_number(stats['sd_ci_high'])}]"
+                cells.append(formatting.number(stats["sd"]) + (f" [{formatting.number(stats['sd_ci_low'])}, {formatting.number(stats['sd_ci_high'])}]"
                                                      if stats.get("sd_ci_low") is not None else ""))
-                cells += [_number(stats["min"]), _number(stats["max"])]
+                cells += [formatting.number(stats["min"]), formatting.number(stats["max"])]
             else:
-                cells.append(f"{_number(stats['mean'])} ± {_number(stats['sd'])}")
+                cells.append(f"{formatting.number(stats['mean'])} ± {formatting.number(stats['sd'])}")
         cells.append(f"{method['wins']} of {len(seeds)}")
         lines.append("| " + " | ".join(cells) + " |")
     baselines = [name for name in compare.REPRODUCE_ORDER if name != summary["reference"]]
@@ -320,11 +313,11 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for entry in summary["per_seed"]:
         cells = [str(entry["seed"])]
         for name in compare.REPRODUCE_ORDER:
-            text = _number(entry["methods"][name]["auc"])
+            text = formatting.number(entry["methods"][name]["auc"])
             cells.append(f"**{text}**" if name in entry["winners"] else text)
         for name in baselines:
             test = entry["melanet_vs"][name]
-            cells.append(f"{test['delta_auc']:+.3f}, {_p(test['p'])} ({_p(test['p_holm'])})")
+            cells.append(f"{test['delta_auc']:+.3f}, {formatting.p_cell(test['p'])} ({formatting.p_cell(test['p_holm'])})")
         lines.append("| " + " | ".join(cells) + " |")
     random_tests = summary.get("random_seeds") or {}
     pooled = summary.get("conditional_on_seeds") or {}
@@ -340,9 +333,9 @@ def to_markdown(summary: dict[str, Any]) -> str:
                 continue
             cells = [names[name]]
             cells += ([f"{test['mean_delta_auc']:+.3f} [{test['ci_low']:+.3f}, {test['ci_high']:+.3f}]",
-                       f"{test['se']:.3f}", _p(test["p"])] if test else ["n/a"] * 3)
+                       f"{test['se']:.3f}", formatting.p_cell(test["p"])] if test else ["n/a"] * 3)
             cells += ([f"{fixed['mean_delta_auc']:+.3f} [{fixed['ci_low']:+.3f}, {fixed['ci_high']:+.3f}]",
-                       _p(fixed["p"])] if fixed else ["n/a"] * 2)
+                       formatting.p_cell(fixed["p"])] if fixed else ["n/a"] * 2)
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", summary["notes"], ""]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ probability callable, so they run without TensorFlow:
 
 Images whose mask fails (empty, or covering under 0.5 % or over 95 % of the non-padding content) are
 listed in ``mask_failures`` and left out of both masked AUCs (``n_masked`` says how many were used).
-The stage that loads a run's model and writes ``shortcuts.json`` is ``melanet.explain.shortcut_stage``;
+The stage that loads a run's model and writes ``shortcuts.json`` is ``melanet.audits.shortcut_stage``;
 the synthesis audit (``run_audit``) lives beside it in ``melanet.explain``.
 
 One family per question: the audits of the runs compared together (e.g. the four classifiers of a
@@ -35,9 +35,9 @@ import numpy as np
 from PIL import Image
 from scipy import stats
 
+from melanet.common import formatting
 from melanet.evaluation import delong, paired
 from melanet.data import lesion_mask
-from melanet.studies import mrmc
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -193,7 +193,7 @@ FAMILY_NAME = "shortcut audit"
 
 def _p_text(view: dict[str, Any], family: dict[str, Any] | None) -> str:
     """``p = 0.0125 against the full image; Holm over the 8 tests of the shortcut audit family: 0.093``."""
-    text = f"{mrmc.format_p(view['p'])} against the full image"
+    text = f"{formatting.p_value(view['p'])} against the full image"
     if family is not None and view.get("p_holm") is not None:
         text += f"; Holm over the {family['size']} tests of the {family['name']} family: {view['p_holm']:.3f}"
     return text
@@ -215,7 +215,7 @@ def family_tests(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def apply_family(run_paths: list[str | Path], shortcuts_file: str = "shortcuts/shortcuts.json") -> list[Path]:
     """Holm over the shortcut tests of ``run_paths`` (each run's saved audit; no images, no model): each
     masked view gains ``p_holm``, each summary ``family`` and a new ``sentence``; files rewritten atomically."""
-    from melanet import runs
+    from melanet.runs import runs
 
     paths = [Path(run) / shortcuts_file for run in run_paths]
     summaries: dict[str, dict[str, Any]] = {}
@@ -277,7 +277,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         if figures["auc"] is None:
             return f"{name.replace('_', ' ')}: n/a (too few usable masks)"
         return (f"{name.replace('_', ' ')}: AUC {auc_text(figures)} "
-                f"(delta {figures['delta']:+.2f}, {mrmc.format_p(figures['p'])})")
+                f"(delta {figures['delta']:+.2f}, {formatting.p_value(figures['p'])})")
 
     lines = [f"full: AUC {auc_text(summary['full'])} on {summary['n']} images ({summary['n_malignant']} malignant)",
              f"{view('lesion_only')}; {view('background_only')} "
