@@ -53,7 +53,7 @@ def test_the_kid_difference_pairs_each_draw_on_one_malignant_subset():
     generator = np.random.default_rng(3)
     synthetic, benign = generator.normal(1.0, 1, size=(6, 3)), generator.normal(0.2, 1, size=(7, 3))
     malignant = generator.normal(0, 1, size=(6, 3))
-    result = audit.kid_difference(synthetic, benign, malignant, seed=4, subsets=25, subset_size=3)
+    result = synthesis_measures.kid_difference(synthetic, benign, malignant, seed=4, subsets=25, subset_size=3)
     assert result["difference"] == pytest.approx(direct_unbiased_mmd2(synthetic, malignant)
                                                  - direct_unbiased_mmd2(benign, malignant), rel=1e-12)
     rng = np.random.default_rng(4)

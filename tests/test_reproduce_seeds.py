@@ -29,7 +29,8 @@ STAND_IN = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     sys.path.insert(0, {repository!r})
-    from melanet import config as config_module, runs
+    from melanet import config as config_module
+    from melanet.runs import runs
 
     arguments = [value for value in sys.argv[1:] if value not in ("-q", "-v")]
     verb, options, overrides = arguments[0], {{}}, []

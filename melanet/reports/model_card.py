@@ -99,13 +99,27 @@ def _training_counts(config: config_module.Config, validation: list[int] | None)
     return _class_counts(labels) + " (whole training split)"
 
 
-def _best_epoch(run: runs.Run, monitor: str) -> str:
+def _best_epoch(run: runs.Run, monitor: str, validation: list[int] | None = None) -> str:
     rows = run.history()
     values = [(float(row[monitor]), int(row["epoch"])) for row in rows if row.get(monitor) not in (None, "")]
     if not values:
         return MISSING
     best_value, best_epoch = (max if "auc" in monitor else min)(values, key=lambda item: item[0])
-    return f"epoch {best_epoch} of {len(rows)} run ({monitor} = {best_value:.4f})"
+    return f"epoch {best_epoch} of {len(rows)} run ({monitor} = {best_value:.4f}{_validation_interval(best_value, monitor, validation)})"
+
+
+def _validation_limits(value: float, validation: list[int] | None) -> tuple[float, float] | None:
+    """Newcombe's (2006) interval of a validation AUC ``value`` on the validation labels (None when unknown)."""
+    if not validation or not 0 < sum(validation) < len(validation) or not 0 <= value <= 1:
+        return None
+    return auc_interval.newcombe_interval(value, sum(validation), len(validation) - sum(validation))
+
+
+def _validation_interval(value: float, monitor: str, validation: list[int] | None) -> str:
+    """`` [0.6720, 0.9050], 95 % CI, Newcombe 2006`` after a validation AUC ("" when the monitored figure is no
+    AUC or the validation labels are unknown)."""
+    limits = _validation_limits(value, validation) if "auc" in monitor else None
+    return "" if limits is None else f" [{limits[0]:.4f}, {limits[1]:.4f}], 95 % CI, Newcombe 2006"
 
 
 def _shown_path(path: Path) -> str:
@@ -232,8 +246,14 @@ def _similar_cases_line(report: dict[str, Any]) -> str:
               f"points" + (f" [{100 * versus['ci_low']:+.1f}, {100 * versus['ci_high']:+.1f}]"
                            if versus.get("ci_low") is not None else "")
               + f" (paired DeLong p = {versus['p']:.2g})") if versus else ""
+    counts = (report.get("operating_point") or {}).get("validation") or {}
+    validation = ([1] * int(counts["n_malignant"]) + [0] * (int(counts["n"]) - int(counts["n_malignant"]))
+                  if counts.get("n") and counts.get("n_malignant") is not None else None)
+    shown = block.get("validation_auc")
+    limits = None if shown is None else _validation_limits(shown, validation)
+    interval = "" if limits is None else f" [{100 * limits[0]:.1f}, {100 * limits[1]:.1f}]"
     return (f"- Similar-cases vote (share of malignant among the k = {block['k']} most similar training images, k "
-            f"chosen on validation, AUC {_percent(block.get('validation_auc'))} there): test AUC "
+            f"chosen on validation, AUC {_percent(shown)}{interval} there): test AUC "
             f"{_percent(block['test_auc'])} [{100 * block['ci_low']:.1f}, {100 * block['ci_high']:.1f}] (95 % CI, DeLong)"
             f"{beside}")
 
@@ -386,7 +406,7 @@ def render(run_path: str | Path) -> str:
         f"focal loss alpha {classifier.focal_alpha} (mode `{classifier.focal_alpha_mode}`), gamma {classifier.focal_gamma}, "
         f"class weights {classifier.class_weight}, {classifier.optimizer} at {classifier.learning_rate:g}, batch {classifier.batch_size}", "",
         "## Selection", "",
-        f"- On the validation split only (never the test set): monitor `{classifier.monitor}`, best {_best_epoch(run, classifier.monitor)}",
+        f"- On the validation split only (never the test set): monitor `{classifier.monitor}`, best {_best_epoch(run, classifier.monitor, validation)}",
         f"- Early stopping patience {classifier.early_stopping_patience}, learning-rate plateaus x{classifier.reduce_lr_factor:g} "
         f"after {classifier.reduce_lr_patience}", "",
         "## Test metrics", "", *_metrics_lines(report), "",
