@@ -1,7 +1,7 @@
 """Performance by subgroup (``subgroups.json`` of ``melanet evaluate``) as a forest plot and a table.
 
-Each group of each variable (sex, age band, anatomic site) is one row: its AUC with the 95 % DeLong
-interval; a group with fewer than 10 images of either class is drawn hollow and labelled "small", a
+Each group of each variable (sex, age band, anatomic site) is one row: its AUC with the 95 % Newcombe (2006)
+score interval (never of zero width); a group with fewer than 10 images of either class is drawn hollow and labelled "small", a
 one-class group has no point and says why. The caption of each variable gives the chi-square test of
 whether its groups' AUCs differ.
 """
@@ -113,7 +113,7 @@ def show(sources: list[tuple[str, Path, float | None]]) -> None:
             st.error(summary)
             continue
         st.plotly_chart(forest_figure(summary, overall, f"{title}: AUC by subgroup"), key=f"subgroups_{folder}")
-        st.caption(f"Threshold {summary['threshold']:g} for sensitivity and specificity; 95 % intervals (AUC: DeLong, "
+        st.caption(f"Threshold {summary['threshold']:g} for sensitivity and specificity; 95 % intervals (AUC: Newcombe 2006 score, "
                    f"proportions: Wilson); {summary['n_with_metadata']} of {summary['n']} images have metadata. "
                    + " ".join(test_lines(summary)))
         st.dataframe(table(summary), hide_index=True)

@@ -106,6 +106,8 @@ def _view_row(name: str, figures: dict) -> dict:
            "change from full": "", "p": ""}
     if "delta" in figures:
         row.update({"change from full": f"{figures['delta']:+.3f}", "p": formatting.p_value(figures["p"])})
+        if figures.get("p_holm") is not None:  # Holm over the shortcut family of the runs audited together
+            row["p, Holm over the family"] = f"{figures['p_holm']:.3f}"
     return row
 
 

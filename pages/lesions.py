@@ -139,6 +139,12 @@ def kid_table(summary: dict) -> pd.DataFrame:
             rows.append({"features": space, "pair": pair.replace("_", " "), "KID": round(kid["kid"], 5),
                          f"{kid['confidence']:.0%} subset interval": f"{kid['low']:.5f} to {kid['high']:.5f}",
                          "images": f"{kid['n_first']} vs {kid['n_second']}"})
+        difference = values.get("kid_difference")
+        if difference:  # overlapping intervals do not show two distances are close; their difference does
+            rows.append({"features": space, "pair": "synthetic minus the real-vs-real yardstick",
+                         "KID": round(difference["difference"], 5),
+                         f"{difference['confidence']:.0%} subset interval": f"{difference['low']:.5f} to {difference['high']:.5f}",
+                         "images": "paired subsets"})
     return pd.DataFrame(rows)
 
 

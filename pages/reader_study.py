@@ -222,7 +222,7 @@ def _sample_size(results: dict) -> None:
         return
     st.table(study_views.sample_size_table(rows).set_index("readers"))
     st.caption(f"Power {sample_size.DEFAULT_POWER:.0%} at alpha {sample_size.DEFAULT_ALPHA} (two-sided), random "
-               f"readers and random cases (Hillis & Obuchowski 2011), from this study's OR variance components "
+               f"readers and random cases (Hillis, Obuchowski & Berbaum 2011), from this study's OR variance components "
                f"({pilot.n_cases} cases); the next study keeps this study's mix of malignant and benign cases. "
                f"Command line: `melanet reader-study mrmc FILE.csv --power-for DELTA`.")
 

@@ -26,6 +26,8 @@ for run in vgg_gap augment5x augment10x melanet; do
   melanet embed --run "$out/$run"
   melanet audit-shortcuts --run "$out/$run"  # reads the test part, as evaluate did, on the final model
 done
+# The four audits ask one question (does the model read the lesion?): Holm over their 8 tests
+melanet audit-shortcuts --family "$out/vgg_gap" "$out/augment5x" "$out/augment10x" "$out/melanet"
 
 # The evidence beside Table 1: paired DeLong/McNemar tests against MelaNet (comparison.json), the
 # synthesis audit in the classifier's own features too, and an example reader study with no answers.

@@ -47,6 +47,25 @@ def test_kid_equals_a_direct_unbiased_mmd_with_the_cubic_kernel():
     assert result["high"] == pytest.approx(np.quantile(estimates, 0.975))
 
 
+def test_the_kid_difference_pairs_each_draw_on_one_malignant_subset():
+    """KID(synthetic, malignant) - KID(benign, malignant): on the full sets, and per draw on one subset of each
+    set with the malignant subset shared, by the textbook estimator (same draws, same generator)."""
+    generator = np.random.default_rng(3)
+    synthetic, benign = generator.normal(1.0, 1, size=(6, 3)), generator.normal(0.2, 1, size=(7, 3))
+    malignant = generator.normal(0, 1, size=(6, 3))
+    result = synthesis_measures.kid_difference(synthetic, benign, malignant, seed=4, subsets=25, subset_size=3)
+    assert result["difference"] == pytest.approx(direct_unbiased_mmd2(synthetic, malignant)
+                                                 - direct_unbiased_mmd2(benign, malignant), rel=1e-12)
+    rng = np.random.default_rng(4)
+    draws = []
+    for _ in range(25):
+        rows_synthetic, rows_benign, rows_malignant = (rng.choice(6, 3, replace=False), rng.choice(7, 3, replace=False),
+                                                       rng.choice(6, 3, replace=False))
+        draws.append(direct_unbiased_mmd2(synthetic[rows_synthetic], malignant[rows_malignant])
+                     - direct_unbiased_mmd2(benign[rows_benign], malignant[rows_malignant]))
+    assert result["low"] == pytest.approx(np.quantile(draws, 0.025)) and result["high"] == pytest.approx(np.quantile(draws, 0.975))
+
+
 def test_kid_subsets_from_the_cached_kernels_equal_those_computed_afresh(monkeypatch):
     generator = np.random.default_rng(6)
     first, second = generator.normal(size=(9, 3)), generator.normal(0.3, 1, size=(7, 3))

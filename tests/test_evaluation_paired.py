@@ -7,6 +7,7 @@ never trained: the commands under test read only those files.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -154,7 +155,8 @@ def test_from_predictions_writes_calibration_and_a_model_card_of_the_runs_real_f
     assert "Training: 9 (6 benign, 3 malignant; prevalence 33.3%)" in card  # 12 training images minus 3 validation
     assert "Validation: 3 (2 benign, 1 malignant" in card
     assert "Test: 60 (30 benign, 30 malignant; prevalence 50.0%)" in card
-    assert "best epoch 2 of 3 run (val_auc = 0.7400)" in card
+    selected = re.search(r"best epoch 2 of 3 run \(val_auc = 0\.7400 \[(\d\.\d{4}), (\d\.\d{4})\], 95 % CI, Newcombe 2006\)", card)
+    assert selected is not None and float(selected.group(1)) < 0.74 < float(selected.group(2))
     assert "not ImageNet" in card and "seed 7" in card and "5 synthetic malignant images" in card
     assert f"Brier {report['brier']:.3f}" in card
     adjusted = report["prevalence_adjusted"]["at_threshold"]

@@ -67,8 +67,8 @@ def figures_text(counts: dict[str, int], with_intervals: bool) -> dict[str, str]
     return {
         "sensitivity": percent(tp / (tp + fn)) + (interval(tp, tp + fn) if with_intervals else ""),
         "specificity": percent(tn / (tn + fp)) + (interval(tn, tn + fp) if with_intervals else ""),
-        "ppv": percent(tp / (tp + fp)),
-        "npv": percent(tn / (tn + fn)),
+        "ppv": percent(tp / (tp + fp)) + interval(tp, tp + fp),
+        "npv": percent(tn / (tn + fn)) + interval(tn, tn + fn),
     }
 
 
@@ -79,6 +79,23 @@ def at_prevalence(counts: dict[str, int], prevalence: float) -> tuple[float, flo
     ppv = sensitivity * prevalence / (sensitivity * prevalence + (1 - specificity) * (1 - prevalence))
     npv = specificity * (1 - prevalence) / (specificity * (1 - prevalence) + (1 - sensitivity) * prevalence)
     return ppv, npv
+
+
+def at_prevalence_text(counts: dict[str, int], prevalence: float) -> tuple[str, str]:
+    """PPV and NPV with their intervals as the card writes them: Bayes' rule on the Wilson limits of
+    sensitivity and specificity (lower limits together, upper limits together)."""
+    sens_low, sens_high = wilson(counts["tp"], counts["tp"] + counts["fn"])
+    spec_low, spec_high = wilson(counts["tn"], counts["tn"] + counts["fp"])
+    ppv, npv = at_prevalence(counts, prevalence)
+
+    def rule(sensitivity: float, specificity: float) -> tuple[float, float]:
+        positive, negative = sensitivity * prevalence, specificity * (1 - prevalence)
+        return (positive / (positive + (1 - specificity) * (1 - prevalence)),
+                negative / (negative + (1 - sensitivity) * prevalence))
+
+    (ppv_low, npv_low), (ppv_high, npv_high) = rule(max(sens_low, 0), max(spec_low, 0)), rule(min(sens_high, 1), min(spec_high, 1))
+    return (f"{percent(ppv)} [{100 * ppv_low:.1f}, {100 * ppv_high:.1f}]",
+            f"{percent(npv)} [{100 * npv_low:.1f}, {100 * npv_high:.1f}]")
 
 
 def _write_predictions(path: Path, malignant: list[float], benign: list[float], prefix: str) -> None:
@@ -117,7 +134,7 @@ def test_the_figures_at_the_threshold_are_under_their_own_names(card: tuple[str,
     figures = figures_text(counts_at(0.5), with_intervals=True)
     line = _line(text, "- At threshold 0.5 ")
     assert (f"sensitivity {figures['sensitivity']}, specificity {figures['specificity']}, PPV {figures['ppv']}, "
-            f"NPV {figures['npv']}; TP 7, FP 3, TN 9, FN 1") in line
+            f"NPV {figures['npv']} (95 % CI, Wilson); TP 7, FP 3, TN 9, FN 1") in line
     assert _line(text, "- Test images:").startswith("- Test images: 20 (8 malignant)")
     labels, probabilities = _arrays(TEST_MALIGNANT, TEST_BENIGN)
     pairs = [(1.0 if m > b else 0.5 if m == b else 0.0) for m in TEST_MALIGNANT for b in TEST_BENIGN]
@@ -138,17 +155,17 @@ def test_the_clinicians_summary_counts_the_missed_melanomas(card: tuple[str, dic
 def test_the_operating_and_triage_points_are_under_their_own_names(card: tuple[str, dict]) -> None:
     text, report = card
     operating = report["operating_point"]["threshold"]
-    figures = figures_text(counts_at(operating), with_intervals=False)
+    figures = figures_text(counts_at(operating), with_intervals=True)
     assert (f"- Operating threshold {operating:.3f}, chosen on the validation split for sensitivity >= 0.8: test "
             f"sensitivity {figures['sensitivity']}, specificity {figures['specificity']}") == _line(text, "- Operating threshold")
     for name, title in (("rule_out", "Rule-out"), ("balanced", "Balanced (Youden)"), ("rule_in", "Rule-in")):
         threshold = report["operating_points"][name]["threshold"]
         counts = counts_at(threshold)
         figures = figures_text(counts, with_intervals=True)
-        ppv, npv = at_prevalence(counts, PREVALENCE)
+        ppv, npv = at_prevalence_text(counts, PREVALENCE)
         line = _line(text, f"- {title} threshold {threshold:.3f}")
         assert (f"test sensitivity {figures['sensitivity']}, specificity {figures['specificity']}, NPV {figures['npv']}, "
-                f"PPV {figures['ppv']}; at a prevalence of {PREVALENCE:.1%}: NPV {percent(npv)}, PPV {percent(ppv)}") in line, name
+                f"PPV {figures['ppv']}; at a prevalence of {PREVALENCE:.1%}: NPV {npv}, PPV {ppv}") in line, name
     target = {"rule_out": "validation sensitivity >= 0.95", "rule_in": "validation specificity >= 0.95"}
     for name, words in target.items():
         assert words in _line(text, f"- {'Rule-out' if name == 'rule_out' else 'Rule-in'} threshold")
@@ -156,10 +173,12 @@ def test_the_operating_and_triage_points_are_under_their_own_names(card: tuple[s
 
 def test_the_predictive_values_at_the_stated_prevalence(card: tuple[str, dict]) -> None:
     text, _ = card
-    ppv, npv = at_prevalence(counts_at(0.5), PREVALENCE)
+    ppv, npv = at_prevalence_text(counts_at(0.5), PREVALENCE)
+    observed = figures_text(counts_at(0.5), with_intervals=True)
     assert _line(text, "- At a stated prevalence") == (
-        f"- At a stated prevalence of {PREVALENCE:.1%} (evaluation.prevalence): PPV {percent(ppv)}, NPV {percent(npv)} "
-        "(observed on the test images, prevalence 40.0 %: PPV 70.0 %, NPV 90.0 %)")
+        f"- At a stated prevalence of {PREVALENCE:.1%} (evaluation.prevalence): PPV {ppv}, NPV {npv} "
+        "(the Wilson limits of sensitivity and specificity through Bayes' rule) "
+        f"(observed on the test images, prevalence 40.0 %: PPV {observed['ppv']}, NPV {observed['npv']})")
 
 
 def test_the_data_counts_and_calibration_come_from_the_prediction_files(card: tuple[str, dict]) -> None:
@@ -178,5 +197,12 @@ def test_the_data_counts_and_calibration_come_from_the_prediction_files(card: tu
 def test_each_domain_gap_pair_carries_its_own_figures(card: tuple[str, dict]) -> None:
     text, _ = card
     for pair, figures in SEPARABILITY.items():
-        assert (f"- Domain gap, {pair.replace('_', ' ')}: AUC {figures['auc']:.3f} ({figures['n_first']} vs "
-                f"{figures['n_second']} images; 0.5 = indistinguishable)") in text
+        # Newcombe (2006) Method 5 the slow way: the theta on a fine grid that pass the score test
+        theta = np.arange(0, 1 + 5e-7, 1e-6)
+        m, n = figures["n_first"], figures["n_second"]
+        star = (m + n) / 2 - 1
+        variance = theta * (1 - theta) * (1 + star * (1 - theta) / (2 - theta) + star * theta / (1 + theta)) / (m * n)
+        inside = theta[(figures["auc"] - theta) ** 2 <= Z * Z * variance]
+        assert (f"- Domain gap, {pair.replace('_', ' ')}: AUC {figures['auc']:.3f} [{inside.min():.3f}, {inside.max():.3f}] "
+                f"({figures['n_first']} vs {figures['n_second']} images, held-out probe scores; 95 % CI, Newcombe 2006; "
+                "0.5 = indistinguishable)") in text

@@ -138,6 +138,15 @@ def test_wilson_intervals_and_prevalence_adjusted_values_against_hand_formulas()
         assert adjusted["ppv"] == pytest.approx(sensitivity * 0.1 / (sensitivity * 0.1 + (1 - specificity) * 0.9))
         assert adjusted["npv"] == pytest.approx(specificity * 0.9 / (specificity * 0.9 + (1 - sensitivity) * 0.1))
         assert adjusted["observed_ppv"] == point["ppv"] and adjusted["observed_npv"] == point["npv"]
+        # the interval: Bayes' rule on the Wilson limits (both predictive values rise with sens and spec)
+        (sens_low, sens_high), (spec_low, spec_high) = (
+            (max(0.0, low), min(1.0, high)) for low, high in
+            (_wilson_by_hand(point["tp"], point["tp"] + point["fn"]), _wilson_by_hand(point["tn"], point["tn"] + point["fp"])))
+        assert adjusted["ppv_ci"] == pytest.approx([sens_low * 0.1 / (sens_low * 0.1 + (1 - spec_low) * 0.9),
+                                                    sens_high * 0.1 / (sens_high * 0.1 + (1 - spec_high) * 0.9)])
+        assert adjusted["npv_ci"] == pytest.approx([spec_low * 0.9 / (spec_low * 0.9 + (1 - sens_low) * 0.1),
+                                                    spec_high * 0.9 / (spec_high * 0.9 + (1 - sens_high) * 0.1)])
+        assert adjusted["ppv_ci"][0] <= adjusted["ppv"] <= adjusted["ppv_ci"][1]
 
 
 def test_the_wilson_interval_covers_at_its_stated_level() -> None:

@@ -262,3 +262,75 @@ def test_the_pooled_difference_resamples_the_images_jointly_for_every_seed() -> 
     # identical methods: difference 0, p 1
     same = seeds_module.pooled_difference(labels, first, first, samples=100)
     assert same["mean_delta_auc"] == 0 and same["p"] == 1.0
+
+
+def _slow_or_reference(labels, first, second):
+    """Obuchowski-Rockette with seeds as readers, written out by brute force: AUCs by counting pairs, the
+    jackknife by leaving each image out and counting again, then the mean squares and Hillis's ddf."""
+    import math
+
+    import numpy as np
+    from scipy import stats
+
+    def auc(scores, truth):
+        positives, negatives = scores[truth == 1], scores[truth == 0]
+        wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+        return wins / (len(positives) * len(negatives))
+
+    cells = [row for row in first] + [row for row in second]  # treatment-major: (t=2) x (r seeds)
+    seeds, cases = first.shape
+    theta = np.array([auc(row, labels) for row in cells]).reshape(2, seeds)
+    keep = [np.arange(cases) != k for k in range(cases)]
+    leave_out = np.array([[auc(row[mask], labels[mask]) for mask in keep] for row in cells])  # (2r, c)
+    centred = leave_out - leave_out.mean(axis=1, keepdims=True)
+    covariance = (cases - 1) / cases * centred @ centred.T
+    cov2 = np.mean([covariance[i * seeds + j, i * seeds + k] for i in range(2) for j in range(seeds)
+                    for k in range(seeds) if j != k])
+    cov3 = np.mean([covariance[i * seeds + j, (1 - i) * seeds + k] for i in range(2) for j in range(seeds)
+                    for k in range(seeds) if j != k])
+    means, seed_means, grand = theta.mean(axis=1), theta.mean(axis=0), theta.mean()
+    ms_tr = sum((theta[i, j] - means[i] - seed_means[j] + grand) ** 2 for i in range(2) for j in range(seeds)) / (seeds - 1)
+    error = ms_tr + seeds * max(cov2 - cov3, 0)
+    ddf = error ** 2 / (ms_tr ** 2 / (seeds - 1))
+    se = math.sqrt(2 / seeds * error)
+    half = stats.t.ppf(0.975, ddf) * se
+    difference = means[0] - means[1]
+    return difference, se, difference - half, difference + half, ddf
+
+
+def test_the_random_seeds_interval_is_obuchowski_rockette_with_seeds_as_readers() -> None:
+    """Seeds random: the interval of MelaNet minus a baseline is the OR model's with seeds in the readers'
+    place, checked against a brute-force reference; it is wider than the interval that holds the seeds fixed
+    when the seeds disagree."""
+    import numpy as np
+
+    from melanet.reproduce import seeds_summary as seeds_module
+
+    generator = np.random.default_rng(3)
+    labels = np.array([0] * 9 + [1] * 7)
+    first = np.vstack([labels * shift + generator.normal(0, 0.6, 16) for shift in (1.4, 0.2, 1.0, 0.5)])
+    second = np.vstack([labels * 0.8 + generator.normal(0, 0.6, 16) for _ in range(4)])
+    result = seeds_module.random_seeds_difference(labels, first, second, [1, 2, 3, 4])
+    difference, se, low, high, ddf = _slow_or_reference(labels, first, second)
+    assert abs(result["mean_delta_auc"] - difference) < 1e-12
+    assert abs(result["se"] - se) < 1e-12 and abs(result["ddf"] - ddf) < 1e-9
+    assert abs(result["ci_low"] - low) < 1e-12 and abs(result["ci_high"] - high) < 1e-12
+    fixed = seeds_module.pooled_difference(labels, first, second, samples=400)
+    assert result["ci_high"] - result["ci_low"] > fixed["ci_high"] - fixed["ci_low"]
+
+
+def test_the_shipped_random_seeds_figures_are_the_issues_published_ones() -> None:
+    """models/demo-seeds: MelaNet minus Augment-5x, seeds random, SE 0.059 and CI [-0.170, 0.087] (issue 36,
+    computed by the reviewer from the shipped predictions); MelaNet's SD 0.066 has the chi-square interval
+    0.039-0.188 (chi-square quantiles on 4 df from a table: 0.4844 and 11.143)."""
+    import json
+    import math
+
+    summary = json.loads((Path(__file__).resolve().parents[1] / "models" / "demo-seeds" / "seeds.json").read_text())
+    test = summary["random_seeds"]["augment5x"]
+    assert round(test["se"], 3) == 0.059 and round(test["ci_low"], 3) == -0.170 and round(test["ci_high"], 3) == 0.087
+    melanet = next(method for method in summary["methods"] if method["folder"] == "melanet")["auc"]
+    sd = melanet["sd"]
+    assert abs(melanet["sd_ci_low"] - math.sqrt(4 * sd ** 2 / 11.143)) < 1e-4
+    assert abs(melanet["sd_ci_high"] - math.sqrt(4 * sd ** 2 / 0.4844)) < 1e-4
+    assert round(melanet["sd_ci_low"], 3) == 0.039 and round(melanet["sd_ci_high"], 3) == 0.188

@@ -1,4 +1,4 @@
-"""Sample size for the next MRMC study (Hillis & Obuchowski 2011) from the Van Dyke pilot.
+"""Sample size for the next MRMC study (Hillis, Obuchowski & Berbaum 2011) from the Van Dyke pilot.
 
 The expected power comes from an independent route: Dorfman-Berbaum-Metz variance components of
 jackknife pseudovalues computed here by brute force from the ratings (no ``melanet`` code), the DBM form

@@ -61,6 +61,18 @@ TABLE = [
 IDS = [f"ISIC_{number:07d}" for number in range(len(TABLE))]
 
 
+def _newcombe_by_grid(auc: float, malignant: int, benign: int, z: float = 1.959963984540054,
+                      step: float = 1e-6) -> tuple[float, float]:
+    """Newcombe (2006) Method 5 the slow way: every theta on a fine grid with
+    (auc - theta)^2 <= z^2 theta (1 - theta) [1 + N* (1 - theta)/(2 - theta) + N* theta/(1 + theta)] / (m n),
+    N* = (m + n)/2 - 1; the interval runs from the smallest to the largest such theta."""
+    theta = np.arange(0, 1 + step / 2, step)
+    star = (malignant + benign) / 2 - 1
+    variance = theta * (1 - theta) * (1 + star * (1 - theta) / (2 - theta) + star * theta / (1 + theta)) / (malignant * benign)
+    inside = theta[(auc - theta) ** 2 <= z ** 2 * variance]
+    return float(inside.min()), float(inside.max())
+
+
 def _report(threshold: float = 0.5) -> dict:
     labels = np.array([row[0] for row in TABLE])
     probabilities = np.array([row[1] for row in TABLE])
@@ -107,10 +119,13 @@ def test_group_figures_match_a_hand_computation(variable: str) -> None:
         assert group["small"] is True  # every group here has fewer than 10 of a class
         if 0 < sum(labels) < len(labels):
             auc, variance = _auc_and_variance(labels, scores)
-            assert group["auc"] == pytest.approx(auc) and group["variance"] == pytest.approx(variance)
-            half = 1.959963984540054 * math.sqrt(variance)
-            assert group["ci_low"] == pytest.approx(max(0.0, auc - half))
-            assert group["ci_high"] == pytest.approx(min(1.0, auc + half))
+            assert group["auc"] == pytest.approx(auc)
+            low, high = _newcombe_by_grid(auc, sum(labels), len(labels) - sum(labels))
+            assert abs(group["ci_low"] - low) < 2e-6 and abs(group["ci_high"] - high) < 2e-6
+            if variance > 0:
+                assert group["variance"] == pytest.approx(variance) and group["variance_source"] == "delong"
+            else:  # perfectly separated: the variance the Newcombe interval implies
+                assert group["variance"] == pytest.approx(((high - low) / (2 * 1.959963984540054)) ** 2, rel=1e-4)
         else:
             assert group["auc"] is None and "only" in group["auc_reason"]
 
@@ -139,6 +154,31 @@ def test_the_heterogeneity_test_by_hand() -> None:
     assert same["chi_square"] == pytest.approx(0.0) and same["p"] == pytest.approx(1.0)
     one = subgroups.heterogeneity({"a": {"auc": 0.7, "variance": 0.01}, "unknown": {"auc": 0.5, "variance": 0.01}})
     assert one["p"] is None and "needs 2" in one["reason"]
+
+
+def test_a_perfectly_separated_group_keeps_a_real_interval_and_its_place_in_the_test() -> None:
+    """A group at AUC 1.0 (DeLong variance 0) gets a Newcombe interval of non-zero width and stays in the
+    chi-square with the variance that interval implies; beside two groups near 0.5 it now weighs against
+    homogeneity (left out, as before, the two remaining groups alone would look homogeneous)."""
+    separated = ([0] * 6 + [1] * 6, [0.1, 0.2, 0.15, 0.3, 0.25, 0.05, 0.8, 0.9, 0.7, 0.95, 0.85, 0.75])
+    generator = np.random.default_rng(0)
+    middling = [([0] * 15 + [1] * 15, list(generator.uniform(0, 1, 30))) for _ in range(2)]
+    groups = {name: subgroups.group_figures(np.array(labels), np.array(scores), 0.5)
+              for name, (labels, scores) in zip(("a", "b", "c"), [separated, *middling])}
+    a = groups["a"]
+    low, high = _newcombe_by_grid(1.0, 6, 6)
+    assert a["auc"] == 1.0 and a["ci_high"] == 1.0 and abs(a["ci_low"] - low) < 2e-6 and a["ci_low"] < 0.95
+    assert a["variance_source"] == "newcombe" and a["variance"] > 0
+    # the chi-square by hand: inverse-variance weights, the separated group's from its interval's width
+    values = {"a": (1.0, ((1.0 - low) / (2 * 1.959963984540054)) ** 2)}
+    for name, (labels, scores) in zip(("b", "c"), middling):
+        values[name] = _auc_and_variance(labels, scores)
+    weights = {name: 1 / variance for name, (_, variance) in values.items()}
+    pooled = sum(weights[name] * values[name][0] for name in values) / sum(weights.values())
+    chi_square = sum(weights[name] * (values[name][0] - pooled) ** 2 for name in values)
+    test = subgroups.heterogeneity(groups)
+    assert test["groups"] == ["a", "b", "c"] and test["left_out"] == [] and test["df"] == 2
+    assert test["chi_square"] == pytest.approx(chi_square, rel=1e-4) and test["p"] < 0.05
 
 
 def test_the_small_flag_counts_each_class() -> None:

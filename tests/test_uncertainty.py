@@ -166,3 +166,38 @@ def test_a_bad_spread_value_names_the_file_and_line(tmp_path: Path) -> None:
     path.write_text("image,label,prob_malignant,prob_sd,prob_range,uncertain\na,0,0.1,0.0,0.0,0\nb,1,0.9,0.1,oops,0\n")
     with pytest.raises(DataError, match=r"predictions.csv: line 3: prob_range"):
         uncertainty.read_columns(path)
+
+
+def test_unflagged_minus_flagged_is_the_difference_of_two_independent_aucs_by_hand() -> None:
+    """"Are the unflagged images the easier ones?": the AUC of the unflagged minus that of the flagged images,
+    two disjoint sets, with a z interval on the sum of their DeLong variances (computed here by counting pairs)."""
+    import math
+
+    from scipy import stats
+
+    def auc_and_variance(labels, scores):  # DeLong (1988) by hand: placement values of each class
+        positives = [s for s, label in zip(scores, labels) if label == 1]
+        negatives = [s for s, label in zip(scores, labels) if label == 0]
+        psi = lambda a, b: 1.0 if a > b else 0.5 if a == b else 0.0  # noqa: E731
+        v10 = [sum(psi(p, n) for n in negatives) / len(negatives) for p in positives]
+        v01 = [sum(psi(p, n) for p in positives) / len(positives) for n in negatives]
+        auc = sum(v10) / len(v10)
+        s10 = sum((v - auc) ** 2 for v in v10) / (len(v10) - 1)
+        s01 = sum((v - auc) ** 2 for v in v01) / (len(v01) - 1)
+        return auc, s10 / len(v10) + s01 / len(v01)
+
+    generator = np.random.default_rng(5)
+    labels = np.array([0, 1] * 20)
+    probabilities = np.clip(labels * 0.3 + generator.uniform(0, 0.7, 40), 0, 1)
+    spreads = generator.uniform(0, 0.4, 40)
+    block = uncertainty.summary(labels, probabilities, spreads, spreads / 3, threshold=0.2)
+    flagged = spreads > 0.2
+    kept, dropped = auc_and_variance(labels[~flagged], probabilities[~flagged]), auc_and_variance(labels[flagged], probabilities[flagged])
+    difference = block["unflagged_minus_flagged"]
+    assert difference["delta"] == pytest.approx(kept[0] - dropped[0])
+    se = math.sqrt(kept[1] + dropped[1])
+    assert difference["ci_low"] == pytest.approx(kept[0] - dropped[0] - 1.959963984540054 * se)
+    assert difference["ci_high"] == pytest.approx(kept[0] - dropped[0] + 1.959963984540054 * se)
+    assert difference["p"] == pytest.approx(2 * stats.norm.sf(abs(kept[0] - dropped[0]) / se))
+    low, high = block["auc_confident_ci"]
+    assert low < block["auc_confident"] < high

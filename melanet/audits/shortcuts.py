@@ -15,6 +15,12 @@ Images whose mask fails (empty, or covering under 0.5 % or over 95 % of the non-
 listed in ``mask_failures`` and left out of both masked AUCs (``n_masked`` says how many were used).
 The stage that loads a run's model and writes ``shortcuts.json`` is ``melanet.audits.shortcut_stage``;
 the synthesis audit (``run_audit``) lives beside it in ``melanet.explain``.
+
+One family per question: the audits of the runs compared together (e.g. the four classifiers of a
+reproduction) ask one question, "does this model read the lesion?", with two paired tests each (lesion
+only, background only). :func:`apply_family` adjusts their stored p-values by Holm over the whole family
+(2 tests x runs) and writes each run's ``p_holm`` and the ``family`` into its ``shortcuts.json``, from the
+saved files alone (``melanet audit-shortcuts --family RUN...``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from PIL import Image
 from scipy import stats
 
 from melanet.common import formatting
-from melanet.evaluation import delong
+from melanet.evaluation import delong, paired
 from melanet.data import lesion_mask
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -98,9 +104,21 @@ def auc_interval(labels: np.ndarray, scores: np.ndarray, confidence: float = CON
 
 
 def masked_comparison(labels: np.ndarray, full: np.ndarray, masked: np.ndarray) -> dict[str, float]:
-    """AUC of ``masked`` scores with its interval, ``delta`` = masked - full AUC and DeLong's paired ``p``."""
+    """AUC of ``masked`` scores with its interval, ``delta`` = masked - full AUC with its paired DeLong
+    interval (``delta_ci_low``/``delta_ci_high``) and ``p``."""
     test = delong.delong_test(labels, masked, full, CONFIDENCE)
-    return {**auc_interval(labels, masked), "delta": test["delta_auc"], "p": test["p"]}
+    return {**auc_interval(labels, masked), "delta": test["delta_auc"], "delta_ci_low": test["ci_low"],
+            "delta_ci_high": test["ci_high"], "p": test["p"]}
+
+
+def delta_interval_from_p(delta: float, p_value: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The paired DeLong interval of ``delta`` recovered from its two-sided z-test ``p`` (an audit written
+    before the interval was stored): SE = |delta| / z_(1 - p/2), then delta +- z_(1 - a/2) SE."""
+    if not 0 < p_value < 1 or delta == 0:
+        raise ValueError(f"cannot recover an interval from delta {delta} and p {p_value}")
+    se = abs(delta) / float(stats.norm.isf(p_value / 2))
+    half = float(stats.norm.ppf(0.5 + confidence / 2)) * se
+    return delta - half, delta + half
 
 
 def audit_images(ids: list[str], images: np.ndarray, labels: np.ndarray, predict: Predict, *,
@@ -163,8 +181,69 @@ def read_summary(path: str | Path) -> dict[str, Any] | str:
     return summary
 
 
-def _figure(view: dict[str, Any]) -> str:
+def auc_text(view: dict[str, Any]) -> str:
+    """``0.69 [0.56, 0.81]``: a view's AUC with its DeLong interval."""
     return f"{view['auc']:.2f} [{view['ci_low']:.2f}, {view['ci_high']:.2f}]"
+
+
+
+
+FAMILY_NAME = "shortcut audit"
+
+
+def _p_text(view: dict[str, Any], family: dict[str, Any] | None) -> str:
+    """``p = 0.0125 against the full image; Holm over the 8 tests of the shortcut audit family: 0.093``."""
+    text = f"{formatting.p_value(view['p'])} against the full image"
+    if family is not None and view.get("p_holm") is not None:
+        text += f"; Holm over the {family['size']} tests of the {family['name']} family: {view['p_holm']:.3f}"
+    return text
+
+
+def family_tests(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Holm over every masked view's stored p of ``summaries`` (run label -> ``shortcuts.json`` mapping).
+
+    Returns one entry per test with a p: ``run``, ``view``, ``p``, ``p_holm``, in run then view order.
+    """
+    tests = [{"run": label, "view": view, "p": float(summary[view]["p"])}
+             for label, summary in summaries.items() for view in MASKED_VIEWS
+             if summary[view].get("p") is not None and math.isfinite(summary[view]["p"])]
+    for test, adjusted in zip(tests, paired.holm([test["p"] for test in tests]) if tests else []):
+        test["p_holm"] = adjusted
+    return tests
+
+
+def apply_family(run_paths: list[str | Path], shortcuts_file: str = "shortcuts/shortcuts.json") -> list[Path]:
+    """Holm over the shortcut tests of ``run_paths`` (each run's saved audit; no images, no model): each
+    masked view gains ``p_holm``, each summary ``family`` and a new ``sentence``; files rewritten atomically."""
+    from melanet.runs import runs
+
+    paths = [Path(run) / shortcuts_file for run in run_paths]
+    summaries: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        summary = read_summary(path)
+        if isinstance(summary, str):
+            raise runs.RunError(summary)
+        label = path.parent.parent.name
+        if label in summaries:
+            raise runs.RunError(f"{path}: two runs named {label!r} in one family; give runs with distinct folder names")
+        summaries[label] = summary
+    tests = family_tests(summaries)
+    family = {"name": FAMILY_NAME, "method": "Holm", "size": len(tests),
+              "tests": [{key: test[key] for key in ("run", "view", "p", "p_holm")} for test in tests],
+              "note": "one question (does the model read the lesion?) over the runs audited together: each run's "
+                      "lesion-only and background-only paired DeLong tests, Holm-adjusted over all of them"}
+    for path, (label, summary) in zip(paths, summaries.items()):
+        for view in MASKED_VIEWS:
+            found = [test["p_holm"] for test in tests if test["run"] == label and test["view"] == view]
+            summary[view]["p_holm"] = found[0] if found else None
+            figures = summary[view]
+            if "delta_ci_low" not in figures and figures.get("p") is not None and figures.get("delta"):
+                figures["delta_ci_low"], figures["delta_ci_high"] = delta_interval_from_p(figures["delta"], figures["p"])
+                figures["delta_ci_from"] = "recovered from the stored delta and p (paired DeLong z-test)"
+        summary["family"] = family
+        summary["sentence"] = summary_sentence(summary)
+        runs.atomic_write_json(path, summary)
+    return paths
 
 
 def summary_sentence(summary: dict[str, Any]) -> str:
@@ -175,16 +254,19 @@ def summary_sentence(summary: dict[str, Any]) -> str:
     chance = background["ci_low"] <= 0.5 <= background["ci_high"]
     lesion_chance = lesion.get("auc") is not None and lesion["ci_low"] <= 0.5 <= lesion["ci_high"]
     if chance and lesion_chance:
-        sentence = (f"With the lesion removed its AUC falls to {_figure(background)}, near chance, and on the lesion "
+        sentence = (f"With the lesion removed its AUC falls to {auc_text(background)}, near chance, and on the lesion "
                     "alone it is near chance too: it reads neither part alone, only the whole image.")
     elif chance:
-        sentence = (f"With the lesion removed its AUC falls to {_figure(background)}, near chance: "
+        sentence = (f"With the lesion removed its AUC falls to {auc_text(background)}, near chance: "
                     "it reads the lesion.")
     else:
-        sentence = (f"This model keeps AUC {_figure(background)} with the lesion painted over in the skin's colour "
+        sentence = (f"This model keeps AUC {auc_text(background)} with the lesion painted over in the skin's colour "
                     "(background only; the patch keeps the lesion's outline and size): it also reads the surroundings.")
+    family = summary.get("family")
+    if family is not None:
+        sentence += f" Lesion removed: {_p_text(background, family)}."
     if lesion.get("auc") is not None:
-        sentence += f" On the lesion alone: AUC {_figure(lesion)} ({formatting.p_value(lesion['p'])} against the full image)."
+        sentence += f" On the lesion alone: AUC {auc_text(lesion)} ({_p_text(lesion, family)})."
     return sentence
 
 
@@ -194,10 +276,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         figures = summary[name]
         if figures["auc"] is None:
             return f"{name.replace('_', ' ')}: n/a (too few usable masks)"
-        return (f"{name.replace('_', ' ')}: AUC {_figure(figures)} "
+        return (f"{name.replace('_', ' ')}: AUC {auc_text(figures)} "
                 f"(delta {figures['delta']:+.2f}, {formatting.p_value(figures['p'])})")
 
-    lines = [f"full: AUC {_figure(summary['full'])} on {summary['n']} images ({summary['n_malignant']} malignant)",
+    lines = [f"full: AUC {auc_text(summary['full'])} on {summary['n']} images ({summary['n_malignant']} malignant)",
              f"{view('lesion_only')}; {view('background_only')} "
              f"({summary['n_masked']} masked, {len(summary['mask_failures'])} mask failures)"]
     lines += [f"  {name}: AUC {figures['auc']:.2f}, probability change mean {figures['mean_abs_change']:.3f}, "

@@ -22,6 +22,7 @@ frozen backbone); ``melanet.audits.synthesis_stage`` computes those and writes t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -119,6 +120,48 @@ def kernel_inception_distance(
             "n_first": len(first), "n_second": len(second), "confidence": confidence}
 
 
+def kid_difference(
+    synthetic: np.ndarray,
+    benign: np.ndarray,
+    malignant: np.ndarray,
+    *,
+    seed: int,
+    subsets: int = SUBSETS,
+    subset_size: int | None = None,
+    confidence: float = CONFIDENCE,
+) -> dict[str, float | int]:
+    """KID(synthetic, real malignant) minus KID(real benign, real malignant), with a subset-bootstrap interval.
+
+    ``synthetic`` (N, C), ``benign`` (B, C), ``malignant`` (M, C) features (scaled as for KID). Two KID
+    intervals that overlap do not show that the two distances are close; the difference does. Each draw takes
+    one subset of each set, the same malignant subset for both distances, so their shared part cancels;
+    ``low``/``high`` are the ``confidence`` percentile range of the draws' differences, ``difference`` the one
+    on the full sets. A difference whose interval excludes 0 says the synthetic lesions are farther from the
+    real melanomas than real benign lesions are (the yardstick); one inside it says the data cannot tell.
+    """
+    synthetic, benign, malignant = (_as_features(values, name) for values, name in
+                                    ((synthetic, "synthetic"), (benign, "benign"), (malignant, "malignant")))
+    smallest = min(len(synthetic), len(benign), len(malignant))
+    size = subset_size if subset_size is not None else min(MAX_SUBSET_SIZE, max(2, smallest // 2))
+    if not 2 <= size <= smallest:
+        raise ValueError(f"subset size must be in [2, {smallest}], got {size}")
+    if subsets < 1 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need subsets >= 1 and confidence in (0, 1), got {subsets} and {confidence}")
+    generator = np.random.default_rng(seed)
+    differences = []
+    for _ in range(subsets):
+        rows_synthetic = generator.choice(len(synthetic), size, replace=False)
+        rows_benign = generator.choice(len(benign), size, replace=False)
+        rows_malignant = generator.choice(len(malignant), size, replace=False)
+        differences.append(unbiased_mmd2(synthetic[rows_synthetic], malignant[rows_malignant])
+                           - unbiased_mmd2(benign[rows_benign], malignant[rows_malignant]))
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(differences, [tail, 1.0 - tail])
+    return {"difference": unbiased_mmd2(synthetic, malignant) - unbiased_mmd2(benign, malignant),
+            "low": float(low), "high": float(high), "subset_size": int(size), "subsets": int(subsets),
+            "confidence": confidence, "of": "KID(synthetic, real malignant) - KID(real benign, real malignant)"}
+
+
 def nearest_neighbours(
     queries: np.ndarray, references: np.ndarray, *, exclude_self: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -203,6 +246,17 @@ def realism_scores(
             C=separability.REGULARISATION_C, class_weight="balanced", max_iter=5000))
         probe.fit(features[train_index], labels[train_index])
         probabilities[test_index] = probe.predict_proba(features[test_index])[:, 1]
-    summary = {"auc": float(roc_auc_score(labels, probabilities)), "n_synthetic": len(synthetic),
-               "n_real": len(real), "folds": folds}
+    auc = float(roc_auc_score(labels, probabilities))
+    summary = {"auc": auc, "n_synthetic": len(synthetic), "n_real": len(real), "folds": folds,
+               **probe_interval(auc, len(synthetic), len(real))}
     return probabilities[: len(synthetic)], summary
+
+
+def probe_interval(auc: float, first: int, second: int) -> dict[str, Any]:
+    """``ci_low``/``ci_high`` of a probe's held-out AUC on ``first`` x ``second`` images: Newcombe's (2006)
+    score interval (:mod:`melanet.evaluation.auc_interval`), the held-out scores read as one sample."""
+    from melanet.evaluation import auc_interval
+
+    low, high = auc_interval.newcombe_interval(auc, first, second)
+    return {"ci_low": low, "ci_high": high,
+            "ci_method": "Newcombe (2006) score interval on the held-out scores (cross-validation folds read as one sample)"}

@@ -104,7 +104,8 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
     first divided by one constant, ``feature_scale``: the root mean square of the real images'
     feature values, so that ``x . y / C`` is about 1 in KID's cubic kernel whatever the backbone's
     scale (raw VGG GAP features are in the tens and would put KID in the tens of thousands).
-    Returns the summary (``feature_scale``; ``kid``: two pairs; ``memorisation``: distance
+    Returns the summary (``feature_scale``; ``kid``: two pairs; ``kid_difference``: the first minus the second,
+    the yardstick, with its own interval (:func:`melanet.audits.synthesis_measures.kid_difference`); ``memorisation``: distance
     summaries, in scaled units, and the share of synthetic images closer to a real one than the
     closest 5 % of real-to-real pairs) and the nearest rows.
     """
@@ -114,6 +115,7 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
         "synthetic_vs_real_malignant": synthesis_measures.kernel_inception_distance(synthetic, malignant, seed=seed),
         "real_benign_vs_real_malignant": synthesis_measures.kernel_inception_distance(benign, malignant, seed=seed),
     }
+    difference = synthesis_measures.kid_difference(synthetic, benign, malignant, seed=seed)
     synthetic_index, synthetic_distance = synthesis_measures.nearest_neighbours(synthetic, malignant)
     real_index, real_distance = synthesis_measures.nearest_neighbours(malignant, malignant, exclude_self=True)
     real_summary = synthesis_measures.distance_summary(real_distance)
@@ -127,7 +129,7 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
             for image, index, distance in zip(synthetic_ids, synthetic_index, synthetic_distance)]
     rows += [{"kind": "real", "image": image, "nearest_id": malignant_ids[index], "distance": float(distance)}
              for image, index, distance in zip(malignant_ids, real_index, real_distance)]
-    return {"feature_scale": scale, "kid": kid, "memorisation": memorisation}, rows
+    return {"feature_scale": scale, "kid": kid, "kid_difference": difference, "memorisation": memorisation}, rows
 
 
 def realism_table(synthetic: np.ndarray, real: np.ndarray, synthetic_ids: list[str], real_ids: list[str],
@@ -163,7 +165,7 @@ def class_probe(benign: np.ndarray, malignant: np.ndarray, benign_ids: list[str]
     """
     _, summary = synthesis_measures.realism_scores(benign, malignant, benign_ids, malignant_ids, seed=seed)
     return {"auc": summary["auc"], "n_benign": len(benign_ids), "n_malignant": len(malignant_ids),
-            "folds": summary["folds"]}
+            "folds": summary["folds"], **{key: summary[key] for key in ("ci_low", "ci_high", "ci_method")}}
 
 
 def pixel_probes(image_sets, manifest: dict[str, dict[str, str]], *, seed: int,

@@ -44,6 +44,10 @@ def audit_command(args: argparse.Namespace) -> int:
         for pair, kid in space["kid"].items():
             print(f"  {name}: KID {pair.replace('_', ' ')} {kid['kid']:.4f} "
                   f"({kid['confidence']:.0%} subset interval {kid['low']:.4f} to {kid['high']:.4f})")
+        difference = space.get("kid_difference")
+        if difference:
+            print(f"  {name}: KID synthetic minus the real-vs-real yardstick {difference['difference']:+.4f} "
+                  f"({difference['confidence']:.0%} subset interval {difference['low']:+.4f} to {difference['high']:+.4f})")
         memorisation = space["memorisation"]
         print(f"  {name}: nearest real malignant, median distance {memorisation['synthetic_to_real']['q50']:.3f} "
               f"(real to real {memorisation['real_to_real']['q50']:.3f}); "
@@ -80,10 +84,16 @@ def register_shortcuts(subparsers: argparse._SubParsersAction) -> None:
             "whose mask fails are listed and left out of the masked views only. Robustness: the AUC and "
             "the mean and largest change of each probability under JPEG quality 75, a 10-degree rotation, "
             "a horizontal flip and +-10 %% brightness. Writes RUN/shortcuts/shortcuts.json (with --data: "
-            "RUN/external/<name>/shortcuts.json). It reads the test split: run it on a final model."
+            "RUN/external/<name>/shortcuts.json). It reads the test split: run it on a final model. "
+            "--family RUN...: after auditing several runs, Holm-adjust their masked-view p-values as one family "
+            "(2 tests per run) from the saved shortcuts.json files (no images), writing p_holm and the family "
+            "into each."
         ),
     )
-    audit.add_argument("--run", required=True, metavar="RUN", help="a finished train-classifier run folder")
+    target = audit.add_mutually_exclusive_group(required=True)
+    target.add_argument("--run", metavar="RUN", help="a finished train-classifier run folder")
+    target.add_argument("--family", nargs="+", metavar="RUN",
+                        help="audited runs whose shortcut tests form one family (Holm over all of them)")
     audit.add_argument("--data", metavar="DIR", help="audit on the test split of this data folder instead")
     audit.set_defaults(handler=shortcuts_command)
 
@@ -92,6 +102,17 @@ def shortcuts_command(args: argparse.Namespace) -> int:
     from melanet.audits import shortcut_stage, shortcuts
     from melanet.reports import model_card
 
+    if args.family:
+        from melanet.reports import model_card
+
+        if args.data:
+            raise common.runs.RunError("--family reads each run's own test-split audit; it takes no --data")
+        paths = shortcuts.apply_family(args.family)
+        for run_path, path in zip(args.family, paths):
+            model_card.refresh(run_path)
+            summary = shortcuts.read_summary(path)
+            print(f"{path}: {summary['sentence']}", flush=True)
+        return 0
     common.announce_run(Path(args.run))
     path = shortcut_stage.audit_run(args.run, data_root=args.data, progress=common.progress_bar(SHORTCUTS_VERB))
     if args.data is None:

@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mrmc.add_argument("--out", metavar="FILE.json", help="also write the whole analysis as JSON")
     mrmc.add_argument("--power-for", type=float, metavar="DELTA",
                       help="sample size of the next study: for each number of readers (--readers), the cases needed "
-                           "to detect an AUC difference DELTA (random readers and cases, Hillis & Obuchowski 2011), "
+                           "to detect an AUC difference DELTA (random readers and cases, Hillis, Obuchowski & Berbaum 2011), "
                            "with this table as the pilot")
     mrmc.add_argument("--readers", type=int, nargs="+", metavar="R",
                       help="numbers of readers for --power-for (default: 3 4 5 6 8 10 12 15 20)")
@@ -146,7 +146,7 @@ def _mrmc(args: argparse.Namespace) -> int:
         for line in sample_size.summary_lines(pilot, args.power_for, rows, target=args.power, alpha=args.alpha):
             print(line)
         result["sample_size"] = {"delta": args.power_for, "power": args.power, "alpha": args.alpha,
-                                 "method": "Hillis & Obuchowski (2011), random readers and random cases",
+                                 "method": "Hillis, Obuchowski & Berbaum (2011), random readers and random cases",
                                  "pilot_cases": pilot.n_cases, "rows": rows}
     if args.out:
         runs.atomic_write_bytes(Path(args.out), (json.dumps(result, indent=2) + "\n").encode("utf-8"))

@@ -1,22 +1,26 @@
 """Performance by subgroup (sex, age band, anatomic site) where a data folder records them: ``subgroups.json``.
 
 For each variable the layout records (:func:`melanet.data.metadata.variables_of`) and each of its groups
-(``unknown`` where the metadata is missing): n, malignant and benign counts, the AUC with its DeLong
-interval (null with a ``auc_reason`` when the group holds one class), and sensitivity and specificity at
-the run's threshold with Wilson intervals. A group with fewer than ``MIN_PER_CLASS`` images of either class
+(``unknown`` where the metadata is missing): n, malignant and benign counts, the AUC with Newcombe's
+(2006) score interval (null with a ``auc_reason`` when the group holds one class), and sensitivity and
+specificity at the run's threshold with Wilson intervals.
+
+The AUC interval never collapses: Newcombe (2006, Stat Med 25:559-573, "Part 2", Method 5), a score
+interval on his modified Hanley-McNeil variance (:mod:`melanet.evaluation.auc_interval`). A perfectly
+separated group (AUC 1, DeLong variance 0) gets [lower, 1] with lower < 1, like any other. A group with fewer than ``MIN_PER_CLASS`` images of either class
 is kept and flagged ``small``: its figures are shown, not trusted.
 
 Whether the AUC differs across the groups of a variable: a chi-square test of the independent groups' AUCs
 with their DeLong variances (Cochran's Q: Q = sum_g (AUC_g - AUC_w)^2 / var_g, AUC_w the inverse-variance
-weighted mean, df = G - 1), over the known groups (not ``unknown``) that have an AUC and a positive
-variance (a perfectly separated group has variance 0 and no weight to give). Images of one patient are
-treated as independent.
+weighted mean, df = G - 1), over every known group (not ``unknown``) with an AUC. Where DeLong's variance
+is 0 (a perfectly separated group) the group keeps its place with the variance its Newcombe interval implies,
+((high - low) / (2 z))^2 (``variance_source``: ``newcombe``), so a group at 1.0 beside groups near 0.5 counts
+against homogeneity instead of dropping out. Images of one patient are treated as independent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from scipy import stats
 
 from melanet.runs import layout, runs
 from melanet.data import metadata as metadata_module
-from melanet.evaluation import delong, metrics
+from melanet.evaluation import auc_interval, metrics
 
 MIN_PER_CLASS = 10
 UNKNOWN = "unknown"
@@ -83,11 +87,8 @@ def group_figures(labels: np.ndarray, probabilities: np.ndarray, threshold: floa
     if malignant == 0 or benign == 0:
         figures["auc_reason"] = f"only {'benign' if malignant == 0 else 'malignant'} images: no AUC"
         return figures
-    aucs, covariance = delong.auc_covariance(labels, probabilities[None, :])
-    variance = max(float(covariance[0, 0]), 0.0)
-    half = float(stats.norm.ppf(0.5 + confidence / 2)) * math.sqrt(variance)
-    figures.update(auc=float(aucs[0]), variance=variance, ci_low=max(0.0, float(aucs[0]) - half),
-                   ci_high=min(1.0, float(aucs[0]) + half))
+    block = auc_interval.auc_figures(labels, probabilities, confidence)
+    figures.update({key: block[key] for key in ("auc", "variance", "variance_source", "ci_low", "ci_high", "ci_method")})
     return figures
 
 
@@ -100,12 +101,13 @@ def heterogeneity(groups: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     used = {name: figures for name, figures in groups.items() if name != UNKNOWN
             and figures.get("auc") is not None and (figures.get("variance") or 0.0) > 0.0}
     left_out = sorted(name for name in groups if name not in used)
-    result: dict[str, Any] = {"method": "chi-square (Cochran's Q) of independent AUCs with DeLong variances",
+    result: dict[str, Any] = {"method": "chi-square (Cochran's Q) of independent AUCs with DeLong variances "
+                                        "(Newcombe-implied where DeLong's is 0)",
                               "groups": list(used), "left_out": left_out,
                               "chi_square": None, "df": None, "p": None, "pooled_auc": None}
     if len(used) < 2:
-        result["reason"] = (f"{len(used)} group(s) with an AUC and a positive variance (unknown, one-class and "
-                            "perfectly separated groups are left out); the test needs 2")
+        result["reason"] = (f"{len(used)} known group(s) with an AUC (unknown and one-class groups are left out); "
+                            "the test needs 2")
         return result
     aucs = np.array([figures["auc"] for figures in used.values()])
     weights = 1.0 / np.array([figures["variance"] for figures in used.values()])

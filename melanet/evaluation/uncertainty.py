@@ -8,7 +8,10 @@ A dermoscopy image has no up, down, left or right: the 8 symmetries of the squar
 - ``uncertain``: ``prob_range > evaluation.uncertain_spread`` (one rule, :func:`is_uncertain`).
 
 ``summary`` is ``metrics.json``'s ``uncertainty`` block: how many images are flagged, the AUC of the
-flagged and of the other images, and the risk-coverage curve: the AUC on the most confident x % of the
+flagged and of the other images (each with its Newcombe 2006 interval), the test of whether the unflagged
+images are the easier ones (``unflagged_minus_flagged``: the difference of the two AUCs on these disjoint
+sets with its 95 % interval and two-sided p, :func:`melanet.evaluation.auc_interval.independent_difference`),
+and the risk-coverage curve: the AUC on the most confident x % of the
 test images (the lowest spread first). A model whose answers do not move under the views has spread 0
 everywhere; its curve is then the AUC of ever larger arbitrary subsets and says nothing.
 """
@@ -24,7 +27,7 @@ import numpy as np
 
 from melanet.runs import runs
 from melanet.data.errors import DataError
-from melanet.evaluation import metrics
+from melanet.evaluation import auc_interval, metrics
 
 # predictions.csv columns written beside image, label, prob_malignant (when the views were predicted)
 SD_COLUMN = "prob_sd"
@@ -95,6 +98,8 @@ def summary(labels: Any, probabilities: Any, prob_range: Any, prob_sd: Any, thre
     probabilities_array = np.asarray(probabilities, dtype=np.float64)
     ranges = np.asarray(prob_range, dtype=np.float64)
     flagged = is_uncertain(ranges, threshold)
+    flagged_auc = auc_interval.auc_figures(labels_array[flagged], probabilities_array[flagged])
+    unflagged_auc = auc_interval.auc_figures(labels_array[~flagged], probabilities_array[~flagged])
     return metrics._json_safe({
         "available": True,
         "views": VIEWS,
@@ -109,6 +114,9 @@ def summary(labels: Any, probabilities: Any, prob_range: Any, prob_sd: Any, thre
         "mean_sd": float(np.mean(prob_sd)) if ranges.size else None,
         "auc_uncertain": metrics.auc(labels_array[flagged], probabilities_array[flagged]) if flagged.any() else None,
         "auc_confident": metrics.auc(labels_array[~flagged], probabilities_array[~flagged]) if (~flagged).any() else None,
+        "auc_uncertain_ci": [flagged_auc["ci_low"], flagged_auc["ci_high"]],
+        "auc_confident_ci": [unflagged_auc["ci_low"], unflagged_auc["ci_high"]],
+        "unflagged_minus_flagged": auc_interval.independent_difference(unflagged_auc, flagged_auc),
         "risk_coverage": risk_coverage(labels_array, probabilities_array, ranges),
         "ranking": "most confident first: lowest prob_range; equal spreads in predictions.csv order",
     })

@@ -21,7 +21,7 @@ from typing import Any
 from melanet import config as config_module
 from melanet.common import choices, formatting, training_sets
 from melanet.runs import layout, runs
-from melanet.evaluation import predictions
+from melanet.evaluation import auc_interval, predictions
 from melanet.audits import leakage
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,13 @@ def _percent(value: Any) -> str:
 def _interval(block: dict[str, Any] | None) -> str:
     block = block or {}
     return formatting.percent_bounds(block.get("low"), block.get("high"))
+
+
+def _pair(limits: Any) -> str:
+    """`` [21.9, 43.0]`` from a [low, high] list of fractions, "" when there is none."""
+    if not limits or limits[0] is None or limits[1] is None:
+        return ""
+    return f" [{100 * limits[0]:.1f}, {100 * limits[1]:.1f}]"
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -92,13 +99,27 @@ def _training_counts(config: config_module.Config, validation: list[int] | None)
     return _class_counts(labels) + " (whole training split)"
 
 
-def _best_epoch(run: runs.Run, monitor: str) -> str:
+def _best_epoch(run: runs.Run, monitor: str, validation: list[int] | None = None) -> str:
     rows = run.history()
     values = [(float(row[monitor]), int(row["epoch"])) for row in rows if row.get(monitor) not in (None, "")]
     if not values:
         return MISSING
     best_value, best_epoch = (max if "auc" in monitor else min)(values, key=lambda item: item[0])
-    return f"epoch {best_epoch} of {len(rows)} run ({monitor} = {best_value:.4f})"
+    return f"epoch {best_epoch} of {len(rows)} run ({monitor} = {best_value:.4f}{_validation_interval(best_value, monitor, validation)})"
+
+
+def _validation_limits(value: float, validation: list[int] | None) -> tuple[float, float] | None:
+    """Newcombe's (2006) interval of a validation AUC ``value`` on the validation labels (None when unknown)."""
+    if not validation or not 0 < sum(validation) < len(validation) or not 0 <= value <= 1:
+        return None
+    return auc_interval.newcombe_interval(value, sum(validation), len(validation) - sum(validation))
+
+
+def _validation_interval(value: float, monitor: str, validation: list[int] | None) -> str:
+    """`` [0.6720, 0.9050], 95 % CI, Newcombe 2006`` after a validation AUC ("" when the monitored figure is no
+    AUC or the validation labels are unknown)."""
+    limits = _validation_limits(value, validation) if "auc" in monitor else None
+    return "" if limits is None else f" [{limits[0]:.4f}, {limits[1]:.4f}], 95 % CI, Newcombe 2006"
 
 
 def _shown_path(path: Path) -> str:
@@ -137,15 +158,17 @@ def _metrics_lines(report: dict[str, Any]) -> list[str]:
         f"- AUC: {_percent(report.get('auc'))}{_interval(intervals.get('auc'))} (95 % CI, stratified bootstrap)",
         f"- At threshold {report.get('threshold')} (malignant when prob_malignant > threshold): sensitivity "
         f"{_percent(report.get('sensitivity'))}{_interval(intervals.get('sensitivity'))}, specificity "
-        f"{_percent(report.get('specificity'))}{_interval(intervals.get('specificity'))}, PPV {_percent(report.get('ppv'))}, "
-        f"NPV {_percent(report.get('npv'))}; TP {report.get('tp')}, FP {report.get('fp')}, TN {report.get('tn')}, FN {report.get('fn')}",
+        f"{_percent(report.get('specificity'))}{_interval(intervals.get('specificity'))}, PPV {_percent(report.get('ppv'))}"
+        f"{_interval(intervals.get('ppv'))}, NPV {_percent(report.get('npv'))}{_interval(intervals.get('npv'))} (95 % CI, Wilson); TP {report.get('tp')}, FP {report.get('fp')}, TN {report.get('tn')}, FN {report.get('fn')}",
         f"- Test images that duplicate a training, validation or GAN-training image: {leakage.duplicates_summary(report)}",
     ]
     operating = report.get("operating_point") or {}
     if operating.get("available"):
+        operating_intervals = operating.get("confidence_intervals") or {}
         lines.append(f"- Operating threshold {operating['threshold']:.3f}, chosen on the validation split for sensitivity >= "
-                     f"{operating['validation']['target_sensitivity']:g}: test sensitivity {_percent(operating.get('sensitivity'))}, "
-                     f"specificity {_percent(operating.get('specificity'))}")
+                     f"{operating['validation']['target_sensitivity']:g}: test sensitivity {_percent(operating.get('sensitivity'))}"
+                     f"{_interval(operating_intervals.get('sensitivity'))}, specificity {_percent(operating.get('specificity'))}"
+                     f"{_interval(operating_intervals.get('specificity'))}")
     else:
         lines.append(f"- Operating threshold: none ({operating.get('reason', MISSING)})")
     lines += _triage_lines(report)
@@ -154,8 +177,11 @@ def _metrics_lines(report: dict[str, Any]) -> list[str]:
     adjusted = (report.get("prevalence_adjusted") or {}).get("at_threshold")
     if adjusted:
         lines.append(f"- At a stated prevalence of {adjusted['prevalence']:.1%} (evaluation.prevalence): PPV "
-                     f"{_percent(adjusted['ppv'])}, NPV {_percent(adjusted['npv'])} (observed on the test images, prevalence "
-                     f"{_percent(adjusted['observed_prevalence'])}: PPV {_percent(adjusted['observed_ppv'])}, NPV {_percent(adjusted['observed_npv'])})")
+                     f"{_percent(adjusted['ppv'])}{_pair(adjusted.get('ppv_ci'))}, NPV {_percent(adjusted['npv'])}"
+                     f"{_pair(adjusted.get('npv_ci'))} (the Wilson limits of sensitivity and specificity through Bayes' rule) "
+                     f"(observed on the test images, prevalence {_percent(adjusted['observed_prevalence'])}: PPV "
+                     f"{_percent(adjusted['observed_ppv'])}{_interval(intervals.get('ppv'))}, NPV "
+                     f"{_percent(adjusted['observed_npv'])}{_interval(intervals.get('npv'))})")
     return lines
 
 
@@ -182,8 +208,10 @@ def _triage_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"- {title} threshold {point['threshold']:.3f}, for {target}: test sensitivity "
                      f"{_percent(point.get('sensitivity'))}{_interval(intervals.get('sensitivity'))}, specificity "
                      f"{_percent(point.get('specificity'))}{_interval(intervals.get('specificity'))}, NPV "
-                     f"{_percent(point.get('npv'))}, PPV {_percent(point.get('ppv'))}; at a prevalence of "
-                     f"{adjusted.get('prevalence', 0):.1%}: NPV {_percent(adjusted.get('npv'))}, PPV {_percent(adjusted.get('ppv'))}")
+                     f"{_percent(point.get('npv'))}{_interval(intervals.get('npv'))}, PPV {_percent(point.get('ppv'))}"
+                     f"{_interval(intervals.get('ppv'))}; at a prevalence of {adjusted.get('prevalence', 0):.1%}: NPV "
+                     f"{_percent(adjusted.get('npv'))}{_pair(adjusted.get('npv_ci'))}, PPV {_percent(adjusted.get('ppv'))}"
+                     f"{_pair(adjusted.get('ppv_ci'))}")
     return lines
 
 
@@ -193,7 +221,14 @@ def _uncertainty_line(report: dict[str, Any]) -> str:
     if not block.get("available"):
         return f"- Uncertainty under flips and rotations: not measured ({block.get('reason', 're-run `melanet evaluate`')})"
     confident = ("" if block.get("auc_confident") is None else
-                 f"; AUC on the {block['n'] - block['n_uncertain']} other images {_percent(block['auc_confident'])}")
+                 f"; AUC on the {block['n'] - block['n_uncertain']} other images {_percent(block['auc_confident'])}"
+                 f"{_pair(block.get('auc_confident_ci'))}")
+    if block.get("auc_uncertain") is not None:
+        confident += f", on the flagged ones {_percent(block['auc_uncertain'])}{_pair(block.get('auc_uncertain_ci'))}"
+    difference = block.get("unflagged_minus_flagged")
+    if difference:
+        confident += (f" (Newcombe 2006 intervals); unflagged minus flagged {100 * difference['delta']:+.1f} points "
+                      f"[{100 * difference['ci_low']:+.1f}, {100 * difference['ci_high']:+.1f}], p = {difference['p']:.2g}")
     return (f"- Uncertainty: {block['n_uncertain']} of {block['n']} test images flagged uncertain (their probability moves "
             f"by more than {block['threshold']:g} over the 8 flips and 90-degree rotations; mean spread "
             f"{_number(block.get('mean_range'))}){confident}")
@@ -208,9 +243,17 @@ def _similar_cases_line(report: dict[str, Any]) -> str:
         return f"- Similar-cases vote: not measured ({block.get('reason', MISSING)})."
     versus = block.get("versus_classifier") or {}
     beside = (f"; the classifier's {_percent(versus['classifier_auc'])}, difference {100 * versus['delta_auc']:+.1f} "
-              f"points (paired DeLong p = {versus['p']:.2g})") if versus else ""
+              f"points" + (f" [{100 * versus['ci_low']:+.1f}, {100 * versus['ci_high']:+.1f}]"
+                           if versus.get("ci_low") is not None else "")
+              + f" (paired DeLong p = {versus['p']:.2g})") if versus else ""
+    counts = (report.get("operating_point") or {}).get("validation") or {}
+    validation = ([1] * int(counts["n_malignant"]) + [0] * (int(counts["n"]) - int(counts["n_malignant"]))
+                  if counts.get("n") and counts.get("n_malignant") is not None else None)
+    shown = block.get("validation_auc")
+    limits = None if shown is None else _validation_limits(shown, validation)
+    interval = "" if limits is None else f" [{100 * limits[0]:.1f}, {100 * limits[1]:.1f}]"
     return (f"- Similar-cases vote (share of malignant among the k = {block['k']} most similar training images, k "
-            f"chosen on validation, AUC {_percent(block.get('validation_auc'))} there): test AUC "
+            f"chosen on validation, AUC {_percent(shown)}{interval} there): test AUC "
             f"{_percent(block['test_auc'])} [{100 * block['ci_low']:.1f}, {100 * block['ci_high']:.1f}] (95 % CI, DeLong)"
             f"{beside}")
 
@@ -252,18 +295,20 @@ def _calibration_lines(report: dict[str, Any]) -> list[str]:
 
 def _limit_lines(run_path: Path, report: dict[str, Any], synthetic: bool) -> list[str]:
     lines = []
-    auc_interval = (report.get("confidence_intervals") or {}).get("auc") or {}
-    if auc_interval.get("low") is not None:
+    auc_limits = (report.get("confidence_intervals") or {}).get("auc") or {}
+    if auc_limits.get("low") is not None:
         lines.append(f"- The test set is small ({report.get('n')} images): the AUC's 95 % interval spans "
-                     f"{100 * (auc_interval['high'] - auc_interval['low']):.1f} points.")
+                     f"{100 * (auc_limits['high'] - auc_limits['low']):.1f} points.")
     separability_path = run_path / layout.SEPARABILITY_FILE
     if separability_path.is_file():
         separability = runs.read_json(separability_path)
         for pair in ("synthetic_vs_real_malignant", "synthetic_vs_real_benign", "real_malignant_vs_real_benign"):
             figures = separability.get(pair) or {}
             if figures.get("auc") is not None:
-                lines.append(f"- Domain gap, {pair.replace('_', ' ')}: AUC {figures['auc']:.3f} "
-                             f"({figures.get('n_first')} vs {figures.get('n_second')} images; 0.5 = indistinguishable)")
+                low, high = auc_interval.newcombe_interval(figures["auc"], figures["n_first"], figures["n_second"])
+                lines.append(f"- Domain gap, {pair.replace('_', ' ')}: AUC {figures['auc']:.3f} [{low:.3f}, {high:.3f}] "
+                             f"({figures.get('n_first')} vs {figures.get('n_second')} images, held-out probe scores; "
+                             f"95 % CI, Newcombe 2006; 0.5 = indistinguishable)")
     elif synthetic:
         lines.append("- Domain gap: not measured (run `melanet embed` on this run for the separability figures).")
     else:
@@ -287,7 +332,7 @@ def _explanation_lines(run_path: Path) -> list[str]:
     summary = shortcuts.read_summary(run_path / layout.SHORTCUTS_FILE)
     if isinstance(summary, dict):
         lines.append(f"- Shortcut audit (test images): {shortcuts.summary_sentence(summary)} Full images: AUC "
-                     f"{summary['full']['auc']:.2f}; mask failures: {len(summary['mask_failures'])} of {summary['n']}.")
+                     f"{shortcuts.auc_text(summary['full'])}; mask failures: {len(summary['mask_failures'])} of {summary['n']}.")
         worst = max(summary["perturbations"].items(), key=lambda item: item[1]["mean_abs_change"])
         lines.append(f"- Robustness: the largest mean probability change is under {worst[0]} "
                      f"({worst[1]['mean_abs_change']:.3f}, at most {worst[1]['max_abs_change']:.3f}).")
@@ -361,7 +406,7 @@ def render(run_path: str | Path) -> str:
         f"focal loss alpha {classifier.focal_alpha} (mode `{classifier.focal_alpha_mode}`), gamma {classifier.focal_gamma}, "
         f"class weights {classifier.class_weight}, {classifier.optimizer} at {classifier.learning_rate:g}, batch {classifier.batch_size}", "",
         "## Selection", "",
-        f"- On the validation split only (never the test set): monitor `{classifier.monitor}`, best {_best_epoch(run, classifier.monitor)}",
+        f"- On the validation split only (never the test set): monitor `{classifier.monitor}`, best {_best_epoch(run, classifier.monitor, validation)}",
         f"- Early stopping patience {classifier.early_stopping_patience}, learning-rate plateaus x{classifier.reduce_lr_factor:g} "
         f"after {classifier.reduce_lr_patience}", "",
         "## Test metrics", "", *_metrics_lines(report), "",

@@ -9,6 +9,19 @@ per method, the mean +- SD (sample SD, n - 1), min and max over seeds of the AUC
 specificity; each seed's AUCs; each seed's paired DeLong test of MelaNet against every baseline
 (Holm over the three); and how many seeds each method has the highest AUC. Written as
 ``seeds.md``, ``seeds.csv`` (one row per seed and method) and ``seeds.json``.
+
+One finding over all seeds, two ways:
+
+- ``random_seeds`` (the headline): the seeds are a sample of the seeds one could have run, so their
+  variation belongs in the interval. The Obuchowski-Rockette model with seeds in the readers' place
+  (methods = treatments, seeds = readers, test images = cases; AUC of each method x seed, jackknife
+  covariances over the images, Hillis 2007 ddf; :mod:`melanet.evaluation.obuchowski_rockette`) gives
+  MelaNet minus each baseline with SE, CI and p, and each method's mean AUC with its CI.
+- ``conditional_on_seeds``: the same mean difference with a bootstrap over the test images only,
+  the seeds held fixed (narrower: it answers "on these five seeds", not "on another seed").
+
+Each method's SD over seeds carries a chi-square interval (normal AUCs over seeds assumed):
+[sqrt((n-1) s^2 / chi2_{1-a/2, n-1}), sqrt((n-1) s^2 / chi2_{a/2, n-1})].
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ import numpy as np
 from melanet import config as config_module
 from melanet.common import formatting, training_sets
 from melanet.runs import layout, runs
-from melanet.evaluation import compare, paired
+from melanet.evaluation import compare, obuchowski_rockette, paired
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +46,7 @@ SEED_FOLDER_PATTERN = re.compile(rf"^{re.escape(layout.SEED_FOLDER_PREFIX)}(-?\d
 SUMMARY_FILES = (layout.SEEDS_MARKDOWN_FILE, layout.SEEDS_CSV_FILE, layout.SEEDS_JSON_FILE)
 REFERENCE_FOLDER = training_sets.REGISTRY[training_sets.SYNTHETIC].folder  # MelaNet, against every baseline
 FIGURES = ("auc", "sensitivity", "specificity")
+CONFIDENCE = 0.95
 CSV_COLUMNS = ("seed", "folder", "run", "method", "auc", "sensitivity", "specificity",
                "melanet_minus_this_auc", "p_vs_melanet", "p_holm_vs_melanet", "wins_seed")
 
@@ -52,13 +66,25 @@ def seed_folders(results: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def sd_interval(sd: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Chi-square interval of a standard deviation ``sd`` of ``n`` >= 2 normal values (see the module docstring)."""
+    from scipy import stats
+
+    tail = (1 - confidence) / 2
+    squares = (n - 1) * sd ** 2
+    return (math.sqrt(squares / stats.chi2.ppf(1 - tail, n - 1)), math.sqrt(squares / stats.chi2.ppf(tail, n - 1)))
+
+
 def spread(values: Sequence[float]) -> dict[str, Any]:
-    """``mean``, ``sd`` (sample, n - 1; None for one value), ``min``, ``max``, ``n`` of finite values."""
+    """``mean``, ``sd`` (sample, n - 1; None for one value) with ``sd_ci_low``/``sd_ci_high`` (chi-square,
+    None for under 2 values), ``min``, ``max``, ``n`` of finite values."""
     finite = [float(value) for value in values if value is not None and math.isfinite(value)]
     if not finite:
-        return {"mean": None, "sd": None, "min": None, "max": None, "n": 0}
+        return {"mean": None, "sd": None, "sd_ci_low": None, "sd_ci_high": None, "min": None, "max": None, "n": 0}
     array = np.asarray(finite)
-    return {"mean": float(array.mean()), "sd": float(array.std(ddof=1)) if array.size > 1 else None,
+    sd = float(array.std(ddof=1)) if array.size > 1 else None
+    low, high = sd_interval(sd, array.size) if sd is not None else (None, None)
+    return {"mean": float(array.mean()), "sd": sd, "sd_ci_low": low, "sd_ci_high": high,
             "min": float(array.min()), "max": float(array.max()), "n": int(array.size)}
 
 
@@ -145,15 +171,42 @@ def pooled_difference(labels: Any, first: Any, second: Any, *, samples: int = PO
             "seeds": int(first.shape[0]), "samples": samples}
 
 
-def _pooled_tests(per_seed: list[dict[str, Any]], results: Path) -> dict[str, Any]:
-    """MelaNet minus each baseline, pooled over the seeds (``pooled_difference``), on the images all share."""
+def random_seeds_difference(labels: Any, first: Any, second: Any, seeds: Sequence[int], *,
+                            confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """Mean over seeds of AUC(first) - AUC(second), the seeds random (Obuchowski-Rockette, seeds as readers).
+
+    ``first``/``second``: (S, N) probabilities of S >= 2 seeds on the same N images; ``labels`` (N,) 0/1.
+    Returns the difference with ``se``, ``ci_low``/``ci_high`` (Student's t on Hillis's ``ddf``), ``F``, ``p``,
+    the variance components and each method's own mean AUC with its interval (``first``/``second``).
+    """
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    first, second = np.atleast_2d(np.asarray(first, float)), np.atleast_2d(np.asarray(second, float))
+    if first.shape != second.shape or first.shape[1] != labels.size:
+        raise ValueError(f"random-seeds test: shapes {first.shape} and {second.shape} do not match {labels.size} images")
+    if first.shape[0] < 2:
+        raise ValueError(f"random-seeds test: {first.shape[0]} seed(s); seeds as a random factor need at least 2")
+    names = [str(seed) for seed in seeds]
+    result = obuchowski_rockette.analyse(labels, np.stack([first, second]), ("first", "second"), names,
+                                         covariance="jackknife", confidence=confidence)
+    keep = ("se", "ci_low", "ci_high", "F", "ndf", "ddf", "p", "variance_components")
+    return {"mean_delta_auc": result["difference"], **{key: result[key] for key in keep},
+            "first": {key: result["single_treatment"]["first"][key] for key in ("auc", "se", "df", "ci_low", "ci_high")},
+            "second": {key: result["single_treatment"]["second"][key] for key in ("auc", "se", "df", "ci_low", "ci_high")},
+            "seeds": int(first.shape[0]), "covariance": "jackknife", "confidence": confidence,
+            "method": "Obuchowski-Rockette, seeds as random readers, Hillis (2007) ddf"}
+
+
+def _pooled_tests(per_seed: list[dict[str, Any]], results: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """MelaNet minus each baseline over the seeds, on the images all share: (``random_seeds``
+    (:func:`random_seeds_difference`), ``conditional_on_seeds`` (:func:`pooled_difference`))."""
     tests: dict[str, Any] = {}
+    random_tests: dict[str, Any] = {}
     loaded = {entry["seed"]: {name: paired.load_scored_run(results / entry["folder"] / name)
                               for name in _names(per_seed)} for entry in per_seed}
     common = set.intersection(*(set(run.ids) for seed_runs in loaded.values() for run in seed_runs.values()))
     ids = sorted(common)
     if not ids:
-        return tests
+        return random_tests, tests
 
     def column(run: paired.ScoredRun) -> np.ndarray:
         order = {image_id: position for position, image_id in enumerate(run.ids)}
@@ -168,7 +221,9 @@ def _pooled_tests(per_seed: list[dict[str, Any]], results: Path) -> dict[str, An
         first = np.vstack([column(seed_runs[REFERENCE_FOLDER]) for seed_runs in loaded.values()])
         second = np.vstack([column(seed_runs[name]) for seed_runs in loaded.values()])
         tests[name] = {**pooled_difference(labels, first, second), "n_images": len(ids)}
-    return tests
+        if first.shape[0] >= 2:
+            random_tests[name] = {**random_seeds_difference(labels, first, second, list(loaded)), "n_images": len(ids)}
+    return random_tests, tests
 
 
 def summarize(results: str | Path) -> dict[str, Any]:
@@ -193,12 +248,18 @@ def summarize(results: str | Path) -> dict[str, Any]:
         methods.append(summary)
     gan_seeds = [entry["gan_seed"] for entry in per_seed]
     try:
-        pooled = _pooled_tests(per_seed, results)
+        random_tests, pooled = _pooled_tests(per_seed, results)
     except (runs.RunError, ValueError, OSError) as error:
         logger.warning("no pooled test over seeds: %s", error)
-        pooled = {}
+        random_tests, pooled = {}, {}
+    for summary in methods:  # each method's mean AUC with its seeds-random interval
+        folder = summary["folder"]
+        side = "first" if folder == REFERENCE_FOLDER else "second"
+        found = [test[side] for name, test in random_tests.items() if folder in (name, REFERENCE_FOLDER)]
+        summary["auc_random_seeds"] = found[0] if found else None
     return {
-        "pooled_vs_melanet": pooled,
+        "random_seeds": random_tests,
+        "conditional_on_seeds": pooled,
         "seeds": [entry["seed"] for entry in per_seed],
         "incomplete_seeds": incomplete,
         "scope": _scope(gan_seeds),
@@ -209,8 +270,12 @@ def summarize(results: str | Path) -> dict[str, Any]:
         "notes": ("SD is the sample standard deviation over seeds (n - 1). A seed's win goes to every method "
                   "with its highest AUC (ties share). p: two-sided DeLong test of MelaNet against the baseline on "
                   "that seed's test images; p_holm: Holm over the three baselines of that seed (family 'vs "
-                  "reference', 3 tests). Pooled: the mean over seeds of MelaNet's AUC minus the baseline's, with a "
-                  "bootstrap CI and p that resample the test images once per draw for every seed and both methods."),
+                  "reference', 3 tests). random_seeds (the headline): the mean over seeds of MelaNet's AUC minus the "
+                  "baseline's, the seeds a random factor: Obuchowski-Rockette with seeds in the readers' place, "
+                  "jackknife covariances over the test images, Hillis (2007) ddf. conditional_on_seeds: the same "
+                  "mean with a bootstrap CI and p that resample the test images once per draw for every seed and "
+                  "both methods, the seeds held fixed (an interval for these seeds only). SD interval: chi-square, "
+                  "normal AUCs over seeds assumed."),
     }
 
 
@@ -231,14 +296,22 @@ def to_markdown(summary: dict[str, Any]) -> str:
              f"Seeds vary: {summary['scope']}.", ""]
     if summary["incomplete_seeds"]:
         lines += [f"Not yet evaluated (left out): seeds {', '.join(map(str, summary['incomplete_seeds']))}.", ""]
-    lines += ["| Method | AUC mean ± SD | AUC min | AUC max | Sensitivity mean ± SD | Specificity mean ± SD | Seeds won |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| Method | AUC mean [95 % CI, seeds random] | AUC SD [95 % CI] | AUC min | AUC max | "
+              "Sensitivity mean ± SD | Specificity mean ± SD | Seeds won |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for method in summary["methods"]:
         cells = [method["method"]]
         for figure in FIGURES:
             stats = method[figure]
-            text = f"{formatting.number(stats['mean'])} ± {formatting.number(stats['sd'])}"
-            cells += [text, formatting.number(stats["min"]), formatting.number(stats["max"])] if figure == "auc" else [text]
+            if figure == "auc":
+                mean = method.get("auc_random_seeds")
+                cells.append(formatting.number(stats["mean"]) + (f" [{formatting.number(mean['ci_low'])}, {formatting.number(mean['ci_high'])}]"
+                                                       if mean else ""))
+                cells.append(formatting.number(stats["sd"]) + (f" [{formatting.number(stats['sd_ci_low'])}, {formatting.number(stats['sd_ci_high'])}]"
+                                                     if stats.get("sd_ci_low") is not None else ""))
+                cells += [formatting.number(stats["min"]), formatting.number(stats["max"])]
+            else:
+                cells.append(f"{formatting.number(stats['mean'])} ± {formatting.number(stats['sd'])}")
         cells.append(f"{method['wins']} of {len(seeds)}")
         lines.append("| " + " | ".join(cells) + " |")
     order = [method["folder"] for method in summary["methods"]]  # Table 1 order, as the folders are named
@@ -256,15 +329,24 @@ def to_markdown(summary: dict[str, Any]) -> str:
             test = entry["melanet_vs"][name]
             cells.append(f"{test['delta_auc']:+.3f}, {formatting.p_cell(test['p'])} ({formatting.p_cell(test['p_holm'])})")
         lines.append("| " + " | ".join(cells) + " |")
-    pooled = summary.get("pooled_vs_melanet") or {}
-    if pooled:
-        lines += ["", f"Pooled over the {len(seeds)} seeds (one finding for all seeds, not one per seed):", "",
-                  "| MelaNet − | mean ΔAUC over seeds [95 % CI] | p (joint bootstrap) |", "|---|---:|---:|"]
+    random_tests = summary.get("random_seeds") or {}
+    pooled = summary.get("conditional_on_seeds") or {}
+    if random_tests or pooled:
+        lines += ["", f"Over the {len(seeds)} seeds (one finding for all seeds, not one per seed). Seeds random "
+                  "(the headline: Obuchowski-Rockette, seeds as readers) and conditional on these seeds (bootstrap "
+                  "over the test images only):", "",
+                  "| MelaNet − | mean ΔAUC, seeds random [95 % CI] | SE | p (F test) | "
+                  "conditional on these seeds [95 % CI] | p (joint bootstrap) |", "|---|---:|---:|---:|---:|---:|"]
         for name in baselines:
-            if name in pooled:
-                test = pooled[name]
-                lines.append(f"| {names[name]} | {test['mean_delta_auc']:+.3f} [{test['ci_low']:+.3f}, "
-                             f"{test['ci_high']:+.3f}] | {formatting.p_cell(test['p'])} |")
+            test, fixed = random_tests.get(name), pooled.get(name)
+            if test is None and fixed is None:
+                continue
+            cells = [names[name]]
+            cells += ([f"{test['mean_delta_auc']:+.3f} [{test['ci_low']:+.3f}, {test['ci_high']:+.3f}]",
+                       f"{test['se']:.3f}", formatting.p_cell(test["p"])] if test else ["n/a"] * 3)
+            cells += ([f"{fixed['mean_delta_auc']:+.3f} [{fixed['ci_low']:+.3f}, {fixed['ci_high']:+.3f}]",
+                       formatting.p_cell(fixed["p"])] if fixed else ["n/a"] * 2)
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", summary["notes"], ""]
     return "\n".join(lines)
 

@@ -135,7 +135,7 @@ def summary_lines(pilot: Pilot, delta: float, rows: Sequence[dict[str, Any]], ta
                   alpha: float = DEFAULT_ALPHA, max_cases: int = MAX_CASES) -> list[str]:
     """What a person reads: the question, then one line per number of readers."""
     lines = [f"sample size to detect an AUC difference of {abs(delta):.3g} with power {target:.2g} at alpha "
-             f"{alpha:.2g} (random readers and cases; Hillis & Obuchowski 2011; pilot of {pilot.n_cases} cases, "
+             f"{alpha:.2g} (random readers and cases; Hillis, Obuchowski & Berbaum 2011; pilot of {pilot.n_cases} cases, "
              f"same case mix):"]
     for row in rows:
         if row["cases"] is None:
