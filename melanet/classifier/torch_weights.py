@@ -43,6 +43,11 @@ class _StorageType:
         self.name = name
         self.dtype = STORAGE_DTYPES[name]
 
+    def __setstate__(self, state: Any) -> None:
+        # One stand-in serves every read in the process: a pickle's BUILD on it would change the dtype of
+        # the next file's storages, so a pickle that tries is refused.
+        raise _Refused(f"torch.{self.name} to be changed (BUILD)")
+
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
     """A copy of the strided view ``storage[offset:]`` with ``size`` and ``stride`` (in elements)."""
