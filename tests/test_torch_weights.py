@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from melanet.classifier import torch_weights
-from melanet.classifier.backbone import WeightsError
+from melanet.classifier.vgg16 import WeightsError
 
 WEIGHT = np.array([1.5, -2.0, 3.25, 0.125], dtype="<f4")  # exact in float32: what a correct read gives back
 
