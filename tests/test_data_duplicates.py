@@ -241,3 +241,104 @@ def test_shipped_demo_without_the_new_keys_says_not_checked():
     card = model_card.render(demo)
     expected = leakage.duplicates_summary(json.loads((demo / "metrics.json").read_text()))
     assert f"duplicate a training, validation or GAN-training image: {expected}" in card
+
+
+# -- the threshold itself: a pair at exactly THRESHOLD bits is a duplicate, one at THRESHOLD + 1 is not --------
+
+_TRANSPOSES = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
+
+
+def _independent_hashes(picture: Image.Image) -> list[tuple]:
+    """(phash, dhash) of ``picture`` in each orientation, by imagehash and PIL's own transposes."""
+    import imagehash
+
+    views = [picture if transpose is None else picture.transpose(transpose) for transpose in _TRANSPOSES]
+    return [(imagehash.phash(view), imagehash.dhash(view)) for view in views]
+
+
+def _independent_distance(first: list[tuple], second: list[tuple]) -> int:
+    """Bits that differ (imagehash's ``-``) in phash and dhash together, smallest over the first as is
+    against each orientation of the second and each orientation of the first against the second as is."""
+    def bits(one: tuple, other: tuple) -> int:
+        return (one[0] - other[0]) + (one[1] - other[1])
+
+    return min(min(bits(first[0], second[index]), bits(first[index], second[0])) for index in range(len(_TRANSPOSES)))
+
+
+def _copy_at_distance(base: np.ndarray, target: int) -> np.ndarray:
+    """A copy of ``base`` (S, S, 3) uint8 with one square shaded, the first of a fixed list of squares
+    and shades whose independent distance to ``base`` is exactly ``target``."""
+    reference = _independent_hashes(Image.fromarray(base))
+    for corner in (4, 20, 40, 12, 30):
+        for side in (6, 10, 14, 8, 12):
+            for shade in np.arange(0.95, 0.3, -0.05):
+                copy = base.astype(np.float64)
+                copy[corner:corner + side, corner:corner + side] *= shade
+                copy = np.clip(np.rint(copy), 0, 255).astype(np.uint8)
+                if _independent_distance(reference, _independent_hashes(Image.fromarray(copy))) == target:
+                    return copy
+    raise AssertionError(f"no shaded copy at exactly {target} bits: widen the search")
+
+
+@pytest.fixture(scope="module")
+def threshold_folder(tmp_path_factory) -> dict:
+    """PNG files at 64 px (what ``prepare`` keeps as they are with ``data.image_size=64``): lesion A and a
+    copy at exactly THRESHOLD bits, lesion B and a copy at THRESHOLD + 1, in a train/test folder layout;
+    and the independent distance of every pair, read back from the files."""
+    root = tmp_path_factory.mktemp("threshold") / "data"
+    first, second = (preprocess.preprocess_image(path, 64) for path in _sample_files(2, start=20))
+    images = {("train", "benign", "ISIC_0100000"): first,
+              ("test", "benign", "ISIC_0100001"): _copy_at_distance(first, THRESHOLD),
+              ("train", "malignant", "ISIC_0100002"): second,
+              ("test", "malignant", "ISIC_0100003"): _copy_at_distance(second, THRESHOLD + 1)}
+    paths = {}
+    for (split, class_name, image_id), image in images.items():
+        path = root / split / class_name / f"{image_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        paths[image_id] = path
+    hashes = {image_id: _independent_hashes(Image.open(path).convert("RGB")) for image_id, path in paths.items()}
+    ids = list(paths)
+    distance = {(one, other): _independent_distance(hashes[one], hashes[other])
+                for one, other in itertools.combinations(ids, 2)}
+    assert distance[("ISIC_0100000", "ISIC_0100001")] == THRESHOLD  # the pair at the threshold
+    assert distance[("ISIC_0100002", "ISIC_0100003")] == THRESHOLD + 1  # one bit more
+    return {"root": root, "ids": ids, "paths": paths, "distance": distance}
+
+
+def test_a_pair_at_exactly_the_threshold_is_a_duplicate_and_one_bit_more_is_not(threshold_folder):
+    ids, distance = threshold_folder["ids"], threshold_folder["distance"]
+    records = np.concatenate([duplicates.image_record(np.asarray(Image.open(threshold_folder["paths"][image_id])
+                                                                  .convert("RGB")))[np.newaxis] for image_id in ids])
+    expected = {(ids.index(one), ids.index(other), value) for (one, other), value in distance.items() if value <= THRESHOLD}
+    assert expected == {(0, 1, THRESHOLD)}  # the other five pairs are further apart
+    found = {(first, second, value) for first, second, value, _ in duplicates.close_pairs(records, None, THRESHOLD)}
+    assert found == expected
+    # each pair is found at its own distance as threshold and not one bit below
+    for (one, other), value in distance.items():
+        pair = records[[ids.index(one)]], records[[ids.index(other)]]
+        assert [(0, 0, value, False)] == duplicates.close_pairs(*pair, value), (one, other)
+        assert duplicates.close_pairs(*pair, value - 1) == [], (one, other)
+    # the test images against training: the copy of A matches A, the copy of B (THRESHOLD + 1) matches nothing
+    assert duplicates.matches(records[[1, 3]], records[[0, 2]], THRESHOLD) == {0: (0, THRESHOLD, False)}
+    assert duplicates.group_names(records, THRESHOLD) == ["duplicates:0", "duplicates:0", None, None]
+
+
+def test_the_data_check_reports_the_pair_at_the_threshold_across_splits(threshold_folder):
+    report = duplicates.scan(DataConfig(root=str(threshold_folder["root"]), image_size=64, workers=1))
+    assert report.threshold == THRESHOLD
+    assert [(pair.first.image_id, pair.second.image_id, pair.distance, pair.exact) for pair in report.pairs] == [
+        ("ISIC_0100000", "ISIC_0100001", THRESHOLD, False)]
+    assert report.to_json()["across_splits"] == 1
+    assert f"ISIC_0100001 (benign): distance {THRESHOLD}" in duplicates.format_report(report)
+
+
+def test_threshold_zero_still_finds_an_exact_copy_and_off_finds_nothing(threshold_folder):
+    path = threshold_folder["paths"]["ISIC_0100000"]
+    record = duplicates.image_record(np.asarray(Image.open(path).convert("RGB")))[np.newaxis]
+    mirrored = duplicates.image_record(np.asarray(Image.open(path).convert("RGB").transpose(
+        Image.Transpose.FLIP_LEFT_RIGHT)))[np.newaxis]
+    records = np.concatenate([record, record, mirrored])  # the image, the same pixels again, its mirror image
+    # by hand: the copy is 0 bits away with identical pixels; the mirror image is 0 bits away in another orientation
+    assert duplicates.close_pairs(records, None, 0) == [(0, 1, 0, True), (0, 2, 0, False), (1, 2, 0, False)]
+    assert duplicates.close_pairs(records, None, duplicates.OFF) == []

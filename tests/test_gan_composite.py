@@ -126,3 +126,74 @@ def test_synthesize_with_the_composite_writes_the_source_skin_and_says_so(tmp_pa
     assert checked > 0
     assert runs.Run(run_dir).status()["composite_mask_failures"] == sum(
         row["composite"] == composite.WHOLE_MASK_FAILED for row in rows)
+
+
+# -- the feathered margin: a soft ring of the documented width ---------------------------------------
+
+FEATHER_SIDE = 200
+LESION_RADIUS = 40
+MARGIN_PIXELS = 0.04 * FEATHER_SIDE  # the mask grows by 4 % of the side: 8 px
+SIGMA_PIXELS = 0.02 * FEATHER_SIDE  # and is softened by a Gaussian of sigma 2 % of the side: 4 px
+BAR = 20
+
+
+def _disc_image() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image (200, 200, 3) uint8: skin, a dark disc of radius 40 at the centre, black bars of 20 rows
+    above and below; the disc (H, W) bool; each pixel's distance to the centre)."""
+    rows, columns = np.indices((FEATHER_SIDE, FEATHER_SIDE))
+    distance = np.hypot(rows - FEATHER_SIDE // 2, columns - FEATHER_SIDE // 2)
+    disc = distance <= LESION_RADIUS
+    image = np.empty((FEATHER_SIDE, FEATHER_SIDE, 3), dtype=np.uint8)
+    image[:] = SKIN
+    image[disc] = LESION
+    image[:BAR] = 0
+    image[FEATHER_SIDE - BAR:] = 0
+    return image, disc, distance
+
+
+def _gaussian_blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """A slow separable Gaussian blur: kernel exp(-x^2 / 2 sigma^2) out to 4 sigma, normalised, the edge
+    rows and columns repeated beyond the border."""
+    radius = int(4 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-offsets**2 / (2 * sigma**2))
+    kernel /= kernel.sum()
+    out = values.astype(np.float64)
+    for axis in (0, 1):
+        padded = np.pad(out, [(radius, radius) if index == axis else (0, 0) for index in range(2)], mode="edge")
+        length = out.shape[axis]
+        out = sum(weight * np.take(padded, np.arange(shift, shift + length), axis=axis)
+                  for shift, weight in enumerate(kernel))
+    return out
+
+
+def test_the_margin_is_a_soft_ring_of_the_documented_width():
+    from scipy import ndimage, stats
+
+    image, disc, distance = _disc_image()
+    weights, failed = composite.lesion_weights(image)
+    assert not failed
+    # the expected weights, built here: the disc grown by every pixel within 8 px of it (Euclidean distance
+    # transform), blurred with sigma 4 px, 1 on the lesion itself, 0 on the bars
+    grown = ndimage.distance_transform_edt(~disc) <= MARGIN_PIXELS
+    expected = np.where(disc, 1.0, np.clip(_gaussian_blur(grown, SIGMA_PIXELS), 0, 1))
+    expected[:BAR] = expected[FEATHER_SIDE - BAR:] = 0
+    np.testing.assert_allclose(weights, expected, atol=1e-6)
+
+    # the ring against the analytic profile of a blurred disc of radius R = 40 + 8: the chance that a point
+    # drawn from N(d, sigma^2 I) falls inside it, a non-central chi-square with 2 degrees of freedom
+    edge = LESION_RADIUS + MARGIN_PIXELS
+    outside = ~disc & (image.max(axis=-1) > 0)
+    analytic = stats.ncx2.cdf((edge / SIGMA_PIXELS) ** 2, 2, (distance / SIGMA_PIXELS) ** 2)
+    ring = outside & (distance <= edge + 4 * SIGMA_PIXELS)
+    assert np.abs(weights[ring] - analytic[ring]).max() < 0.05  # what is left is the pixel grid's staircase
+    # strictly between 0 and 1 over the band edge +- 1.5 sigma, and still partly soft 2 sigma out
+    band = outside & (np.abs(distance - edge) <= 1.5 * SIGMA_PIXELS)
+    assert 0.03 < weights[band].min() and weights[band].max() < 0.97
+    soft = outside & (weights > 0.01) & (weights < 0.99)
+    assert distance[soft].min() < edge - 1.5 * SIGMA_PIXELS  # the band starts inside the margin...
+    assert edge + 2 * SIGMA_PIXELS < distance[soft].max() < edge + 2.6 * SIGMA_PIXELS  # ...ends 2.33 sigma out
+    assert weights[outside & (distance > edge + 4 * SIGMA_PIXELS)].max() < 1e-4
+    # falls off monotonically along a ray from the lesion outwards
+    ray = weights[FEATHER_SIDE // 2, FEATHER_SIDE // 2 + LESION_RADIUS:]
+    assert np.all(np.diff(ray) <= 1e-7) and ray[0] == 1.0

@@ -110,6 +110,101 @@ def test_the_pyramid_is_the_classifiers_imagenet_lite0_on_its_own_input_scaling(
                                deepest((pixels.astype(np.float32) - 127) / 128).numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_the_four_levels_are_the_ends_of_lite0_stages_2_3_5_and_7():
+    """Sauer et al.'s ``efficientnet_lite`` levels: the last block of stages 2, 3, 5 and 7 of Lite0, at
+    strides 4, 8, 16, 32 with 24, 40, 112, 320 channels (the EfficientNet-Lite0 table), named here by hand."""
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    inputs = keras.Input((32, 32, 3))
+    reference = keras.Model(inputs, efficientnet_lite.apply_efficientnet_lite(inputs, "efficientnet-lite0"))
+    efficientnet_lite.load_package_weights(reference, "efficientnet-lite0")
+    ends = ["block2b_add", "block3b_add", "block5c_add", "block7a_project_bn"]  # stage 7 is one block: no skip
+    taps = keras.Model(reference.input, [reference.get_layer(name).output for name in ends])
+    expected = taps((pixels.astype(np.float32) - 127) / 128)
+    levels = projected.build_feature_pyramid(32)(dataset.to_model_range(pixels))
+    assert [tuple(level.shape) for level in levels] == [(2, 8, 8, 24), (2, 4, 4, 40), (2, 2, 2, 112), (2, 1, 1, 320)]
+    for name, level, want in zip(ends, levels, expected):
+        np.testing.assert_allclose(level.numpy(), want.numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def _upsample_bilinear(values: np.ndarray) -> np.ndarray:
+    """(N, s, s, C) -> (N, 2s, 2s, C): each output pixel centre mapped back to (o + 0.5) / 2 - 0.5 in the input,
+    linearly between the two nearest input pixels, the border pixel repeated outside."""
+    def along(array: np.ndarray, axis: int) -> np.ndarray:
+        size = array.shape[axis]
+        source = (np.arange(2 * size) + 0.5) / 2 - 0.5
+        low = np.floor(source).astype(int)
+        fraction = (source - low).reshape([-1 if index == axis else 1 for index in range(array.ndim)])
+        take = lambda index: np.take(array, np.clip(index, 0, size - 1), axis=axis)  # noqa: E731
+        return (1 - fraction) * take(low) + fraction * take(low + 1)
+
+    return along(along(values, 1), 2)
+
+
+def test_the_projection_is_channel_mixing_then_scale_mixing_from_the_deepest_level_up():
+    """CCM and CSM in numpy with the projection's own fixed weights: mixed_i = x_i W_i + b_i; from the deepest
+    level up, fused = conv(fused_below_upsampled + mixed_i), upsampled by 2."""
+    shapes = [(8, 24), (4, 40), (2, 112), (1, 320)]  # Lite0's maps at 32 px
+    channels = 4
+    projection = projected.build_projection(shapes, channels, seed=3)
+    generator = np.random.default_rng(4)
+    maps = [generator.normal(size=(2, side, side, depth)).astype(np.float32) for side, depth in shapes]
+
+    def conv1x1(values: np.ndarray, name: str) -> np.ndarray:
+        kernel, bias = projection.get_layer(name).get_weights()
+        return np.einsum("nhwc,co->nhwo", values.astype(np.float64), kernel[0, 0].astype(np.float64)) + bias
+
+    mixed = [conv1x1(values, f"channel_mixing{level}") for level, values in enumerate(maps)]
+    expected: list = [None] * 4
+    fused = None
+    for level in (3, 2, 1, 0):
+        fused = mixed[level] if fused is None else fused + mixed[level]
+        fused = _upsample_bilinear(conv1x1(fused, f"scale_mixing{level}_conv"))
+        expected[level] = fused
+    outputs = projection(maps)
+    # sides S/2, S/4, S/8, S/16 and channels c, c, 2c, 4c, by hand
+    assert [tuple(output.shape) for output in outputs] == [(2, 16, 16, 4), (2, 8, 8, 4), (2, 4, 4, 8), (2, 2, 2, 16)]
+    for level, (output, want) in enumerate(zip(outputs, expected)):
+        np.testing.assert_allclose(output.numpy(), want, rtol=1e-4, atol=1e-4, err_msg=f"level {level}")
+
+
+def test_each_head_is_strided_convs_leaky_relu_and_instance_norm_then_a_linear_scorer():
+    """The heads in numpy: Conv 4x4 stride 2 ('same'), LeakyReLU 0.2, instance norm (per image and channel
+    over the map, epsilon 1e-5, then gamma and beta) while the side is above 8, then a linear Conv 4x4."""
+    from test_efficientnet_lite import _conv
+
+    shapes, filters = [(32, 4), (16, 4), (8, 8)], 3
+    heads = projected.build_heads(shapes, filters)
+    generator = np.random.default_rng(5)
+    for layer in heads.layers:
+        if layer.weights:
+            layer.set_weights([generator.normal(0.5 if "norm" in layer.name and index == 0 else 0.0, 0.3,
+                                                tuple(weight.shape)).astype(np.float32)
+                               for index, weight in enumerate(layer.weights)])
+    maps = [generator.normal(size=(2, side, side, depth)).astype(np.float32) for side, depth in shapes]
+
+    def weights(name: str) -> list[np.ndarray]:
+        return [value.astype(np.float64) for value in heads.get_layer(name).get_weights()]
+
+    outputs = heads(maps)
+    for scale, values in enumerate(maps):
+        features = values.astype(np.float64)
+        for block in range(1, 3):
+            if features.shape[1] <= 8:
+                break
+            kernel, bias = weights(f"scale{scale}_block{block}_conv")
+            assert kernel.shape == (4, 4, features.shape[-1], filters * 2 ** (block - 1))  # filters double per block
+            features = _conv(features, kernel, stride=2) + bias
+            features = np.where(features > 0, features, 0.2 * features)
+            gamma, beta = weights(f"scale{scale}_block{block}_norm")
+            mean = features.mean(axis=(1, 2), keepdims=True)
+            variance = features.var(axis=(1, 2), keepdims=True)
+            features = (features - mean) / np.sqrt(variance + 1e-5) * gamma + beta
+        kernel, bias = weights(f"scale{scale}_scores")
+        expected = _conv(features, kernel) + bias
+        assert tuple(outputs[scale].shape) == (2, min(shapes[scale][0], 8), min(shapes[scale][0], 8), 1)
+        np.testing.assert_allclose(outputs[scale].numpy(), expected, rtol=1e-4, atol=1e-4, err_msg=f"scale {scale}")
+
+
 def test_config_refuses_an_unknown_discriminator_naming_the_key():
     with pytest.raises(config_module.ConfigError, match=r"'gan\.discriminator' must be one of patchgan, projected"):
         config_module.load_config("configs/smoke.yaml", ["gan.discriminator=stylegan"])

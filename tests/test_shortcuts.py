@@ -270,3 +270,100 @@ def test_a_delta_interval_recovered_from_its_p_is_the_delong_interval() -> None:
     assert low == pytest.approx(test["ci_low"], abs=1e-9) and high == pytest.approx(test["ci_high"], abs=1e-9)
     figures = shortcuts.masked_comparison(labels, full, masked)
     assert (figures["delta_ci_low"], figures["delta_ci_high"]) == pytest.approx((test["ci_low"], test["ci_high"]))
+
+
+# -- each perturbation against an independent computation ----------------------------------------------
+
+# JPEG Annex K, tables K.1 (luminance) and K.2 (chrominance), row by row
+_ANNEX_K_LUMINANCE = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+                      14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+                      18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                      49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+_ANNEX_K_CHROMINANCE = ([17, 18, 24, 47] + [99] * 4 + [18, 21, 26, 66] + [99] * 4 + [24, 26, 56] + [99] * 5
+                        + [47, 66] + [99] * 6 + [99] * 32)
+
+
+def _ijg_tables(quality: int) -> list[list[int]]:
+    """The quantisation tables libjpeg's quality setting gives: Annex K scaled by 5000 / q below 50,
+    200 - 2q from 50 on, rounded, within 1..255."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return [[min(255, max(1, (value * scale + 50) // 100)) for value in table]
+            for table in (_ANNEX_K_LUMINANCE, _ANNEX_K_CHROMINANCE)]
+
+
+def _jpeg_round_trip(image: np.ndarray, tables: list[list[int]]) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", qtables=tables, subsampling="4:2:0")
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def _real_image(size: int = 64) -> np.ndarray:
+    from conftest import SAMPLE_ROOT, TRAINING_FOLDER
+
+    from melanet.data import preprocess
+
+    return preprocess.preprocess_image(sorted((SAMPLE_ROOT / TRAINING_FOLDER).glob("*.jpg"))[3], size)
+
+
+def test_jpeg75_is_a_round_trip_through_the_quality_75_tables() -> None:
+    image = _real_image()
+    out = shortcuts.PERTURBATIONS["jpeg75"](image)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    np.testing.assert_array_equal(out, _jpeg_round_trip(image, _ijg_tables(75)))
+    for other in (70, 80, 95):  # the test tells the quality apart on this image
+        assert not np.array_equal(out, _jpeg_round_trip(image, _ijg_tables(other))), other
+
+
+def test_brightness_scales_every_value_by_ten_percent_rounded_and_clipped() -> None:
+    from fractions import Fraction
+
+    values = np.arange(256 * 3, dtype=np.int64) % 256
+    image = values.reshape(16, 16, 3).astype(np.uint8)
+    for name, factor in (("brightness+10", Fraction(11, 10)), ("brightness-10", Fraction(9, 10))):
+        out = shortcuts.PERTURBATIONS[name](image)
+        assert out.dtype == np.uint8 and out.shape == image.shape
+        for value, result in zip(values.tolist(), out.reshape(-1).tolist()):
+            exact = value * factor
+            if exact >= 255:
+                assert result == 255, (name, value, result)
+            else:  # the nearest integer (either one at an exact half)
+                assert abs(result - exact) <= Fraction(1, 2), (name, value, result)
+
+
+def test_hflip_mirrors_left_right() -> None:
+    image = _real_image(32)
+    out = shortcuts.PERTURBATIONS["hflip"](image)
+    width = image.shape[1]
+    for row in range(image.shape[0]):
+        for column in range(width):
+            assert np.array_equal(out[row, column], image[row, width - 1 - column])
+
+
+def test_rotate10_turns_the_image_ten_degrees_counterclockwise_about_its_centre() -> None:
+    """Three bright spots (Gaussian, sigma 2 px) 40 px from the centre of a dark grey 128 px image; after
+    the perturbation each spot's centroid must sit where a 10 degree counterclockwise turn puts it."""
+    side, radius, spread, ground = 128, 40.0, 2.0, 40
+    centre = side / 2  # continuous coordinates: pixel (i, j) covers [j, j + 1) x [i, i + 1)
+    columns, rows = np.meshgrid(np.arange(side) + 0.5, np.arange(side) + 0.5)
+    spots = [(centre + radius * np.cos(np.radians(angle)), centre - radius * np.sin(np.radians(angle)))
+             for angle in (0.0, 100.0, 215.0)]  # (x, y), y pointing down: angles counterclockwise on screen
+    field = sum(np.exp(-((columns - x) ** 2 + (rows - y) ** 2) / (2 * spread**2)) for x, y in spots)
+    image = np.repeat(np.rint(ground + 200 * field).astype(np.uint8)[..., None], 3, axis=2)
+    turned = shortcuts.PERTURBATIONS["rotate10"](image)
+    assert turned.dtype == np.uint8 and turned.shape == image.shape
+    out = turned.astype(np.float64)[..., 0] - ground
+    theta = np.radians(10.0)
+    for x, y in spots:
+        dx, dy = x - centre, y - centre
+        expected = (centre + dx * np.cos(theta) + dy * np.sin(theta), centre - dx * np.sin(theta) + dy * np.cos(theta))
+        window = (columns - expected[0]) ** 2 + (rows - expected[1]) ** 2 <= (4 * spread) ** 2
+        mass = out[window].sum()
+        assert mass > 0.9 * 200 * 2 * np.pi * spread**2, (x, y)  # the whole spot landed there
+        centroid = ((out * columns)[window].sum() / mass, (out * rows)[window].sum() / mass)
+        assert np.hypot(centroid[0] - expected[0], centroid[1] - expected[1]) < 0.25, (expected, centroid)
+    assert np.all(turned[[0, 0, -1, -1], [0, -1, 0, -1]] == 0)  # the corners the turn uncovers are black
+    assert np.all(turned[side // 2 - 20:side // 2 + 20, side // 2 - 20:side // 2 + 20] == ground)  # the ground stays

@@ -10,7 +10,8 @@ Both serialisations torch writes are read:
 The state-dict pickle is read by an unpickler whose ``find_class`` allows only
 ``collections.OrderedDict``, torch's tensor rebuild functions (mapped to numpy code here) and the
 ``torch.*Storage`` type names (mapped to numpy dtypes). Any other global is refused with a
-``WeightsError`` naming the file and the global; it is never imported, so it never runs.
+``WeightsError`` naming the file and the global; it is never imported, so it never runs. A pickle that
+tries to change one of the shared storage stand-ins (the BUILD opcode) is refused the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class _StorageType:
     def __init__(self, name: str):
         self.name = name
         self.dtype = STORAGE_DTYPES[name]
+
+    def __setstate__(self, state: Any) -> None:
+        # One stand-in serves every read in the process: a pickle's BUILD on it would change the dtype of
+        # the next file's storages, so a pickle that tries is refused.
+        raise _Refused(f"torch.{self.name} to be changed (BUILD)")
 
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
