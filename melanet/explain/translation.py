@@ -193,3 +193,57 @@ def summary_sentence(translation: dict[str, Any]) -> str:
         parts.append(f"{name} judge {shown} ({figures['above_source']:.0%} above their source)")
     return ("Translation share (0 = the synthetic images score like their benign sources, 1 = like real melanomas): "
             + "; ".join(parts) + ".")
+
+
+
+def audit_translation(
+    judges: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], benign_ids: Sequence[str],
+    malignant_ids: Sequence[str], synthetic_ids: Sequence[str], source_ids: Sequence[str], *, seed: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``translation`` block of ``audit.json`` and the rows of ``audit/translation.csv``.
+
+    ``judges``: name (a key of ``JUDGES``) -> (real benign (B, C), real malignant (M, C), synthetic (N, C))
+    features in that judge's space, rows in the order of ``benign_ids``, ``malignant_ids`` and
+    ``synthetic_ids``; ``source_ids`` (N,) names each synthetic image's benign source among ``benign_ids``.
+    """
+    real_ids = [*benign_ids, *malignant_ids]
+    labels = np.r_[np.zeros(len(benign_ids), dtype=np.int64), np.ones(len(malignant_ids), dtype=np.int64)]
+    block: dict[str, Any] = {"judges": {}, "folds": FOLDS, "regularisation_c": REGULARISATION_C,
+                             "trained_on": "real training images only (benign and malignant), out of fold; "
+                                           "a synthetic image is scored by the fold judge that held its source out"}
+    rows: list[dict[str, Any]] = []
+    for name, (benign, malignant, synthetic) in judges.items():
+        figures = judge_translation(np.concatenate([benign, malignant]), labels, real_ids, synthetic, source_ids,
+                                    seed=seed)
+        scores = figures.pop("scores")
+        block["judges"][name] = {**figures, "features": JUDGES.get(name, name)}
+        rows += [{"judge": name, "synthetic_id": image, "source_id": source, "p_source": float(pair[0]),
+                  "p_synthetic": float(pair[1])} for image, source, pair in zip(synthetic_ids, source_ids, scores)]
+    block["sentence"] = summary_sentence(block)
+    return block, rows
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """One plain sentence of the translation share and the two probes of an ``audit.json`` summary (or "")."""
+    block = summary.get("translation")
+    if not block or not block.get("judges"):
+        return ""
+    shares = [figures.get("share") for figures in block["judges"].values()]
+    realism = summary.get("realism") or {}
+    backbone_probe = ((summary.get("feature_spaces") or {}).get("backbone") or {}).get("probe") or {}
+    probes = [value for value in (backbone_probe.get("synthetic_vs_real_malignant"),
+                                  (realism.get("pixel_probe") or {}).get("auc")) if value is not None]
+    shown = " and ".join("undefined" if share is None else f"{share:.0%}" for share in shares)
+    if any(share is None or share < 0.25 for share in shares):
+        moved = f"The synthetic 'malignant' lesions barely move towards melanoma ({shown} of the way, by two judges)"
+    elif all(share >= 0.5 for share in shares):
+        moved = f"The synthetic 'malignant' lesions move most of the way towards melanoma ({shown}, by two judges)"
+    else:
+        moved = f"The synthetic 'malignant' lesions move part of the way towards melanoma ({shown}, by two judges)"
+    if not probes:
+        return moved + "."
+    worst = max(probes)
+    told = ("and are easily told from real melanomas" if worst > 0.9 else
+            "and can still be told from real melanomas" if worst > 0.8 else
+            "and are hard to tell from real melanomas")
+    return f"{moved}, {told} (probe AUC {' and '.join(f'{value:.2f}' for value in probes)}; 0.5 = indistinguishable)."
