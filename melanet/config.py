@@ -110,6 +110,9 @@ class ClassifierConfig:
     training_set: stages.TrainingSet = "original"  # "original" | "augment5x" | "augment10x" | "synthetic"
     gan_run: str = ""  # stage-1 run folder whose synthesized lesions feed "synthetic"
     synthetic_keep: str = "all"  # "all" | "top_fraction=F": the most realistic share (audit/realism.csv)
+    # with a stage-1 run at a lower data.image_size than this classifier's: pass every real training image through
+    # the synthetic images' down-and-up path (melanet.gan.resolution) instead of refusing the run
+    match_resolution: bool = False
     reduce_lr_patience: int = 5
     reduce_lr_factor: float = 0.1
     early_stopping_patience: int = 10
