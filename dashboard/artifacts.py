@@ -55,7 +55,7 @@ def epochs_shown(run_path: Path, status: dict[str, Any]) -> str | None:
         return None
     if "val_auc" in trained:
         planned = config.classifier.epochs
-    elif (run_path / "generator_benign_to_malignant.keras").is_file() or "cycle" in trained:
+    elif any((run_path / name).is_file() for name in layout.GENERATOR_FILES) or "cycle" in trained:
         if config.gan.generator == "identity":
             return "0 (identity map, nothing trained)"
         planned = config.gan.epochs
