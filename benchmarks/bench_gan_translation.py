@@ -6,7 +6,7 @@ the first epoch (the untrained generators) and every ``--every`` epochs, every b
 the synthesis path (``melanet.gan.synthesis.translate_batch``: padding bars, composite as configured) and is
 measured as ``melanet audit-synthesis`` measures it:
 
-1. **translation share** per judge (``melanet.explain.translation``: judges fitted on real training images only,
+1. **translation share** per judge (``melanet.audits.translation``: judges fitted on real training images only,
    out of fold; 0 = scored like the benign sources, 1 = like real melanomas), with its interval and the share
    scored above its own source; judges: the frozen ImageNet backbone's GAP features (the preset's GAP baseline),
    and the hand-made pixel features;
@@ -41,7 +41,9 @@ import tensorflow as tf  # noqa: E402
 from melanet import config as config_module  # noqa: E402
 from melanet.classifier import model as classifier_model  # noqa: E402
 from melanet.data import splits  # noqa: E402
-from melanet.explain import audit, features, pixel_features, separability, translation  # noqa: E402
+from melanet.audits import pixel_features, separability, translation  # noqa: E402
+from melanet.audits import synthesis_measures as audit  # noqa: E402
+from melanet.explain import features  # noqa: E402
 from melanet.gan import dataset, model, networks, resolution, synthesis, train  # noqa: E402
 import report  # noqa: E402  (benchmarks/report.py)
 

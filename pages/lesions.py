@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import artifacts, charts, discovery, glossary, lesion_pairs, ui
-from melanet.explain import audit_files, translation
+from melanet.audits import translation
+from melanet.runs import audit_files
 
 PER_PAGE = 6
 CLOSEST_PAIRS = 4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.cli import main
 from melanet.data import splits
 from melanet.gan import synthesis

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.classifier import training_sets
 from melanet.data.prepare import ImageSet
 
@@ -48,7 +48,7 @@ def _real_images(sample_root: Path, count: int, size: int) -> np.ndarray:
 def test_the_pixel_probe_sees_the_down_and_up_path_only_when_one_side_took_it(sample_root: Path) -> None:
     """Real images at 128 px: half sharp, half down to 64 px and back (as a 64 px GAN's images are read) are told
     apart by the pixel probe; with both halves through the same path, no resolution cue is left."""
-    from melanet.explain import pixel_features, separability
+    from melanet.audits import pixel_features, separability
     from melanet.gan import resolution
 
     images = _real_images(sample_root, 160, 128)
@@ -66,7 +66,7 @@ def test_the_pixel_probe_sees_the_down_and_up_path_only_when_one_side_took_it(sa
 def test_match_resolution_sends_the_real_images_down_and_up_instead_of_refusing(tmp_path: Path) -> None:
     from PIL import Image
 
-    from melanet import layout
+    from melanet.runs import layout
     from melanet.gan import resolution
 
     gan = gan_run(tmp_path / "gan", 64)

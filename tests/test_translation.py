@@ -1,4 +1,4 @@
-"""The translation measure (melanet.explain.translation) with a real judge on real images' pixel features.
+"""The translation measure (melanet.audits.translation) with a real judge on real images' pixel features.
 
 The features are the audit's hand-made pixel features of the bundled sample's real training JPEGs at 64 px;
 the judge is the module's own logistic regression, fitted on them. Nothing is stubbed.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from melanet.data import preprocess
-from melanet.explain import pixel_features, translation
+from melanet.audits import pixel_features, translation
 
 SIZE = 64
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from melanet import config as config_module
-from melanet import layout, runs
-from melanet.evaluation import rescore
+from melanet.runs import layout, runs
+from melanet.reports import rescore
 
 JUDGES = {"backbone": {"share": -0.0485, "share_low": -0.2961, "share_high": 0.1152, "above_source": 0.4279},
           "pixel": {"share": 0.0417, "share_low": -0.1201, "share_high": 0.1886, "above_source": 0.5109}}
