@@ -256,9 +256,10 @@ def decide_lesion(rows: list[dict], challengers: tuple[str, ...] = LESION_ARMS) 
     return {"means": means, "verdicts": verdicts, "winner": winner, "seeds": sorted({row["seed"] for row in rows})}
 
 
-def picture(out: Path, arms: list[str], seed: int, path: Path, count: int = 6) -> Path:
+def picture(out: Path, arms: list[str], seed: int, path: Path, count: int = 6, difference: bool = False) -> Path:
     """A JPEG of the first ``count`` benign training sources of ``seed`` (top row) and, one row per arm, their
-    synthetic lesions, all at the run's size. Training images only."""
+    synthetic lesions, all at the run's size; with ``difference`` each arm's row is followed by the difference
+    |synthetic - source| x 4 (``dashboard.lesion_pairs.DIFFERENCE_GAIN``; black = unchanged). Training images only."""
     import numpy as np
     from PIL import Image
 
@@ -277,6 +278,9 @@ def picture(out: Path, arms: list[str], seed: int, path: Path, count: int = 6) -
         assert [row["source_id"] for row in rows_of[arm]] == sources, f"{arm}: other sources"
         grid.append(np.concatenate([np.asarray(Image.open(out / arm / f"seed-{seed}" / "gan" / row["path"])
                                                .convert("RGB")) for row in rows_of[arm]], axis=1))
+        if difference:
+            grid.append(np.clip(np.abs(grid[-1].astype(np.int16) - grid[0].astype(np.int16)) * 4, 0, 255)
+                        .astype(np.uint8))
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(grid, axis=0)).save(path, quality=90)
     return path
@@ -294,8 +298,8 @@ def main() -> None:
                         help="only apply the translation rule to an arms CSV and write decision-translation.json "
                              "beside it")
     args = parser.parse_args()
-    if args.picture:
-        print(picture(args.out, args.arms, args.seeds[0], args.picture))
+    if args.picture:  # the translation comparison's pictures carry each arm's difference row (issue 34)
+        print(picture(args.out, args.arms, args.seeds[0], args.picture, difference=IDENTITY_ARM in args.arms))
         return
     if args.decide:
         decision = decide_translation(read_rows(args.decide))

@@ -38,3 +38,24 @@ def test_an_unknown_generator_is_refused_naming_the_key(tmp_path, capsys) -> Non
                  "--set", "gan.generator=mirror"]) == 2
     error = capsys.readouterr().err
     assert "gan.generator" in error and "identity" in error
+
+
+@pytest.mark.slow
+def test_the_arms_picture_shows_the_identity_arms_difference_as_black(tmp_path, tiny_isic) -> None:
+    """scripts/gan_arms.py --picture: sources, then per arm its synthetic row and its difference row (x 4)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("gan_arms", Path(__file__).resolve().parents[1] / "scripts" / "gan_arms.py")
+    gan_arms = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gan_arms)
+    run_dir = tmp_path / "arms" / "identity" / "seed-1" / "gan"
+    assert main(["-q", "train-gan", "--config", "configs/smoke.yaml", "--run", str(run_dir),
+                 "--set", f"data.root={tiny_isic}", "--set", "gan.generator=identity"]) == 0
+    assert main(["-q", "synthesize", "--run", str(run_dir)]) == 0
+    path = gan_arms.picture(tmp_path / "arms", ["identity"], 1, tmp_path / "picture.png", count=3, difference=True)
+    grid = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    size = 32  # configs/smoke.yaml
+    assert grid.shape == (3 * size, 3 * size, 3)  # sources, the identity arm's synthetic row, its difference row
+    assert np.abs(grid[size:2 * size] - grid[:size]).max() <= 1
+    assert grid[2 * size:].max() <= 4  # |synthetic - source| x 4 of an identity map: black up to one grey level
