@@ -241,7 +241,7 @@ def show_audit(entry, summary: dict, nearest: pd.DataFrame, manifest: pd.DataFra
             ui.show_image(ui.source_image(entry.path, str(pair["nearest_id"])), f"real {pair['nearest_id']}")
 
 
-st.title("Synthesized lesions", help=glossary.help_for("CycleGAN", "synthetic", "KID", "realism"))
+st.title("Synthesized lesions", help=glossary.help_for("CycleGAN", "synthetic", "KID", "realism", "translation share"))
 st.caption("Each benign training image through the benign -> malignant generator, and back through the "
            "malignant -> benign generator (the cycle). Synthetic images are added to the training set as malignant.")
 

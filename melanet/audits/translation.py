@@ -90,7 +90,9 @@ def out_of_fold_scores(
         raise ValueError(f"{len(unknown)} synthetic source id(s) are not among the real images, e.g. {unknown[0]!r}")
     folds = min(folds, int(np.bincount(labels, minlength=2).min()))
     if folds < 2:
-        raise ValueError(f"the judge needs at least 2 real images of each class, got {np.bincount(labels, minlength=2)}")
+        counts = np.bincount(labels, minlength=2)
+        raise ValueError(f"the judge needs at least 2 real images of each class, got {counts[0]} benign and "
+                         f"{counts[1]} malignant")
     fold = _fold_of_real(labels, folds, seed)
     synthetic_fold = fold[[position[source] for source in source_ids]]
     real_scores = np.empty(len(real), dtype=np.float64)
