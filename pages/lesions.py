@@ -49,14 +49,14 @@ def score_text(synthetic_id: str, realism: dict[str, float], judged: dict) -> st
 
 
 EXPLANATION = (
-    "**What you are looking at.** Each row starts from a real *benign* training image (left). The benign-to-malignant "
-    "generator turns it into a **synthetic malignant** lesion (second), which joins the training set "
-    "labelled malignant. The **cycle reconstruction** (third) is that synthetic lesion sent back through the "
-    "malignant-to-benign generator: the closer it is to the input, the more of the lesion's structure the "
-    "translation kept (the cycle loss trains for this). The **nearest real melanoma** (right) is the real "
-    "malignant training image closest to the synthetic one in the audit's features: a near-copy would show up here.\n\n"
-    "Each row shows the source as synthesis saw it, the synthetic lesion and their **difference** (|synthetic - "
-    "source| times 4; black = unchanged), all at the synthetic image's own size in pixels.\n\n"
+    "**What you are looking at.** Each lesion starts from a real *benign* training image, shown first as synthesis "
+    "saw it (resized, colour-corrected). The benign-to-malignant generator turns it into a **synthetic malignant** "
+    "lesion (beside it), which joins the training set labelled malignant; the **difference** (third: |synthetic - "
+    "source| times 4, black = unchanged) shows what the generator changed. These three are at the synthetic "
+    "image's own size in pixels. Below them: the original file, the **cycle reconstruction** (the synthetic "
+    "lesion sent back through the malignant-to-benign generator: the closer it is to the input, the more of the "
+    "lesion's structure the translation kept) and the **nearest real melanoma** (the real malignant training "
+    "image closest to the synthetic one in the audit's features: a near-copy would show up here).\n\n"
     "**The realism probe's P(real melanoma)** (0 to 1; the file calls it *realism*) is how likely a probe "
     "trained to tell synthetic lesions from real melanomas thinks this one is real, scored by a probe that never "
     "saw it or its source (grouped cross-validation): near 0, the probe tells it is synthetic; around 0.5 or "
