@@ -39,6 +39,33 @@ def history(run_path: Path) -> pd.DataFrame:
     return frame.apply(pd.to_numeric, errors="coerce") if not frame.empty else frame
 
 
+def epochs_shown(run_path: Path, status: dict[str, Any]) -> str | None:
+    """"done/planned" epochs of a run for the runs table, or None for a run that is not a training run.
+
+    While a training stage is the latest stage, ``status.json``'s ``epoch``/``epochs`` (the epoch in progress).
+    After a later step (synthesize, audit, evaluate) has written its own progress there (synthesize counts one
+    "epoch" of batches), the epochs trained: the last row of ``history.csv`` over the config's planned epochs.
+    """
+    from melanet.runs import stages
+
+    if status.get("stage") in stages.TRAINING_STAGES and status.get("epochs"):
+        return f"{status.get('epoch')}/{status.get('epochs')}"
+    trained = history(run_path)
+    config = run_config(run_path)
+    if config is None:
+        return None
+    if "val_auc" in trained:
+        planned = config.classifier.epochs
+    elif any((run_path / name).is_file() for name in layout.GENERATOR_FILES) or "cycle" in trained:
+        if config.gan.generator == "identity":
+            return "0 (identity map, nothing trained)"
+        planned = config.gan.epochs
+    else:
+        return f"{status.get('epoch')}/{status.get('epochs')}" if status.get("epochs") else None
+    done = int(trained["epoch"].max()) if "epoch" in trained and not trained.empty else 0
+    return f"{done}/{planned}"
+
+
 def run_config(run_path: Path) -> config_module.Config | None:
     try:
         return runs.Run(run_path).config()

@@ -32,8 +32,12 @@ TERMS: dict[str, str] = {
     "synthetic": "An image made by the CycleGAN from a real benign lesion; not a real patient's melanoma.",
     "KID": "Kernel inception distance: how far the synthetic images are from real ones in a network's "
            "features (0 = indistinguishable; compare with the distance between real benign and real malignant).",
-    "realism": "A per-image score of how well a synthetic lesion passes for a real melanoma (a classifier "
-               "trained to tell them apart; 0.5 = cannot tell).",
+    "realism": "The realism probe's P(real melanoma), 0 to 1, per synthetic lesion: how likely a probe trained to "
+               "tell synthetic lesions from real melanomas (never on this one or its source) takes it for real. "
+               "It says nothing of whether the lesion looks malignant; the translation share does.",
+    "translation share": "How far synthetic 'malignant' lesions move from their benign sources towards real "
+                         "melanomas, by a judge trained on real images only: 0 = scored like their sources, "
+                         "1 = like real melanomas.",
     "ECE": "Expected calibration error: the average gap between the predicted chance of melanoma and the "
            "observed share of melanomas (0 = the scores can be read as probabilities).",
     "Brier": "Brier score: the mean squared error of the predicted probability (0 = perfect; a model that "

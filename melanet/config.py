@@ -26,6 +26,7 @@ SYNTHETIC_KEEP_TOP_FRACTION = "top_fraction"
 DISCRIMINATORS = ("patchgan", "projected")  # gan.discriminator (melanet.gan.networks / projected)
 PROJECTED_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")  # gan.projected_backbone
 COMPOSITES = ("none", "lesion")  # gan.composite (melanet.gan.composite)
+GENERATORS = ("unet", "identity")  # gan.generator: the trained U-Net, or the identity map (the arms' floor)
 PROJECTED_STRIDE = 32  # the deepest map of the projected discriminator's pyramid: image side / 32
 
 
@@ -79,6 +80,9 @@ class GanConfig:
     # "none" (paper: the whole translation) | "lesion": synthesis keeps the benign source's own skin and takes
     # only the lesion (Otsu mask, grown and feathered) from the translation (melanet.gan.composite)
     composite: str = "none"
+    # "unet" (paper: the trained U-Net) | "identity": nothing is trained, both generators return their input,
+    # so synthesis (padding, composite) runs on the sources unchanged: the floor a translation must beat
+    generator: str = "unet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +110,9 @@ class ClassifierConfig:
     training_set: training_sets.TrainingSetKey = training_sets.BASELINE  # a key of melanet.common.training_sets ("original" reads as "baseline")
     gan_run: str = ""  # stage-1 run folder whose synthesized lesions feed "synthetic"
     synthetic_keep: str = "all"  # "all" | "top_fraction=F": the most realistic share (audit/realism.csv)
+    # with a stage-1 run at a lower data.image_size than this classifier's: pass every real training image through
+    # the synthetic images' down-and-up path (melanet.gan.resolution) instead of refusing the run
+    match_resolution: bool = False
     reduce_lr_patience: int = 5
     reduce_lr_factor: float = 0.1
     early_stopping_patience: int = 10
@@ -173,6 +180,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "evaluation.tta": TTA_MODES,
     "gan.discriminator": DISCRIMINATORS,
     "gan.composite": COMPOSITES,
+    "gan.generator": GENERATORS,
     "gan.projected_backbone": PROJECTED_BACKBONES,
 }
 

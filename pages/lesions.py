@@ -1,5 +1,6 @@
-"""Synthesized lesions: benign input | synthetic malignant | cycle reconstruction (Figure 10), and the
-synthesis audit (``melanet audit-synthesis``): KID, nearest real images, per-image realism."""
+"""Synthesized lesions: benign source | synthetic malignant | their difference at the synthetic image's own
+size, the cycle reconstruction (Figure 10), and the synthesis audit (``melanet audit-synthesis``): the
+translation share, KID, nearest real images, each image's probe score."""
 
 from __future__ import annotations
 
@@ -8,40 +9,61 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import artifacts, charts, discovery, glossary, ui
+from dashboard import artifacts, charts, discovery, glossary, lesion_pairs, ui
+from melanet.audits import translation
 from melanet.runs import audit_files
 
 PER_PAGE = 6
 CLOSEST_PAIRS = 4
-ORDERS = ("manifest order", "most realistic first", "least realistic first")
+ORDERS = ("manifest order", "highest P(real melanoma) first", "lowest P(real melanoma) first")
+SCORE_NAME = "realism probe's P(real melanoma)"  # what audit/realism.csv holds, per synthetic image
 
 
-def read_audit(run_path) -> tuple[dict | None, dict[str, float], pd.DataFrame, str]:
-    """(summary or None, realism by synthetic id, nearest rows, a problem to show or "")."""
+def read_audit(run_path) -> tuple[dict | None, dict[str, float], pd.DataFrame, dict, str]:
+    """(summary or None, realism by synthetic id, nearest rows, translation scores by judge, a problem or "")."""
     try:
         summary = audit_files.read_summary(run_path)
         realism = audit_files.read_realism(run_path)
         nearest = pd.DataFrame(audit_files.read_nearest(run_path))
+        judged = audit_files.read_translation(run_path)
     except FileNotFoundError:
-        return None, {}, pd.DataFrame(), ""
+        return None, {}, pd.DataFrame(), {}, ""
     except (OSError, ValueError) as error:
-        return None, {}, pd.DataFrame(), str(error)
+        return None, {}, pd.DataFrame(), {}, str(error)
     if not nearest.empty:
         nearest["distance"] = pd.to_numeric(nearest["distance"], errors="coerce")
-    return summary, realism, nearest, ""
+    return summary, realism, nearest, judged, ""
+
+
+def score_text(synthetic_id: str, realism: dict[str, float], judged: dict) -> str:
+    """The per-image scores of one synthetic lesion, each named, with its scale."""
+    parts = []
+    score = realism.get(synthetic_id)
+    if score is not None:
+        parts.append(f"{SCORE_NAME} {score:.2f} (0 = told apart as synthetic, 1 = taken for real)")
+    for judge, scores in judged.items():
+        pair = scores.get(synthetic_id)
+        if pair is not None:
+            parts.append(f"{judge} judge's P(malignant), 0 to 1: source {pair[0]:.2f} -> synthetic {pair[1]:.2f}")
+    return "; ".join(parts)
 
 
 EXPLANATION = (
-    "**What you are looking at.** Each row starts from a real *benign* training image (left). The benign-to-malignant "
-    "generator turns it into a **synthetic malignant** lesion (second), which joins the training set "
-    "labelled malignant. The **cycle reconstruction** (third) is that synthetic lesion sent back through the "
-    "malignant-to-benign generator: the closer it is to the input, the more of the lesion's structure the "
-    "translation kept (the cycle loss trains for this). The **nearest real melanoma** (right) is the real "
-    "malignant training image closest to the synthetic one in the audit's features: a near-copy would show up here.\n\n"
-    "**Realism** (0 to 1) is how likely a probe trained to tell synthetic lesions from real melanomas thinks this "
-    "one is real, scored by a probe that never saw it or its source (grouped cross-validation): near 0, the probe "
-    "tells it is synthetic; around 0.5 or above, it passes for real. **Manifest order** is the order the "
-    "synthesis wrote them in, the training images' own order, neither best nor worst first."
+    "**What you are looking at.** Each lesion starts from a real *benign* training image, shown first as synthesis "
+    "saw it (resized, colour-corrected). The benign-to-malignant generator turns it into a **synthetic malignant** "
+    "lesion (beside it), which joins the training set labelled malignant; the **difference** (third: |synthetic - "
+    "source| times 4, black = unchanged) shows what the generator changed. These three are at the synthetic "
+    "image's own size in pixels. Below them: the original file, the **cycle reconstruction** (the synthetic "
+    "lesion sent back through the malignant-to-benign generator: the closer it is to the input, the more of the "
+    "lesion's structure the translation kept) and the **nearest real melanoma** (the real malignant training "
+    "image closest to the synthetic one in the audit's features: a near-copy would show up here).\n\n"
+    "**The realism probe's P(real melanoma)** (0 to 1; the file calls it *realism*) is how likely a probe "
+    "trained to tell synthetic lesions from real melanomas thinks this one is real, scored by a probe that never "
+    "saw it or its source (grouped cross-validation): near 0, the probe tells it is synthetic; around 0.5 or "
+    "above, it passes for real. **A judge's P(malignant)** (0 to 1) is how malignant a judge trained on real "
+    "images only thinks the source and the synthetic lesion are: a translation should raise it. "
+    "**Manifest order** is the order the synthesis wrote them in, the training images' own order, neither "
+    "best nor worst first."
 )
 EXTREMES = 3
 
@@ -73,22 +95,22 @@ def nearest_lookup(nearest: pd.DataFrame, summary: dict | None) -> dict[str, tup
     return {str(row["image"]): (str(row["nearest_id"]), float(row["distance"])) for _, row in rows.iterrows()}
 
 
-def show_row(entry, row: pd.Series, realism: dict[str, float], nearest: dict[str, tuple[str, float]]) -> None:
-    """One synthetic lesion: benign input | synthetic | reconstruction | nearest real melanoma."""
-    score = realism.get(str(row["synthetic_id"]))
-    suffix = f" (realism {score:.2f})" if score is not None else ""
-    st.markdown(f"**{row['source_id']}** -> `{row['synthetic_id']}`{suffix}")
-    columns = st.columns(4 if nearest else 3)
+def show_row(entry, row: pd.Series, realism: dict[str, float], nearest: dict[str, tuple[str, float]],
+             judged: dict | None = None) -> None:
+    """One synthetic lesion: source | synthetic | difference at its own size; then the cycle reconstruction
+    and the nearest real melanoma."""
+    scores = score_text(str(row["synthetic_id"]), realism, judged or {})
+    st.markdown(f"**{row['source_id']}** -> `{row['synthetic_id']}`" + (f" ({scores})" if scores else ""))
+    lesion_pairs.show(entry.path, str(row["source_id"]), entry.path / str(row["path"]))
+    columns = st.columns(3 if nearest else 2)
     with columns[0]:
-        ui.show_image(ui.source_image(entry.path, str(row["source_id"])), "benign input")
+        ui.show_image(ui.source_image(entry.path, str(row["source_id"])), "benign input (original file)")
     with columns[1]:
-        ui.show_image(entry.path / str(row["path"]), "synthetic malignant")
-    with columns[2]:
         reconstruction = row.get("reconstruction_path")
         ui.show_image(entry.path / str(reconstruction) if isinstance(reconstruction, str) else None,
                       "cycle reconstruction")
     if nearest:
-        with columns[3]:
+        with columns[2]:
             match = nearest.get(str(row["synthetic_id"]))
             if match is None:
                 st.caption("no nearest real melanoma recorded")
@@ -98,38 +120,40 @@ def show_row(entry, row: pd.Series, realism: dict[str, float], nearest: dict[str
 
 
 def show_extremes(entry, manifest: pd.DataFrame, realism: dict[str, float],
-                  nearest: dict[str, tuple[str, float]]) -> None:
-    """The most and the least realistic synthetic lesions, by the audit's realism score."""
+                  nearest: dict[str, tuple[str, float]], judged: dict) -> None:
+    """The synthetic lesions the realism probe most and least often took for real melanomas."""
     scored = manifest.assign(realism=manifest["synthetic_id"].astype(str).map(realism)).dropna(subset=["realism"])
     if scored.empty:
         return
     ordered = scored.sort_values("realism", ascending=False, kind="stable")
-    with st.expander(f"The {EXTREMES} most and {EXTREMES} least realistic synthetic lesions", expanded=True):
-        st.markdown("**Most realistic** (the probe most often took them for real melanomas)")
+    with st.expander(f"The {EXTREMES} synthetic lesions with the highest and the {EXTREMES} with the lowest "
+                     f"{SCORE_NAME}", expanded=True):
+        st.markdown("**Highest** (the probe most often took them for real melanomas)")
         for _, row in ordered.head(EXTREMES).iterrows():
-            show_row(entry, row, realism, nearest)
-        st.markdown("**Least realistic** (the probe told them from real melanomas most easily)")
+            show_row(entry, row, realism, nearest, judged)
+        st.markdown("**Lowest** (the probe told them from real melanomas most easily)")
         for _, row in ordered.tail(EXTREMES).iloc[::-1].iterrows():
-            show_row(entry, row, realism, nearest)
+            show_row(entry, row, realism, nearest, judged)
 
 
 def show_lesions(entry, manifest: pd.DataFrame, realism: dict[str, float],
-                 nearest: dict[str, tuple[str, float]]) -> None:
+                 nearest: dict[str, tuple[str, float]], judged: dict) -> None:
     """The triplets (and nearest real melanoma), a page at a time, in the chosen order."""
     st.markdown(EXPLANATION)
     note = composite_note(manifest)
     if note:
         st.info(note)
-    show_extremes(entry, manifest, realism, nearest)
+    show_extremes(entry, manifest, realism, nearest, judged)
     order = st.radio("Order", ORDERS if realism else ORDERS[:1], horizontal=True, key="lesions_order",
-                     help="Realism: held-out probability of 'real malignant' from the synthesis audit's probe.")
+                     help=f"The {SCORE_NAME}: held-out probability (0 to 1) that the synthesis audit's probe takes "
+                          "the synthetic lesion for a real melanoma.")
     if order != ORDERS[0]:
         manifest = manifest.assign(realism=manifest["synthetic_id"].map(realism))
         manifest = manifest.sort_values("realism", ascending=order == ORDERS[2], na_position="last", kind="stable")
     pages = max(1, math.ceil(len(manifest) / PER_PAGE))
     page = st.number_input(f"Page (of {pages}; {len(manifest)} synthetic lesions)", 1, pages, 1, key="lesions_page")
     for _, row in manifest.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].iterrows():
-        show_row(entry, row, realism, nearest)
+        show_row(entry, row, realism, nearest, judged)
 
 
 def kid_table(summary: dict) -> pd.DataFrame:
@@ -148,7 +172,37 @@ def kid_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def translation_table(summary: dict) -> pd.DataFrame:
+    """One row per judge: mean P(malignant) of sources, synthetic images and real melanomas, and the share."""
+    rows = []
+    for judge, figures in (summary.get("translation") or {}).get("judges", {}).items():
+        share = figures.get("share")
+        interval = (f"{figures['share_low']:.2f} to {figures['share_high']:.2f}"
+                    if figures.get("share_low") is not None else "undefined")
+        rows.append({"judge": judge, "features": figures.get("features", ""),
+                     "sources": round(figures["mean_source"], 3), "synthetic": round(figures["mean_synthetic"], 3),
+                     "real melanomas": round(figures["mean_malignant"], 3),
+                     "translation share": "undefined" if share is None else round(share, 3),
+                     f"{figures['confidence']:.0%} interval": interval,
+                     "above own source": f"{figures['above_source']:.0%}",
+                     "judge AUC (real)": round(figures["judge_auc"], 3)})
+    return pd.DataFrame(rows)
+
+
+def show_translation(summary: dict) -> None:
+    if not summary.get("translation"):
+        st.info("This audit predates the translation measure: rerun `melanet audit-synthesis` to see how far the "
+                "synthetic lesions moved towards melanoma.")
+        return
+    st.markdown("**Translation** (mean P(malignant) out of fold, judges trained on real training images only; "
+                "share 0 = the synthetic images score like their benign sources, 1 = like real melanomas)")
+    st.dataframe(translation_table(summary), hide_index=True)
+    for figures in summary["translation"]["judges"].values():
+        st.caption(figures["sentence"])
+
+
 def show_audit(entry, summary: dict, nearest: pd.DataFrame, manifest: pd.DataFrame) -> None:
+    show_translation(summary)
     realism = summary["realism"]
     probe = realism["probe"]
     yardstick = realism.get("yardstick")
@@ -193,7 +247,7 @@ def show_audit(entry, summary: dict, nearest: pd.DataFrame, manifest: pd.DataFra
             ui.show_image(ui.source_image(entry.path, str(pair["nearest_id"])), f"real {pair['nearest_id']}")
 
 
-st.title("Synthesized lesions", help=glossary.help_for("CycleGAN", "synthetic", "KID", "realism"))
+st.title("Synthesized lesions", help=glossary.help_for("CycleGAN", "synthetic", "KID", "realism", "translation share"))
 st.caption("Each benign training image through the benign -> malignant generator, and back through the "
            "malignant -> benign generator (the cycle). Synthetic images are added to the training set as malignant.")
 
@@ -205,7 +259,10 @@ if not gans:
 entry = ui.pick_run(gans, "GAN run", key="lesions_run")
 manifest = artifacts.synthetic_manifest(entry.path)
 grids = artifacts.sample_grids(entry.path)
-summary, realism, nearest, problem = read_audit(entry.path)
+summary, realism, nearest, judged, problem = read_audit(entry.path)
+verdict = translation.verdict(summary) if summary else ""
+if verdict:
+    st.info(verdict)
 
 tab_pairs, tab_audit, tab_grids = st.tabs(["Synthetic lesions", "Synthesis audit", "Per-epoch sample grids"])
 with tab_pairs:
@@ -213,7 +270,7 @@ with tab_pairs:
         st.info(f"{entry.label} has no synthetic lesions yet: run **Train** > Synthesis "
                 f"(`melanet synthesize --run {entry.path}`).")
     else:
-        show_lesions(entry, manifest, realism, nearest_lookup(nearest, summary))
+        show_lesions(entry, manifest, realism, nearest_lookup(nearest, summary), judged)
 with tab_audit:
     if problem:
         st.error(f"The synthesis audit of {entry.label} cannot be read: {problem}")

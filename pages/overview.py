@@ -107,7 +107,7 @@ def runs_section() -> pd.DataFrame:
         status = jobs.read_status(entry.path)
         values = artifacts.key_metrics(entry.path)
         state = "interrupted" if status.get("interrupted") else entry.state
-        epoch = f"{status.get('epoch')}/{status.get('epochs')}" if status.get("epochs") else MISSING
+        epoch = artifacts.epochs_shown(entry.path, status) or MISSING
         rows.append({
             "run": entry.label, "kind": KIND_LABELS.get(entry.kind, entry.kind), "stage": entry.stage or MISSING,
             "state": state, "epoch": epoch, "AUC": _figure(values.get("auc")),

@@ -9,6 +9,13 @@ Per arm and seed: ``melanet train-gan``, ``synthesize``, a MelaNet ``train-class
 
 Finished steps are skipped, so an interrupted comparison continues where it stopped. Writes
 ``OUT/gan_arms.csv`` (one row per arm and seed) and ``OUT/decision.json``, and prints both.
+
+The translation comparison (docs/demo-experiments.md, "Synthesis that translates") always includes the
+identity arm (``gan.generator: identity``, composite on) as the floor, trains one GAP baseline per seed
+(``OUT/gap/seed-N``) and decides with ``decide_translation``:
+
+    python scripts/gan_arms.py --out runs/gan-arms --seeds 42 43 44 --arms identity incumbent paper-losses
+    python scripts/gan_arms.py --out runs/gan-arms --decide runs/gan-arms/gan_arms-translation.csv
 """
 
 from __future__ import annotations
@@ -32,11 +39,27 @@ ARMS = {
     # a third, pre-registered comparison (docs/demo-experiments.md, "Lesion-only synthesis")
     "patchgan-lesion": ["gan.composite=lesion"],
     "identity5-lesion": ["gan.identity_weight=5.0", "gan.composite=lesion"],
+    # the translation comparison (docs/demo-experiments.md, "Synthesis that translates"): the floor, the
+    # incumbent (the preset as shipped) and the challengers, each a setting the issue names
+    "identity": ["gan.generator=identity", "gan.composite=lesion"],
+    "incumbent": [],
+    "paper-losses": ["gan.identity_weight=1.0", "gan.composite=none", "gan.epochs=150"],
+    "projected-long": ["gan.discriminator=projected", "gan.diff_augment=true", "gan.epochs=150"],
+    "projected-long-lesion": ["gan.discriminator=projected", "gan.diff_augment=true", "gan.epochs=150",
+                              "gan.identity_weight=1.0"],
 }
 # The rule (docs/demo-experiments.md), fixed before any run.
 MEMORISATION_LIMIT = 0.10
 PROBE_MARGIN = 0.05
 AUC_MARGIN = 0.02
+# The translation rule (docs/demo-experiments.md, "Synthesis that translates"), fixed before any run.
+IDENTITY_ARM = "identity"
+INCUMBENT_ARM = "incumbent"
+TRANSLATION_ARMS = (IDENTITY_ARM, INCUMBENT_ARM, "paper-losses", "projected-long", "projected-long-lesion")
+JUDGES = ("backbone", "pixel")
+MIN_SHARE = 0.5  # translation share at least this in both judges
+SHARE_OVER_IDENTITY = 0.3  # and at least the identity arm's + this, in both judges
+AUC_VS_GAP_MARGIN = -0.02  # mean over seeds of MelaNet's AUC minus its GAP baseline's at least this
 
 
 def _melanet(*arguments: str) -> None:
@@ -68,9 +91,14 @@ def run_arm(out: Path, arm: str, seed: int, config: str = CONFIG) -> dict:
         _melanet("audit-synthesis", "--run", str(gan), "--classifier", str(classifier))  # (again: older audits lack the pixel probe)
     seconds = time.monotonic() - started
 
+    audit = json.loads((gan / "audit" / "audit.json").read_text())
+    if "translation" not in audit:  # audits written before the translation measure: add it
+        _melanet("audit-synthesis", "--run", str(gan), "--classifier", str(classifier))
+        audit = json.loads((gan / "audit" / "audit.json").read_text())
+    gap_auc = _validation_auc(run_gap(out, seed, config))
+    melanet_auc = _validation_auc(classifier)
     with open(classifier / "validation_predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    audit = json.loads((gan / "audit" / "audit.json").read_text())
     backbone = audit["feature_spaces"]["backbone"]
     kid, yardstick = backbone["kid"]["synthetic_vs_real_malignant"], backbone["kid"]["real_benign_vs_real_malignant"]
     return {
@@ -85,8 +113,101 @@ def run_arm(out: Path, arm: str, seed: int, config: str = CONFIG) -> dict:
         "yardstick_kid": round(yardstick["kid"], 4), "yardstick_low": round(yardstick["low"], 4),
         "yardstick_high": round(yardstick["high"], 4),
         "memorisation_share": round(float(backbone["memorisation"]["share_closer_than_real_q05"]), 4),
+        "backbone_probe_auc": round(float(backbone["probe"]["synthetic_vs_real_malignant"]), 4),
+        **{f"{key}_{judge}": _rounded(figures[key]) for judge, figures in audit["translation"]["judges"].items()
+           for key in ("share", "share_low", "share_high", "above_source")},
+        "gap_val_auc": round(gap_auc, 4), "melanet_minus_gap": round(melanet_auc - gap_auc, 4),
         "seconds": round(seconds, 1),
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _validation_auc(classifier: Path) -> float:
+    with open(classifier / "validation_predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return float(roc_auc_score([int(r["label"]) for r in rows], [float(r["prob_malignant"]) for r in rows]))
+
+
+def run_gap(out: Path, seed: int, config: str = CONFIG) -> Path:
+    """The GAP baseline (training set ``original``) of ``seed``: one per seed, shared by every arm."""
+    run = out / "gap" / f"seed-{seed}"
+    if not (run / "validation_predictions.csv").is_file():
+        resume = ["--resume", str(run)] if (run / "checkpoints").is_dir() else \
+            ["--config", config, "--run", str(run), *_sets([f"seed={seed}", "classifier.training_set=original"])]
+        _melanet("train-classifier", *resume)
+    return run
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an arms CSV (as ``main`` writes it), numbers as floats, ``seed`` as int, empty cells as None."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for line, row in enumerate(rows, start=2):
+        for key, value in row.items():
+            if key == "arm":
+                continue
+            try:
+                row[key] = None if value in ("", None) else int(value) if key == "seed" else float(value)
+            except ValueError:
+                raise ValueError(f"{path}: line {line}: {key}={value!r} is not a number") from None
+    return rows
+
+
+def decide_translation(rows: list[dict], identity: str = IDENTITY_ARM, incumbent: str = INCUMBENT_ARM) -> dict:
+    """The rule of "Synthesis that translates" (docs/demo-experiments.md) on the seed means.
+
+    An arm wins when, in both judges, its translation share is at least ``MIN_SHARE`` and at least the
+    identity arm's + ``SHARE_OVER_IDENTITY``; both probes (frozen-backbone features, pixel features) are lower
+    than the incumbent's; and its mean over seeds of MelaNet's validation AUC minus the GAP baseline's is at
+    least ``AUC_VS_GAP_MARGIN``. Of several winners, the one whose smaller share is larger. With no winner the
+    ``fallback`` is the arm (not the identity one) whose smaller share beats the identity arm's smaller share
+    by the most, or None: what ships then, with the premise reported as failed at this scale.
+    """
+    arms = list(dict.fromkeys(row["arm"] for row in rows))
+    for needed in (identity, incumbent):
+        if needed not in arms:
+            raise ValueError(f"the translation rule needs the {needed!r} arm among the rows, got {arms}")
+    keys = ("share_backbone", "share_pixel", "backbone_probe_auc", "pixel_probe_auc", "melanet_minus_gap",
+            "val_auc", "gap_val_auc")
+
+    def mean(arm: str, key: str) -> float | None:
+        values = [row[key] for row in rows if row["arm"] == arm]
+        return None if any(value is None for value in values) else round(sum(values) / len(values), 4)
+
+    means = {arm: {key: mean(arm, key) for key in keys} for arm in arms}
+    floor = means[identity]
+    verdicts = {}
+    for arm in arms:
+        if arm == identity:
+            continue
+        shares = [means[arm][f"share_{judge}"] for judge in JUDGES]
+        floors = [floor[f"share_{judge}"] for judge in JUDGES]
+        defined = all(value is not None for value in shares + floors)
+        checks = {
+            "share_at_least_0.5": defined and all(share >= MIN_SHARE for share in shares),
+            "share_over_identity": defined and all(share >= base + SHARE_OVER_IDENTITY
+                                                   for share, base in zip(shares, floors)),
+            "probes_below_incumbent": arm != incumbent and all(
+                means[arm][key] < means[incumbent][key] for key in ("backbone_probe_auc", "pixel_probe_auc")),
+            "auc_vs_gap": means[arm]["melanet_minus_gap"] >= AUC_VS_GAP_MARGIN,
+        }
+        verdicts[arm] = {**checks, "wins": all(checks.values()),
+                         "smaller_share": min(shares) if defined else None}
+    winners = [arm for arm in verdicts if verdicts[arm]["wins"]]
+    winner = max(winners, key=lambda arm: (verdicts[arm]["smaller_share"], -arms.index(arm))) if winners else None
+    floor_share = min(floor[f"share_{judge}"] for judge in JUDGES) if all(
+        floor[f"share_{judge}"] is not None for judge in JUDGES) else None
+    beating = [arm for arm in verdicts if verdicts[arm]["smaller_share"] is not None and floor_share is not None
+               and verdicts[arm]["smaller_share"] > floor_share]
+    fallback = None if winner or not beating else max(beating, key=lambda arm: (verdicts[arm]["smaller_share"],
+                                                                                 -arms.index(arm)))
+    return {"means": means, "verdicts": verdicts, "winner": winner, "fallback": fallback,
+            "premise_failed": winner is None, "seeds": sorted({row["seed"] for row in rows}),
+            "rule": {"min_share": MIN_SHARE, "share_over_identity": SHARE_OVER_IDENTITY,
+                     "auc_vs_gap_margin": AUC_VS_GAP_MARGIN, "identity": identity, "incumbent": incumbent}}
 
 
 def _mean(rows: list[dict], arm: str, key: str) -> float:
@@ -135,9 +256,10 @@ def decide_lesion(rows: list[dict], challengers: tuple[str, ...] = LESION_ARMS) 
     return {"means": means, "verdicts": verdicts, "winner": winner, "seeds": sorted({row["seed"] for row in rows})}
 
 
-def picture(out: Path, arms: list[str], seed: int, path: Path, count: int = 6) -> Path:
+def picture(out: Path, arms: list[str], seed: int, path: Path, count: int = 6, difference: bool = False) -> Path:
     """A JPEG of the first ``count`` benign training sources of ``seed`` (top row) and, one row per arm, their
-    synthetic lesions, all at the run's size. Training images only."""
+    synthetic lesions, all at the run's size; with ``difference`` each arm's row is followed by the difference
+    |synthetic - source| x 4 (``dashboard.lesion_pairs.DIFFERENCE_GAIN``; black = unchanged). Training images only."""
     import numpy as np
     from PIL import Image
 
@@ -156,6 +278,9 @@ def picture(out: Path, arms: list[str], seed: int, path: Path, count: int = 6) -
         assert [row["source_id"] for row in rows_of[arm]] == sources, f"{arm}: other sources"
         grid.append(np.concatenate([np.asarray(Image.open(out / arm / f"seed-{seed}" / "gan" / row["path"])
                                                .convert("RGB")) for row in rows_of[arm]], axis=1))
+        if difference:
+            grid.append(np.clip(np.abs(grid[-1].astype(np.int16) - grid[0].astype(np.int16)) * 4, 0, 255)
+                        .astype(np.uint8))
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(grid, axis=0)).save(path, quality=90)
     return path
@@ -169,10 +294,20 @@ def main() -> None:
     parser.add_argument("--config", default=CONFIG, help="the preset both arms start from (default: the demo's)")
     parser.add_argument("--picture", type=Path, metavar="JPEG",
                         help="only draw the first seed's first six sources and each arm's lesions into JPEG")
+    parser.add_argument("--decide", type=Path, metavar="CSV",
+                        help="only apply the translation rule to an arms CSV and write decision-translation.json "
+                             "beside it")
     args = parser.parse_args()
-    if args.picture:
-        print(picture(args.out, args.arms, args.seeds[0], args.picture))
+    if args.picture:  # the translation comparison's pictures carry each arm's difference row (issue 34)
+        print(picture(args.out, args.arms, args.seeds[0], args.picture, difference=IDENTITY_ARM in args.arms))
         return
+    if args.decide:
+        decision = decide_translation(read_rows(args.decide))
+        (args.decide.parent / "decision-translation.json").write_text(json.dumps(decision, indent=2) + "\n")
+        print(json.dumps(decision, indent=2))
+        return
+    if set(args.arms) & set(TRANSLATION_ARMS) and IDENTITY_ARM not in args.arms:
+        parser.error(f"a translation comparison always runs the identity arm (the floor): add --arms {IDENTITY_ARM}")
     rows = []
     for seed in args.seeds:  # seed-major: an early stop still leaves both arms on the first seeds
         for arm in args.arms:
@@ -181,13 +316,19 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     lesion = set(args.arms) == {"patchgan", *LESION_ARMS}
+    translating = IDENTITY_ARM in args.arms
     name = "gan_arms.csv" if set(args.arms) <= {"patchgan", "projected"} else \
-        "gan_arms-lesion.csv" if lesion else f"gan_arms-{'-'.join(args.arms)}.csv"
+        "gan_arms-lesion.csv" if lesion else "gan_arms-translation.csv" if translating else \
+        f"gan_arms-{'-'.join(args.arms)}.csv"
     with open(args.out / name, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    if lesion:
+    if translating:
+        decision = decide_translation(rows)
+        (args.out / "decision-translation.json").write_text(json.dumps(decision, indent=2) + "\n")
+        print(json.dumps(decision, indent=2))
+    elif lesion:
         decision = decide_lesion(rows)
         (args.out / "decision-lesion.json").write_text(json.dumps(decision, indent=2) + "\n")
         print(json.dumps(decision, indent=2))

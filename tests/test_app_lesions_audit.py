@@ -35,9 +35,21 @@ def write_audit(gan: Path) -> list[str]:
     space = {"description": "GAP features of the frozen vgg16 backbone", "kid": {
         "synthetic_vs_real_malignant": _kid(0.0123), "real_benign_vs_real_malignant": _kid(0.0045)},
         "memorisation": {"share_closer_than_real_q05": 0.25}}
+    space["probe"] = {"synthetic_vs_real_malignant": 0.936, "real_benign_vs_real_malignant": 0.696}
+    judges = {name: {"mean_source": source, "mean_synthetic": synthetic, "mean_malignant": malignant, "share": share,
+                     "share_low": share - 0.2, "share_high": share + 0.15, "above_source": above, "judge_auc": 0.7,
+                     "n_pairs": len(manifest), "n_malignant": 4, "folds": 2, "resamples": 100, "confidence": 0.95,
+                     "features": f"{name} features", "sentence": f"The {name} judge's sentence."}
+              for name, source, synthetic, malignant, share, above in (
+                  ("backbone", 0.2047, 0.1948, 0.409, -0.0485, 0.43), ("pixel", 0.3466, 0.3536, 0.515, 0.0417, 0.51))}
     summary = {"counts": {"synthetic": len(manifest)}, "feature_spaces": {"backbone": space},
-               "realism": {"features": "backbone", "probe": {"auc": 0.777, "folds": 3}}, "probe_real_ids": []}
-    audit_files.write_audit(gan, summary, realism, nearest)
+               "realism": {"features": "backbone", "probe": {"auc": 0.777, "folds": 3},
+                           "pixel_probe": {"auc": 0.944, "folds": 3}, "pixel_yardstick": {"auc": 0.659, "folds": 3}},
+               "probe_real_ids": [], "translation": {"judges": judges}}
+    translation_rows = [{"judge": judge, "synthetic_id": row["synthetic_id"], "source_id": row["source_id"],
+                         "p_source": 0.25, "p_synthetic": 0.125 + index / 100}
+                        for judge in judges for index, row in enumerate(manifest)]
+    audit_files.write_audit(gan, summary, realism, nearest, translation_rows)
     return ranked
 
 
@@ -62,7 +74,7 @@ def render() -> AppTest:
 def test_the_audit_tab_shows_kid_the_probe_and_the_closest_pairs(audited: list[str]) -> None:
     app = render()
     assert any(metric.value == "0.777" for metric in app.metric)
-    table = app.dataframe[0].value
+    table = next(frame.value for frame in app.dataframe if "KID" in frame.value.columns)
     assert list(table["KID"]) == [0.0123, 0.0045] and "real benign vs real malignant" in list(table["pair"])
     chart = json.loads(app.get("plotly_chart")[0].proto.spec)
     assert {trace["name"] for trace in chart["data"]} == {"synthetic -> nearest real", "real -> nearest other real"}
@@ -84,11 +96,14 @@ def _page_lines(app: AppTest) -> list[str]:
 
 def test_lesions_sort_from_most_to_least_realistic(audited: list[str]) -> None:
     app = render()
-    app.radio(key="lesions_order").set_value("most realistic first").run()
+    app.radio(key="lesions_order").set_value("highest P(real melanoma) first").run()
     assert not app.exception
     lines = _page_lines(app)
-    assert audited[0] in lines[0] and "(realism 0.90)" in lines[0]
-    app.radio(key="lesions_order").set_value("least realistic first").run()
+    # the per-image score named for what it is, with its scale; no bare "realism 0.90"
+    assert audited[0] in lines[0] and "realism probe's P(real melanoma) 0.90 (0 = told apart as synthetic, " \
+        "1 = taken for real)" in lines[0]
+    assert "(realism 0.90)" not in lines[0]
+    app.radio(key="lesions_order").set_value("lowest P(real melanoma) first").run()
     lines = _page_lines(app)
     assert audited[-1] in lines[0]
 
@@ -96,7 +111,8 @@ def test_lesions_sort_from_most_to_least_realistic(audited: list[str]) -> None:
 def test_the_page_explains_itself_and_shows_the_extremes_with_their_nearest_real_melanoma(audited: list[str]) -> None:
     app = render()
     text = "\n".join(markdown.value for markdown in app.markdown)
-    for words in ("cycle reconstruction", "Realism", "Manifest order", "nearest real melanoma"):
+    for words in ("cycle reconstruction", "realism probe's P(real melanoma)", "Manifest order", "nearest real melanoma",
+                  "judge's P(malignant)", "difference"):
         assert words in text, words
     extremes = [markdown.value for markdown in app.expander[0].markdown if "->" in markdown.value]
     assert len(extremes) == 6
@@ -136,3 +152,47 @@ def test_the_pixel_probe_its_yardsticks_and_a_lesion_composite_are_shown(audited
     notes = [info.value for info in app.info if "Lesion-only synthesis" in info.value]
     assert len(notes) == 1 and f"in {len(rows) - 1} of {len(rows)} images" in notes[0]
     assert "For 1 the lesion mask failed" in notes[0]
+
+
+def test_the_translation_verdict_tops_the_page_and_each_lesion_shows_source_synthetic_and_difference(
+        audited: list[str]) -> None:
+    app = render()
+    # one plain sentence at the top: the share by both judges and the probes' verdict
+    top = app.info[0].value
+    assert top == ("The synthetic 'malignant' lesions barely move towards melanoma (-5% and 4% of the way, by two "
+                   "judges), and are easily told from real melanomas (probe AUC 0.94 and 0.94; 0.5 = "
+                   "indistinguishable).")
+    captions = [image.proto.imgs[0].caption for image in app.get("image")]
+    for kind in ("benign source, 32 x 32 px", "synthetic 'malignant', 32 x 32 px",
+                 "difference |synthetic - source| x 4, 32 x 32 px"):
+        assert any(caption.startswith(kind) for caption in captions), kind
+    lines = _page_lines(app)
+    first = audited[-1]  # manifest order: the fixture's first row; the judges' scores of it, by name and scale
+    assert first in lines[0] and "backbone judge's P(malignant), 0 to 1: source 0.25 -> synthetic 0.12" in lines[0]
+    # the audit tab's translation table, one row per judge
+    table = next(frame.value for frame in app.dataframe if "translation share" in frame.value.columns)
+    assert list(table["judge"]) == ["backbone", "pixel"] and list(table["translation share"]) == [-0.049, 0.042]
+    assert list(table["above own source"]) == ["43%", "51%"]
+
+
+def test_the_difference_is_the_absolute_change_times_the_gain() -> None:
+    import numpy as np
+
+    from dashboard import lesion_pairs
+
+    source = np.array([[[10, 200, 0]]], dtype=np.uint8)
+    synthetic = np.array([[[14, 100, 255]]], dtype=np.uint8)
+    assert lesion_pairs.difference(source, synthetic).tolist() == [[[16, 255, 255]]]  # 4*4, 100*4 -> 255, 255*4
+
+
+def test_the_runs_table_shows_the_epochs_the_gan_trained_not_the_synthesis_step(
+        audited: list[str]) -> None:
+    """synthesize reports its batches as one "epoch" in status.json: the table must read history.csv instead."""
+    gan = Path(os.environ["MELANET_MODELS_DIR"]) / "demo" / "gan"
+    runs.Run(gan).update_status(stage="synthesize", epoch=1, epochs=1)
+    app = AppTest.from_file(APP, default_timeout=90)
+    app.run()
+    assert not app.exception, [item.value for item in app.exception]
+    table = next(frame.value for frame in app.dataframe if "epoch" in frame.value.columns)
+    gan_rows = table[table["kind"].astype(str).str.contains("GAN", case=False)]
+    assert list(gan_rows["epoch"]) == ["2/2"]  # the fixture's GAN trained 2 of its planned 2 epochs

@@ -211,6 +211,27 @@ def test_audit_end_to_end_then_synthetic_keep_uses_its_scores(tmp_path, tiny_isi
     assert sum(row["kind"] == "synthetic" for row in nearest) == counts["synthetic"]
     assert sum(row["kind"] == "real" for row in nearest) == counts["real_malignant"]
     assert runs.Run(run_dir).status()["audit"]["state"] == "done"
+    # the translation measure: both judges, over every synthetic image and its source, on real images only
+    assert "translation (backbone judge)" in printed and "translation (pixel judge)" in printed
+    judges = summary["translation"]["judges"]
+    assert set(judges) == {"backbone", "pixel"}
+    rows = list(csv.DictReader((run_dir / layout.AUDIT_TRANSLATION_FILE).open()))
+    assert len(rows) == 2 * counts["synthetic"]
+    for name, figures in judges.items():
+        mine = [row for row in rows if row["judge"] == name]
+        assert figures["n_pairs"] == counts["synthetic"] and figures["n_malignant"] == counts["real_malignant"]
+        p_source = np.array([float(row["p_source"]) for row in mine])
+        p_synthetic = np.array([float(row["p_synthetic"]) for row in mine])
+        assert figures["mean_source"] == pytest.approx(p_source.mean())
+        assert figures["mean_synthetic"] == pytest.approx(p_synthetic.mean())
+        assert figures["above_source"] == pytest.approx(np.mean(p_synthetic > p_source))
+        if figures["share"] is not None:  # by hand from the rows and the melanomas' mean
+            assert figures["share"] == pytest.approx((p_synthetic.mean() - p_source.mean())
+                                                     / (figures["mean_malignant"] - p_source.mean()))
+            assert figures["share_low"] <= figures["share_high"]
+        assert figures["sentence"]
+        assert runs.Run(run_dir).status()["audit"][f"translation_share_{name}"] == (
+            None if figures["share"] is None else round(figures["share"], 4))
 
     # synthetic_keep=top_fraction keeps the best-ranked share of this training part's synthetic images
     from melanet.data import splits

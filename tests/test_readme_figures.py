@@ -288,6 +288,7 @@ def _interval(block: dict, value: str = "auc", low: str = "ci_low", high: str = 
 def _claims(source: dict) -> list[tuple[str, list[float]]]:
     """(README phrase with {} for each number, the numbers the shipped files give), in README order."""
     metrics, shortcuts, seeds, audit = source["metrics"], source["shortcuts"], source["seeds"], source["audit"]
+    translation = audit["translation"]["judges"]
     melanet = metrics["melanet"]
     rule_out, rule_in = melanet["operating_points"]["rule_out"], melanet["operating_points"]["rule_in"]
     augment_rule_in = metrics["augment5x"]["operating_points"]["rule_in"]
@@ -363,6 +364,16 @@ def _claims(source: dict) -> list[tuple[str, list[float]]]:
         ("(no network) at {} [{}, {}] (real benign vs real malignant: {} [{}, {}];",
          _interval(realism["pixel_probe"]) + _interval(realism["pixel_yardstick"])),
         ("the rebuilt MelaNet scores {};", [melanet["auc"]]),
+        ("(issue {}; `melanet audit-synthesis`", [34]),
+        ("lesions {} % [{} %, {} %] of the way from their benign sources to real melanomas in the backbone's",
+         _interval(translation["backbone"], "share", "share_low", "share_high", scale=100)),
+        ("(mean P(malignant) {} for the sources, {} for the synthetic images, {} for real melanomas; {} % of them above",
+         [translation["backbone"][key] for key in ("mean_source", "mean_synthetic", "mean_malignant")]
+         + [100 * translation["backbone"]["above_source"]]),
+        ("and {} % [{} %, {} %] in pixel features ({}, {}, {}; {} %",
+         _interval(translation["pixel"], "share", "share_low", "share_high", scale=100)
+         + [translation["pixel"][key] for key in ("mean_source", "mean_synthetic", "mean_malignant")]
+         + [100 * translation["pixel"]["above_source"]]),
         ("on the same {} test images, read after", [shortcuts["melanet"]["n"]]),
         ("over the one family of {} such tests ({} views x {} models;",
          [shortcuts["melanet"]["family"]["size"], 2, len(shortcuts)]),

@@ -18,9 +18,12 @@ read):
   classes are in those features);
 - an independent pixel probe: the same probe on hand-made pixel features
   (``melanet.audits.pixel_features``: colour, gradient and spectrum statistics, no network), with
-  its own real-benign-vs-real-malignant yardstick.
+  its own real-benign-vs-real-malignant yardstick;
+- translation (``melanet.audits.translation``): two judges fitted on the real training images only
+  (frozen backbone features, pixel features), out of fold: how far the synthetic images moved from their
+  benign sources towards real melanomas.
 
-Writes ``audit/audit.json``, ``audit/realism.csv`` and ``audit/nearest.csv`` into the run
+Writes ``audit/audit.json``, ``audit/realism.csv``, ``audit/nearest.csv`` and ``audit/translation.csv`` into the run
 (``melanet.runs.audit_files``) and keeps an ``audit`` entry in its ``status.json``.
 """
 
@@ -33,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from melanet.runs import layout, lifecycle, runs
-from melanet.audits import synthesis_measures
+from melanet.audits import synthesis_measures, translation
 from melanet.runs import audit_files
 from melanet.explain import features
 
@@ -74,11 +77,19 @@ def audit_run(gan_run: str | Path, classifier_run: str | Path | None = None, *,
                                                   manifest, seed=config.seed)
             nearest_rows += [{"features": name, **row} for row in rows]
             realism_features = (name, groups)
+            if name == "backbone":
+                backbone_groups = groups
         name, (benign_features, real_features, synthetic_features) = realism_features
         realism_rows, probe = realism_table(synthetic_features, real_features, synthetic.ids, real_malignant.ids,
                                             manifest, seed=config.seed)
         yardstick = class_probe(benign_features, real_features, real_benign.ids, real_malignant.ids, seed=config.seed)
-        pixel = pixel_probes((real_benign, real_malignant, synthetic), manifest, seed=config.seed, progress=progress)
+        pixel_groups = pixel_feature_groups((real_benign, real_malignant, synthetic), progress=progress)
+        pixel = pixel_probes((real_benign, real_malignant, synthetic), manifest, seed=config.seed,
+                             features=pixel_groups)
+        sources = [manifest[image]["source_id"] for image in synthetic.ids]
+        translation_block, translation_rows = translation.audit_translation(
+            {"backbone": backbone_groups, "pixel": pixel_groups}, real_benign.ids, real_malignant.ids,
+            synthetic.ids, sources, seed=config.seed)
         summary = {
             "gan_run": str(run.path), "classifier_run": str(classifier_run) if classifier_run else None,
             "seed": config.seed, "image_size": config.data.image_size, "created_at": runs.now_iso(),
@@ -87,12 +98,15 @@ def audit_run(gan_run: str | Path, classifier_run: str | Path | None = None, *,
             "feature_spaces": results,
             "realism": {"features": name, "probe": probe, "yardstick": yardstick, **pixel},
             "probe_real_ids": list(real_malignant.ids),
+            "translation": translation_block,
         }
-        path = audit_files.write_audit(run.path, summary, realism_rows, nearest_rows)
+        path = audit_files.write_audit(run.path, summary, realism_rows, nearest_rows, translation_rows)
         kid = results[name]["kid"]["synthetic_vs_real_malignant"]["kid"]
         entry.update(synthetic=len(synthetic.ids), realism_auc=round(probe["auc"], 4),
                      pixel_probe_auc=round(pixel["pixel_probe"]["auc"], 4),
-                     kid_synthetic_vs_real_malignant=round(kid, 6))
+                     kid_synthetic_vs_real_malignant=round(kid, 6),
+                     **{f"translation_share_{judge}": None if figures["share"] is None else round(figures["share"], 4)
+                        for judge, figures in translation_block["judges"].items()})
     return path
 
 
@@ -168,16 +182,25 @@ def class_probe(benign: np.ndarray, malignant: np.ndarray, benign_ids: list[str]
             "folds": summary["folds"], **{key: summary[key] for key in ("ci_low", "ci_high", "ci_method")}}
 
 
-def pixel_probes(image_sets, manifest: dict[str, dict[str, str]], *, seed: int,
-                 progress: Progress | None = None) -> dict[str, Any]:
-    """``pixel_probe`` (synthetic vs real malignant) and ``pixel_yardstick`` (real benign vs real malignant)
-    on ``pixel_features`` of the (real benign, real malignant, synthetic) ``ImageSet``s."""
+def pixel_feature_groups(image_sets, *, progress: Progress | None = None) -> tuple[np.ndarray, ...]:
+    """``pixel_features`` (N, C) of each of the (real benign, real malignant, synthetic) ``ImageSet``s."""
     from melanet.audits import pixel_features
 
-    benign, malignant, synthetic = (
+    return tuple(
         pixel_features.pixel_features(image_set.images, progress=progress, message=f"pixel features ({label})")
         for image_set, label in zip(image_sets, ("benign", "malignant", "synthetic"))
     )
+
+
+def pixel_probes(image_sets, manifest: dict[str, dict[str, str]], *, seed: int,
+                 progress: Progress | None = None, features: tuple[np.ndarray, ...] | None = None) -> dict[str, Any]:
+    """``pixel_probe`` (synthetic vs real malignant) and ``pixel_yardstick`` (real benign vs real malignant)
+    on ``pixel_features`` of the (real benign, real malignant, synthetic) ``ImageSet``s (or ``features``, the
+    ``pixel_feature_groups`` of them, computed already)."""
+    from melanet.audits import pixel_features
+
+    benign, malignant, synthetic = features if features is not None else pixel_feature_groups(image_sets,
+                                                                                              progress=progress)
     real_benign, real_malignant, synthetic_set = image_sets
     sources = [manifest[image]["source_id"] for image in synthetic_set.ids]
     _, probe = synthesis_measures.realism_scores(synthetic, malignant, sources, real_malignant.ids, seed=seed)

@@ -83,7 +83,7 @@ def _train_holding_lock(run: runs.Run, config: Config, *, resume: bool, progress
         config.classifier.training_set, train_part, seed=config.seed,
         cache_dir=prepare.cache_directory(config.data), gan_run=config.classifier.gan_run,
             synthetic_keep=config.classifier.synthetic_keep, color_constancy=config.data.color_constancy,
-            progress=progress,
+            progress=progress, match_resolution=config.classifier.match_resolution,
     )
     benign, malignant = int(np.sum(training_set.labels == 0)), int(np.sum(training_set.labels == 1))
     logger.info("training set '%s': %d images (%d benign, %d malignant); validation %d images",

@@ -50,6 +50,7 @@ def build_training_set(
     synthetic_keep: str = config_module.SYNTHETIC_KEEP_ALL,
     color_constancy: str = "none",
     progress: Progress | None = None,
+    match_resolution: bool = False,
 ) -> ImageSet:
     """The ``kind`` training set (a key of ``melanet.common.training_sets``; ``original`` reads as ``baseline``).
 
@@ -60,6 +61,8 @@ def build_training_set(
         gan_run: stage-1 run folder for ``synthetic``.
         synthetic_keep: ``classifier.synthetic_keep`` (``all`` or ``top_fraction=F``).
         color_constancy: ``data.color_constancy``, applied to the synthetic images as to the real ones.
+        match_resolution: ``classifier.match_resolution``: with a stage-1 run at a lower size, the real images of
+            a ``synthetic`` set go down to its size and back up (``melanet.gan.resolution``), as its images do.
     """
     try:
         entry = registry.get(kind)
@@ -70,7 +73,14 @@ def build_training_set(
         return concatenate(originals, copies)
     if entry.synthetic:
         synthetic = synthetic_images(originals, gan_run, keep=synthetic_keep, color_constancy=color_constancy,
-                                     cache_dir=cache_dir)
+                                     cache_dir=cache_dir, match_resolution=match_resolution)
+        gan_size = _gan_size(gan_run)
+        if match_resolution and gan_size is not None and gan_size < originals.images.shape[1]:
+            from melanet.gan import resolution
+
+            logger.info("classifier.match_resolution: real training images down to %d px and back up", gan_size)
+            originals = ImageSet(images=resolution.down_and_up(originals.images, gan_size), labels=originals.labels,
+                                 ids=originals.ids)
         return concatenate(originals, synthetic)
     return originals
 
@@ -128,7 +138,7 @@ def augmented_copies(
 
 def synthetic_images(
     originals: ImageSet, gan_run: str, *, keep: str = config_module.SYNTHETIC_KEEP_ALL, color_constancy: str = "none",
-    cache_dir: Path | None = None,
+    cache_dir: Path | None = None, match_resolution: bool = False,
 ) -> ImageSet:
     """The synthetic malignant images of stage-1 run ``gan_run`` (label 1), resized to the originals' size.
 
@@ -141,7 +151,8 @@ def synthetic_images(
         raise ConfigError("classifier.training_set=synthetic needs classifier.gan_run (a stage-1 run folder)")
     from melanet.gan import synthesis
 
-    check_synthesis_resolution(gan_run, originals.images.shape[1])
+    if not match_resolution:  # else build_training_set sends the real images down and up too
+        check_synthesis_resolution(gan_run, originals.images.shape[1])
     synthetic = synthesis.load_synthetic(gan_run, originals.images.shape[1], color_constancy, cache_dir=cache_dir)
     allowed = {f"{SYNTHETIC_PREFIX}{image_id}" for image_id in originals.ids}
     keep_rule = keep
@@ -166,6 +177,16 @@ def synthetic_images(
     )
 
 
+def _gan_size(gan_run: str | Path) -> int | None:
+    """``data.image_size`` of stage-1 run ``gan_run``; None when its config cannot be read."""
+    from melanet.runs import runs
+
+    try:
+        return runs.Run(Path(gan_run)).config().data.image_size
+    except (runs.RunError, ConfigError, OSError):
+        return None
+
+
 def check_synthesis_resolution(gan_run: str | Path, classifier_size: int) -> None:
     """ConfigError when stage 1 synthesized at a lower resolution than the classifier trains at.
 
@@ -183,7 +204,8 @@ def check_synthesis_resolution(gan_run: str | Path, classifier_size: int) -> Non
         raise ConfigError(
             f"classifier.gan_run={gan_run}: stage 1 synthesized {gan_size} px images but the classifier trains at "
             f"data.image_size={classifier_size}; upscaled synthetic images beside sharp originals are a shortcut "
-            f"(blur means 'synthetic'). Train stage 1 at data.image_size={classifier_size}, or the classifier at {gan_size}"
+            f"(blur means 'synthetic'). Train stage 1 at data.image_size={classifier_size}, or the classifier at {gan_size}, "
+            "or set classifier.match_resolution=true (real images take the same down-and-up path)"
         )
 
 

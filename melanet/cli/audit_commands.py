@@ -65,6 +65,8 @@ def audit_command(args: argparse.Namespace) -> int:
         print(f"  pixel probe (hand-made colour, gradient and spectrum features, no network): held-out AUC "
               f"{realism['pixel_probe']['auc']:.3f} (real benign vs real malignant "
               f"{realism['pixel_yardstick']['auc']:.3f})", flush=True)
+    for name, figures in (summary.get("translation") or {}).get("judges", {}).items():
+        print(f"  translation ({name} judge): {figures['sentence']}", flush=True)
     return 0
 
 

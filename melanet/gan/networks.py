@@ -30,6 +30,13 @@ def _instance_norm(name: str) -> keras.layers.Layer:
     return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
 
 
+def build_identity_generator(image_size: int, name: str = "generator") -> keras.Model:
+    """The identity map as a generator: (N, S, S, 3) float32 in [-1, 1] -> the same tensor (``gan.generator:
+    identity``, the floor of the arms' comparison: a translation that changes nothing)."""
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    return keras.Model(inputs, keras.layers.Identity(name="identity")(inputs), name=name)
+
+
 def build_generator(image_size: int, filters: int = 32, levels: int = 4, name: str = "generator") -> keras.Model:
     """U-Net generator: (N, S, S, 3) float32 in [-1, 1] -> (N, S, S, 3) float32 in [-1, 1].
 

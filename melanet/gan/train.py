@@ -160,8 +160,25 @@ def _load_training_images(run: runs.Run, config: config_module.Config, progress)
     return benign, malignant
 
 
+def save_identity_generators(run: runs.Run, image_size: int) -> None:
+    """``gan.generator: identity``: nothing to train; both generators are the identity map, saved as
+    ``.keras`` files like trained ones, so ``melanet synthesize`` runs its usual path (bars, composite)."""
+    from melanet.gan import networks
+
+    for name in GENERATOR_NAMES:
+        final = generator_path(run, name)
+        temporary = final.with_name(f".{final.stem}.{os.getpid()}.keras")
+        networks.build_identity_generator(image_size, name=name).save(temporary)
+        os.replace(temporary, final)
+    run.update_status(message="identity generators saved (gan.generator: identity; nothing trained)", epochs=0)
+    logger.info("gan.generator: identity: saved identity generators in %s; nothing trained", run.path)
+
+
 def _train_holding_lock(run, config, *, resume, progress, restore_from: runs.Run) -> None:
     gan = config.gan
+    if gan.generator == "identity":
+        save_identity_generators(run, config.data.image_size)
+        return
     benign, malignant = _load_training_images(run, config, progress)
     steps = dataset.steps_per_epoch(len(benign), len(malignant), gan.batch_size)
     if steps < 1:

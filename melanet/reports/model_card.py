@@ -313,9 +313,25 @@ def _limit_lines(run_path: Path, report: dict[str, Any], synthetic: bool) -> lis
         lines.append("- Domain gap: not measured (run `melanet embed` on this run for the separability figures).")
     else:
         lines.append("- Domain gap: not applicable (no synthetic images in this training set).")
+    if synthetic:
+        lines.append(_translation_line(run_path))
     lines += _explanation_lines(run_path)
     lines.append("- Dermoscopy images of the training data's population only; no skin-type, site or device audit.")
     return lines
+
+
+def _translation_line(run_path: Path) -> str:
+    """Whether the synthetic "malignant" images look malignant: the stage-1 run's audit (``translation``)."""
+    from melanet.audits import translation
+
+    gan_path = runs.linked_gan_run(run_path)
+    audit_path = None if gan_path is None else gan_path / layout.AUDIT_FILE
+    summary = runs.read_json(audit_path) if audit_path is not None and audit_path.is_file() else None
+    if not isinstance(summary, dict) or not summary.get("translation"):
+        return ("- Translation of the synthetic images: not measured (`melanet audit-synthesis --run GAN_RUN` "
+                "on the stage-1 run).")
+    return (f"- Translation of the synthetic images (stage-1 audit): {translation.verdict(summary)} "
+            f"{translation.summary_sentence(summary['translation'])}")
 
 
 def _explanation_lines(run_path: Path) -> list[str]:

@@ -4,7 +4,10 @@
 - ``audit/realism.csv``: ``synthetic_id, source_id, path, realism, rank`` (rank 1 = most realistic);
 - ``audit/nearest.csv``: ``features, kind, image, nearest_id, distance``: for every synthetic image
   (kind ``synthetic``) and every real malignant training image (kind ``real``) its nearest real
-  malignant training image (another one, for kind ``real``) in feature space ``features``.
+  malignant training image (another one, for kind ``real``) in feature space ``features``;
+- ``audit/translation.csv``: ``judge, synthetic_id, source_id, p_source, p_synthetic``: each translation
+  judge's out-of-fold P(malignant) of every synthetic image and of its benign source
+  (``melanet.audits.translation``).
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ from melanet.runs import layout, runs
 
 REALISM_COLUMNS = ("synthetic_id", "source_id", "path", "realism", "rank")
 NEAREST_COLUMNS = ("features", "kind", "image", "nearest_id", "distance")
+TRANSLATION_COLUMNS = ("judge", "synthetic_id", "source_id", "p_source", "p_synthetic")
 
 
 def write_audit(run_path: str | Path, summary: dict[str, Any], realism_rows: list[dict[str, Any]],
-                nearest_rows: list[dict[str, Any]]) -> Path:
-    """Write the three files atomically (the summary last: it marks a complete audit); returns its path."""
+                nearest_rows: list[dict[str, Any]], translation_rows: list[dict[str, Any]] | None = None) -> Path:
+    """Write the files atomically (the summary last: it marks a complete audit); returns its path."""
     files = layout.RunLayout(Path(run_path))
     runs.atomic_write_csv(files.audit_realism, realism_rows, REALISM_COLUMNS)
     runs.atomic_write_csv(files.audit_nearest, nearest_rows, NEAREST_COLUMNS)
+    if translation_rows is not None:
+        runs.atomic_write_csv(files.audit_translation, translation_rows, TRANSLATION_COLUMNS)
     runs.atomic_write_json(files.audit, summary)
     return files.audit
 
@@ -66,3 +72,20 @@ def read_realism(run_path: str | Path) -> dict[str, float]:
 def read_nearest(run_path: str | Path) -> list[dict[str, str]]:
     """Rows of ``audit/nearest.csv`` (strings, as written)."""
     return _read_rows(layout.RunLayout(Path(run_path)).audit_nearest, NEAREST_COLUMNS, run_path)
+
+
+def read_translation(run_path: str | Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """``judge -> synthetic_id -> (p_source, p_synthetic)`` from ``audit/translation.csv``; {} when the audit
+    predates the translation measure (no file)."""
+    path = layout.RunLayout(Path(run_path)).audit_translation
+    if not path.is_file():
+        return {}
+    scores: dict[str, dict[str, tuple[float, float]]] = {}
+    for line, row in enumerate(_read_rows(path, TRANSLATION_COLUMNS, run_path), start=2):
+        try:
+            pair = (float(row["p_source"]), float(row["p_synthetic"]))
+        except ValueError:
+            raise ValueError(f"{path}: line {line}: p_source/p_synthetic {row['p_source']!r}, "
+                             f"{row['p_synthetic']!r} are not numbers") from None
+        scores.setdefault(row["judge"], {})[row["synthetic_id"]] = pair
+    return scores

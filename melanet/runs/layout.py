@@ -49,6 +49,7 @@ AUDIT_FOLDER = "audit"  # melanet audit-synthesis (melanet.audits.synthesis_stag
 AUDIT_FILE = f"{AUDIT_FOLDER}/audit.json"  # KID with intervals, memorisation summary, realism probe, per feature space
 AUDIT_REALISM_FILE = f"{AUDIT_FOLDER}/realism.csv"  # per synthetic image: held-out P(real malignant), rank
 AUDIT_NEAREST_FILE = f"{AUDIT_FOLDER}/nearest.csv"  # per image: nearest real malignant training image, distance
+AUDIT_TRANSLATION_FILE = f"{AUDIT_FOLDER}/translation.csv"  # per judge and synthetic image: P(malignant) of it and its source
 
 # -- stage 2: train-classifier, compact, evaluate, explain, embed ----------------------------------
 MODEL_FILE = "model.keras"  # the selected model, a flat functional Keras model
@@ -108,6 +109,7 @@ DOCUMENTED_NAMES = (
     CONFIG_FILE, STATUS_FILE, HISTORY_FILE, SKIPPED_FILE, CHECKPOINTS_FOLDER, LATEST_CHECKPOINT_FILE,
     FIGURES_FOLDER, JOB_FILE, JOB_LOG_FILE, *GENERATOR_FILES, SYNTHETIC_MANIFEST_FILE,
     SYNTHETIC_IMAGES_FOLDER, SYNTHETIC_RECONSTRUCTIONS_FOLDER, AUDIT_FILE, AUDIT_REALISM_FILE, AUDIT_NEAREST_FILE,
+    AUDIT_TRANSLATION_FILE,
     MODEL_FILE, COMPACT_MODEL_FILE,
     VALIDATION_PREDICTIONS_FILE, METRICS_FILE, PREDICTIONS_FILE, ISIC_PREDICTIONS_FILE,
     EVALUATION_SKIPPED_FILE, EXPLAIN_INDEX_FILE, LESION_FOCUS_FILE, SHORTCUTS_FILE, UMAP_CSV_FILE, UMAP_FIGURE_FILE, SEPARABILITY_FILE,
@@ -200,6 +202,10 @@ class RunLayout:
     @property
     def audit_nearest(self) -> Path:
         return self.path / AUDIT_NEAREST_FILE
+
+    @property
+    def audit_translation(self) -> Path:
+        return self.path / AUDIT_TRANSLATION_FILE
 
     # stage 2
     @property
