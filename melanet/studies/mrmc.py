@@ -20,6 +20,8 @@ Random readers and random cases (Hillis 2007, 2008):
     F = MS(T) / (MS(T*R) + r max(Cov2 - Cov3, 0)),
     ddf = (MS(T*R) + r max(Cov2 - Cov3, 0))^2 / (MS(T*R)^2 / ((t-1)(r-1))),
     SE(theta_1. - theta_2.) = sqrt(2/r (MS(T*R) + r max(Cov2 - Cov3, 0))), CI with Student's t on ddf;
+    two identical treatments: no difference, F and p undefined (0/0; never significant);
+    MS(T*R) = 0 (e.g. identical readers): ddf is infinite and p is the limiting F, (t-1) F ~ chi2(t-1);
     treatment i on its own: SE^2 = (MS(R)_i + r max(Cov2_i, 0)) / r,
     df_i = (MS(R)_i + r max(Cov2_i, 0))^2 / (MS(R)_i^2 / (r - 1)).
 Fixed readers, random cases: chi2 = (t-1) MS(T) / (Var - Cov1 + (r-1) max(Cov2 - Cov3, 0)) on t-1 df,
@@ -36,6 +38,7 @@ under both treatments. The difference is ``treatment A - treatment B`` in the or
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +164,7 @@ def read_table(path: str | Path, treatments: Sequence[str] | None = None) -> Tab
     path = Path(path)
     if not path.is_file():
         raise MRMCError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
         reader = csv.DictReader(handle)
         header = [name.strip() for name in (reader.fieldnames or [])]
         missing = [column for column in COLUMNS if column not in header]
@@ -231,11 +234,20 @@ def analyse(table: Table, covariance: str = "jackknife", confidence: float = CON
     alpha = 1 - confidence
     difference = float(treatment_means[0] - treatment_means[1])
 
+    identical = bool(np.array_equal(table.ratings[0], table.ratings[1]))
+
     # random readers, random cases
     error_term = ms_tr + r * max(cov2 - cov3, 0.0)
-    f_value = ms_t / error_term if error_term > 0 else math.inf
     ddf = error_term ** 2 / (ms_tr ** 2 / ((t - 1) * (r - 1))) if ms_tr > 0 else math.inf
-    p_value = float(stats.f.sf(f_value, t - 1, ddf)) if math.isfinite(f_value) else 0.0
+    if identical:  # 0/0: no difference to test
+        f_value = p_value = math.nan
+    elif error_term > 0:
+        f_value = ms_t / error_term
+        # MS(T*R) = 0: the limiting F on infinite ddf, i.e. (t-1) F ~ chi-square on t-1 df
+        p_value = (float(stats.f.sf(f_value, t - 1, ddf)) if math.isfinite(ddf)
+                   else float(stats.chi2.sf((t - 1) * f_value, t - 1)))
+    else:  # a difference with no error variance at all (every reader and case agree exactly)
+        f_value, p_value = math.inf, 0.0
     se = math.sqrt(2 / r * error_term)
     t_critical = float(stats.t.ppf(1 - alpha / 2, ddf))
     single = {}
@@ -253,7 +265,10 @@ def analyse(table: Table, covariance: str = "jackknife", confidence: float = CON
 
     # fixed readers, random cases
     fixed_term = var - cov1 + (r - 1) * max(cov2 - cov3, 0.0)
-    chi2 = (t - 1) * ms_t / fixed_term if fixed_term > 0 else math.inf
+    if identical:
+        chi2 = math.nan
+    else:
+        chi2 = (t - 1) * ms_t / fixed_term if fixed_term > 0 else math.inf
     fixed_se = math.sqrt(2 / r * fixed_term) if fixed_term > 0 else 0.0
     z_critical = float(stats.norm.ppf(1 - alpha / 2))
     per_reader = []
@@ -284,14 +299,55 @@ def analyse(table: Table, covariance: str = "jackknife", confidence: float = CON
         "mean_squares": {"ms_t": ms_t, "ms_r": ms_r, "ms_tr": ms_tr},
         "error_term": error_term,
         "difference": difference, "difference_of": f"{table.treatments[0]} - {table.treatments[1]}",
-        "F": f_value, "ndf": t - 1, "ddf": ddf, "p": p_value, "se": se,
+        "identical_treatments": identical,
+        "F": f_value, "ndf": t - 1, "ddf": ddf, "ddf_infinite": math.isinf(ddf), "p": p_value, "se": se,
         "ci_low": difference - t_critical * se, "ci_high": difference + t_critical * se,
         "single_treatment": single,
         "fixed_readers": {"chi2": chi2, "df": t - 1,
-                          "p": float(stats.chi2.sf(chi2, t - 1)) if math.isfinite(chi2) else 0.0,
+                          "p": (math.nan if identical else float(stats.chi2.sf(chi2, t - 1)) if math.isfinite(chi2)
+                                else 0.0),
                           "se": fixed_se, "ci_low": difference - z_critical * fixed_se,
                           "ci_high": difference + z_critical * fixed_se, "per_reader": per_reader},
     }
+
+
+IDENTICAL = "no difference (the ratings are identical in both treatments)"
+
+
+def _number(value: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return "infinite" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def difference_sentence(result: dict[str, Any], digits: int = 3) -> str:
+    """The random-readers test in one sentence; for identical treatments, IDENTICAL (no F, no p)."""
+    if result.get("identical_treatments"):
+        return f"{result['difference_of']}: {IDENTICAL}; F and p undefined"
+    ddf = "infinite (MS(T*R) = 0: the limiting F)" if result.get("ddf_infinite") else _number(result["ddf"], 2)
+    return (f"{result['difference_of']} = {result['difference']:.{digits}f} (SE {_number(result['se'], digits)}, "
+            f"95% CI {_number(result['ci_low'], digits)} to {_number(result['ci_high'], digits)}), "
+            f"F = {_number(result['F'], 3)} on 1 and {ddf} df, {format_p(result['p'])}")
+
+
+def json_safe(value: Any) -> Any:
+    """nan/inf -> None and numpy scalars -> Python numbers, recursively (what JSON can hold)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def json_bytes(result: dict[str, Any]) -> bytes:
+    """An analysis as strict JSON (an undefined or infinite number is null; see ``ddf_infinite``)."""
+    return (json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n").encode("utf-8")
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -303,10 +359,11 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         single = result["single_treatment"][name]
         lines.append(f"  {name}: mean AUC {single['auc']:.4f} (95% CI {single['ci_low']:.4f} to "
                      f"{single['ci_high']:.4f}, df {single['df']:.2f})")
-    lines.append(f"random readers and cases: {first} - {second} = {result['difference']:.4f} "
-                 f"(SE {result['se']:.4f}, 95% CI {result['ci_low']:.4f} to {result['ci_high']:.4f}), "
-                 f"F = {result['F']:.3f} on 1 and {result['ddf']:.2f} df, {format_p(result['p'])}")
+    lines.append(f"random readers and cases: {difference_sentence(result, 4)}")
     fixed = result["fixed_readers"]
-    lines.append(f"fixed readers: chi2 = {fixed['chi2']:.3f} (1 df), {format_p(fixed['p'])}, "
-                 f"95% CI {fixed['ci_low']:.4f} to {fixed['ci_high']:.4f}")
+    if result.get("identical_treatments"):
+        lines.append(f"fixed readers: {IDENTICAL}")
+    else:
+        lines.append(f"fixed readers: chi2 = {_number(fixed['chi2'], 3)} (1 df), {format_p(fixed['p'])}, "
+                     f"95% CI {fixed['ci_low']:.4f} to {fixed['ci_high']:.4f}")
     return lines

@@ -9,7 +9,9 @@ new line through a temporary file and ``os.replace`` (``melanet.runs.atomic_writ
 writer killed at any instant leaves either the old file or the new one, never a torn line, and two
 readers answering at the same moment both keep their answer. A (reader, phase, case) is answered
 once: a second answer (a double click, a resubmitted form) keeps the first. A reader sees the aided
-phase only after answering every case unaided.
+phase only after answering every case unaided (and after the organiser's washout, when one is set).
+Only an enrolled reader whose code is not revoked answers, and only while the study is open
+(``melanet.studies.access``); a study without codes takes no answers.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import datetime
 import fcntl
 import io
 import math
@@ -132,20 +135,43 @@ def record_answer(
 ) -> dict[str, Any]:
     """Validate one answer and append it to ``responses.csv`` atomically; returns the row on disk
     (the earlier one when this reader already answered this case in this phase)."""
+    from melanet.studies import access
+
     reader = normalise_reader(reader)
     row = _validated_row(study, reader, phase, case, decision, confidence, seconds, note)
     with study_lock(study):
+        access.check_may_answer(study, reader)
         responses = read_responses(study)
         if phase == study_module.PHASES[1]:
             unaided = answers_of(responses, reader, study_module.PHASES[0])
             if len(unaided) < len(study.cases):
                 raise StudyError(f"reader {reader!r} has answered {len(unaided)} of {len(study.cases)} cases "
                                  "unaided; the aided phase starts after the last one")
+            opens = aided_opens_at(study, responses, reader)
+            if opens is not None and datetime.datetime.now(datetime.timezone.utc) < opens:
+                raise StudyError(f"the aided phase opens for {reader!r} on {opens:%Y-%m-%d %H:%M} UTC (washout of "
+                                 f"{access.washout_days(study):g} days after the last unaided answer)")
         earlier = answers_of(responses, reader, phase).get(case)
         if earlier is not None:
             return earlier
         _rewrite_with(study.responses_path, row)
     return row
+
+
+def aided_opens_at(study: study_module.Study, responses: list[dict[str, Any]],
+                   reader: str) -> datetime.datetime | None:
+    """When the aided phase opens for ``reader``: the organiser's washout (days) after their last unaided
+    answer; None when there is no washout or the reader has not finished the unaided phase."""
+    from melanet.studies import access
+
+    days = access.washout_days(study)
+    unaided = answers_of(responses, reader, study_module.PHASES[0])
+    if not days or len(unaided) < len(study.cases):
+        return None
+    last = max(datetime.datetime.fromisoformat(row["answered_at"]) for row in unaided.values())
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=datetime.timezone.utc)
+    return last + datetime.timedelta(days=days)
 
 
 def _validated_row(study: study_module.Study, reader: str, phase: str, case: str, decision: str,
