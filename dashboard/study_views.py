@@ -144,7 +144,7 @@ def results_figure(results: dict[str, Any]) -> go.Figure:
             figure.add_trace(_reader_points(entries, phase))
         for entry in entries:
             points[(entry["reader"], phase)] = (1 - entry["specificity"], entry["sensitivity"])
-        mean = results["mean_reader"].get(phase) or {}
+        mean = (results.get("mean_reader") or {}).get(phase) or {}
         if mean.get("sensitivity") is not None and mean.get("specificity") is not None:
             figure.add_trace(go.Scatter(x=[1 - mean["specificity"]], y=[mean["sensitivity"]], mode="markers",
                                         marker=dict(symbol="star", size=18, color=PHASE_COLOURS[phase],

@@ -27,12 +27,14 @@ from sklearn import metrics as sklearn_metrics
 
 from melanet.cli import main as cli_main
 from melanet.explain import overlay
-from melanet.studies import create, responses, results, study as study_module
+from melanet.studies import access, create, responses, results, study as study_module
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_RUN = REPO / "models" / "demo" / "melanet"
 Z = 1.959963984540054  # the 95 % normal quantile
 UNAIDED, AIDED = study_module.PHASES
+READERS = ("Dr Unit", "first", "second", "third", "learner", "perfect", "random", "worried", "A", "A, the second",
+           "B", "Dr A", "killed")
 
 
 @pytest.fixture
@@ -40,7 +42,17 @@ def demo_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> study_module.
     """A 12-case study of the shipped demo MelaNet run, in a temporary root (the run is only read)."""
     monkeypatch.chdir(REPO)  # the run's data.root, data/sample, is relative to the repository
     return create.create_study(DEMO_RUN, "demo-12", root=tmp_path / "studies",
-                               options=create.CreateOptions(cases=12, seed=5))
+                               options=create.CreateOptions(cases=12, seed=5, readers=READERS),
+                               codes_out=tmp_path / "codes" / "demo-12.txt")
+
+
+def codes_of(study: study_module.Study) -> dict[str, str]:
+    """Name (or 'organiser') -> code, from the codes file the fixture wrote beside the studies root."""
+    found = {}
+    for line in (study.path.parents[1] / "codes" / f"{study.name}.txt").read_text().splitlines()[1:]:
+        parts = line.split("\t")
+        found[parts[0] if parts[0] == "organiser" else parts[1]] = parts[-1]
+    return found
 
 
 def answer_all(study: study_module.Study, reader: str, phase: str, choose) -> None:
@@ -222,6 +234,8 @@ WRITER = textwrap.dedent("""
 def test_a_killed_writer_never_leaves_a_torn_line_or_loses_a_saved_answer(demo_study) -> None:
     generator = random.Random(14)
     saved = 0
+    access.add_readers(demo_study, [f"reader-{attempt * 1000 + number:05d}" for attempt in range(6)
+                                    for number in range(8)])  # 12 answers each: 96 per attempt at most
     for attempt in range(6):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(demo_study.path), str(attempt * 1000)],
                                   stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -469,15 +483,25 @@ def test_a_shipped_study_is_read_through_a_copy(demo_study, tmp_path, monkeypatc
     monkeypatch.setenv("MELANET_MODELS_DIR", str(models))
     monkeypatch.setenv("MELANET_STUDIES_DIR", str(tmp_path / "mine"))
     assert [(entry.label, entry.shipped) for entry in study_views.discover()] == [("models/demo/studies/demo-12", True)]
-    copy = create.copy_study(shipped, study_views.studies_dir())
-    assert copy.path == (tmp_path / "mine" / "demo-12").resolve() and not copy.responses_path.exists()
+    assert not (shipped.path / access.ACCESS_FILE).exists()  # a copy never carries the codes' hashes
+    with pytest.raises(access.AccessError, match="made before reader codes existed and is read-only"):
+        responses.record_answer(shipped, reader="B", phase=UNAIDED, case="c002", decision="benign", confidence=1,
+                                seconds=1)
+    # add-reader on the shipped folder: a copy under --root gets the codes; the shipped folder stays as it was
+    codes_file = tmp_path / "outside" / "codes.txt"
+    assert cli_main(["reader-study", "add-reader", str(shipped.path), "--readers", "B,C", "--codes-out",
+                          str(codes_file), "--root", str(tmp_path / "mine")]) == 0
+    copy = study_module.open_study(tmp_path / "mine" / "demo-12")
+    assert not copy.responses_path.exists()
     assert [case.case for case in copy.cases] == [case.case for case in demo_study.cases]
     assert sorted(path.name for path in (copy.path / study_module.OVERLAYS_FOLDER).iterdir()) == \
         [f"c{n:03d}.jpg" for n in range(1, 13)]
     responses.record_answer(copy, reader="B", phase=UNAIDED, case="c002", decision="benign", confidence=1, seconds=1)
     assert create.copy_study(shipped, study_views.studies_dir()).responses_path.is_file()  # the copy is kept
     assert [(entry.label, entry.shipped) for entry in study_views.discover()] == [("studies/demo-12", False)]
-    assert not shipped.responses_path.exists()
+    assert sorted(path.name for path in shipped.path.iterdir()) == [study_module.CASES_FILE,
+                                                                    study_module.OVERLAYS_FOLDER,
+                                                                    study_module.STUDY_FILE]
 
 
 def test_the_page_without_studies_says_how_to_make_one(tmp_path, monkeypatch) -> None:

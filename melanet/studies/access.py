@@ -377,14 +377,12 @@ def results_for(study: study_module.Study, identity: Identity | None) -> dict[st
     if identity.role == ORGANISER:
         return results
     own = identity.reader
-    return {key: value for key, value in results.items()
-            if key not in ("readers", "aided_vs_unaided", "mean_reader", "incomplete_readers", "mrmc", "voided",
-                           "responses", "experience")} | {
-        "readers": [entry for entry in results["readers"] if entry["reader"] == own],
-        "aided_vs_unaided": [entry for entry in results["aided_vs_unaided"] if entry["reader"] == own],
-        "experience": {own: results.get("experience", {}).get(own)} if own in results.get("experience", {}) else {},
-        "view": f"reader {own}: own figures and the model's only",
-    }
+    shared = {key: value for key, value in results.items()
+              if key not in ("readers", "aided_vs_unaided", "mean_reader", "incomplete_readers", "mrmc", "voided",
+                             "responses")}
+    return {**shared, "view": f"reader {own}: own figures and the model's only",
+            "readers": [entry for entry in results["readers"] if entry["reader"] == own],
+            "aided_vs_unaided": [entry for entry in results["aided_vs_unaided"] if entry["reader"] == own]}
 
 
 # -- the codes file --------------------------------------------------------------------------------
