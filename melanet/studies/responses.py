@@ -139,6 +139,7 @@ def record_answer(
 
     reader = normalise_reader(reader)
     row = _validated_row(study, reader, phase, case, decision, confidence, seconds, note)
+    access.read_access(study)  # a study without codes takes no answers (and gets no lock file)
     with study_lock(study):
         access.check_may_answer(study, reader)
         responses = read_responses(study)
