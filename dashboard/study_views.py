@@ -2,8 +2,8 @@
 
 Studies are read from the user's studies folder (``MELANET_STUDIES_DIR``, default ``<repo>/studies``)
 and from shipped ones under the models folder (``models/demo/studies/NAME``). A shipped study is
-read-only: the first reader's answer goes to a copy in the user's folder, which then replaces it in
-the list. No Streamlit here: plain values in, plain values out.
+read-only (it has no reader codes): ``melanet reader-study add-reader`` gives a copy in the user's folder
+codes, and that copy then replaces it in the list. No Streamlit here: plain values in, plain values out.
 """
 
 from __future__ import annotations
