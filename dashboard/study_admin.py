@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from melanet import jobs
+from melanet.runs import jobs
 from melanet.studies import access, create
 from melanet.studies import study as study_module
 

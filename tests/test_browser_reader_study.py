@@ -29,7 +29,8 @@ import pytest
 
 from PIL import Image
 
-from melanet.studies import access, mrmc, results as results_module, study as study_module
+from melanet.common import formatting
+from melanet.studies import access, results as results_module, study as study_module
 
 from test_browser import CHROMIUM, CHROMIUM_ARGS, choose, screenshot, start_server, stop_server
 
@@ -372,6 +373,19 @@ def test_codes_blinding_guarded_results_and_rate_limit(served_study, tmp_path: P
             if entry["reader"] == first and entry["phase"] == "unaided":
                 assert entry["experience"] == {"years_in_dermatology": 12.0, "specialty": "dermatologist",
                                                "dermoscopy_images_per_week": 200}
+        shown = {}
+        for row in organiser.locator('[data-testid="stTable"]').first.locator("tbody tr").all():
+            cells = [text.strip() for text in row.locator("th, td").all_inner_texts()]
+            shown[(cells[0], cells[1])] = cells
+        for entry in expected["readers"]:  # the organiser's table shows what results.json holds
+            cells = shown[(entry["reader"], entry["phase"])]
+            assert cells[2] == f"{entry['n']} of {CASES}"
+            low, high = entry["sensitivity_ci"]
+            if entry["sensitivity"] is not None:
+                assert cells[3] == f"{100 * entry['sensitivity']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+            assert cells[5] == ("n/a" if entry["auc"] is None else f"{entry['auc']:.3f}")
+            if entry["delong"].get("available"):
+                assert cells[10] == f"{entry['delong']['delta_auc']:.3f} ({formatting.p_value(entry['delong']['p'])})"
         with organiser.expect_download() as download:
             organiser.get_by_role("button", name="Download results.json").click()
         assert Path(download.value.path()).read_bytes() == (study_path / study_module.RESULTS_FILE).read_bytes()

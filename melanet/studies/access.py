@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.studies import study as study_module
 from melanet.studies.study import StudyError
 

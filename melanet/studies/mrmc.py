@@ -47,6 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from melanet.common import formatting
 from melanet.data import errors as data_errors
 from melanet.evaluation import delong
 
@@ -68,15 +69,6 @@ class Table:
     cases: tuple[str, ...]
     truth: np.ndarray
     ratings: np.ndarray
-
-
-def format_p(p_value: float | None, digits: int = 3) -> str:
-    """A p-value as a person should read it: "p = 0.0517", "p < 0.001" (never "p = 0.000"), "p = n/a"."""
-    if p_value is None or not math.isfinite(p_value):
-        return "p = n/a"
-    if p_value < 0.001:
-        return "p < 0.001"
-    return f"p = {p_value:.{digits}g}" if p_value < 0.1 else f"p = {p_value:.{digits}f}".rstrip("0").rstrip(".")
 
 
 def table_from_rows(rows: Sequence[dict[str, Any]], treatments: Sequence[str] | None = None,
@@ -327,7 +319,7 @@ def difference_sentence(result: dict[str, Any], digits: int = 3) -> str:
     ddf = "infinite (MS(T*R) = 0: the limiting F)" if result.get("ddf_infinite") else _number(result["ddf"], 2)
     return (f"{result['difference_of']} = {result['difference']:.{digits}f} (SE {_number(result['se'], digits)}, "
             f"95% CI {_number(result['ci_low'], digits)} to {_number(result['ci_high'], digits)}), "
-            f"F = {_number(result['F'], 3)} on 1 and {ddf} df, {format_p(result['p'])}")
+            f"F = {_number(result['F'], 3)} on 1 and {ddf} df, {formatting.p_value(result['p'])}")
 
 
 def json_safe(value: Any) -> Any:
@@ -352,7 +344,6 @@ def json_bytes(result: dict[str, Any]) -> bytes:
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """A few lines for a person: AUCs, the random-reader test, each treatment's CI, the fixed-reader test."""
-    first, second = result["treatments"]
     lines = [f"{len(result['readers'])} readers x {result['n_cases']} cases ({result['n_positive']} positive), "
              f"covariance: {result['covariance']}"]
     for name in result["treatments"]:
@@ -364,6 +355,6 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     if result.get("identical_treatments"):
         lines.append(f"fixed readers: {IDENTICAL}")
     else:
-        lines.append(f"fixed readers: chi2 = {_number(fixed['chi2'], 3)} (1 df), {format_p(fixed['p'])}, "
+        lines.append(f"fixed readers: chi2 = {_number(fixed['chi2'], 3)} (1 df), {formatting.p_value(fixed['p'])}, "
                      f"95% CI {fixed['ci_low']:.4f} to {fixed['ci_high']:.4f}")
     return lines
