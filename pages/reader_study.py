@@ -13,7 +13,7 @@ so it is absent from what the browser receives (not hidden). Every answer is wri
 rerun, so a reload, a closed tab or a server restart resumes at the first unanswered case once the
 reader gives their code again.
 
-Results: the page asks ``access.results_for`` on every run: the organiser sees everything, a reader who
+Results: the page asks ``results.results_for`` on every run: the organiser sees everything, a reader who
 has answered every case of every phase sees their own figures and the model's, anyone else nothing.
 With ``MELANET_READING_ONLY=1`` (app.py) this page is the whole dashboard and has no New study view.
 """
@@ -279,10 +279,10 @@ def _sample_size(results: dict) -> None:
 
 
 def _results(entry: study_views.StudyEntry) -> None:
-    """The results ``access.results_for`` gives this session's identity (asked on every run), or why not."""
+    """The results ``results.results_for`` gives this session's identity (asked on every run), or why not."""
     try:
         study = study_module.open_study(entry.path)
-        results = access.results_for(study, _identity())
+        results = results_module.results_for(study, _identity())
     except access.AccessError as error:
         st.info(f"No results: {error}.")
         return

@@ -649,19 +649,19 @@ def test_results_for_decides_who_sees_what(demo_study) -> None:
     assert organiser.role == access.ORGANISER and (reader.role, reader.reader) == (access.READER, "first")
     for identity in (None, reader):
         with pytest.raises(access.AccessError):
-            access.results_for(demo_study, identity)
+            results.results_for(demo_study, identity)
     answer_all(demo_study, "first", UNAIDED, lambda case: ("malignant", 3))
     with pytest.raises(access.AccessError, match="12 of 24 answered"):  # the aided phase is still open
-        access.results_for(demo_study, reader)
+        results.results_for(demo_study, reader)
     answer_all(demo_study, "first", AIDED, lambda case: ("malignant", 4))
     answer_all(demo_study, "second", UNAIDED, lambda case: ("benign", 4))
-    own = access.results_for(demo_study, reader)
+    own = results.results_for(demo_study, reader)
     assert {entry["reader"] for entry in own["readers"]} == {"first"} and "mrmc" not in own
     assert "mean_reader" not in own and own["model"] == results.compute_results(demo_study)["model"]
-    everything = access.results_for(demo_study, organiser)
+    everything = results.results_for(demo_study, organiser)
     assert {entry["reader"] for entry in everything["readers"]} == {"first", "second"}
     access.void_reader(demo_study, "second", "read on a phone screen")
-    after = access.results_for(demo_study, organiser)
+    after = results.results_for(demo_study, organiser)
     assert {entry["reader"] for entry in after["readers"]} == {"first"}
     assert after["voided"] == [{"reader": "second", "reason": "read on a phone screen", "answers": 12}]
     assert len(responses.read_responses(demo_study)) == 36  # voided answers stay on disk

@@ -238,8 +238,6 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _mrmc(args: argparse.Namespace) -> int:
-    import json
-
     from melanet.runs import runs
     from melanet.studies import mrmc, sample_size
 

@@ -14,7 +14,7 @@ Only salted scrypt hashes are kept: a code itself is never written into the stud
 - **Readers** sign in with their own code; the answers are filed under the name the code belongs to.
   A revoked code no longer signs in (the answers stay in the analysis); a voided reader's answers stay
   in ``responses.csv`` but are left out of the analysis, with the reason.
-- **Results** (``results_for``) go to the organiser code (everything), or to a reader who has answered
+- **Results** (``melanet.studies.results.results_for``, which asks here) go to the organiser code (everything), or to a reader who has answered
   every case of every phase (that reader's own figures and the model's, not the other readers').
   The dashboard asks here on every page run, so a reload, a new tab or another browser changes nothing.
 - **Wrong codes**: ``sign_in`` appends each failure to ``sign-in-failures.log`` in the study folder,
@@ -129,18 +129,14 @@ def _write_access(study: study_module.Study, access: dict[str, Any]) -> None:
 
 
 def _lock(study: study_module.Study):
-    from melanet.studies import responses  # the study lock lives with the answers it guards
-
-    return responses.study_lock(study)
+    return study_module.study_lock(study)
 
 
 def add_readers(study: study_module.Study, names: Sequence[str]) -> dict[str, str]:
     """Enrol ``names`` (and, for a study without codes, an organiser); returns name -> new code, with
     the organiser's code under ORGANISER when one was made. The codes are returned once and never stored.
     AccessError for a name enrolled already or given twice."""
-    from melanet.studies import responses
-
-    cleaned = [responses.normalise_reader(name) for name in names]
+    cleaned = [study_module.normalise_reader(name) for name in names]
     if len(set(cleaned)) != len(cleaned):
         raise AccessError(f"a reader name is given twice: {', '.join(cleaned)}")
     codes: dict[str, str] = {}
@@ -337,52 +333,6 @@ def still_valid(study: study_module.Study, identity: Identity) -> bool:
         return True
     record = read_access(study)["readers"].get(identity.reader or "")
     return bool(record) and not record.get("revoked")
-
-
-# -- results ---------------------------------------------------------------------------------------
-
-
-def results_refusal(study: study_module.Study, identity: Identity | None,
-                    responses: list[dict[str, Any]] | None = None) -> str | None:
-    """Why ``identity`` may not see the study's results, or None when it may."""
-    from melanet.studies import responses as responses_module
-
-    if identity is None or not still_valid(study, identity):
-        return ("results are for the organiser code, or for a reader who has answered every case: sign in "
-                "with your code")
-    if identity.role == ORGANISER:
-        return None
-    responses = responses_module.read_responses(study) if responses is None else responses
-    progress = responses_module.reader_progress(study, responses, identity.reader or "")
-    if not progress.finished:
-        done = sum(len(responses_module.answers_of(responses, identity.reader or "", phase))
-                   for phase in study.phases)
-        return (f"your results open when you have answered every case of every phase ({done} of "
-                f"{len(study.cases) * len(study.phases)} answered)")
-    return None
-
-
-def results_for(study: study_module.Study, identity: Identity | None) -> dict[str, Any]:
-    """The results ``identity`` may see: everything for the organiser; for a reader who has finished,
-    their own figures, their aided-vs-unaided change and the model's (no other reader, no pooled test).
-    AccessError (``results_refusal``'s reason) for anyone else."""
-    from melanet.studies import responses as responses_module
-    from melanet.studies import results as results_module
-
-    responses = responses_module.read_responses(study)
-    refusal = results_refusal(study, identity, responses)
-    if refusal:
-        raise AccessError(refusal)
-    results = results_module.compute_results(study, responses)
-    if identity.role == ORGANISER:
-        return results
-    own = identity.reader
-    shared = {key: value for key, value in results.items()
-              if key not in ("readers", "aided_vs_unaided", "mean_reader", "incomplete_readers", "mrmc", "voided",
-                             "responses")}
-    return {**shared, "view": f"reader {own}: own figures and the model's only",
-            "readers": [entry for entry in results["readers"] if entry["reader"] == own],
-            "aided_vs_unaided": [entry for entry in results["aided_vs_unaided"] if entry["reader"] == own]}
 
 
 # -- the codes file --------------------------------------------------------------------------------

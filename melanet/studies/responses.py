@@ -16,46 +16,22 @@ Only an enrolled reader whose code is not revoked answers, and only while the st
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import datetime
-import fcntl
 import io
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from melanet.runs import runs
 from melanet.studies import study as study_module
-from melanet.studies.study import StudyError
+from melanet.studies.study import StudyError, normalise_reader, study_lock  # noqa: F401 (the names readers use)
 
 RESPONSE_COLUMNS = ("case", "image", "reader", "phase", "decision", "confidence", "seconds", "answered_at", "note")
-MAX_READER_LENGTH = 80
+MAX_READER_LENGTH = study_module.MAX_READER_LENGTH
 MAX_NOTE_LENGTH = 2000
-
-
-def normalise_reader(name: str) -> str:
-    """A reader's name as stored: surrounding space dropped, inner runs of space made one. StudyError if
-    empty, longer than 80 characters, or holding control characters."""
-    cleaned = re.sub(r"\s+", " ", str(name)).strip()
-    if not cleaned:
-        raise StudyError("reader name is empty")
-    if len(cleaned) > MAX_READER_LENGTH:
-        raise StudyError(f"reader name is longer than {MAX_READER_LENGTH} characters")
-    if any(ord(character) < 32 or ord(character) == 127 for character in cleaned):
-        raise StudyError("reader name holds control characters")
-    return cleaned
-
-
-@contextlib.contextmanager
-def study_lock(study: study_module.Study) -> Iterator[None]:
-    """Hold the study's exclusive lock (blocking: answers are quick)."""
-    with open(study.path / study_module.LOCK_FILE, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        yield
 
 
 def read_responses(study: study_module.Study) -> list[dict[str, Any]]:

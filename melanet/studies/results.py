@@ -37,7 +37,7 @@ from sklearn import metrics as sklearn_metrics
 
 from melanet.runs import runs
 from melanet.evaluation import delong, metrics
-from melanet.studies import mrmc
+from melanet.studies import access, mrmc
 from melanet.studies import responses as responses_module
 from melanet.studies import study as study_module
 
@@ -213,8 +213,6 @@ def _mrmc_section(study: study_module.Study, complete: dict[str, list[str]],
 
 def compute_results(study: study_module.Study, responses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The whole ``results.json`` mapping (see the module docstring); reads ``responses.csv`` when not given."""
-    from melanet.studies import access
-
     if responses is None:
         responses = responses_module.read_responses(study)
     left_out = access.voided(study)
@@ -253,6 +251,47 @@ def _mrmc_all(study: study_module.Study, entries: list[dict[str, Any]],
     if len(study.phases) > 1:
         section["aided_vs_unaided"] = _mrmc_section(study, complete, responses, "aided_vs_unaided")
     return section
+
+
+# -- who sees what ---------------------------------------------------------------------------------------
+
+
+def results_refusal(study: study_module.Study, identity: access.Identity | None,
+                    responses: list[dict[str, Any]] | None = None) -> str | None:
+    """Why ``identity`` may not see the study's results, or None when it may."""
+    if identity is None or not access.still_valid(study, identity):
+        return ("results are for the organiser code, or for a reader who has answered every case: sign in "
+                "with your code")
+    if identity.role == access.ORGANISER:
+        return None
+    responses = responses_module.read_responses(study) if responses is None else responses
+    progress = responses_module.reader_progress(study, responses, identity.reader or "")
+    if not progress.finished:
+        done = sum(len(responses_module.answers_of(responses, identity.reader or "", phase))
+                   for phase in study.phases)
+        return (f"your results open when you have answered every case of every phase ({done} of "
+                f"{len(study.cases) * len(study.phases)} answered)")
+    return None
+
+
+def results_for(study: study_module.Study, identity: access.Identity | None) -> dict[str, Any]:
+    """The results ``identity`` may see: everything for the organiser; for a reader who has finished,
+    their own figures, their aided-vs-unaided change and the model's (no other reader, no pooled test).
+    ``access.AccessError`` (``results_refusal``'s reason) for anyone else."""
+    responses = responses_module.read_responses(study)
+    refusal = results_refusal(study, identity, responses)
+    if refusal:
+        raise access.AccessError(refusal)
+    results = compute_results(study, responses)
+    if identity.role == access.ORGANISER:
+        return results
+    own = identity.reader
+    shared = {key: value for key, value in results.items()
+              if key not in ("readers", "aided_vs_unaided", "mean_reader", "incomplete_readers", "mrmc", "voided",
+                             "responses")}
+    return {**shared, "view": f"reader {own}: own figures and the model's only",
+            "readers": [entry for entry in results["readers"] if entry["reader"] == own],
+            "aided_vs_unaided": [entry for entry in results["aided_vs_unaided"] if entry["reader"] == own]}
 
 
 def results_bytes(results: dict[str, Any]) -> bytes:
