@@ -4,6 +4,7 @@ Every page reads run folders (shipped ones in models/, the user's in runs/) and 
 package; training always runs in a separate process launched through melanet.runs.jobs.
 """
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -29,6 +30,9 @@ PAGES = [
     st.Page("pages/reader_study.py", title="Reader study", icon=":material/groups:", url_path="reader-study"),
 ]
 
+if os.environ.get("MELANET_READING_ONLY") == "1":  # readers' server: the reader page alone, no navigation
+    st.navigation([st.Page("pages/reader_study.py", title="Reader study", default=True)], position="hidden").run()
+    st.stop()
 page = st.navigation(PAGES)
 st.sidebar.caption("MelaNet reproduction (Zunair & Hamza 2020). Research use only, not a medical device.")
 page.run()

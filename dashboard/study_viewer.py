@@ -1,7 +1,9 @@
 """The reading screen's image viewer: one self-contained HTML page (no network resources) that shows a
 case's original image file at its full resolution, fitted to the frame, with zoom (wheel, buttons,
 double click) and pan (drag). In the aided phase a second layer holds the study's heat map drawn over
-the same original (``overlays/<case>.jpg``, the original's framing), shown on top and toggled by a box.
+the same original (``overlays/<case>.jpg``, the original's framing), hidden until the reader ticks
+the "heat map" box. "1:1" shows one image pixel per CSS pixel (100 %), also for an image smaller than
+the frame.
 
 The page is rendered by ``st.iframe`` (an iframe, so its script runs). It holds nothing
 but the image bytes it is given: in the unaided phase no heat map, no label and no probability.
@@ -53,11 +55,12 @@ function fitToStage() {
   apply();
 }
 function zoomAt(factor, px, py) {
-  const next = Math.min(Math.max(scale * factor, fit), Math.max(fit, 1) * 8);
+  const next = Math.min(Math.max(scale * factor, Math.min(fit, 1)), Math.max(fit, 1) * 8);
   x = px - (px - x) * next / scale;
   y = py - (py - y) * next / scale;
   scale = next;
   if (scale === fit) { fitToStage(); } else { apply(); }
+  stage.dataset.scale = String(scale);
 }
 function centre() { return [stage.clientWidth / 2, stage.clientHeight / 2]; }
 stage.addEventListener("wheel", (event) => {
@@ -86,6 +89,7 @@ stage.addEventListener("pointercancel", release);
 document.getElementById("zoom-in").onclick = () => zoomAt(3 / 2, ...centre());
 document.getElementById("zoom-out").onclick = () => zoomAt(2 / 3, ...centre());
 document.getElementById("fit").onclick = fitToStage;
+// 1:1 is one image pixel per CSS pixel (scale 1), also for an image smaller than the frame
 document.getElementById("actual").onclick = () => zoomAt(1 / scale, ...centre());
 const toggle = document.getElementById("show-heat");
 if (toggle) { toggle.onchange = () => { heat.style.display = toggle.checked ? "block" : "none"; }; }
@@ -105,9 +109,10 @@ def viewer_html(case_id: str, image: bytes, image_suffix: str, heatmap: bytes | 
     """The viewer page for one case: ``image`` the original file's bytes (shown as they are, so the
     browser's image has the file's own size); ``heatmap`` (aided phase only) the heat map over that
     original, stretched onto the same box."""
-    heat_layer = (f'<img id="heat" alt="heat map over the image" src="{data_uri(heatmap, heatmap_suffix)}">'
+    heat_layer = (f'<img id="heat" alt="heat map over the image" style="display: none" '
+                  f'src="{data_uri(heatmap, heatmap_suffix)}">'
                   if heatmap is not None else '<span id="heat"></span>')
-    heat_toggle = ('<label><input type="checkbox" id="show-heat" checked> heat map</label>'
+    heat_toggle = ('<label><input type="checkbox" id="show-heat"> heat map</label>'
                    if heatmap is not None else "")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><style>{_STYLE}</style></head><body>"
@@ -116,7 +121,7 @@ def viewer_html(case_id: str, image: bytes, image_suffix: str, heatmap: bytes | 
         f"</div>"
         f'<div id="tools"><button id="zoom-out" title="zoom out">&minus;</button>'
         f'<button id="zoom-in" title="zoom in">+</button><button id="fit" title="whole image">Fit</button>'
-        f'<button id="actual" title="one image pixel per screen pixel">1:1</button>'
+        f'<button id="actual" title="1:1: one image pixel per CSS pixel">1:1</button>'
         f'<span id="zoom-level"></span>{heat_toggle}</div>'
         f"<script>{_SCRIPT}</script></body></html>"
     )

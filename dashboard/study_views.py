@@ -2,8 +2,8 @@
 
 Studies are read from the user's studies folder (``MELANET_STUDIES_DIR``, default ``<repo>/studies``)
 and from shipped ones under the models folder (``models/demo/studies/NAME``). A shipped study is
-read-only: the first reader's answer goes to a copy in the user's folder, which then replaces it in
-the list. No Streamlit here: plain values in, plain values out.
+read-only (it has no reader codes): ``melanet reader-study add-reader`` gives a copy in the user's folder
+codes, and that copy then replaces it in the list. No Streamlit here: plain values in, plain values out.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def results_figure(results: dict[str, Any]) -> go.Figure:
             figure.add_trace(_reader_points(entries, phase))
         for entry in entries:
             points[(entry["reader"], phase)] = (1 - entry["specificity"], entry["sensitivity"])
-        mean = results["mean_reader"].get(phase) or {}
+        mean = (results.get("mean_reader") or {}).get(phase) or {}
         if mean.get("sensitivity") is not None and mean.get("specificity") is not None:
             figure.add_trace(go.Scatter(x=[1 - mean["specificity"]], y=[mean["sensitivity"]], mode="markers",
                                         marker=dict(symbol="star", size=18, color=PHASE_COLOURS[phase],

@@ -1,57 +1,59 @@
 """Reader study: dermatologists read a study's cases one at a time, blind, then (optionally) with the
 model's output; the results view puts them on the model's ROC curve; a form creates a new study.
 
+Who is reading: the person whose code was typed in this browser session. ``access.sign_in`` turns the
+code into an identity (a reader, or the organiser) kept in the server's session state; the code itself
+is never kept, put in the URL or logged, and the URL carries only the study's name. A reload or another
+browser starts signed out: the code again. Ten wrong codes from one browser make it wait a minute
+(``melanet.studies.access``).
+
 Blinding: in the unaided phase nothing about the case's label or the model's output is ever rendered,
 so it is absent from what the browser receives (not hidden). Every answer is written to the study's
 ``responses.csv`` the moment it is saved; the reader's place is recomputed from that file on every
 rerun, so a reload, a closed tab or a server restart resumes at the first unanswered case once the
-reader gives their name again.
+reader gives their code again.
 
-Who is reading: the name typed at the start of this browser session (``st.session_state``; the study
-folder keeps that reader's answers), never a value in the URL, so a shared link starts a new reader.
-Results are for the study's owner: a session in which a reader has started reading shows no Results
-view until that reader has answered every case.
+Results: the page asks ``results.results_for`` on every run: the organiser sees everything, a reader who
+has answered every case of every phase sees their own figures and the model's, anyone else nothing.
+With ``MELANET_READING_ONLY=1`` (app.py) this page is the whole dashboard and has no New study view.
 """
 
 from __future__ import annotations
 
-import subprocess
+import datetime
+import os
 import time
 
 import streamlit as st
 
-from melanet.common import formatting
-from melanet.runs import jobs
 from melanet.explain import overlay as overlay_module
-from melanet.studies import create, responses, results as results_module, sample_size
+from melanet.studies import access, mrmc, responses, sample_size
+from melanet.studies import results as results_module
 from melanet.studies import study as study_module
 
-from dashboard import discovery, glossary, study_viewer, study_views, ui
+from dashboard import discovery, glossary, study_admin, study_reading, study_viewer, study_views, ui
 
-READER_SESSION = "reader_session"  # {"study": name, "reader": name} once a reader has started in this session
-VIEWS = ("Read", "Results", "New study")
+IDENTITY = "study_identity"  # access.Identity once a code was accepted in this session
+READING_ONLY = os.environ.get("MELANET_READING_ONLY") == "1"
+VIEWS = ("Read", "Results") if READING_ONLY else ("Read", "Results", "New study")
 # The reading screen: the viewer fills the window's height beside the answer column (1400x900: the
-# whole image shows, about 690 px wide), under a trimmed top padding.
+# whole image shows, about 690 px wide), under a trimmed top padding; the sidebar (the other pages,
+# which list labelled test images) is gone while a reader reads.
 READING_CSS = """<style>
 [data-testid="stMainBlockContainer"] { padding-top: 3.75rem; padding-bottom: 1rem; }
 .st-key-reader_viewer iframe { height: calc(100vh - 5rem) !important; min-height: 360px; }
 .st-key-reader_answers { max-height: calc(100vh - 5rem); overflow-y: auto; padding-right: .25rem; }
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"] {
+  display: none !important; }
 </style>"""
 
 
-def _reader_session() -> dict[str, str] | None:
-    return st.session_state.get(READER_SESSION)
+def _identity() -> access.Identity | None:
+    return st.session_state.get(IDENTITY)
 
 
 def _find(entries: list[study_views.StudyEntry], name: str) -> study_views.StudyEntry | None:
     return next((entry for entry in entries if entry.name == name), None)
-
-
-def _open_for_reading(entry: study_views.StudyEntry) -> study_module.Study:
-    study = study_module.open_study(entry.path)
-    if entry.shipped:  # shipped studies stay untouched: readers answer a copy in studies/
-        study = create.copy_study(study, study_views.studies_dir())
-    return study
 
 
 def _pick_study(entries: list[study_views.StudyEntry]) -> study_views.StudyEntry:
@@ -61,9 +63,9 @@ def _pick_study(entries: list[study_views.StudyEntry]) -> study_views.StudyEntry
     created = st.session_state.pop("study_created", None)
     if created in names:
         st.session_state["study_pick"] = labels[names.index(created)]
-        st.success(f"Study {created} created.")
+        st.success(f"Study {created} created; the codes are in {st.session_state.pop('study_codes_at', 'the file')}.")
     chosen = st.session_state.get("study_pick")
-    if chosen not in labels:  # first visit, or a shipped study was just copied to studies/
+    if chosen not in labels:
         wanted = st.query_params.get("study")
         st.session_state["study_pick"] = labels[names.index(wanted)] if wanted in names else labels[0]
     label = st.selectbox("Study", labels, key="study_pick")
@@ -72,39 +74,50 @@ def _pick_study(entries: list[study_views.StudyEntry]) -> study_views.StudyEntry
     return entry
 
 
-# -- reading ---------------------------------------------------------------------------------------
-
-
-def _start_reading(entry: study_views.StudyEntry) -> None:
-    """The name box's callback: the typed name becomes this session's reader (and nobody else's)."""
-    name = st.session_state.get("reader_name", "")
-    if not name.strip():
-        return
-    try:
-        reader = responses.normalise_reader(name)
-        study = _open_for_reading(entry)
-    except study_module.StudyError as error:
-        st.session_state["reader_error"] = str(error)
-        return
-    st.session_state[READER_SESSION] = {"study": study.name, "reader": reader}
+# -- signing in ------------------------------------------------------------------------------------
 
 
 def _sign_in(entry: study_views.StudyEntry) -> None:
-    session = _reader_session()
-    if session and session["study"] == entry.name:
-        st.success(f"Thank you, {session['reader']}: you have answered every case of this study. The "
-                   f"Results view is open to you now.")
+    """The code box: a reader's code starts (or resumes) the reading, the organiser's opens the controls."""
+    study = study_module.open_study(entry.path)
+    if not access.has_codes(study):
+        st.info(f"Study {study.name} is read-only: {access.NO_CODES} (a study shipped under models/ is copied to "
+                "the studies folder with its codes; this one stays as it is).")
         return
-    st.text_input("Your name (as the results will show it)", key="reader_name", max_chars=80,
-                  on_change=_start_reading, args=(entry,))
-    if "reader_error" in st.session_state:
-        st.error(st.session_state.pop("reader_error"))
-    st.info("Type your name and press Enter to start, or to resume where you stopped: every answer is saved at "
+    identity = _identity()
+    if identity is not None and identity.study == study.name and identity.role == access.READER:
+        st.success(f"Thank you, {identity.reader}: you have answered every case of this study. The Results view "
+                   "shows your own figures beside the model's.")
+        return
+    if identity is not None and identity.study == study.name and identity.role == access.ORGANISER:
+        st.success("Signed in with the organiser code.")
+        study_admin.organiser_panel(study)
+        return
+    client = study_reading.client_of(st.context.ip_address)
+    waiting = access.wait_seconds(study, client)
+    with st.form("sign_in", clear_on_submit=True):
+        code = st.text_input("Your code", type="password", key="reader_code", max_chars=40,
+                             help="The code the study's organiser gave you (letters and digits, e.g. ABCDE-FGH23).")
+        submitted = st.form_submit_button("Start reading", type="primary")
+    if submitted and code.strip():
+        try:
+            st.session_state[IDENTITY] = access.sign_in(study, code, client)
+        except access.AccessError as error:
+            st.error(f"Not signed in: {error}.")
+        else:
+            st.rerun()
+    elif waiting > 0:
+        st.error(f"Not signed in: {access.RateLimited(waiting)}.")
+    st.info("Type your code and press Start to begin, or to resume where you stopped: every answer is saved at "
             "once. The image then fills the screen beside the answer form.")
 
 
+# -- reading ---------------------------------------------------------------------------------------
+
+
 def _show_viewer(study: study_module.Study, case: study_module.Case, aided: bool) -> None:
-    """The case's original file at full resolution in the zoom/pan viewer; aided: its heat map on top."""
+    """The case's original file at full resolution in the zoom/pan viewer; aided: its heat map, hidden
+    until the reader ticks the box."""
     path = study.image_path(case, discovery.ROOT)
     try:
         image = path.read_bytes()
@@ -129,7 +142,7 @@ def _show_heatmap_key(study: study_module.Study, case: study_module.Case) -> Non
     """Aided phase only: what the heat map over the image is, and its colour scale."""
     overlay = study.overlay_path(case)
     if overlay is not None and overlay.is_file():
-        st.caption("Grad-CAM over the image you read (untick 'heat map' to see the image alone): where the "
+        st.caption("Grad-CAM over the image you read (tick 'heat map' on the image to see it): where the "
                    "model looked for 'malignant'.")
         st.image(overlay_module.colour_scale(width=320), width="stretch")
         st.caption(overlay_module.HEATMAP_CAPTION)
@@ -137,9 +150,34 @@ def _show_heatmap_key(study: study_module.Study, case: study_module.Case) -> Non
         st.caption("No Grad-CAM overlay for this case.")
 
 
-def _answer_form(study: study_module.Study, reader: str, progress: responses.Progress, case_id: str) -> None:
-    key = f"{study.name}-{reader}-{progress.phase}-{case_id}"
-    shown_at = st.session_state.setdefault(f"shown-{key}", time.time())
+def _experience_form(study: study_module.Study, reader: str) -> None:
+    """Asked once, before the first case: kept with the reader's answers and reported per reader."""
+    st.subheader(f"Before you start, {reader}")
+    with st.form("experience"):
+        years = st.number_input("Years in dermatology", min_value=0.0, max_value=80.0, value=None, step=1.0,
+                                key="experience_years")
+        specialty = st.text_input("Specialty (e.g. dermatologist, resident, general practitioner)",
+                                  key="experience_specialty", max_chars=120)
+        weekly = st.number_input("Dermoscopy images you read in a week", min_value=0, value=None, step=1,
+                                 key="experience_weekly")
+        submitted = st.form_submit_button("Save and start", type="primary")
+    if not submitted:
+        return
+    if years is None or weekly is None or not specialty.strip():
+        st.error("Give all three: years, specialty and images a week.")
+        return
+    try:
+        access.set_experience(study, reader, float(years), specialty, int(weekly))
+    except study_module.StudyError as error:
+        st.error(f"Not saved: {error}")
+        return
+    st.rerun()
+
+
+def _answer_form(study: study_module.Study, identity: access.Identity, progress: responses.Progress,
+                 case_id: str) -> None:
+    key = f"{study.name}-{progress.phase}-{progress.done}"
+    shown_at = st.session_state.setdefault(f"shown-{key}-{case_id}", time.time())
     with st.form(key=f"answer-{key}"):
         decision = st.radio("Your decision", study_module.DECISIONS, index=None, horizontal=True,
                             key=f"decision-{key}")
@@ -153,47 +191,58 @@ def _answer_form(study: study_module.Study, reader: str, progress: responses.Pro
         st.error("Choose benign or malignant and a confidence from 1 to 5, then save.")
         return
     try:
-        responses.record_answer(study, reader=reader, phase=progress.phase, case=case_id, decision=decision,
-                                confidence=int(confidence), seconds=time.time() - shown_at, note=note)
+        study_reading.save_answer(study, identity, phase=progress.phase, case=case_id, decision=decision,
+                                  confidence=int(confidence), seconds=time.time() - shown_at, note=note)
     except study_module.StudyError as error:
         st.error(f"Not saved: {error}")
         return
     st.rerun()
 
 
-def _reading_screen(entry: study_views.StudyEntry, reader: str) -> bool:
+def _reading_screen(entry: study_views.StudyEntry, identity: access.Identity) -> bool:
     """The reading screen for this session's reader; False when the reader has finished the study."""
     try:
-        study = _open_for_reading(entry)
-        progress = responses.reader_progress(study, responses.read_responses(study), reader)
+        study = study_module.open_study(entry.path)
+        answers = responses.read_responses(study)
+        progress = responses.reader_progress(study, answers, identity.reader or "")
     except study_module.StudyError as error:
         st.error(str(error))
         return True
     if progress.finished:
         return False
     st.html(READING_CSS)
-    case = study.case(progress.next_case)
+    if access.is_closed(study):
+        st.info("The organiser has closed this study: no more answers for now. Your answers so far are saved.")
+        return True
+    if not access.reader_record(study, identity.reader or "").get("experience"):
+        _experience_form(study, identity.reader or "")
+        return True
     aided = progress.phase == study_module.PHASES[1]
+    opens = responses.aided_opens_at(study, answers, identity.reader or "") if aided else None
+    if opens is not None and datetime.datetime.now(datetime.timezone.utc) < opens:
+        st.info(f"You have read every case unaided. The aided reading opens on {opens:%Y-%m-%d %H:%M} UTC (the "
+                f"organiser's washout of {access.washout_days(study):g} days); come back then with your code.")
+        return True
+    case = study.case(progress.next_case)
     image_column, answer_column = st.columns([7, 3], gap="medium")
     with image_column:
         _show_viewer(study, case, aided)
     with answer_column, st.container(key="reader_answers"):
         st.subheader(f"Case {progress.done + 1} of {progress.total} ({progress.phase})")
-        st.progress(progress.done / progress.total, text=f"{progress.done} of {progress.total} answered; "
-                                                         f"this is case {case.case}")
+        st.progress(progress.done / progress.total, text=f"{progress.done} of {progress.total} answered")
         if aided and progress.done == 0:
             st.info("Unaided reading finished. Now the same cases again, in a new order, with the model's "
                     "output. Your unaided answers stay as they were.")
         if aided:
             _show_model_output(study, case)
-        _answer_form(study, reader, progress, case.case)
+        _answer_form(study, identity, progress, case.case)
         if aided:
             _show_heatmap_key(study, case)
         with st.expander("Study and reader"):
-            st.markdown(f"Study **{study.name}** ({entry.label}); reading as **{reader}**.")
-            st.caption("Wheel or +/- to zoom, drag to pan, double click to zoom in or back to the whole image. "
-                       "Every answer is saved at once. To read as someone else, reload the page and type "
-                       f"their name. {ui.NOT_A_DEVICE}")
+            st.markdown(f"Study **{study.name}**; reading as **{identity.reader}**.")
+            st.caption("Wheel or +/- to zoom, drag to pan, double click to zoom in or back to the whole image; "
+                       "1:1 shows one image pixel per CSS pixel. Every answer is saved at once. To stop, close the "
+                       f"page: your code resumes here. {ui.NOT_A_DEVICE}")
     return True
 
 
@@ -220,24 +269,35 @@ def _sample_size(results: dict) -> None:
     except sample_size.SampleSizeError as error:
         st.caption(f"No sample size from this pilot: {error}")
         return
+    if pilot.caveat():
+        st.warning(f"Caution: {pilot.caveat()}.", icon=":material/warning:")
     st.table(study_views.sample_size_table(rows).set_index("readers"))
     st.caption(f"Power {sample_size.DEFAULT_POWER:.0%} at alpha {sample_size.DEFAULT_ALPHA} (two-sided), random "
                f"readers and random cases (Hillis, Obuchowski & Berbaum 2011), from this study's OR variance components "
-               f"({pilot.n_cases} cases); the next study keeps this study's mix of malignant and benign cases. "
-               f"Command line: `melanet reader-study mrmc FILE.csv --power-for DELTA`.")
+               f"({pilot.n_readers} readers and {pilot.n_cases} cases); the next study keeps this study's mix of "
+               f"malignant and benign cases. Command line: `melanet reader-study mrmc FILE.csv --power-for DELTA`.")
 
 
 def _results(entry: study_views.StudyEntry) -> None:
+    """The results ``results.results_for`` gives this session's identity (asked on every run), or why not."""
     try:
         study = study_module.open_study(entry.path)
-        results = results_module.compute_results(study)
+        results = results_module.results_for(study, _identity())
+    except access.AccessError as error:
+        st.info(f"No results: {error}.")
+        return
     except study_module.StudyError as error:
         st.error(str(error))
         return
+    organiser = _identity().role == access.ORGANISER
     st.caption(f"{results['n_cases']} cases ({results['n_malignant']} malignant); model decisions at threshold "
                f"{study.threshold:.4g} ({study.info['threshold']['source']}). Readers' points with 95 % Wilson "
-               f"intervals; rating AUC: {results['rating']}. For the study's owner: a reader sees this view "
-               f"only after answering every case.")
+               f"intervals; rating AUC: {results['rating']}. "
+               + ("Organiser view: every reader." if organiser else
+                  "Your own figures and the model's; the other readers' are for the organiser."))
+    if results.get("voided"):
+        st.caption("Left out of the analysis by the organiser: " + "; ".join(
+            f"{item['reader']} ({item['reason']}, {item['answers']} answers kept on disk)" for item in results["voided"]))
     if not results["readers"]:
         st.info("No answers yet: the model alone is shown.")
     st.plotly_chart(study_views.results_figure(results), key="reader_study_roc")
@@ -245,15 +305,19 @@ def _results(entry: study_views.StudyEntry) -> None:
     st.table(study_views.readers_table(results).set_index("reader"))
     st.caption("The model's sensitivity at a reader's specificity (and the other way round) is read off the "
                "model's ROC on these study cases themselves (post hoc), not at the model's validation threshold.")
+    if not organiser:
+        if results["aided_vs_unaided"]:
+            st.subheader("Aided vs unaided")
+            st.table(study_views.changes_table(results).set_index("reader"))
+        _downloads(study, results, organiser)
+        return
     st.subheader("Multi-reader multi-case (Obuchowski-Rockette, Hillis ddf)")
     if results.get("incomplete_readers"):
         st.caption(f"Incomplete readers, left out of the pooled tests: {', '.join(results['incomplete_readers'])}")
     for name, section in results.get("mrmc", {}).items():
         label = name.replace("_", " ")
         if section["available"]:
-            st.markdown(f"**{label}**: {section['difference_of']} = {section['difference']:.3f} (95 % CI "
-                        f"{section['ci_low']:.3f} to {section['ci_high']:.3f}), F = {section['F']:.2f} on 1 and "
-                        f"{section['ddf']:.1f} df, {formatting.p_value(section['p'])}; {len(section['readers'])} readers")
+            st.markdown(f"**{label}**: {mrmc.difference_sentence(section)}; {len(section['readers'])} readers")
         else:
             st.markdown(f"**{label}**: {section['reason']} ({len(section['complete_readers'])} complete readers; "
                         f"needs {section['minimum']['readers']} and {section['minimum']['cases_per_class']} cases "
@@ -262,90 +326,30 @@ def _results(entry: study_views.StudyEntry) -> None:
     if results["aided_vs_unaided"]:
         st.subheader("Aided vs unaided")
         st.table(study_views.changes_table(results).set_index("reader"))
+    _downloads(study, results, organiser)
+
+
+def _downloads(study: study_module.Study, results: dict, organiser: bool) -> None:
+    """results.json as this identity may see it; responses.csv (every reader's answers) for the organiser."""
     left, right = st.columns(2)
-    if study.responses_path.is_file():
+    if organiser and study.responses_path.is_file():
         left.download_button(f"Download {study_module.RESPONSES_FILE}", study.responses_path.read_bytes(),
                              file_name=study_module.RESPONSES_FILE, mime="text/csv", key="download_responses")
     right.download_button(f"Download {study_module.RESULTS_FILE}", results_module.results_bytes(results),
                           file_name=study_module.RESULTS_FILE, mime="application/json", key="download_results")
 
 
-# -- a new study -----------------------------------------------------------------------------------
-
-
-def _classifier_runs() -> list[discovery.RunEntry]:
-    return discovery.of_kind(discovery.discover(), "classifier")
-
-
-def _check_new_study() -> None:
-    """The form's callback: the command line's checks (``create.check_request``), errors kept per field."""
-    state = st.session_state
-    runs_by_label = {entry.label: entry for entry in _classifier_runs()}
-    run = runs_by_label.get(state.get("create_run"))
-    options = create.CreateOptions(cases=int(state.get("create_cases") or 0), seed=int(state.get("create_seed") or 0),
-                                   aided=bool(state.get("create_aided")))
-    state["create_errors"] = {}
-    if run is None:
-        state["create_errors"]["run"] = "Pick an evaluated classifier run."
-        return
-    try:
-        create.check_request(run.path, state.get("create_name", ""), root=study_views.studies_dir(), options=options)
-    except create.CreateError as error:
-        state["create_errors"][error.field] = str(error)
-        return
-    state["create_request"] = {"run": str(run.path), "name": state["create_name"].strip(), "options": options}
-
-
-def _field_error(field: str) -> None:
-    message = st.session_state.get("create_errors", {}).get(field)
-    if message:
-        st.error(message, icon=":material/error:")
-
-
-def _new_study() -> None:
-    st.caption("A study of an evaluated classifier run's test cases, as `melanet reader-study create` makes it "
-               "(the same checks). It is written to the studies folder; the run is only read.")
-    labels = [entry.label for entry in _classifier_runs()]
-    if not labels:
-        st.info("No classifier runs yet: train and evaluate one on the Train page.")
-        return
-    with st.form("create_study"):
-        st.selectbox("Classifier run (evaluated)", labels, key="create_run")
-        _field_error("run")
-        _field_error("data")
-        st.text_input("Study name (letters, digits, - _ . /)", key="create_name", max_chars=120)
-        _field_error("name")
-        st.number_input("Number of cases (a stratified random subset; 0 = every test image)", value=40, step=1,
-                        key="create_cases")
-        _field_error("cases")
-        st.number_input("Seed (of the subset and of every reader's case order)", value=0, step=1, key="create_seed")
-        _field_error("seed")
-        st.checkbox("Aided phase: after the unaided reading, the same cases with the model's output", value=True,
-                    key="create_aided")
-        st.form_submit_button("Create study", type="primary", on_click=_check_new_study)
-    request = st.session_state.pop("create_request", None)
-    if request is None:
-        return
-    options = request["options"]
-    command = [*jobs.melanet_program(), "-q", "reader-study", "create", "--run", request["run"], "--name",
-               request["name"], "--cases", str(options.cases), "--seed", str(options.seed), "--root",
-               str(study_views.studies_dir()), *([] if options.aided else ["--no-aided"])]
-    with st.spinner(f"Creating study {request['name']} ..."):
-        finished = subprocess.run(command, cwd=discovery.ROOT, capture_output=True, text=True, timeout=3600)
-    if finished.returncode != 0:
-        lines = (finished.stderr or finished.stdout).strip().splitlines()
-        st.error(f"Not created: {lines[-1] if lines else 'the command failed without a message'}")
-        return
-    st.session_state["study_created"] = request["name"]  # the next run opens it in the Read view
-    st.rerun()
-
 
 # -- the page --------------------------------------------------------------------------------------
 
 entries = study_views.discover()
-session = _reader_session()
-reading = _find(entries, session["study"]) if session else None
-if reading is not None and _reading_screen(reading, session["reader"]):
+identity = _identity()
+signed_in = _find(entries, identity.study) if identity else None
+if identity is not None and (signed_in is None
+                             or not access.still_valid(study_module.open_study(signed_in.path), identity)):
+    st.session_state.pop(IDENTITY, None)  # revoked since, or the study is gone: signed out
+    identity, signed_in = None, None
+if identity is not None and identity.role == access.READER and _reading_screen(signed_in, identity):
     st.stop()
 
 st.title("Reader study", help=glossary.help_for("kappa", "rating AUC", "MRMC"))
@@ -353,14 +357,23 @@ st.caption(f"Readers against the model on the same test cases. {ui.NOT_A_DEVICE}
 if st.session_state.get("study_view") not in VIEWS or "study_created" in st.session_state:
     st.session_state["study_view"] = VIEWS[0]
 view = st.segmented_control("View", VIEWS, key="study_view") or VIEWS[0]
-if view == VIEWS[2]:
-    _new_study()
+if view == "New study":
+    study_admin.new_study()
     st.stop()
 if not entries:
     ui.no_runs("reader studies", "Create one with the New study view, or from the command line: `melanet "
-               "reader-study create --run models/demo/melanet --name demo --cases 40`.")
+               "reader-study create --run models/demo/melanet --name demo --cases 40 --readers NAME,NAME "
+               "--codes-out FILE`.")
     st.stop()
-selected = _pick_study(entries)
+if signed_in is not None:  # signed in: this session's study, no picker
+    selected = signed_in
+    st.caption(f"Study **{selected.name}**" + (" (organiser)" if identity.role == access.ORGANISER else
+                                              f", reader **{identity.reader}**"))
+    if st.button("Sign out", key="sign_out"):
+        st.session_state.pop(IDENTITY, None)
+        st.rerun()
+else:
+    selected = _pick_study(entries)
 if view == VIEWS[0]:
     _sign_in(selected)
 else:

@@ -222,3 +222,110 @@ def test_cli_writes_json(tmp_path: Path, van_dyke: mrmc.Table) -> None:
     failed = subprocess.run([sys.executable, "-m", "melanet", "reader-study", "mrmc", str(bad)],
                             capture_output=True, text=True)
     assert failed.returncode == 2 and "missing column(s) treatment" in failed.stderr
+
+
+# -- the edges: identical treatments, identical readers, strict JSON, a byte-order mark ---------------
+
+TINY_TRUTH = [1, 1, 1, 0, 0, 0, 0]
+TINY_A = [5, 4, 2, 3, 1, 2, 1]
+TINY_B = [4, 4, 3, 2, 2, 1, 3]
+
+
+def _tiny_rows(ratings: dict[tuple[str, str], list[float]]) -> list[dict]:
+    return [{"reader": reader, "treatment": treatment, "case": f"k{index}", "truth": TINY_TRUTH[index],
+             "rating": value}
+            for (treatment, reader), values in ratings.items() for index, value in enumerate(values)]
+
+
+def _strict_json(text: str):
+    def refuse(constant: str):
+        raise AssertionError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _brute_auc(truth: list[int], scores: list[float]) -> float:
+    positives = [s for s, t in zip(scores, truth) if t == 1]
+    negatives = [s for s, t in zip(scores, truth) if t == 0]
+    return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in positives for n in negatives) / (
+        len(positives) * len(negatives))
+
+
+def test_identical_treatments_are_no_difference_never_significant(tmp_path: Path) -> None:
+    table = mrmc.table_from_rows(_tiny_rows({("A", "r1"): TINY_A, ("A", "r2"): TINY_B,
+                                        ("B", "r1"): TINY_A, ("B", "r2"): TINY_B}))
+    result = mrmc.analyse(table)
+    assert result["identical_treatments"] and result["difference"] == 0.0
+    assert math.isnan(result["F"]) and math.isnan(result["p"]) and math.isnan(result["fixed_readers"]["p"])
+    sentence = mrmc.difference_sentence(result)
+    assert "no difference (the ratings are identical in both treatments)" in sentence and "p <" not in sentence
+    lines = "\n".join(mrmc.summary_lines(result))
+    assert "p < 0.001" not in lines and "inf" not in lines and "nan" not in lines
+    written = _strict_json(mrmc.json_bytes(result).decode())
+    assert written["F"] is None and written["p"] is None and written["identical_treatments"] is True
+
+
+def test_identical_readers_give_the_limiting_f_a_one_reader_z_test() -> None:
+    """Two identical readers: MS(T*R) = 0, ddf infinite; F then equals d^2 / Var(d) of one reader, whose
+    jackknife variance is computed here by leaving each case out by brute force; p = chi-square(1)."""
+    table = mrmc.table_from_rows(_tiny_rows({("A", "r1"): TINY_A, ("A", "r2"): TINY_A,
+                                        ("B", "r1"): TINY_B, ("B", "r2"): TINY_B}))
+    result = mrmc.analyse(table)
+    assert result["mean_squares"]["ms_tr"] == 0.0 and result["ddf_infinite"]
+    c = len(TINY_TRUTH)
+    left_out = np.array([[_brute_auc([t for i, t in enumerate(TINY_TRUTH) if i != k],
+                                     [s for i, s in enumerate(scores) if i != k]) for k in range(c)]
+                         for scores in (TINY_A, TINY_B)])  # (2, c)
+    deviations = left_out - left_out.mean(axis=1, keepdims=True)
+    covariance = (c - 1) / c * deviations @ deviations.T
+    difference = _brute_auc(TINY_TRUTH, TINY_A) - _brute_auc(TINY_TRUTH, TINY_B)
+    variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
+    expected_f = difference ** 2 / variance
+    # chi-square with 1 df of z^2 = two-sided normal tail of |z|
+    expected_p = math.erfc(abs(difference) / math.sqrt(variance) / math.sqrt(2))
+    assert result["difference"] == pytest.approx(difference)
+    assert result["F"] == pytest.approx(expected_f, rel=1e-9)
+    assert result["p"] == pytest.approx(expected_p, rel=1e-9) and math.isfinite(result["p"])
+    half = 1.959963984540054 * math.sqrt(variance)
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx((difference - half, difference + half))
+    assert "infinite" in mrmc.difference_sentence(result) and "p = n/a" not in mrmc.difference_sentence(result)
+
+
+def test_out_is_strict_json_at_the_edges(tmp_path: Path) -> None:
+    for name, ratings in (("identical-treatments", {("A", "r1"): TINY_A, ("A", "r2"): TINY_B,
+                                                    ("B", "r1"): TINY_A, ("B", "r2"): TINY_B}),
+                          ("identical-readers", {("A", "r1"): TINY_A, ("A", "r2"): TINY_A,
+                                                 ("B", "r1"): TINY_B, ("B", "r2"): TINY_B})):
+        path = tmp_path / f"{name}.csv"
+        with path.open("w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=COLUMNS.split(","))
+            writer.writeheader()
+            writer.writerows(_tiny_rows(ratings))
+        out = tmp_path / f"{name}.json"
+        completed = subprocess.run([sys.executable, "-m", "melanet", "reader-study", "mrmc", str(path), "--out",
+                                    str(out)], capture_output=True, text=True)
+        assert completed.returncode == 0, completed.stderr
+        written = _strict_json(out.read_text())
+        assert "NaN" not in out.read_text() and "Infinity" not in out.read_text()
+        if name == "identical-readers":
+            assert written["ddf"] is None and written["ddf_infinite"] is True and 0 < written["p"] < 1
+        else:
+            assert written["p"] is None and "no difference" in completed.stdout
+
+
+def test_a_byte_order_mark_is_read_and_refusals_name_line_and_column(tmp_path: Path, van_dyke: mrmc.Table) -> None:
+    marked = tmp_path / "bom.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + VAN_DYKE.read_bytes())
+    table = mrmc.read_table(marked)
+    assert table.readers == van_dyke.readers and np.array_equal(table.ratings, van_dyke.ratings)
+    lines = VAN_DYKE.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    header = lines[0].split(",")
+    broken = lines[7].split(",")
+    broken[header.index("truth")] = "maybe"
+    bad.write_text("\ufeff" + "\n".join(lines[:7] + [",".join(broken)] + lines[8:]) + "\n", encoding="utf-8")
+    with pytest.raises(mrmc.MRMCError, match=r"line 8, column 'truth'"):
+        mrmc.read_table(bad)
+    no_rating = tmp_path / "no-rating.csv"
+    no_rating.write_text("\ufeffreader,treatment,case,truth\n", encoding="utf-8")
+    with pytest.raises(mrmc.MRMCError, match=r"line 1: missing column\(s\) rating"):
+        mrmc.read_table(no_rating)

@@ -9,6 +9,7 @@ functions (not ``scipy.stats.ncf``). A simulation of the OR model checks the app
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -190,3 +191,19 @@ def test_the_cli_prints_and_writes_the_sample_size_table(tmp_path, capsys, pilot
     assert [row["cases"] for row in saved["rows"]] == [row["cases"] for row in expected]
     assert cli_main(["reader-study", "mrmc", str(VAN_DYKE), "--power-for", "0"]) == 2
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_the_reference_pilot_is_van_dykes_and_small_pilots_carry_a_caveat(pilot) -> None:
+    """The pilot ``create`` sizes a study with is the Van Dyke OR components (recomputed here from the data);
+    the table says how many readers and cases its components come from, with a caution under 4 or 50."""
+    reference = sample_size.REFERENCE_PILOT
+    for name in ("var_error", "cov1", "cov2", "cov3", "var_tr"):
+        assert getattr(reference, name) == pytest.approx(getattr(pilot, name), abs=5e-8), name
+    assert (reference.n_readers, reference.n_cases) == (5, 114) == (pilot.n_readers, pilot.n_cases)
+    lines = sample_size.summary_lines(pilot, 0.05, sample_size.sample_size_table(pilot, 0.05, (5,)))
+    assert "pilot of 5 readers and 114 cases" in lines[0] and not any("caution" in line for line in lines)
+    small = dataclasses.replace(pilot, n_readers=2, n_cases=22)
+    lines = sample_size.summary_lines(small, 0.05, sample_size.sample_size_table(small, 0.05, (3,)))
+    assert "caution: the pilot has 2 readers and 22 cases" in lines[1]
+    assert dataclasses.replace(pilot, n_readers=4, n_cases=49).caveat() and not \
+        dataclasses.replace(pilot, n_readers=4, n_cases=50).caveat()

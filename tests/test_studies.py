@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -27,12 +28,14 @@ from sklearn import metrics as sklearn_metrics
 
 from melanet.cli import main as cli_main
 from melanet.explain import overlay
-from melanet.studies import create, responses, results, study as study_module
+from melanet.studies import access, create, responses, results, study as study_module
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_RUN = REPO / "models" / "demo" / "melanet"
 Z = 1.959963984540054  # the 95 % normal quantile
 UNAIDED, AIDED = study_module.PHASES
+READERS = ("Dr Unit", "first", "second", "third", "learner", "perfect", "random", "worried", "A", "A, the second",
+           "B", "Dr A", "killed")
 
 
 @pytest.fixture
@@ -40,7 +43,17 @@ def demo_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> study_module.
     """A 12-case study of the shipped demo MelaNet run, in a temporary root (the run is only read)."""
     monkeypatch.chdir(REPO)  # the run's data.root, data/sample, is relative to the repository
     return create.create_study(DEMO_RUN, "demo-12", root=tmp_path / "studies",
-                               options=create.CreateOptions(cases=12, seed=5))
+                               options=create.CreateOptions(cases=12, seed=5, readers=READERS),
+                               codes_out=tmp_path / "codes" / "demo-12.txt")
+
+
+def codes_of(study: study_module.Study) -> dict[str, str]:
+    """Name (or 'organiser') -> code, from the codes file the fixture wrote beside the studies root."""
+    found = {}
+    for line in (study.path.parents[1] / "codes" / f"{study.name}.txt").read_text().splitlines()[1:]:
+        parts = line.split("\t")
+        found[parts[0] if parts[0] == "organiser" else parts[1]] = parts[-1]
+    return found
 
 
 def answer_all(study: study_module.Study, reader: str, phase: str, choose) -> None:
@@ -222,6 +235,8 @@ WRITER = textwrap.dedent("""
 def test_a_killed_writer_never_leaves_a_torn_line_or_loses_a_saved_answer(demo_study) -> None:
     generator = random.Random(14)
     saved = 0
+    access.add_readers(demo_study, [f"reader-{attempt * 1000 + number:05d}" for attempt in range(6)
+                                    for number in range(8)])  # 12 answers each: 96 per attempt at most
     for attempt in range(6):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(demo_study.path), str(attempt * 1000)],
                                   stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -469,15 +484,25 @@ def test_a_shipped_study_is_read_through_a_copy(demo_study, tmp_path, monkeypatc
     monkeypatch.setenv("MELANET_MODELS_DIR", str(models))
     monkeypatch.setenv("MELANET_STUDIES_DIR", str(tmp_path / "mine"))
     assert [(entry.label, entry.shipped) for entry in study_views.discover()] == [("models/demo/studies/demo-12", True)]
-    copy = create.copy_study(shipped, study_views.studies_dir())
-    assert copy.path == (tmp_path / "mine" / "demo-12").resolve() and not copy.responses_path.exists()
+    assert not (shipped.path / access.ACCESS_FILE).exists()  # a copy never carries the codes' hashes
+    with pytest.raises(access.AccessError, match="made before reader codes existed and is read-only"):
+        responses.record_answer(shipped, reader="B", phase=UNAIDED, case="c002", decision="benign", confidence=1,
+                                seconds=1)
+    # add-reader on the shipped folder: a copy under --root gets the codes; the shipped folder stays as it was
+    codes_file = tmp_path / "outside" / "codes.txt"
+    assert cli_main(["reader-study", "add-reader", str(shipped.path), "--readers", "B,C", "--codes-out",
+                          str(codes_file), "--root", str(tmp_path / "mine")]) == 0
+    copy = study_module.open_study(tmp_path / "mine" / "demo-12")
+    assert not copy.responses_path.exists()
     assert [case.case for case in copy.cases] == [case.case for case in demo_study.cases]
     assert sorted(path.name for path in (copy.path / study_module.OVERLAYS_FOLDER).iterdir()) == \
         [f"c{n:03d}.jpg" for n in range(1, 13)]
     responses.record_answer(copy, reader="B", phase=UNAIDED, case="c002", decision="benign", confidence=1, seconds=1)
     assert create.copy_study(shipped, study_views.studies_dir()).responses_path.is_file()  # the copy is kept
     assert [(entry.label, entry.shipped) for entry in study_views.discover()] == [("studies/demo-12", False)]
-    assert not shipped.responses_path.exists()
+    assert sorted(path.name for path in shipped.path.iterdir()) == [study_module.CASES_FILE,
+                                                                    study_module.OVERLAYS_FOLDER,
+                                                                    study_module.STUDY_FILE]
 
 
 def test_the_page_without_studies_says_how_to_make_one(tmp_path, monkeypatch) -> None:
@@ -519,13 +544,26 @@ def open_reader_page(monkeypatch: pytest.MonkeyPatch, studies: Path, models: Pat
     return app
 
 
+def sign_in(app, code: str) -> None:
+    """Type a code into the page's code box and press Start, as a reader does."""
+    app.text_input(key="reader_code").input(code)
+    next(button for button in app.button if button.label == "Start reading").click().run()
+
+
+def with_experience(study: study_module.Study, *readers: str) -> None:
+    for reader in readers:
+        access.set_experience(study, reader, 7, "dermatologist", 150)
+
+
 def test_the_page_reads_a_study_without_sending_its_secrets(demo_study, monkeypatch) -> None:
     """The unaided reading screen's elements (the same values the browser gets) hold no label or
     probability; the title and the study picker give way to the image, the original file itself."""
+    with_experience(demo_study, "Dr Unit")
     app = open_reader_page(monkeypatch, demo_study.path.parent, demo_study.path.parent / "no-models")
     assert "Readers against the model" in " ".join(str(item.value) for item in app.caption)
-    app.text_input(key="reader_name").input("Dr Unit").run()
+    sign_in(app, codes_of(demo_study)["Dr Unit"].lower().replace("-", " "))  # case, spaces and dash don't matter
     assert "Case 1 of 12 (unaided)" in [item.value for item in app.subheader]
+    assert not [item for item in app.markdown if "this is case" in str(item.value)]  # one case number only
     pages = viewer_pages(app)
     shown = " ".join(str(element.value) for kind in ("markdown", "caption", "info", "subheader", "text")
                      for element in getattr(app, kind)) + " ".join(pages)
@@ -540,24 +578,30 @@ def test_the_page_reads_a_study_without_sending_its_secrets(demo_study, monkeypa
 
 def test_the_aided_viewer_lays_the_heat_map_over_the_same_original(demo_study, monkeypatch) -> None:
     answer_all(demo_study, "Dr Unit", UNAIDED, lambda case: ("benign", 3))
+    with_experience(demo_study, "Dr Unit")
     app = open_reader_page(monkeypatch, demo_study.path.parent, demo_study.path.parent / "no-models")
-    app.text_input(key="reader_name").input("Dr Unit").run()
+    sign_in(app, codes_of(demo_study)["Dr Unit"])
     assert "Case 1 of 12 (aided)" in [item.value for item in app.subheader]
     case = demo_study.case(study_module.case_order(demo_study, "Dr Unit", AIDED)[0])
     page = viewer_pages(app)[0]
     lesion = re.search(r'id="lesion" alt="lesion" src="data:image/jpeg;base64,([^"]+)"', page).group(1)
-    heat = re.search(r'<img id="heat" alt="heat map over the image" src="data:image/jpeg;base64,([^"]+)"', page).group(1)
+    # the heat map starts hidden behind its (unticked) box
+    heat = re.search(r'<img id="heat" alt="heat map over the image" style="display: none" '
+                     r'src="data:image/jpeg;base64,([^"]+)"', page).group(1)
+    assert '<input type="checkbox" id="show-heat">' in page
     assert base64.b64decode(lesion) == demo_study.image_path(case, REPO).read_bytes()
     assert base64.b64decode(heat) == demo_study.overlay_path(case).read_bytes()
     original, heat_map = Image.open(demo_study.image_path(case, REPO)), Image.open(demo_study.overlay_path(case))
     assert abs(original.width / original.height - heat_map.width / heat_map.height) < 0.01  # the same framing
 
 
-def test_a_reader_in_the_url_is_not_signed_in_and_a_reader_mid_study_sees_no_results(demo_study, monkeypatch) -> None:
+def test_a_name_in_the_url_or_a_wrong_code_signs_nobody_in_and_results_are_asked_on_every_run(
+        demo_study, monkeypatch) -> None:
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MELANET_STUDIES_DIR", str(demo_study.path.parent))
     monkeypatch.setenv("MELANET_MODELS_DIR", str(demo_study.path.parent / "no-models"))
+    with_experience(demo_study, "Dr Unit")
     responses.record_answer(demo_study, reader="Dr Unit", phase=UNAIDED, decision="benign", confidence=2, seconds=1,
                             case=study_module.case_order(demo_study, "Dr Unit", UNAIDED)[0])
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
@@ -567,8 +611,15 @@ def test_a_reader_in_the_url_is_not_signed_in_and_a_reader_mid_study_sees_no_res
     app.switch_page("pages/reader_study.py")
     app.run()
     assert not [item for item in app.subheader if "Case" in str(item.value)]
-    assert app.text_input(key="reader_name").value == ""
-    app.text_input(key="reader_name").input("Dr Unit").run()
+    sign_in(app, "Dr Unit")  # a name is not a code
+    assert "Not signed in: unknown code for this study." in [item.value for item in app.error]
+    app.session_state["study_view"] = "Results"
+    app.run()
+    assert "Readers and the model" not in [item.value for item in app.subheader]
+    assert any("results are for the organiser code" in str(item.value) for item in app.info)
+    app.session_state["study_view"] = "Read"
+    app.run()
+    sign_in(app, codes_of(demo_study)["Dr Unit"])
     assert "Case 2 of 12 (unaided)" in [item.value for item in app.subheader]
     app.session_state["study_view"] = "Results"
     app.run()
@@ -576,26 +627,156 @@ def test_a_reader_in_the_url_is_not_signed_in_and_a_reader_mid_study_sees_no_res
                      for element in getattr(app, kind))
     assert "Readers and the model" not in shown and "Case 2 of 12 (unaided)" in shown
     assert not [element for element in page_elements(app.main) if getattr(element, "type", "") == "button_group"]
+    answer_all(demo_study, "first", UNAIDED, lambda case: ("malignant", 3))
     answer_all(demo_study, "Dr Unit", UNAIDED, lambda case: ("benign", 3))
     answer_all(demo_study, "Dr Unit", AIDED, lambda case: ("benign", 3))
-    app.run()  # finished: the same session may now open the results
+    app.run()  # finished: the same session may now open the results: its own figures and the model's
     app.session_state["study_view"] = "Results"
     app.run()
     assert "Readers and the model" in [item.value for item in app.subheader]
+    table = app.table[0].value.reset_index()
+    assert set(table["reader"]) == {"Dr Unit", "model"}  # not "first"
+    assert not [item for item in app.subheader if "Multi-reader" in str(item.value)]
+    access.revoke_reader(demo_study, "Dr Unit")
+    app.run()  # asked again on this run: a revoked code signs the session out
+    assert "Readers and the model" not in [item.value for item in app.subheader]
 
 
-def test_the_page_reads_a_shipped_study_through_a_copy(demo_study, tmp_path, monkeypatch) -> None:
-    shipped = create.copy_study(demo_study, tmp_path / "models" / "demo" / "studies")
+def test_results_for_decides_who_sees_what(demo_study) -> None:
+    codes = codes_of(demo_study)
+    organiser = access.sign_in(demo_study, codes["organiser"], "test")
+    reader = access.sign_in(demo_study, codes["first"], "test")
+    assert organiser.role == access.ORGANISER and (reader.role, reader.reader) == (access.READER, "first")
+    for identity in (None, reader):
+        with pytest.raises(access.AccessError):
+            results.results_for(demo_study, identity)
+    answer_all(demo_study, "first", UNAIDED, lambda case: ("malignant", 3))
+    with pytest.raises(access.AccessError, match="12 of 24 answered"):  # the aided phase is still open
+        results.results_for(demo_study, reader)
+    answer_all(demo_study, "first", AIDED, lambda case: ("malignant", 4))
+    answer_all(demo_study, "second", UNAIDED, lambda case: ("benign", 4))
+    own = results.results_for(demo_study, reader)
+    assert {entry["reader"] for entry in own["readers"]} == {"first"} and "mrmc" not in own
+    assert "mean_reader" not in own and own["model"] == results.compute_results(demo_study)["model"]
+    everything = results.results_for(demo_study, organiser)
+    assert {entry["reader"] for entry in everything["readers"]} == {"first", "second"}
+    access.void_reader(demo_study, "second", "read on a phone screen")
+    after = results.results_for(demo_study, organiser)
+    assert {entry["reader"] for entry in after["readers"]} == {"first"}
+    assert after["voided"] == [{"reader": "second", "reason": "read on a phone screen", "answers": 12}]
+    assert len(responses.read_responses(demo_study)) == 36  # voided answers stay on disk
+    access.set_closed(demo_study, True)
+    with pytest.raises(access.AccessError, match="closed"):
+        responses.record_answer(demo_study, reader="third", phase=UNAIDED, case="c001", decision="benign",
+                                confidence=1, seconds=1)
+    access.set_closed(demo_study, False)
+    responses.record_answer(demo_study, reader="third", phase=UNAIDED, case="c001", decision="benign",
+                            confidence=1, seconds=1)
+    access.revoke_reader(demo_study, "third")
+    with pytest.raises(access.AccessError, match="revoked"):
+        access.sign_in(demo_study, codes["third"], "test")
+    with pytest.raises(access.AccessError, match="not a reader"):
+        responses.record_answer(demo_study, reader="somebody", phase=UNAIDED, case="c001", decision="benign",
+                                confidence=1, seconds=1)
+
+
+def test_codes_are_random_hashed_with_scrypt_and_written_once_outside_the_study(demo_study, tmp_path) -> None:
+    codes = codes_of(demo_study)
+    assert len(codes) == len(READERS) + 1 and len(set(codes.values())) == len(codes)
+    for code in codes.values():
+        assert re.fullmatch(r"[A-HJ-NP-Z2-9]{5}-[A-HJ-NP-Z2-9]{5}", code)  # 10 of 32 letters: 50 bits
+    assert len(access.CODE_ALPHABET) == 32 == len(set(access.CODE_ALPHABET))
+    codes_file = tmp_path / "codes" / "demo-12.txt"
+    assert os.stat(codes_file).st_mode & 0o777 == 0o600
+    stored = json.loads((demo_study.path / access.ACCESS_FILE).read_text())
+    record = stored["readers"]["first"]
+    salt = bytes.fromhex(record["salt"])
+    expected = hashlib.scrypt(codes["first"].replace("-", "").encode(), salt=salt, n=2 ** 14, r=8, p=1, dklen=32)
+    assert record["hash"] == expected.hex() and len(salt) == 16
+    assert len({item["salt"] for item in stored["readers"].values()}) == len(READERS)  # a salt per code
+    with pytest.raises(study_module.StudyError, match="exists already"):
+        access.write_codes_file(codes_file, demo_study, {"x": "y"})
+    with pytest.raises(study_module.StudyError, match="inside the study folder"):
+        access.write_codes_file(demo_study.path / "codes.txt", demo_study, {"x": "y"})
+    assert not (demo_study.path / "codes.txt").exists()
+
+
+def test_ten_wrong_codes_make_the_client_wait_a_minute(demo_study) -> None:
+    codes = codes_of(demo_study)
+    start = 1_000_000.0
+    for attempt in range(access.MAX_FAILURES):
+        with pytest.raises(access.AccessError, match="unknown code"):
+            access.sign_in(demo_study, "WRONG-CODE2", "browser-1", now=start + attempt)
+    last = start + access.MAX_FAILURES - 1
+    with pytest.raises(access.RateLimited, match="try again in 60 s"):
+        access.sign_in(demo_study, codes["first"], "browser-1", now=last + 0.5)  # even the right code waits
+    assert access.sign_in(demo_study, codes["first"], "browser-2", now=last + 1).reader == "first"  # another client
+    with pytest.raises(access.RateLimited):
+        access.sign_in(demo_study, codes["first"], "browser-1", now=last + 59)
+    assert access.sign_in(demo_study, codes["first"], "browser-1", now=last + 61).reader == "first"
+    # the log keeps neither the codes nor the address
+    log = (demo_study.path / access.FAILURES_FILE).read_text()
+    assert "browser-1" not in log and "WRONG" not in log and codes["first"] not in log
+
+
+def test_twenty_processes_saving_through_the_page_keep_every_answer_under_its_reader(demo_study, tmp_path) -> None:
+    names = [f"parallel-{number:02d}" for number in range(20)]
+    codes = access.add_readers(demo_study, names)
+    script = textwrap.dedent("""
+        import sys
+        from melanet.studies import access, study
+        from dashboard import study_reading
+        opened = study.open_study(sys.argv[1])
+        identity = access.sign_in(opened, sys.argv[2], "process")
+        for position, case in enumerate(study.case_order(opened, identity.reader, "unaided")):
+            study_reading.save_answer(opened, identity, phase="unaided", case=case,
+                                      decision="malignant" if position % 2 else "benign",
+                                      confidence=1 + position % 5, seconds=float(position))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    workers = [subprocess.Popen([sys.executable, "-c", script, str(demo_study.path), codes[name]], cwd=REPO, env=env,
+                                stderr=subprocess.PIPE, text=True) for name in names]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.stderr.read()
+    rows = responses.read_responses(demo_study)
+    assert len(rows) == 20 * 12
+    for name in names:
+        order = study_module.case_order(demo_study, name, UNAIDED)
+        mine = {row["case"]: row for row in rows if row["reader"] == name}
+        assert len(mine) == 12
+        for position, case in enumerate(order):
+            assert (mine[case]["decision"], mine[case]["confidence"], mine[case]["seconds"]) == (
+                "malignant" if position % 2 else "benign", 1 + position % 5, float(position))
+
+
+def test_creation_warns_about_a_study_too_small(tmp_path, monkeypatch, capsys) -> None:
+    from melanet.studies import sample_size
+
+    monkeypatch.chdir(REPO)
+    warnings = create.design_warnings(6, 6, 3)
+    assert any("needs at least 10 of each class" in line for line in warnings)
+    # the reference pilot's case count for 8 readers, from the Van Dyke components recomputed in
+    # tests/test_sample_size.py; a study that large gets no sample-size warning
+    needed = sample_size.cases_needed(sample_size.REFERENCE_PILOT, 8, 0.05)["cases"]
+    assert any(f"need about {needed} cases" in line for line in create.design_warnings(30, 30, 8))
+    assert not create.design_warnings(needed // 2 + 1, needed // 2 + 1, 8)
+    assert any("no number of cases reaches power" in line for line in create.design_warnings(100, 100, 3))
+    code = cli_main(["reader-study", "create", "--run", str(DEMO_RUN), "--name", "small", "--cases", "12",
+                     "--readers", "X,Y,Z", "--codes-out", str(tmp_path / "c.txt"), "--root", str(tmp_path / "s")])
+    captured = capsys.readouterr()
+    assert code == 0 and "warning:" in captured.err and "needs at least 10 of each class" in captured.err
+    printed = [line.split()[-1] for line in captured.out.splitlines() if line.startswith("  ")]
+    assert len(printed) == 4 and all(code in (tmp_path / "c.txt").read_text() for code in printed)
+
+
+def test_a_study_without_codes_opens_read_only_and_says_how_to_add_them(demo_study, tmp_path, monkeypatch) -> None:
+    create.copy_study(demo_study, tmp_path / "models" / "demo" / "studies")  # shipped: no codes
     app = open_reader_page(monkeypatch, tmp_path / "mine", tmp_path / "models")
     assert app.selectbox(key="study_pick").value == "models/demo/studies/demo-12"
-    app.text_input(key="reader_name").input("Dr Shipped").run()
-    app.run()  # the copy replaces the shipped study in the list; the reader stays on it
     assert not app.exception, [item.value for item in app.exception]
-    assert "Case 1 of 12 (unaided)" in [item.value for item in app.subheader]
-    assert (tmp_path / "mine" / "demo-12" / study_module.STUDY_FILE).is_file()
-    assert sorted(path.name for path in shipped.path.iterdir()) == [study_module.CASES_FILE,
-                                                                    study_module.OVERLAYS_FOLDER,
-                                                                    study_module.STUDY_FILE]
+    message = " ".join(str(item.value) for item in app.info)
+    assert "read-only" in message and "melanet reader-study add-reader" in message
+    assert not [widget for widget in app.text_input if widget.key == "reader_code"]
 
 
 def error_after(app, key: str) -> str | None:
@@ -616,14 +797,17 @@ def test_the_new_study_form_shows_the_command_lines_errors_beside_each_field(dem
     assert "models/demo/gan" not in app.selectbox(key="create_run").options
 
     widgets = {"create_run": "selectbox", "create_name": "text_input", "create_cases": "number_input",
-               "create_seed": "number_input", "create_aided": "checkbox"}
+               "create_seed": "number_input", "create_aided": "checkbox", "create_readers": "text_input",
+               "create_codes_out": "text_input"}
 
     def submit(**values) -> None:
         for key, value in values.items():
             getattr(app, widgets[key])(key=key).set_value(value)
         next(button for button in app.button if button.label == "Create study").click().run()
 
-    submit(create_run="models/demo/melanet", create_name="../escape", create_cases=12, create_seed=1)
+    codes_file = tmp_path / "private" / "fresh-codes.txt"
+    submit(create_run="models/demo/melanet", create_name="../escape", create_cases=12, create_seed=1,
+           create_readers="Dr X, Dr Y", create_codes_out=str(codes_file))
     assert "study name '../escape'" in error_after(app, "create_name")
     assert error_after(app, "create_cases") is None and error_after(app, "create_run") is None
     submit(create_name="demo-12")  # the fixture's study
@@ -642,9 +826,20 @@ def test_the_new_study_form_shows_the_command_lines_errors_beside_each_field(dem
     assert not (demo_study.path.parent / "fresh").exists()
     monkeypatch.setenv("MELANET_MODELS_DIR", str(REPO / "models"))
     app.run()
-    submit(create_run="models/demo/melanet", create_aided=False)
+    submit(create_run="models/demo/melanet", create_aided=False, create_codes_out=str(demo_study.path.parent / "fresh" / "c.txt"))
+    assert "inside the study folder" in error_after(app, "create_codes_out")
+    submit(create_codes_out=str(codes_file))
+    # 12 cases: warned before anything is made; a second click creates it
+    assert any("needs at least 10 of each class" in str(item.value) for item in app.warning)
+    assert not (demo_study.path.parent / "fresh").exists()
+    next(button for button in app.button if button.label == "Create anyway").click().run()
     assert not app.exception, [item.value for item in app.exception]
     made = study_module.open_study(demo_study.path.parent / "fresh")
+    assert os.stat(codes_file).st_mode & 0o777 == 0o600
+    issued = [line.split("\t")[-1] for line in codes_file.read_text().splitlines()[1:]]
+    assert len(issued) == 3 and [record["reader"] for record in access.public_readers(made)] == ["Dr X", "Dr Y"]
+    shown = " ".join(str(element.value) for element in page_elements(app.main) if hasattr(element, "value"))
+    assert not [code for code in issued if code in shown]  # the page never shows the codes
     same = create.create_study(DEMO_RUN, "fresh-cli", root=tmp_path / "cli",
                                options=create.CreateOptions(cases=12, seed=2, aided=False))
     assert [case.image for case in made.cases] == [case.image for case in same.cases] and made.phases == ("unaided",)
@@ -691,6 +886,7 @@ def test_the_results_view_says_not_enough_readings(demo_study, monkeypatch) -> N
     app.run()
     app.switch_page("pages/reader_study.py")
     app.run()
+    sign_in(app, codes_of(demo_study)["organiser"])
     app.session_state["study_view"] = "Results"
     app.run()
     shown = " ".join(str(element.value) for kind in ("markdown", "caption") for element in getattr(app, kind))
@@ -710,8 +906,11 @@ def test_the_results_view_tables_the_sample_size_of_the_next_study(demo_study, m
     section = results.compute_results(demo_study)["mrmc"]["aided_vs_unaided"]
     assert section["available"]
     app = open_reader_page(monkeypatch, demo_study.path.parent, demo_study.path.parent / "no-models")
+    sign_in(app, codes_of(demo_study)["organiser"])
     app.session_state["study_view"] = "Results"
     app.run()
+    caution = " ".join(str(item.value) for item in app.warning)
+    assert "the pilot has 3 readers and 12 cases" in caution  # under 4 readers and 50 cases
     app.number_input(key="sample_size_delta").set_value(0.1).run()
     assert not app.exception, [item.value for item in app.exception]
     assert app.selectbox(key="sample_size_pilot").value == "aided_vs_unaided"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from melanet.common import formatting
@@ -37,8 +38,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--cases", type=int, default=0, metavar="N", help="a stratified random subset of N cases")
     create.add_argument("--seed", type=int, default=0, help="seed of the subset and of the readers' case orders")
     create.add_argument("--no-aided", action="store_true", help="unaided phase only (no model output shown)")
+    create.add_argument("--readers", metavar="NAME,NAME,...",
+                        help="the readers: each gets a random code, and the organiser one, written once to --codes-out")
+    create.add_argument("--codes-out", metavar="FILE", help="new file (mode 600, outside the study folder) for the codes")
+    create.add_argument("--washout-days", type=float, default=0.0, metavar="DAYS",
+                        help="days between a reader's last unaided answer and the aided phase (default 0)")
     _add_root(create)
     create.set_defaults(handler=_create)
+
+    add = verbs.add_parser(
+        "add-reader", help="give readers codes (a study made before codes existed also gets an organiser code)",
+        description=("Issue one random code per new reader, written once to --codes-out (mode 600, outside the "
+                     "study folder) and printed once; the study keeps only salted scrypt hashes. A study outside "
+                     "--root (one shipped under models/) is copied to --root first."))
+    add.add_argument("study", metavar="STUDY", help="a study name under --root, or a study folder")
+    add.add_argument("--readers", required=True, metavar="NAME,NAME,...", help="the new readers' names")
+    add.add_argument("--codes-out", required=True, metavar="FILE", help="new file for the codes")
+    _add_root(add)
+    add.set_defaults(handler=_add_reader)
+    revoke = verbs.add_parser("revoke-reader", help="a reader's code no longer signs in (answers are kept)")
+    revoke.add_argument("study", metavar="STUDY")
+    revoke.add_argument("--reader", required=True, metavar="NAME")
+    _add_root(revoke)
+    revoke.set_defaults(handler=_revoke_reader)
+    void = verbs.add_parser("void-reader", help="leave a reader's answers out of the analysis (kept on disk)")
+    void.add_argument("study", metavar="STUDY")
+    void.add_argument("--reader", required=True, metavar="NAME")
+    void.add_argument("--reason", required=True, help="why (kept in results.json)")
+    _add_root(void)
+    void.set_defaults(handler=_void_reader)
+    for verb, text in (("close", "no more answers"), ("reopen", "take answers again")):
+        closing = verbs.add_parser(verb, help=f"{verb} a study: {text}")
+        closing.add_argument("study", metavar="STUDY")
+        _add_root(closing)
+        closing.set_defaults(handler=_close if verb == "close" else _reopen)
 
     results = verbs.add_parser(
         "results",
@@ -88,10 +121,20 @@ def _add_root(parser: argparse.ArgumentParser) -> None:
 def _create(args: argparse.Namespace) -> int:
     from melanet.studies import create
 
-    options = create.CreateOptions(data_root=args.data, cases=args.cases, seed=args.seed, aided=not args.no_aided)
+    readers = _names(args.readers)
+    options = create.CreateOptions(data_root=args.data, cases=args.cases, seed=args.seed, aided=not args.no_aided,
+                                   readers=readers, washout_days=args.washout_days)
+    checked = create.check_request(args.run, args.name, root=Path(args.root), options=options)
+    for warning in create.request_warnings(checked, options):
+        print(f"warning: {warning}", file=sys.stderr)
+    if not readers:
+        print("warning: no --readers: nobody can answer until `melanet reader-study add-reader` gives codes",
+              file=sys.stderr)
     study = create.create_study(args.run, args.name, root=Path(args.root), options=options,
-                                progress=common.progress_bar("test images"))
+                                progress=common.progress_bar("test images"), codes_out=args.codes_out)
     print(f"study folder: {study.path}")
+    if readers:
+        _print_codes(Path(args.codes_out))
     overlays = study.info.get("overlays") or {}
     print(f"{len(study.cases)} cases ({study.info['n_malignant']} malignant), phases {', '.join(study.phases)}, "
           f"threshold {study.threshold:.4g} ({study.info['threshold']['source']})"
@@ -100,7 +143,73 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
+
+
+def _print_codes(path: Path) -> None:
+    """The codes, once, from the file just written."""
+    print(f"codes written to {path.resolve()} (mode 600); shown here once:")
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        print("  " + line.replace("\t", " "))
+
+
+def _study_for_change(args: argparse.Namespace) -> study_module.Study:
+    return study_module.find_study(args.study, Path(args.root))
+
+
+def _add_reader(args: argparse.Namespace) -> int:
+    from melanet.studies import access, create
+
+    study = _study_for_change(args)
+    root = Path(args.root).resolve()
+    if root not in study.path.resolve().parents:  # a shipped study: readers answer a copy under --root
+        study = create.copy_study(study, root)
+        print(f"copied to {study.path} (the study under {args.study} stays untouched)")
+    names = _names(args.readers)
+    if not names:
+        raise study_module.StudyError("--readers: give at least one name")
+    access.check_codes_path(args.codes_out, study.path)
+    codes = access.add_readers(study, names)
+    access.write_codes_file(args.codes_out, study, codes)
+    _print_codes(Path(args.codes_out))
+    return 0
+
+
+def _revoke_reader(args: argparse.Namespace) -> int:
+    from melanet.studies import access
+
+    access.revoke_reader(_study_for_change(args), args.reader)
+    print(f"the code of {args.reader} is revoked; their answers stay")
+    return 0
+
+
+def _void_reader(args: argparse.Namespace) -> int:
+    from melanet.studies import access
+
+    access.void_reader(_study_for_change(args), args.reader, args.reason)
+    print(f"{args.reader}'s answers are left out of the analysis ({args.reason}); responses.csv keeps them")
+    return 0
+
+
+def _close(args: argparse.Namespace) -> int:
+    from melanet.studies import access
+
+    access.set_closed(_study_for_change(args), True)
+    print("closed: no more answers")
+    return 0
+
+
+def _reopen(args: argparse.Namespace) -> int:
+    from melanet.studies import access
+
+    access.set_closed(_study_for_change(args), False)
+    print("reopened: readers may answer again")
+    return 0
+
+
 def _results(args: argparse.Namespace) -> int:
+    from melanet.studies import mrmc
     from melanet.studies import results as results_module
 
     study = study_module.find_study(args.study, Path(args.root))
@@ -119,8 +228,7 @@ def _results(args: argparse.Namespace) -> int:
               + ("" if entry["complete"] else " [incomplete: left out of pooled tests]"))
     for name, section in results.get("mrmc", {}).items():
         if section["available"]:
-            print(f"MRMC {name.replace('_', ' ')}: {section['difference_of']} = {section['difference']:.3f} "
-                  f"(95% CI {section['ci_low']:.3f} to {section['ci_high']:.3f}), {formatting.p_value(section['p'])}")
+            print(f"MRMC {name.replace('_', ' ')}: {mrmc.difference_sentence(section)}")
         else:
             print(f"MRMC {name.replace('_', ' ')}: {section['reason']} ({len(section['complete_readers'])} "
                   f"complete readers; needs {section['minimum']['readers']} and "
@@ -130,8 +238,6 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _mrmc(args: argparse.Namespace) -> int:
-    import json
-
     from melanet.runs import runs
     from melanet.studies import mrmc, sample_size
 
@@ -149,6 +255,6 @@ def _mrmc(args: argparse.Namespace) -> int:
                                  "method": "Hillis, Obuchowski & Berbaum (2011), random readers and random cases",
                                  "pilot_cases": pilot.n_cases, "rows": rows}
     if args.out:
-        runs.atomic_write_bytes(Path(args.out), (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+        runs.atomic_write_bytes(Path(args.out), mrmc.json_bytes(result))
         print(f"analysis written to {args.out}")
     return 0

@@ -20,6 +20,8 @@ Random readers and random cases (Hillis 2007, 2008):
     F = MS(T) / (MS(T*R) + r max(Cov2 - Cov3, 0)),
     ddf = (MS(T*R) + r max(Cov2 - Cov3, 0))^2 / (MS(T*R)^2 / ((t-1)(r-1))),
     SE(theta_1. - theta_2.) = sqrt(2/r (MS(T*R) + r max(Cov2 - Cov3, 0))), CI with Student's t on ddf;
+    two identical treatments: no difference, F and p undefined (0/0; never significant);
+    MS(T*R) = 0 (e.g. identical readers): ddf is infinite and p is the limiting F, (t-1) F ~ chi2(t-1);
     treatment i on its own: SE^2 = (MS(R)_i + r max(Cov2_i, 0)) / r,
     df_i = (MS(R)_i + r max(Cov2_i, 0))^2 / (MS(R)_i^2 / (r - 1)).
 Fixed readers, random cases: chi2 = (t-1) MS(T) / (Var - Cov1 + (r-1) max(Cov2 - Cov3, 0)) on t-1 df,
@@ -132,11 +134,20 @@ def analyse(truth: np.ndarray, ratings: np.ndarray, treatments: Sequence[str], r
     alpha = 1 - confidence
     difference = float(treatment_means[0] - treatment_means[1])
 
+    identical = bool(np.array_equal(ratings[0], ratings[1]))
+
     # random readers, random cases
     error_term = ms_tr + r * max(cov2 - cov3, 0.0)
-    f_value = ms_t / error_term if error_term > 0 else math.inf
     ddf = error_term ** 2 / (ms_tr ** 2 / ((t - 1) * (r - 1))) if ms_tr > 0 else math.inf
-    p_value = float(stats.f.sf(f_value, t - 1, ddf)) if math.isfinite(f_value) else 0.0
+    if identical:  # 0/0: no difference to test
+        f_value = p_value = math.nan
+    elif error_term > 0:
+        f_value = ms_t / error_term
+        # MS(T*R) = 0: the limiting F on infinite ddf, i.e. (t-1) F ~ chi-square on t-1 df
+        p_value = (float(stats.f.sf(f_value, t - 1, ddf)) if math.isfinite(ddf)
+                   else float(stats.chi2.sf((t - 1) * f_value, t - 1)))
+    else:  # a difference with no error variance at all (every reader and case agree exactly)
+        f_value, p_value = math.inf, 0.0
     se = math.sqrt(2 / r * error_term)
     t_critical = float(stats.t.ppf(1 - alpha / 2, ddf))
     single = {name: single_treatment(aucs[index], cell_covariance.reshape(t, r, t, r)[index, :, index, :],
@@ -145,7 +156,10 @@ def analyse(truth: np.ndarray, ratings: np.ndarray, treatments: Sequence[str], r
 
     # fixed readers, random cases
     fixed_term = var - cov1 + (r - 1) * max(cov2 - cov3, 0.0)
-    chi2 = (t - 1) * ms_t / fixed_term if fixed_term > 0 else math.inf
+    if identical:
+        chi2 = math.nan
+    else:
+        chi2 = (t - 1) * ms_t / fixed_term if fixed_term > 0 else math.inf
     fixed_se = math.sqrt(2 / r * fixed_term) if fixed_term > 0 else 0.0
     z_critical = float(stats.norm.ppf(1 - alpha / 2))
     per_reader = []
@@ -176,11 +190,13 @@ def analyse(truth: np.ndarray, ratings: np.ndarray, treatments: Sequence[str], r
         "mean_squares": {"ms_t": ms_t, "ms_r": ms_r, "ms_tr": ms_tr},
         "error_term": error_term,
         "difference": difference, "difference_of": f"{treatments[0]} - {treatments[1]}",
-        "F": f_value, "ndf": t - 1, "ddf": ddf, "p": p_value, "se": se,
+        "identical_treatments": identical,
+        "F": f_value, "ndf": t - 1, "ddf": ddf, "ddf_infinite": math.isinf(ddf), "p": p_value, "se": se,
         "ci_low": difference - t_critical * se, "ci_high": difference + t_critical * se,
         "single_treatment": single,
         "fixed_readers": {"chi2": chi2, "df": t - 1,
-                          "p": float(stats.chi2.sf(chi2, t - 1)) if math.isfinite(chi2) else 0.0,
+                          "p": (math.nan if identical else float(stats.chi2.sf(chi2, t - 1)) if math.isfinite(chi2)
+                                else 0.0),
                           "se": fixed_se, "ci_low": difference - z_critical * fixed_se,
                           "ci_high": difference + z_critical * fixed_se, "per_reader": per_reader},
     }

@@ -31,6 +31,7 @@ from PIL import Image
 
 from melanet.runs import layout, lifecycle, runs, stages
 from melanet.data import errors as data_errors, sources
+from melanet.studies import access, responses
 from melanet.studies import study as study_module
 from melanet.runs.progress import Progress
 
@@ -47,6 +48,8 @@ class CreateOptions:
     cases: int = 0
     seed: int = 0
     aided: bool = True
+    readers: tuple[str, ...] = ()
+    washout_days: float = 0.0
 
 
 def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
@@ -196,7 +199,7 @@ class CreateError(study_module.StudyError):
         self.field = field
 
 
-CREATE_FIELDS = ("name", "run", "data", "cases", "seed")  # the command line's --name, --run, --data, --cases, --seed
+CREATE_FIELDS = ("name", "run", "data", "cases", "seed", "readers", "codes_out")  # the command line's options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,7 +248,49 @@ def check_request(run_path: str | Path, name: str, *, root: str | Path = study_m
         samples = [samples[index] for index in picked]
     else:
         samples = [samples[index] for index in np.random.default_rng(options.seed).permutation(len(samples))]
+    if len({name.strip() for name in options.readers}) != len(options.readers):
+        raise CreateError("readers", f"--readers: a name is given twice: {', '.join(options.readers)}")
+    for reader in options.readers:
+        try:
+            responses.normalise_reader(reader)
+        except study_module.StudyError as error:
+            raise CreateError("readers", f"--readers: {error}") from None
+    if options.washout_days < 0:
+        raise CreateError("readers", f"--washout-days must be >= 0, got {options.washout_days!r}")
     return CheckedRequest(target=target, run=run, threshold=threshold, data_root=data_root, samples=samples)
+
+
+def design_warnings(n_malignant: int, n_benign: int, readers: int, delta: float = 0.05) -> list[str]:
+    """What a study of this size will not be able to show, said before it is created: fewer than
+    ``results.MINIMUM_CASES_PER_CLASS`` cases of a class (the MRMC analysis refuses), fewer readers than
+    it needs, or fewer cases than the sample-size table asks for (from the reference pilot,
+    ``sample_size.REFERENCE_PILOT``, as no pilot of this study exists yet)."""
+    from melanet.studies import results, sample_size
+
+    warnings = []
+    minimum = results.MINIMUM_CASES_PER_CLASS
+    if min(n_malignant, n_benign) < minimum:
+        warnings.append(f"{n_malignant} malignant and {n_benign} benign cases: the MRMC analysis needs at least "
+                        f"{minimum} of each class and will refuse this study (readers' own figures still work)")
+    if readers and readers < results.MINIMUM_READERS:
+        warnings.append(f"{readers} reader(s): the MRMC analysis needs at least {results.MINIMUM_READERS}")
+    count = max(readers, results.MINIMUM_READERS)
+    needed = sample_size.cases_needed(sample_size.REFERENCE_PILOT, count, delta)
+    total = n_malignant + n_benign
+    if needed["cases"] is None:
+        warnings.append(f"with {count} readers no number of cases reaches power {sample_size.DEFAULT_POWER:.0%} to "
+                        f"detect an AUC difference of {delta:g} ({sample_size.REFERENCE_PILOT_SOURCE})")
+    elif total < needed["cases"]:
+        warnings.append(f"{total} cases: to detect an AUC difference of {delta:g} with power "
+                        f"{sample_size.DEFAULT_POWER:.0%}, {count} readers need about {needed['cases']} cases "
+                        f"({sample_size.REFERENCE_PILOT_SOURCE}; this study's own variance will differ)")
+    return warnings
+
+
+def request_warnings(checked: "CheckedRequest", options: CreateOptions) -> list[str]:
+    """``design_warnings`` of a checked request."""
+    malignant = sum(int(sample.label) for sample in checked.samples)
+    return design_warnings(malignant, len(checked.samples) - malignant, len(options.readers))
 
 
 def create_study(
@@ -255,13 +300,24 @@ def create_study(
     root: str | Path = study_module.DEFAULT_STUDIES_DIR,
     options: CreateOptions = CreateOptions(),
     progress: Progress | None = None,
+    codes_out: str | Path | None = None,
 ) -> study_module.Study:
-    """Write ``root/name/`` (study.json, cases.csv, overlays/) from an evaluated classifier run; returns it.
+    """Write ``root/name/`` (study.json, cases.csv, overlays/, access.json) from an evaluated classifier run;
+    returns it. With ``options.readers``, one code per reader and an organiser code are written once to
+    ``codes_out`` (mode 600, outside the study folder) before the study appears; the study keeps only their
+    salted hashes (``melanet.studies.access``).
 
     CreateError (a StudyError, a RunError) from ``check_request`` for a bad request; StudyError when the
     run can give neither the probabilities nor the Grad-CAM maps.
     """
     checked = check_request(run_path, name, root=root, options=options)
+    if options.readers:
+        if codes_out is None:
+            raise CreateError("codes_out", "--codes-out FILE is needed with --readers: the codes are written there once")
+        try:
+            access.check_codes_path(codes_out, checked.target)
+        except study_module.StudyError as error:
+            raise CreateError("codes_out", str(error)) from None
     target, run, threshold, data_root, samples = (checked.target, checked.run, checked.threshold,
                                                    checked.data_root, checked.samples)
     ids = [sample.image_id for sample in samples]
@@ -285,6 +341,12 @@ def create_study(
             "rating": "malignant/confidence 5 = 10 ... malignant/1 = 6, benign/1 = 5 ... benign/5 = 1",
             "created": runs.now_iso(), "created_by": "melanet reader-study create",
         })
+        if options.readers:
+            unfinished = study_module.open_study(building)
+            codes = access.add_readers(unfinished, options.readers)
+            if options.washout_days:
+                access.set_washout(unfinished, options.washout_days)
+            access.write_codes_file(codes_out, dataclasses.replace(unfinished, path=target), codes)
         os.rename(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)

@@ -11,13 +11,13 @@ under both treatments. The difference is ``treatment A - treatment B`` in the or
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats
 
 from melanet.common import formatting
 from melanet.data import errors as data_errors
@@ -128,7 +128,7 @@ def read_table(path: str | Path, treatments: Sequence[str] | None = None) -> Tab
     path = Path(path)
     if not path.is_file():
         raise MRMCError(f"{path}: no such file")
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
         reader = csv.DictReader(handle)
         header = [name.strip() for name in (reader.fieldnames or [])]
         missing = [column for column in COLUMNS if column not in header]
@@ -166,19 +166,58 @@ def analyse(table: Table, covariance: str = "jackknife", confidence: float = CON
                                        covariance, confidence)
 
 
+IDENTICAL = "no difference (the ratings are identical in both treatments)"
+
+
+def _number(value: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return "infinite" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def difference_sentence(result: dict[str, Any], digits: int = 3) -> str:
+    """The random-readers test in one sentence; for identical treatments, IDENTICAL (no F, no p)."""
+    if result.get("identical_treatments"):
+        return f"{result['difference_of']}: {IDENTICAL}; F and p undefined"
+    ddf = "infinite (MS(T*R) = 0: the limiting F)" if result.get("ddf_infinite") else _number(result["ddf"], 2)
+    return (f"{result['difference_of']} = {result['difference']:.{digits}f} (SE {_number(result['se'], digits)}, "
+            f"95% CI {_number(result['ci_low'], digits)} to {_number(result['ci_high'], digits)}), "
+            f"F = {_number(result['F'], 3)} on 1 and {ddf} df, {formatting.p_value(result['p'])}")
+
+
+def json_safe(value: Any) -> Any:
+    """nan/inf -> None and numpy scalars -> Python numbers, recursively (what JSON can hold)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def json_bytes(result: dict[str, Any]) -> bytes:
+    """An analysis as strict JSON (an undefined or infinite number is null; see ``ddf_infinite``)."""
+    return (json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
 def summary_lines(result: dict[str, Any]) -> list[str]:
     """A few lines for a person: AUCs, the random-reader test, each treatment's CI, the fixed-reader test."""
-    first, second = result["treatments"]
     lines = [f"{len(result['readers'])} readers x {result['n_cases']} cases ({result['n_positive']} positive), "
              f"covariance: {result['covariance']}"]
     for name in result["treatments"]:
         single = result["single_treatment"][name]
         lines.append(f"  {name}: mean AUC {single['auc']:.4f} (95% CI {single['ci_low']:.4f} to "
                      f"{single['ci_high']:.4f}, df {single['df']:.2f})")
-    lines.append(f"random readers and cases: {first} - {second} = {result['difference']:.4f} "
-                 f"(SE {result['se']:.4f}, 95% CI {result['ci_low']:.4f} to {result['ci_high']:.4f}), "
-                 f"F = {result['F']:.3f} on 1 and {result['ddf']:.2f} df, {formatting.p_value(result['p'])}")
+    lines.append(f"random readers and cases: {difference_sentence(result, 4)}")
     fixed = result["fixed_readers"]
-    lines.append(f"fixed readers: chi2 = {fixed['chi2']:.3f} (1 df), {formatting.p_value(fixed['p'])}, "
-                 f"95% CI {fixed['ci_low']:.4f} to {fixed['ci_high']:.4f}")
+    if result.get("identical_treatments"):
+        lines.append(f"fixed readers: {IDENTICAL}")
+    else:
+        lines.append(f"fixed readers: chi2 = {_number(fixed['chi2'], 3)} (1 df), {formatting.p_value(fixed['p'])}, "
+                     f"95% CI {fixed['ci_low']:.4f} to {fixed['ci_high']:.4f}")
     return lines

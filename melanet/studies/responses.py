@@ -9,50 +9,29 @@ new line through a temporary file and ``os.replace`` (``melanet.runs.runs.atomic
 writer killed at any instant leaves either the old file or the new one, never a torn line, and two
 readers answering at the same moment both keep their answer. A (reader, phase, case) is answered
 once: a second answer (a double click, a resubmitted form) keeps the first. A reader sees the aided
-phase only after answering every case unaided.
+phase only after answering every case unaided (and after the organiser's washout, when one is set).
+Only an enrolled reader whose code is not revoked answers, and only while the study is open
+(``melanet.studies.access``); a study without codes takes no answers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import fcntl
+import datetime
 import io
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from melanet.runs import runs
 from melanet.studies import study as study_module
-from melanet.studies.study import StudyError
+from melanet.studies.study import StudyError, normalise_reader, study_lock  # noqa: F401 (the names readers use)
 
 RESPONSE_COLUMNS = ("case", "image", "reader", "phase", "decision", "confidence", "seconds", "answered_at", "note")
-MAX_READER_LENGTH = 80
+MAX_READER_LENGTH = study_module.MAX_READER_LENGTH
 MAX_NOTE_LENGTH = 2000
-
-
-def normalise_reader(name: str) -> str:
-    """A reader's name as stored: surrounding space dropped, inner runs of space made one. StudyError if
-    empty, longer than 80 characters, or holding control characters."""
-    cleaned = re.sub(r"\s+", " ", str(name)).strip()
-    if not cleaned:
-        raise StudyError("reader name is empty")
-    if len(cleaned) > MAX_READER_LENGTH:
-        raise StudyError(f"reader name is longer than {MAX_READER_LENGTH} characters")
-    if any(ord(character) < 32 or ord(character) == 127 for character in cleaned):
-        raise StudyError("reader name holds control characters")
-    return cleaned
-
-
-@contextlib.contextmanager
-def study_lock(study: study_module.Study) -> Iterator[None]:
-    """Hold the study's exclusive lock (blocking: answers are quick)."""
-    with open(study.path / study_module.LOCK_FILE, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        yield
 
 
 def read_responses(study: study_module.Study) -> list[dict[str, Any]]:
@@ -132,20 +111,44 @@ def record_answer(
 ) -> dict[str, Any]:
     """Validate one answer and append it to ``responses.csv`` atomically; returns the row on disk
     (the earlier one when this reader already answered this case in this phase)."""
+    from melanet.studies import access
+
     reader = normalise_reader(reader)
     row = _validated_row(study, reader, phase, case, decision, confidence, seconds, note)
+    access.read_access(study)  # a study without codes takes no answers (and gets no lock file)
     with study_lock(study):
+        access.check_may_answer(study, reader)
         responses = read_responses(study)
         if phase == study_module.PHASES[1]:
             unaided = answers_of(responses, reader, study_module.PHASES[0])
             if len(unaided) < len(study.cases):
                 raise StudyError(f"reader {reader!r} has answered {len(unaided)} of {len(study.cases)} cases "
                                  "unaided; the aided phase starts after the last one")
+            opens = aided_opens_at(study, responses, reader)
+            if opens is not None and datetime.datetime.now(datetime.timezone.utc) < opens:
+                raise StudyError(f"the aided phase opens for {reader!r} on {opens:%Y-%m-%d %H:%M} UTC (washout of "
+                                 f"{access.washout_days(study):g} days after the last unaided answer)")
         earlier = answers_of(responses, reader, phase).get(case)
         if earlier is not None:
             return earlier
         _rewrite_with(study.responses_path, row)
     return row
+
+
+def aided_opens_at(study: study_module.Study, responses: list[dict[str, Any]],
+                   reader: str) -> datetime.datetime | None:
+    """When the aided phase opens for ``reader``: the organiser's washout (days) after their last unaided
+    answer; None when there is no washout or the reader has not finished the unaided phase."""
+    from melanet.studies import access
+
+    days = access.washout_days(study)
+    unaided = answers_of(responses, reader, study_module.PHASES[0])
+    if not days or len(unaided) < len(study.cases):
+        return None
+    last = max(datetime.datetime.fromisoformat(row["answered_at"]) for row in unaided.values())
+    if last.tzinfo is None:
+        last = last.replace(tzinfo=datetime.timezone.utc)
+    return last + datetime.timedelta(days=days)
 
 
 def _validated_row(study: study_module.Study, reader: str, phase: str, case: str, decision: str,

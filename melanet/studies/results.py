@@ -18,7 +18,9 @@ For every reader and phase (on the cases that reader answered in that phase):
 ``aided_vs_unaided`` (readers who answered a case in both phases, on those cases): answers that went
 right->wrong and wrong->right, changes towards and away from the model's decision, and the change
 (aided - unaided) in sensitivity, specificity and rating AUC. ``mean_reader`` averages the readers who
-finished a phase. Undefined figures (no malignant case answered, ...) are ``null``. The file is a pure
+finished a phase. Readers the organiser voided are left out of every figure and listed under ``voided``
+with the reason (their answers stay in ``responses.csv``); each reader entry carries the ``experience``
+the reader gave (years in dermatology, specialty, dermoscopy images a week) or null. Undefined figures (no malignant case answered, ...) are ``null``. The file is a pure
 function of ``cases.csv``, ``study.json`` and ``responses.csv``: no timestamp, so the dashboard and the
 command line write the same bytes.
 """
@@ -35,7 +37,7 @@ from sklearn import metrics as sklearn_metrics
 
 from melanet.runs import runs
 from melanet.evaluation import delong, metrics
-from melanet.studies import mrmc
+from melanet.studies import access, mrmc
 from melanet.studies import responses as responses_module
 from melanet.studies import study as study_module
 
@@ -213,20 +215,26 @@ def compute_results(study: study_module.Study, responses: list[dict[str, Any]] |
     """The whole ``results.json`` mapping (see the module docstring); reads ``responses.csv`` when not given."""
     if responses is None:
         responses = responses_module.read_responses(study)
+    left_out = access.voided(study)
+    experience = access.experience(study)
+    voided = [{"reader": name, "reason": reason, "answers": sum(row["reader"] == name for row in responses)}
+              for name, reason in sorted(left_out.items())]
+    responses = [row for row in responses if row["reader"] not in left_out]
     readers = sorted({row["reader"] for row in responses})
     entries, changes = [], []
     for reader in readers:
         answers = {phase: responses_module.answers_of(responses, reader, phase) for phase in study.phases}
         for phase in study.phases:
             if answers[phase]:
-                entries.append({"reader": reader, "phase": phase, **reader_figures(study, answers[phase])})
+                entries.append({"reader": reader, "phase": phase, "experience": experience.get(reader),
+                                **reader_figures(study, answers[phase])})
         if len(study.phases) > 1 and answers[study.phases[0]] and answers[study.phases[1]]:
             changes.append({"reader": reader, **aided_change(study, answers[study.phases[0]], answers[study.phases[1]])})
     return _json_safe({
         "study": study.name, "n_cases": len(study.cases), "n_malignant": sum(case.label for case in study.cases),
         "phases": list(study.phases), "threshold": study.info["threshold"], "confidence_level": CONFIDENCE_LEVEL,
         "rating": "malignant/confidence 5 = 10 ... malignant/1 = 6, benign/1 = 5 ... benign/5 = 1",
-        "responses": len(responses), "model": model_summary(study), "readers": entries,
+        "responses": len(responses), "voided": voided, "model": model_summary(study), "readers": entries,
         "mean_reader": {phase: _mean_reader([e for e in entries if e["phase"] == phase]) for phase in study.phases},
         "aided_vs_unaided": changes,
         "incomplete_readers": sorted({e["reader"] for e in entries if not e["complete"]}),
@@ -245,9 +253,50 @@ def _mrmc_all(study: study_module.Study, entries: list[dict[str, Any]],
     return section
 
 
+# -- who sees what ---------------------------------------------------------------------------------------
+
+
+def results_refusal(study: study_module.Study, identity: access.Identity | None,
+                    responses: list[dict[str, Any]] | None = None) -> str | None:
+    """Why ``identity`` may not see the study's results, or None when it may."""
+    if identity is None or not access.still_valid(study, identity):
+        return ("results are for the organiser code, or for a reader who has answered every case: sign in "
+                "with your code")
+    if identity.role == access.ORGANISER:
+        return None
+    responses = responses_module.read_responses(study) if responses is None else responses
+    progress = responses_module.reader_progress(study, responses, identity.reader or "")
+    if not progress.finished:
+        done = sum(len(responses_module.answers_of(responses, identity.reader or "", phase))
+                   for phase in study.phases)
+        return (f"your results open when you have answered every case of every phase ({done} of "
+                f"{len(study.cases) * len(study.phases)} answered)")
+    return None
+
+
+def results_for(study: study_module.Study, identity: access.Identity | None) -> dict[str, Any]:
+    """The results ``identity`` may see: everything for the organiser; for a reader who has finished,
+    their own figures, their aided-vs-unaided change and the model's (no other reader, no pooled test).
+    ``access.AccessError`` (``results_refusal``'s reason) for anyone else."""
+    responses = responses_module.read_responses(study)
+    refusal = results_refusal(study, identity, responses)
+    if refusal:
+        raise access.AccessError(refusal)
+    results = compute_results(study, responses)
+    if identity.role == access.ORGANISER:
+        return results
+    own = identity.reader
+    shared = {key: value for key, value in results.items()
+              if key not in ("readers", "aided_vs_unaided", "mean_reader", "incomplete_readers", "mrmc", "voided",
+                             "responses")}
+    return {**shared, "view": f"reader {own}: own figures and the model's only",
+            "readers": [entry for entry in results["readers"] if entry["reader"] == own],
+            "aided_vs_unaided": [entry for entry in results["aided_vs_unaided"] if entry["reader"] == own]}
+
+
 def results_bytes(results: dict[str, Any]) -> bytes:
     """``results.json`` as written by the command line and offered for download by the dashboard."""
-    return (json.dumps(results, indent=2) + "\n").encode("utf-8")
+    return (json.dumps(results, indent=2, allow_nan=False) + "\n").encode("utf-8")
 
 
 def write_results(study: study_module.Study) -> tuple[dict[str, Any], Path]:

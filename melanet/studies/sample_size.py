@@ -36,13 +36,22 @@ DEFAULT_READERS = (3, 4, 5, 6, 8, 10, 12, 15, 20)
 MAX_CASES = 5000
 
 
+# The OR variance components of the Van Dyke et al. (1993) data (5 readers, 114 cases, cine MRI vs spin
+# echo; jackknife covariances, as Hillis, Obuchowski & Berbaum 2011 tabulate them): the pilot a study is sized
+# with before it has one of its own (``create.design_warnings``). tests/test_sample_size.py recomputes them.
+REFERENCE_PILOT_SOURCE = "sample-size table from the Van Dyke pilot of 5 readers and 114 cases"
+CAVEAT_READERS = 4
+CAVEAT_CASES = 50
+
+
 class SampleSizeError(mrmc.MRMCError):
     """Arguments or pilot components that give no power (a bad delta, too few readers, no error variance)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Pilot:
-    """OR variance components of a pilot study with ``n_cases`` cases (AUC units squared)."""
+    """OR variance components of a pilot study with ``n_readers`` readers and ``n_cases`` cases (AUC units
+    squared)."""
 
     var_error: float
     cov1: float
@@ -50,6 +59,14 @@ class Pilot:
     cov3: float
     var_tr: float
     n_cases: int
+    n_readers: int = 0
+
+    def caveat(self) -> str | None:
+        """A warning when the components come from too small a pilot to trust (under 4 readers or 50 cases)."""
+        if self.n_readers < CAVEAT_READERS or self.n_cases < CAVEAT_CASES:
+            return (f"the pilot has {self.n_readers} readers and {self.n_cases} cases: its variance components are "
+                    f"rough (under {CAVEAT_READERS} readers or {CAVEAT_CASES} cases), so the case counts are too")
+        return None
 
     @classmethod
     def from_analysis(cls, result: dict[str, Any]) -> "Pilot":
@@ -57,7 +74,12 @@ class Pilot:
         components = result["variance_components"]
         return cls(var_error=float(components["var_error"]), cov1=float(components["cov1"]),
                    cov2=float(components["cov2"]), cov3=float(components["cov3"]),
-                   var_tr=float(components["var_tr"]), n_cases=int(result["n_cases"]))
+                   var_tr=float(components["var_tr"]), n_cases=int(result["n_cases"]),
+                   n_readers=len(result.get("readers") or ()))
+
+
+REFERENCE_PILOT = Pilot(var_error=0.0008023, cov1=0.0003466, cov2=0.0003441, cov3=0.0002390, var_tr=0.0002004,
+                        n_cases=114, n_readers=5)
 
 
 def _check(delta: float, readers: int, alpha: float) -> None:
@@ -135,8 +157,10 @@ def summary_lines(pilot: Pilot, delta: float, rows: Sequence[dict[str, Any]], ta
                   alpha: float = DEFAULT_ALPHA, max_cases: int = MAX_CASES) -> list[str]:
     """What a person reads: the question, then one line per number of readers."""
     lines = [f"sample size to detect an AUC difference of {abs(delta):.3g} with power {target:.2g} at alpha "
-             f"{alpha:.2g} (random readers and cases; Hillis, Obuchowski & Berbaum 2011; pilot of {pilot.n_cases} cases, "
-             f"same case mix):"]
+             f"{alpha:.2g} (random readers and cases; Hillis, Obuchowski & Berbaum 2011; variance components from a pilot "
+             f"of {pilot.n_readers} readers and {pilot.n_cases} cases, same case mix):"]
+    if pilot.caveat():
+        lines.append(f"  caution: {pilot.caveat()}")
     for row in rows:
         if row["cases"] is None:
             lines.append(f"  {row['readers']:>3} readers: not reachable with up to {max_cases} cases "

@@ -16,10 +16,14 @@ rewritten except ``responses.csv`` (appended, atomically) and ``results.json``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
 import hashlib
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ PHASES = ("unaided", "aided")  # reading order: every reader reads unaided first
 DECISIONS = ("benign", "malignant")
 CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
 CASE_COLUMNS = ("case", "image", "label", "prob_malignant", "model_decision", "file", "overlay")
+MAX_READER_LENGTH = 80
 
 
 class StudyError(runs.RunError):
@@ -104,6 +109,27 @@ class Study:
 
     def overlay_path(self, case: Case) -> Path | None:
         return self.path / case.overlay if case.overlay else None
+
+
+def normalise_reader(name: str) -> str:
+    """A reader's name as stored: surrounding space dropped, inner runs of space made one. StudyError if
+    empty, longer than 80 characters, or holding control characters."""
+    cleaned = re.sub(r"\s+", " ", str(name)).strip()
+    if not cleaned:
+        raise StudyError("reader name is empty")
+    if len(cleaned) > MAX_READER_LENGTH:
+        raise StudyError(f"reader name is longer than {MAX_READER_LENGTH} characters")
+    if any(ord(character) < 32 or ord(character) == 127 for character in cleaned):
+        raise StudyError("reader name holds control characters")
+    return cleaned
+
+
+@contextlib.contextmanager
+def study_lock(study: "Study") -> Iterator[None]:
+    """Hold the study's exclusive lock (blocking: answers and access changes are quick)."""
+    with open(study.path / LOCK_FILE, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 def resolve_study_name(root: str | Path, name: str) -> Path:
