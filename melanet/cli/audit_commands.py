@@ -105,8 +105,6 @@ def shortcuts_command(args: argparse.Namespace) -> int:
     from melanet.reports import model_card
 
     if args.family:
-        from melanet.reports import model_card
-
         if args.data:
             raise common.runs.RunError("--family reads each run's own test-split audit; it takes no --data")
         paths = shortcuts.apply_family(args.family)
