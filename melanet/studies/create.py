@@ -341,18 +341,25 @@ def create_study(
             "rating": "malignant/confidence 5 = 10 ... malignant/1 = 6, benign/1 = 5 ... benign/5 = 1",
             "created": runs.now_iso(), "created_by": "melanet reader-study create",
         })
-        if options.readers:
-            unfinished = study_module.open_study(building)
-            codes = access.add_readers(unfinished, options.readers)
-            if options.washout_days:
-                access.set_washout(unfinished, options.washout_days)
-            access.write_codes_file(codes_out, dataclasses.replace(unfinished, path=target), codes)
-        os.rename(building, target)
+        publish(building, target, options.readers, codes_out, options.washout_days)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
     logger.info("study %s: %d cases (%d malignant)", target, len(rows), sum(row["label"] for row in rows))
     return study_module.open_study(target)
+
+
+def publish(building: Path, target: Path, readers: Sequence[str], codes_out: str | Path | None,
+            washout_days: float = 0.0) -> None:
+    """The last step of every kind of study: enrol ``readers`` in the complete folder ``building`` (their
+    codes and the organiser's written once to ``codes_out``), then rename it to ``target`` in one step."""
+    if readers:
+        unfinished = study_module.open_study(building)
+        codes = access.add_readers(unfinished, readers)
+        if washout_days:
+            access.set_washout(unfinished, washout_days)
+        access.write_codes_file(codes_out, dataclasses.replace(unfinished, path=target), codes)
+    os.rename(building, target)
 
 
 def _mkdir(path: Path) -> Path:
@@ -408,7 +415,7 @@ def _write_overlays(building: Path, run: runs.Run, rows: list[dict[str, Any]],
 
 
 def copy_study(source: study_module.Study, root: str | Path) -> study_module.Study:
-    """A fresh copy of ``source`` (study.json, cases.csv, overlays/; no answers, no results) as
+    """A fresh copy of ``source`` (study.json, cases.csv, overlays/, images/; no answers, no results) as
     ``root/<its name>``, or the copy already there. Lets readers answer a study that ships read-only."""
     target = study_module.resolve_study_name(root, source.name)
     if (target / study_module.STUDY_FILE).is_file():
@@ -417,8 +424,9 @@ def copy_study(source: study_module.Study, root: str | Path) -> study_module.Stu
     try:
         for name in (study_module.STUDY_FILE, study_module.CASES_FILE):
             shutil.copyfile(source.path / name, building / name)
-        if (source.path / study_module.OVERLAYS_FOLDER).is_dir():
-            shutil.copytree(source.path / study_module.OVERLAYS_FOLDER, building / study_module.OVERLAYS_FOLDER)
+        for folder in (study_module.OVERLAYS_FOLDER, study_module.IMAGES_FOLDER):
+            if (source.path / folder).is_dir():
+                shutil.copytree(source.path / folder, building / folder)
         os.rename(building, target)
     except OSError:
         shutil.rmtree(building, ignore_errors=True)

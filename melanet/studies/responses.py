@@ -1,8 +1,8 @@
 """Readers' answers: ``responses.csv`` of a study, one line per answer.
 
 Columns: ``case, image, reader, phase, decision, confidence, seconds, answered_at, note`` (``phase``
-unaided/aided, ``decision`` benign/malignant, ``confidence`` 1-5, ``seconds`` spent on the case,
-``answered_at`` ISO time, ``note`` optional free text on one line).
+unaided/aided, ``decision`` benign/malignant (real/synthetic in a real-or-synthetic study), ``confidence``
+1-5, ``seconds`` spent on the case, ``answered_at`` ISO time, ``note`` optional free text on one line).
 
 Every answer is saved at once and atomically: under the study's lock, the file is rewritten with the
 new line through a temporary file and ``os.replace`` (``melanet.runs.runs.atomic_write_bytes``), so a
@@ -56,7 +56,7 @@ def read_responses(study: study_module.Study) -> list[dict[str, Any]]:
         except (TypeError, ValueError):
             raise StudyError(f"{path}: line {line}: confidence must be 1-5 and seconds a number, got {row}") from None
         if (typed["case"] not in known or typed["phase"] not in study_module.PHASES
-                or typed["decision"] not in study_module.DECISIONS
+                or typed["decision"] not in study.decisions
                 or typed["confidence"] not in study_module.CONFIDENCE_LEVELS):
             raise StudyError(f"{path}: line {line}: unknown case, phase, decision or confidence in {row}")
         rows.append(typed)
@@ -155,8 +155,8 @@ def _validated_row(study: study_module.Study, reader: str, phase: str, case: str
                    confidence: int, seconds: float, note: str) -> dict[str, Any]:
     if phase not in study.phases:
         raise StudyError(f"phase must be one of {study.phases}, got {phase!r}")
-    if decision not in study_module.DECISIONS:
-        raise StudyError(f"decision must be one of {study_module.DECISIONS}, got {decision!r}")
+    if decision not in study.decisions:
+        raise StudyError(f"decision must be one of {study.decisions}, got {decision!r}")
     if confidence not in study_module.CONFIDENCE_LEVELS or isinstance(confidence, bool):
         raise StudyError(f"confidence must be an integer 1-5, got {confidence!r}")
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:

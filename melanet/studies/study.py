@@ -2,7 +2,7 @@
 
 A study lives in ``<studies root>/<NAME>/`` (default root ``studies/``)::
 
-    study.json     name, run, data, split, seed, phases, threshold (value and where it came from), created
+    study.json     name, kind, run, data, split, seed, phases, threshold (value and where it came from), created
     cases.csv      case, image, label (0/1), prob_malignant, model_decision, file, overlay
     overlays/      <case>.png: the run's Grad-CAM overlay of each case (only for a study with an aided phase)
     responses.csv  the readers' answers, one line each (see ``melanet.studies.responses``)
@@ -12,6 +12,15 @@ A study lives in ``<studies root>/<NAME>/`` (default root ``studies/``)::
 directory, the repository root, like a run's ``data.root``). Case ids (``c001``...) are numbered in
 a seeded random order, so they say nothing about the label. Nothing in the folder is ever
 rewritten except ``responses.csv`` (appended, atomically) and ``results.json``.
+
+Two kinds of study (``study.json``'s ``kind``; a study without the key is the first):
+
+- ``benign-or-malignant``: the reader says benign or malignant about a classifier run's test cases,
+  then (aided phase) again with the model's output.
+- ``real-or-synthetic`` (``melanet.studies.synthetic_study``): the reader says whether a "melanoma" is
+  real or made by a GAN run. ``label`` 1 = synthetic, 0 = real; the images are copies inside the study
+  folder, ``images/<case>.png``, so ``file`` is relative to the study folder; no model, no threshold,
+  one phase (``unaided``), and ``prob_malignant`` / ``model_decision`` stay empty.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +51,12 @@ DEFAULT_STUDIES_DIR = Path("studies")
 
 PHASES = ("unaided", "aided")  # reading order: every reader reads unaided first
 DECISIONS = ("benign", "malignant")
+BENIGN_OR_MALIGNANT = "benign-or-malignant"
+REAL_OR_SYNTHETIC = "real-or-synthetic"
+KINDS = (BENIGN_OR_MALIGNANT, REAL_OR_SYNTHETIC)
+# each kind's two answers, (negative, positive): label 1 is the positive answer's class
+KIND_DECISIONS = {BENIGN_OR_MALIGNANT: DECISIONS, REAL_OR_SYNTHETIC: ("real", "synthetic")}
+IMAGES_FOLDER = "images"  # a real-or-synthetic study's own copies of its images
 CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
 CASE_COLUMNS = ("case", "image", "label", "prob_malignant", "model_decision", "file", "overlay")
 MAX_READER_LENGTH = 80
@@ -87,7 +103,23 @@ class Study:
         return tuple(self.info["phases"])
 
     @property
+    def kind(self) -> str:
+        """``benign-or-malignant`` (also a study made before kinds existed) or ``real-or-synthetic``."""
+        return str(self.info.get("kind") or BENIGN_OR_MALIGNANT)
+
+    @property
+    def decisions(self) -> tuple[str, str]:
+        """The two answers a reader chooses from, (negative, positive): label 1 = the positive one."""
+        return KIND_DECISIONS[self.kind]
+
+    @property
+    def real_or_synthetic(self) -> bool:
+        return self.kind == REAL_OR_SYNTHETIC
+
+    @property
     def threshold(self) -> float:
+        if self.real_or_synthetic:
+            raise StudyError(f"{self.path}: a real-or-synthetic study has no model and no threshold")
         return float(self.info["threshold"]["value"])
 
     @property
@@ -101,7 +133,10 @@ class Study:
         raise StudyError(f"{self.path}: no case {case_id!r} in {CASES_FILE}")
 
     def image_path(self, case: Case, base: str | Path | None = None) -> Path:
-        """The original image of ``case``; a relative ``data`` is taken from ``base`` (default: cwd)."""
+        """The original image of ``case``; a relative ``data`` is taken from ``base`` (default: cwd). A
+        real-or-synthetic study's images are its own copies, inside the study folder."""
+        if self.real_or_synthetic:
+            return self.path / case.file
         data = Path(self.info["data"])
         if not data.is_absolute() and base is not None:
             data = Path(base) / data
@@ -157,13 +192,46 @@ def open_study(path: str | Path) -> Study:
     info = runs.read_json(path / STUDY_FILE)
     if not isinstance(info, dict):
         raise StudyError(f"{path / STUDY_FILE}: expected a JSON object")
-    for key in ("data", "seed", "phases", "threshold"):
+    kind = info.get("kind") or BENIGN_OR_MALIGNANT
+    if kind not in KINDS:
+        raise StudyError(f"{path / STUDY_FILE}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    needed = ("seed", "phases") if kind == REAL_OR_SYNTHETIC else ("data", "seed", "phases", "threshold")
+    for key in needed:
         if key not in info:
             raise StudyError(f"{path / STUDY_FILE}: missing key {key!r}")
     phases = info["phases"]
     if not isinstance(phases, list) or not phases or phases[0] != PHASES[0] or set(phases) - set(PHASES):
         raise StudyError(f"{path / STUDY_FILE}: phases must be ['unaided'] or ['unaided', 'aided'], got {phases!r}")
-    return Study(path=path, info=info, cases=tuple(_read_cases(path / CASES_FILE)))
+    if kind == REAL_OR_SYNTHETIC and phases != [PHASES[0]]:
+        raise StudyError(f"{path / STUDY_FILE}: a real-or-synthetic study has one phase, ['unaided'], got {phases!r}")
+    reader = _read_synthetic_cases if kind == REAL_OR_SYNTHETIC else _read_cases
+    return Study(path=path, info=info, cases=tuple(reader(path / CASES_FILE)))
+
+
+SYNTHETIC_CASE_COLUMNS = ("case", "image", "label", "file")  # cases.csv of a real-or-synthetic study
+
+
+def _read_synthetic_cases(path: Path) -> list[Case]:
+    """A real-or-synthetic study's cases: label 1 = synthetic, 0 = real; no model figures."""
+    try:
+        stream = path.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyError(f"{path}: file not found") from None
+    cases: list[Case] = []
+    with stream:
+        reader = csv.DictReader(stream)
+        missing = set(SYNTHETIC_CASE_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise StudyError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            file = Path(row["file"] or "")
+            if (row["label"] not in ("0", "1") or not row["case"] or not row["file"] or file.is_absolute()
+                    or ".." in file.parts):
+                raise StudyError(f"{path}: line {line}: expected a case id, a 0/1 label (1 = synthetic) and a file "
+                                 f"inside the study folder, got {row}")
+            cases.append(Case(case=row["case"], image=row["image"], label=int(row["label"]), prob_malignant=math.nan,
+                              model_decision="", file=row["file"]))
+    return _checked_cases(path, cases)
 
 
 def _read_cases(path: Path) -> list[Case]:
@@ -188,6 +256,10 @@ def _read_cases(path: Path) -> list[Case]:
                 raise StudyError(f"{path}: line {line}: label must be 0/1, prob_malignant in [0, 1] and "
                                  f"model_decision one of {DECISIONS}, got {row}")
             cases.append(case)
+    return _checked_cases(path, cases)
+
+
+def _checked_cases(path: Path, cases: list[Case]) -> list[Case]:
     if len({case.case for case in cases}) != len(cases):
         raise StudyError(f"{path}: duplicate case ids")
     if not cases:
