@@ -37,7 +37,7 @@ from sklearn import metrics as sklearn_metrics
 
 from melanet.runs import runs
 from melanet.evaluation import delong, metrics
-from melanet.studies import access, mrmc
+from melanet.studies import access, mrmc, synthetic_results
 from melanet.studies import responses as responses_module
 from melanet.studies import study as study_module
 
@@ -215,6 +215,8 @@ def compute_results(study: study_module.Study, responses: list[dict[str, Any]] |
     """The whole ``results.json`` mapping (see the module docstring); reads ``responses.csv`` when not given."""
     if responses is None:
         responses = responses_module.read_responses(study)
+    if study.real_or_synthetic:
+        return synthetic_results.compute(study, responses)
     left_out = access.voided(study)
     experience = access.experience(study)
     voided = [{"reader": name, "reason": reason, "answers": sum(row["reader"] == name for row in responses)}
@@ -288,10 +290,49 @@ def results_for(study: study_module.Study, identity: access.Identity | None) -> 
     own = identity.reader
     shared = {key: value for key, value in results.items()
               if key not in ("readers", "aided_vs_unaided", "mean_reader", "incomplete_readers", "mrmc", "voided",
-                             "responses")}
-    return {**shared, "view": f"reader {own}: own figures and the model's only",
-            "readers": [entry for entry in results["readers"] if entry["reader"] == own],
+                             "responses", "pooled", "sentence")}
+    own_entries = [entry for entry in results["readers"] if entry["reader"] == own]
+    if study.real_or_synthetic:
+        return {**shared, "view": f"reader {own}: own figures only", "readers": own_entries,
+                "sentence": own_entries[0]["sentence"] if own_entries else ""}
+    return {**shared, "view": f"reader {own}: own figures and the model's only", "readers": own_entries,
             "aided_vs_unaided": [entry for entry in results["aided_vs_unaided"] if entry["reader"] == own]}
+
+
+def everyone_finished(study: study_module.Study, responses: list[dict[str, Any]] | None = None) -> bool:
+    """Whether every enrolled reader whose code is live and who is not voided has answered every case of every
+    phase (False for a study without codes or without such readers)."""
+    if not access.has_codes(study):
+        return False
+    readers = [record["reader"] for record in access.public_readers(study)
+               if not record.get("revoked") and not record.get("voided")]
+    responses = responses_module.read_responses(study) if responses is None else responses
+    return bool(readers) and all(responses_module.reader_progress(study, responses, reader).finished
+                                 for reader in readers)
+
+
+def shown_results(study: study_module.Study, identity: access.Identity | None) -> dict[str, Any]:
+    """What a page that is not the reading page (the Synthesized lesions page) may show: everything for the
+    organiser; once every reader has finished (``everyone_finished``: nobody is left to unblind), every figure
+    to anyone, with the readers named "reader 1", "reader 2"... and no experience; before that
+    ``results_for``'s answer (a finished reader's own figures, else ``access.AccessError``)."""
+    if not study.real_or_synthetic:
+        raise study_module.StudyError(f"{study.name}: figures outside the Reader study page are for "
+                                      "real-or-synthetic studies only")
+    if identity is not None and identity.role == access.ORGANISER:
+        return results_for(study, identity)
+    if everyone_finished(study):
+        results = compute_results(study)
+        names = {entry["reader"]: f"reader {number}"
+                 for number, entry in enumerate(sorted(results["readers"], key=lambda e: e["reader"]), start=1)}
+        anonymous = [{**entry, "reader": names[entry["reader"]], "experience": None} for entry in results["readers"]]
+        pooled = results.get("pooled") or {}
+        if pooled.get("readers"):
+            pooled = {**pooled, "readers": [names.get(reader, reader) for reader in pooled["readers"]]}
+        return {**{key: value for key, value in results.items() if key not in ("voided", "incomplete_readers")},
+                "readers": anonymous, "pooled": pooled, "view": "every reader has finished: figures for everyone, "
+                                                               "readers unnamed"}
+    return results_for(study, identity)
 
 
 def results_bytes(results: dict[str, Any]) -> bytes:

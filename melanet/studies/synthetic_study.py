@@ -109,14 +109,15 @@ def check_request(gan_run: str | Path, name: str, *, root: str | Path = study_mo
 
 def design_warnings(per_class: int, readers: int) -> list[str]:
     """What a real-or-synthetic study of this size cannot show, said before it is created."""
-    from melanet.studies import results
+    from melanet.studies import results, synthetic_results
 
     warnings = []
     if per_class < results.MINIMUM_CASES_PER_CLASS:
-        warnings.append(f"{per_class} real and {per_class} synthetic cases: the pooled AUC over readers needs at "
-                        f"least {results.MINIMUM_CASES_PER_CLASS} of each (readers' own figures still work)")
-    if readers and readers < results.MINIMUM_READERS:
-        warnings.append(f"{readers} reader(s): the pooled AUC over readers needs at least {results.MINIMUM_READERS}")
+        warnings.append(f"{per_class} real and {per_class} synthetic cases: fewer than "
+                        f"{results.MINIMUM_CASES_PER_CLASS} of each, so every AUC's interval will be wide")
+    if readers and readers < synthetic_results.MINIMUM_READERS:
+        warnings.append(f"{readers} reader(s): the pooled AUC over readers needs at least "
+                        f"{synthetic_results.MINIMUM_READERS} who answer every case")
     return warnings
 
 
