@@ -29,13 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Write ROOT/NAME/ with study.json, cases.csv (case, image, label, prob_malignant, model_decision, "
             "file, overlay) and overlays/ (the run's Grad-CAM maps drawn over each original image in its own framing, for the aided phase). Cases: the test "
             "split of the run's data or of --data DIR; --cases N draws a stratified random subset with --seed. "
-            "The model's decisions use the operating threshold the run chose on its validation split."
+            "The model's decisions use the operating threshold the run chose on its validation split. "
+            "With --synthetic-from GAN_RUN instead: a real-or-synthetic study (cases.csv: case, image, label "
+            "1 = synthetic, file; images/<case>.png), --cases N even, half real, half synthetic."
         ),
     )
-    create.add_argument("--run", required=True, metavar="RUN", help="an evaluated train-classifier run folder")
+    source = create.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", metavar="RUN", help="an evaluated train-classifier run folder (benign or malignant?)")
+    source.add_argument("--synthetic-from", metavar="GAN_RUN",
+                        help="a synthesized train-gan run: a real-or-synthetic study of equal numbers of its real "
+                             "training melanomas and its synthetic ones (one phase, no model)")
     create.add_argument("--name", required=True, metavar="NAME", help="study name (letters, digits, - _ . /)")
     create.add_argument("--data", metavar="DIR", help="use the test split of this labelled data folder")
-    create.add_argument("--cases", type=int, default=0, metavar="N", help="a stratified random subset of N cases")
+    create.add_argument("--cases", type=int, default=0, metavar="N",
+                        help="a stratified random subset of N cases (--synthetic-from: N even, half of each)")
     create.add_argument("--seed", type=int, default=0, help="seed of the subset and of the readers' case orders")
     create.add_argument("--no-aided", action="store_true", help="unaided phase only (no model output shown)")
     create.add_argument("--readers", metavar="NAME,NAME,...",
@@ -121,6 +128,8 @@ def _add_root(parser: argparse.ArgumentParser) -> None:
 def _create(args: argparse.Namespace) -> int:
     from melanet.studies import create
 
+    if args.synthetic_from:
+        return _create_synthetic(args)
     readers = _names(args.readers)
     options = create.CreateOptions(data_root=args.data, cases=args.cases, seed=args.seed, aided=not args.no_aided,
                                    readers=readers, washout_days=args.washout_days)
@@ -140,6 +149,34 @@ def _create(args: argparse.Namespace) -> int:
           f"threshold {study.threshold:.4g} ({study.info['threshold']['source']})"
           + (f", overlays: {overlays.get('from_run_explain', 0)} from the run's explain/, "
              f"{overlays.get('computed', 0)} computed" if overlays else ""))
+    return 0
+
+
+def _create_synthetic(args: argparse.Namespace) -> int:
+    from melanet.studies import synthetic_study
+
+    for option, given in (("--data", args.data is not None), ("--no-aided", args.no_aided),
+                          ("--washout-days", bool(args.washout_days))):
+        if given:
+            raise study_module.StudyError(f"{option} does not apply to --synthetic-from (one phase, the GAN run's "
+                                          "own training data)")
+    readers = _names(args.readers)
+    options = synthetic_study.SyntheticOptions(cases=args.cases, seed=args.seed, readers=readers)
+    checked = synthetic_study.check_request(args.synthetic_from, args.name, root=Path(args.root), options=options)
+    for warning in synthetic_study.design_warnings(checked.per_class, len(readers)):
+        print(f"warning: {warning}", file=sys.stderr)
+    if not readers:
+        print("warning: no --readers: nobody can answer until `melanet reader-study add-reader` gives codes",
+              file=sys.stderr)
+    study = synthetic_study.create_synthetic_study(args.synthetic_from, args.name, root=Path(args.root),
+                                                   options=options, progress=common.progress_bar("training images"),
+                                                   codes_out=args.codes_out)
+    print(f"study folder: {study.path}")
+    if readers:
+        _print_codes(Path(args.codes_out))
+    width, height = study.info["images"]["size_px"]
+    print(f"{len(study.cases)} cases ({study.info['n_real']} real training melanomas, {study.info['n_synthetic']} "
+          f"synthetic), real or synthetic?, one phase, every image a {width}x{height} px PNG")
     return 0
 
 
@@ -214,6 +251,8 @@ def _results(args: argparse.Namespace) -> int:
 
     study = study_module.find_study(args.study, Path(args.root))
     results, path = results_module.write_results(study)
+    if study.real_or_synthetic:
+        return _synthetic_results(results, path)
     model = results["model"]
     print(f"model on {results['n_cases']} cases: AUC {model['auc']:.3f}, sensitivity {formatting.percent(model['sensitivity'])}, "
           f"specificity {formatting.percent(model['specificity'])} at threshold {study.threshold:.4g}")
@@ -233,6 +272,22 @@ def _results(args: argparse.Namespace) -> int:
             print(f"MRMC {name.replace('_', ' ')}: {section['reason']} ({len(section['complete_readers'])} "
                   f"complete readers; needs {section['minimum']['readers']} and "
                   f"{section['minimum']['cases_per_class']} cases of each class)")
+    print(f"results written to {path}")
+    return 0
+
+
+def _synthetic_results(results: dict, path: Path) -> int:
+    """A real-or-synthetic study's figures, one line per reader, then the pooled sentence."""
+    if not results["readers"]:
+        print("no responses yet")
+    for entry in results["readers"]:
+        auc = "n/a" if entry["auc"] is None else f"{entry['auc']:.3f}"
+        interval = "" if entry["auc"] is None else f" [{entry['auc_ci'][0]:.3f}, {entry['auc_ci'][1]:.3f}]"
+        print(f"{entry['reader']} ({entry['n']} of {results['n_cases']}): accuracy "
+              f"{formatting.percent(entry['accuracy'])}{formatting.percent_bounds(*entry['accuracy_ci'])}, "
+              f"AUC synthetic vs real {auc}{interval}"
+              + ("" if entry["complete"] else " [incomplete: left out of the pooled AUC]"))
+    print(results["sentence"])
     print(f"results written to {path}")
     return 0
 
