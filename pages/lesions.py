@@ -1,6 +1,7 @@
 """Synthesized lesions: benign source | synthetic malignant | their difference at the synthetic image's own
 size, the cycle reconstruction (Figure 10), and the synthesis audit (``melanet audit-synthesis``): the
-translation share, KID, nearest real images, each image's probe score."""
+translation share, KID, nearest real images, each image's probe score; and the real-or-synthetic reader
+studies made from the run (``melanet.studies.synthetic_study``), their figures behind the studies' guard."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import artifacts, charts, discovery, glossary, lesion_pairs, ui
+from dashboard import artifacts, charts, discovery, glossary, lesion_pairs, study_reading, study_views, synthetic_view, ui
 from melanet.audits import translation
 from melanet.runs import audit_files
+from melanet.studies import access, synthetic_study
+from melanet.studies import results as study_results
+from melanet.studies import study as study_module
 
 PER_PAGE = 6
 CLOSEST_PAIRS = 4
@@ -247,6 +251,68 @@ def show_audit(entry, summary: dict, nearest: pd.DataFrame, manifest: pd.DataFra
             ui.show_image(ui.source_image(entry.path, str(pair["nearest_id"])), f"real {pair['nearest_id']}")
 
 
+IDENTITIES = "lesions_study_identities"  # study name -> access.Identity signed in on this page (this session only)
+
+
+def studies_of(run_path) -> list[study_module.Study]:
+    """The real-or-synthetic reader studies made from this GAN run (user's and shipped ones)."""
+    found = []
+    for study_entry in study_views.discover():
+        try:
+            study = study_module.open_study(study_entry.path)
+        except study_module.StudyError:
+            continue
+        if synthetic_study.made_from(study, run_path, discovery.ROOT):
+            found.append(study)
+    return found
+
+
+def _code_form(study: study_module.Study) -> None:
+    """The organiser's (or a finished reader's) code: figures for this session only; the code is not kept."""
+    with st.form(f"lesions_code_{study.name}", clear_on_submit=True):
+        code = st.text_input("Organiser or reader code", type="password", key=f"lesions_code_{study.name}",
+                             max_chars=40)
+        submitted = st.form_submit_button("Show the figures")
+    if submitted and code.strip():
+        try:
+            identity = access.sign_in(study, code, study_reading.client_of(st.context.ip_address))
+        except access.AccessError as error:
+            st.error(f"Not signed in: {error}.")
+        else:
+            st.session_state.setdefault(IDENTITIES, {})[study.name] = identity
+            st.rerun()
+
+
+def show_reader_studies(entry, studies: list[study_module.Study]) -> None:
+    """Each real-or-synthetic study of this run: its figures when ``results.shown_results`` allows (the organiser
+    code, a finished reader's code for their own, or anyone once every reader has finished), else why not."""
+    if not studies:
+        st.info("No reader study of this run yet. Let dermatologists judge the synthetic lesions: `melanet "
+                f"reader-study create --synthetic-from {entry.path} --name NAME --readers A,B --codes-out FILE` "
+                "makes a blinded real-or-synthetic study of its real training melanomas and its synthetic ones.")
+        return
+    signed_in = st.session_state.setdefault(IDENTITIES, {})
+    for study in studies:
+        st.markdown(f"**Study {study.name}**: {len(study.cases)} cases, {study.info.get('n_real', '?')} real and "
+                    f"{study.info.get('n_synthetic', '?')} synthetic, the reader asked \"real or synthetic?\"")
+        identity = signed_in.get(study.name)
+        if identity is not None and not access.still_valid(study, identity):
+            signed_in.pop(study.name)  # revoked since: signed out
+            identity = None
+        try:
+            results = study_results.shown_results(study, identity)
+        except access.AccessError as error:
+            st.caption(f"No figures: {error}. They are shown to the organiser code, to a reader who has finished "
+                       "(their own), and to everyone once every reader has finished.")
+            if identity is None and access.has_codes(study):
+                _code_form(study)
+            continue
+        except study_module.StudyError as error:
+            st.error(str(error))
+            continue
+        synthetic_view.show(results, identity is not None and identity.role == access.ORGANISER)
+
+
 st.title("Synthesized lesions", help=glossary.help_for("CycleGAN", "synthetic", "KID", "realism", "translation share"))
 st.caption("Each benign training image through the benign -> malignant generator, and back through the "
            "malignant -> benign generator (the cycle). Synthetic images are added to the training set as malignant.")
@@ -264,7 +330,8 @@ verdict = translation.verdict(summary) if summary else ""
 if verdict:
     st.info(verdict)
 
-tab_pairs, tab_audit, tab_grids = st.tabs(["Synthetic lesions", "Synthesis audit", "Per-epoch sample grids"])
+tab_pairs, tab_audit, tab_readers, tab_grids = st.tabs(["Synthetic lesions", "Synthesis audit",
+                                                        "Readers: real or synthetic?", "Per-epoch sample grids"])
 with tab_pairs:
     if manifest.empty:
         st.info(f"{entry.label} has no synthetic lesions yet: run **Train** > Synthesis "
@@ -279,6 +346,8 @@ with tab_audit:
                 "(add `--classifier RUN` to audit in a trained classifier's features too).")
     else:
         show_audit(entry, summary, nearest, manifest)
+with tab_readers:
+    show_reader_studies(entry, studies_of(entry.path))
 with tab_grids:
     if not grids:
         st.info(f"{entry.label} has no sample grids (figures/samples_epoch_NNN.png) yet.")

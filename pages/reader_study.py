@@ -13,6 +13,9 @@ so it is absent from what the browser receives (not hidden). Every answer is wri
 rerun, so a reload, a closed tab or a server restart resumes at the first unanswered case once the
 reader gives their code again.
 
+A real-or-synthetic study (``melanet.studies.synthetic_study``) is read on the same screen: the question is
+"real or synthetic?" with a confidence, in one phase, with no model output and no heat map.
+
 Results: the page asks ``results.results_for`` on every run: the organiser sees everything, a reader who
 has answered every case of every phase sees their own figures and the model's, anyone else nothing.
 With ``MELANET_READING_ONLY=1`` (app.py) this page is the whole dashboard and has no New study view.
@@ -30,8 +33,9 @@ from melanet.explain import overlay as overlay_module
 from melanet.studies import access, mrmc, responses, sample_size
 from melanet.studies import results as results_module
 from melanet.studies import study as study_module
+from melanet.studies import synthetic_study
 
-from dashboard import discovery, glossary, study_admin, study_reading, study_viewer, study_views, ui
+from dashboard import discovery, glossary, study_admin, study_reading, study_viewer, study_views, synthetic_view, ui
 
 IDENTITY = "study_identity"  # access.Identity once a code was accepted in this session
 READING_ONLY = os.environ.get("MELANET_READING_ONLY") == "1"
@@ -87,7 +91,7 @@ def _sign_in(entry: study_views.StudyEntry) -> None:
     identity = _identity()
     if identity is not None and identity.study == study.name and identity.role == access.READER:
         st.success(f"Thank you, {identity.reader}: you have answered every case of this study. The Results view "
-                   "shows your own figures beside the model's.")
+                   "shows your own figures" + ("." if study.real_or_synthetic else " beside the model's."))
         return
     if identity is not None and identity.study == study.name and identity.role == access.ORGANISER:
         st.success("Signed in with the organiser code.")
@@ -179,8 +183,8 @@ def _answer_form(study: study_module.Study, identity: access.Identity, progress:
     key = f"{study.name}-{progress.phase}-{progress.done}"
     shown_at = st.session_state.setdefault(f"shown-{key}-{case_id}", time.time())
     with st.form(key=f"answer-{key}"):
-        decision = st.radio("Your decision", study_module.DECISIONS, index=None, horizontal=True,
-                            key=f"decision-{key}")
+        decision = st.radio("Real or synthetic?" if study.real_or_synthetic else "Your decision", study.decisions,
+                            index=None, horizontal=True, key=f"decision-{key}")
         confidence = st.radio("Confidence (1 = unsure ... 5 = certain)", study_module.CONFIDENCE_LEVELS,
                               index=None, horizontal=True, key=f"confidence-{key}")
         note = st.text_input("Note (optional)", key=f"note-{key}", max_chars=responses.MAX_NOTE_LENGTH)
@@ -188,7 +192,7 @@ def _answer_form(study: study_module.Study, identity: access.Identity, progress:
     if not submitted:
         return
     if decision is None or confidence is None:
-        st.error("Choose benign or malignant and a confidence from 1 to 5, then save.")
+        st.error(f"Choose {' or '.join(study.decisions)} and a confidence from 1 to 5, then save.")
         return
     try:
         study_reading.save_answer(study, identity, phase=progress.phase, case=case_id, decision=decision,
@@ -228,7 +232,11 @@ def _reading_screen(entry: study_views.StudyEntry, identity: access.Identity) ->
     with image_column:
         _show_viewer(study, case, aided)
     with answer_column, st.container(key="reader_answers"):
-        st.subheader(f"Case {progress.done + 1} of {progress.total} ({progress.phase})")
+        if study.real_or_synthetic:  # one phase: no phase name; the question instead
+            st.subheader(f"Case {progress.done + 1} of {progress.total}")
+            st.markdown(synthetic_study.READING_PROMPT)
+        else:
+            st.subheader(f"Case {progress.done + 1} of {progress.total} ({progress.phase})")
         st.progress(progress.done / progress.total, text=f"{progress.done} of {progress.total} answered")
         if aided and progress.done == 0:
             st.info("Unaided reading finished. Now the same cases again, in a new order, with the model's "
@@ -290,6 +298,10 @@ def _results(entry: study_views.StudyEntry) -> None:
         st.error(str(error))
         return
     organiser = _identity().role == access.ORGANISER
+    if study.real_or_synthetic:
+        synthetic_view.show(results, organiser)
+        _downloads(study, results, organiser)
+        return
     st.caption(f"{results['n_cases']} cases ({results['n_malignant']} malignant); model decisions at threshold "
                f"{study.threshold:.4g} ({study.info['threshold']['source']}). Readers' points with 95 % Wilson "
                f"intervals; rating AUC: {results['rating']}. "

@@ -41,6 +41,8 @@ from melanet.studies import study as study_module
 logger = logging.getLogger(__name__)
 
 QUESTION = "Is this melanoma real, or made by the GAN (synthetic)?"
+READING_PROMPT = ("**Real or synthetic?** Half of this study's melanomas are real dermoscopy images and half were "
+                  "made by a generative network (a CycleGAN). Say which you think this one is, and how sure you are.")
 RATING = "synthetic/confidence 5 = 10 ... synthetic/1 = 6, real/1 = 5 ... real/5 = 1"
 
 
@@ -231,6 +233,18 @@ def _study_info(gan_run: str | Path, run: runs.Run, config: Any, name: str, opti
         },
         "rating": RATING, "created": runs.now_iso(), "created_by": "melanet reader-study create --synthetic-from",
     }
+
+
+def made_from(study: study_module.Study, gan_run: str | Path, base: str | Path) -> bool:
+    """Whether ``study`` is a real-or-synthetic study of ``gan_run``: its recorded run (relative to ``base``, the
+    folder it was created from, like a run's ``data.root``) or its resolved path is that folder."""
+    if not study.real_or_synthetic:
+        return False
+    wanted = Path(gan_run).resolve()
+    recorded = Path(str(study.info.get("gan_run") or ""))
+    candidates = [recorded if recorded.is_absolute() else Path(base) / recorded,
+                  Path(str(study.info.get("gan_run_resolved") or ""))]
+    return any(str(candidate) not in ("", ".") and candidate.resolve() == wanted for candidate in candidates)
 
 
 def _mkdir(path: Path) -> Path:
