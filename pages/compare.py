@@ -8,7 +8,9 @@ from melanet import config as config_module
 from melanet import layout, runs
 from melanet.evaluation import compare
 
-from dashboard import artifacts, charts, discovery, evidence_views, glossary, ui
+from dashboard import artifacts, charts, discovery, evidence_views, glossary, navigation, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 st.title("Compare classifiers")
 st.caption("Figures on the test split. Malignant = positive class; an image is called malignant when its "

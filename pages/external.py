@@ -14,7 +14,9 @@ from melanet import layout, runs
 from melanet.data.errors import DataError
 from melanet.evaluation import external, leakage
 
-from dashboard import artifacts, charts, discovery, external_view, glossary, subgroup_view, ui
+from dashboard import artifacts, charts, discovery, external_view, glossary, navigation, subgroup_view, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 POLL_SECONDS = 2.0
 

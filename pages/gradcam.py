@@ -13,7 +13,9 @@ from melanet.explain import overlay as overlay_module
 from melanet.explain import shortcuts
 from melanet.studies import mrmc
 
-from dashboard import artifacts, charts, discovery, glossary, similar_view, ui
+from dashboard import artifacts, charts, discovery, glossary, navigation, similar_view, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 OUTCOME_NAMES = {"FN": "missed melanoma (FN)", "FP": "false alarm (FP)", "TP": "found melanoma (TP)",
                  "TN": "correct benign (TN)"}

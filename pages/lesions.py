@@ -8,7 +8,9 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import artifacts, charts, discovery, glossary, ui
+from dashboard import artifacts, charts, discovery, glossary, navigation, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 from melanet.explain import audit_files
 
 PER_PAGE = 6

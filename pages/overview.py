@@ -13,7 +13,9 @@ from melanet import config as config_module
 from melanet import jobs, layout
 from melanet.data import errors as data_errors
 
-from dashboard import artifacts, charts, discovery, glossary, ui
+from dashboard import artifacts, charts, discovery, glossary, navigation, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 MISSING = "–"  # a figure a row does not have (a GAN run has no AUC): a dash, explained in the column's tooltip
 KIND_LABELS = {"gan": "GAN (stage 1)", "classifier": "classifier (stage 2)",

@@ -17,7 +17,9 @@ from melanet.evaluation import metrics as metrics_module
 from melanet.evaluation import operating_points, uncertainty
 from melanet.explain import overlay
 
-from dashboard import artifacts, discovery, glossary, similar_view, ui
+from dashboard import artifacts, discovery, glossary, navigation, similar_view, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 MAX_UPLOAD_MB = 20
 EXTENSIONS = ("jpg", "jpeg", "png")

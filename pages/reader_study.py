@@ -25,7 +25,9 @@ from melanet.explain import overlay as overlay_module
 from melanet.studies import create, mrmc, responses, results as results_module, sample_size
 from melanet.studies import study as study_module
 
-from dashboard import discovery, glossary, study_viewer, study_views, ui
+from dashboard import discovery, glossary, navigation, study_viewer, study_views, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 READER_SESSION = "reader_session"  # {"study": name, "reader": name} once a reader has started in this session
 VIEWS = ("Read", "Results", "New study")

@@ -14,7 +14,9 @@ import streamlit as st
 from melanet import config as config_module
 from melanet import jobs, layout, runs, stages
 
-from dashboard import artifacts, charts, discovery, form_checks, glossary, ui
+from dashboard import artifacts, charts, discovery, form_checks, glossary, navigation, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 POLL_SECONDS = 2.0
 
