@@ -225,7 +225,8 @@ def _sample_size(results: dict) -> None:
     st.caption(f"Power {sample_size.DEFAULT_POWER:.0%} at alpha {sample_size.DEFAULT_ALPHA} (two-sided), random "
                f"readers and random cases (Hillis & Obuchowski 2011), from this study's OR variance components "
                f"({pilot.n_cases} cases); the next study keeps this study's mix of malignant and benign cases. "
-               f"Command line: `melanet reader-study mrmc FILE.csv --power-for DELTA`.")
+               f"Command line: `melanet reader-study mrmc FILE.csv --power-for DELTA`.",
+               help=glossary.help_for("OR variance components", "Hillis ddf"))
 
 
 def _results(entry: study_views.StudyEntry) -> None:
@@ -246,7 +247,8 @@ def _results(entry: study_views.StudyEntry) -> None:
     st.table(study_views.readers_table(results).set_index("reader"))
     st.caption("The model's sensitivity at a reader's specificity (and the other way round) is read off the "
                "model's ROC on these study cases themselves (post hoc), not at the model's validation threshold.")
-    st.subheader("Multi-reader multi-case (Obuchowski-Rockette, Hillis ddf)")
+    st.subheader("Multi-reader multi-case (Obuchowski-Rockette, Hillis ddf)",
+                 help=glossary.help_for("MRMC", "Hillis ddf", "OR variance components"))
     if results.get("incomplete_readers"):
         st.caption(f"Incomplete readers, left out of the pooled tests: {', '.join(results['incomplete_readers'])}")
     for name, section in results.get("mrmc", {}).items():
