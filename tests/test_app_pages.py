@@ -123,6 +123,10 @@ def test_compare_draws_the_risk_coverage_curve_or_says_why(demo_env: Path) -> No
     trace = next(trace for trace in curves[0]["data"] if trace["name"].endswith("melanet"))
     assert trace["x"] == pytest.approx([100 * point["coverage"] for point in expected if point["auc"] is not None])
     assert trace["y"] == pytest.approx([point["auc"] for point in expected if point["auc"] is not None])
+    # 95 % intervals drawn around every point, and a verdict with its interval for every run
+    assert trace["error_y"]["array"] and trace["error_y"]["arrayminus"]
+    assert all(up >= 0 for up in trace["error_y"]["array"]) and all(down >= 0 for down in trace["error_y"]["arrayminus"])
+    assert texts(app).count("AUC(flagged) - AUC(unflagged) = ") == 4
 
 
 def test_lesions_page_shows_triplets_with_source_ids(demo_env: Path) -> None:
