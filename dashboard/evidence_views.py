@@ -186,9 +186,8 @@ def render_calibration(entries: Sequence[discovery.RunEntry], metrics_of, colour
         elif calibrated:
             curves.append((entry.label, calibrated["reliability"]))
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="calibration_table", column_config={
-            "Brier (raw)": st.column_config.TextColumn(help=glossary.TERMS["Brier"]),
-            "ECE (raw)": st.column_config.TextColumn(help=glossary.TERMS["ECE"])})
+        with st.container(key="calibration_table"):  # a wrapping table: a grid would cut its right columns off
+            st.table(pd.DataFrame(rows).set_index("Run"))
         st.plotly_chart(reliability_figure(curves, colours), key="reliability_chart")
         if view == "calibrated" and len(curves) < len(rows):
             st.caption("Runs without a calibration map have no calibrated line.")

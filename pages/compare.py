@@ -55,7 +55,8 @@ for entry in chosen:
 st.subheader("Metrics at threshold 0.5 (95 % confidence intervals)")
 table = artifacts.metrics_table(chosen)
 if not table.empty:
-    st.dataframe(table, hide_index=True, key="metrics_table")
+    with st.container(key="metrics_table"):  # a wrapping table: a grid would cut its right columns off at 1280 px
+        st.table(table.set_index(table.columns[0]))
     st.caption("AUC interval: stratified bootstrap; proportions: Wilson score intervals.")
 
 st.subheader("Threshold")

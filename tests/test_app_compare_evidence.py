@@ -70,7 +70,7 @@ def test_compare_page_shows_paired_matrix_calibration_seeds_and_model_card(
     # MelaNet shown: one family, MelaNet against each of the 3 other runs (not all 6 pairs)
     assert len(paired_table) == 3 and set(paired_table.index) == {"MelaNet"}
     assert set(paired_table["B"]) == {"VGG-GAP", "VGG-GAP + Augment-10x", "VGG-GAP + Augment-5x"}
-    calibration_table = next(frame.value for frame in app.dataframe if "Brier (raw)" in frame.value.columns)
+    calibration_table = next(table.value for table in app.table if "Brier (raw)" in table.value.columns)
     assert len(calibration_table) == 4 and (calibration_table["Calibration"] == "temperature").all()
     reliability = next(figure for figure in figures if "perfect calibration" in [trace.get("name") for trace in figure["data"]])
     runs_on_reliability = {trace["name"]: trace["line"]["color"] for trace in reliability["data"]

@@ -95,7 +95,7 @@ def test_compare_draws_one_roc_curve_per_chosen_run_and_moves_the_threshold(demo
     traces = json.loads(figure.proto.spec)["data"]
     curve_names = [trace["name"] for trace in traces if trace["name"] != "chance" and trace.get("mode") == "lines"]
     assert len(curve_names) == 4 and all("AUC" in name for name in curve_names)
-    assert len(next(frame.value for frame in app.dataframe if "AUC %" in frame.value.columns)) == 4
+    assert len(next(table.value for table in app.table if "AUC %" in table.value.columns)) == 4
 
     def false_negatives() -> int:
         return int(next(metric.value for metric in app.metric if metric.label.startswith("Missed melanomas (FN)")))
