@@ -15,8 +15,8 @@ from dashboard import navigation
 ICON = Path(__file__).resolve().parent / "dashboard" / "static" / "melanet-icon.png"
 st.set_page_config(page_title="MelaNet", page_icon=str(ICON), layout="wide")
 
-# Each page opens at its file name (/predict for pages/predict.py: Streamlit's default url_path; / moves on to
-# /overview) and at the paths it had before, which move on to the file name
+# Each page opens at its file name (/predict for pages/predict.py: Streamlit's default url_path; / shows
+# the Overview too) and at the paths it had before, which move on to the file name
 # (dashboard/navigation.py says why it is done so).
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:"),
@@ -35,4 +35,4 @@ OTHER_PATHS = {"Train": ["training"], "Compare": ["comparison"],
                "Reader study": ["reader-study"]}
 
 st.sidebar.caption("MelaNet reproduction (Zunair & Hamza 2020). Research use only, not a medical device.")
-navigation.run(PAGES, OTHER_PATHS)
+navigation.run(PAGES, OTHER_PATHS, root_script="pages/overview.py")

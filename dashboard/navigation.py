@@ -45,14 +45,15 @@ def aliases(pages: Sequence[st.Page], other_paths: Mapping[str, Sequence[str]]) 
             for title, paths in other_paths.items() for path in paths]
 
 
-def run(pages: Sequence[st.Page], other_paths: Mapping[str, Sequence[str]]) -> None:
+def run(pages: Sequence[st.Page], other_paths: Mapping[str, Sequence[str]], root_script: str) -> None:
     """``st.navigation`` over ``pages`` (plus the hidden ``other_paths``) and run the chosen page.
 
-    The app's root ``/`` is a hidden page that moves on to the first page: Streamlit serves its default
-    page at ``/`` only, and reserves (without serving) that page's own path, so a default
-    ``pages/overview.py`` would never open at ``/overview``.
+    The app's root ``/`` is a hidden default page that runs ``root_script`` (the first page's file) itself:
+    Streamlit serves its default page at ``/`` only and reserves, without serving, that page's own path,
+    so a default ``pages/overview.py`` would never open at ``/overview``. (Not a switch to the first page:
+    a click in the sidebar while that switch is under way could be lost.)
     """
-    root = st.Page(_forward(pages[0]), title=pages[0].title, url_path=ROOT_PATH, default=True, visibility="hidden")
+    root = st.Page(root_script, title=pages[0].title, url_path=ROOT_PATH, default=True, visibility="hidden")
     page = st.navigation([*pages, root, *aliases(pages, other_paths)])
     _inside.value = True
     try:
