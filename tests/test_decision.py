@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from melanet.evaluation import decision
+from melanet.evaluation import decision, operating_points
 from melanet.explain import retrieval
 
 # the shipped MelaNet's validation figures: 53 images, 12 melanomas
@@ -114,3 +114,21 @@ def test_an_exact_copy_in_the_index_counts_as_the_nearest_other() -> None:
     assert retrieval.nearest_other_similarities(index) == pytest.approx([1.0, 1.0, 0.0], abs=1e-3)
     with pytest.raises(ValueError, match="at least 2"):
         retrieval.nearest_other_similarities(retrieval.Index.build(np.ones((1, 2)), ["a"], [0]))
+
+
+def test_the_decision_on_points_the_package_chose() -> None:
+    # 20 validation melanomas: the rule-out threshold keeps 19 of them (95 %) above it
+    validation_labels = np.array([1] * 20 + [0] * 20)
+    validation_scores = np.concatenate([np.linspace(0.30, 0.99, 20), np.linspace(0.01, 0.60, 20)]).round(4)
+    block = operating_points.report(validation_labels, validation_scores, validation_labels, validation_scores)
+    low, high = block["rule_out"]["threshold"], block["rule_in"]["threshold"]
+    below = decision.decide(low - 0.001, block, uncertain=False)
+    lower, upper = wilson(19, 20)
+    assert below.kind == "rule_out" and below.evidence == [
+        f"rule-out: of 20 melanomas in the validation data, 19 (95 % [{100 * lower:.0f} %, {100 * upper:.0f} %]) scored "
+        f"above this threshold ({low:.3f})."]
+    assert decision.decide(low, block, uncertain=False).kind == "rule_out"  # at the threshold: not called malignant
+    assert decision.decide(high + 0.001, block, uncertain=False).kind == "rule_in"
+    assert decision.decide((low + high) / 2, block, uncertain=False).kind == "between"
+    without = operating_points.report(validation_labels, validation_scores, None, None)
+    assert decision.decide(0.5, without, uncertain=False).kind == "no_bands"

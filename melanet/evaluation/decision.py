@@ -11,8 +11,8 @@ training image beside the 1st percentile of the training images' own nearest-oth
 2. ``cannot_rule_out``: the band would be rule-out but the image is flagged uncertain (its probability
    moves past the spread threshold when the image is flipped or turned): an uncertain image is never
    ruled out;
-3. ``rule_out`` / ``between`` / ``rule_in``: the triage band (:func:`operating_points.band`'s rule,
-   malignant when ``p > threshold``);
+3. ``rule_out`` / ``between`` / ``rule_in``: the triage band (the package's one rule, malignant when
+   ``p > threshold``);
 4. ``no_bands``: the run has no rule-out and rule-in thresholds.
 
 The evidence is counted, with a Wilson interval: "of 12 melanomas in the validation data, 12 (100 %
