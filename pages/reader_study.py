@@ -21,7 +21,6 @@ import time
 import streamlit as st
 
 from melanet import jobs
-from melanet.explain import overlay as overlay_module
 from melanet.studies import create, mrmc, responses, results as results_module, sample_size
 from melanet.studies import study as study_module
 
@@ -132,8 +131,7 @@ def _show_heatmap_key(study: study_module.Study, case: study_module.Case) -> Non
     if overlay is not None and overlay.is_file():
         st.caption("Grad-CAM over the image you read (untick 'heat map' to see the image alone): where the "
                    "model looked for 'malignant'.")
-        st.image(overlay_module.colour_scale(width=320), width="stretch")
-        st.caption(overlay_module.HEATMAP_CAPTION)
+        ui.show_colour_scale()  # the scale's ends in page text of 14 px
     else:
         st.caption("No Grad-CAM overlay for this case.")
 
