@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from melanet import layout
+from melanet.runs import layout
 
 from dashboard import artifacts, discovery
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from melanet import layout, runs
 from melanet.evaluation import decision
 from melanet.explain import retrieval
+from melanet.runs import layout, runs
 
 from dashboard import ui
 
@@ -18,12 +18,6 @@ COLUMNS = 3
 CAPTION = ("The training images whose features, in this classifier's own global-average-pooled feature space, point "
            "the most the same way as this image's (cosine similarity, 1 = the same direction). They show what the model "
            "treats as alike, not a diagnosis: similar-looking lesions can differ in kind.")
-
-
-@st.cache_resource(show_spinner="Loading the similar-cases index...", max_entries=8)
-def _index(path: str, modified: float) -> retrieval.Index:
-    del modified  # a rebuilt index is a new cache entry
-    return retrieval.Index.load(path)
 
 
 @st.cache_resource(show_spinner="Loading the model (once per process)...", max_entries=4)
@@ -59,24 +53,22 @@ def _unlike_threshold(path: str, modified: float) -> tuple[float, int]:
     return retrieval.unlike_training_threshold(index), len(index)
 
 
-def find(run_path: Path, image: np.ndarray, model=None, k: int = retrieval.SHOWN) -> list[dict] | str:
+def find(run_path: Path, image: np.ndarray, model=None, k: int = retrieval.SHOWN) -> list | str:
     """The ``k`` training images most similar to ``image`` (S, S, 3) uint8, preprocessed as the run's data
-    (rows of ``retrieval_stage.similar_images``), or the sentence saying why there are none."""
+    (``retrieval_stage.SimilarCase``, most similar first), or the sentence saying why there are none."""
     from melanet.explain import retrieval_stage
 
-    files = layout.RunLayout(run_path)
     if not has_index(run_path):
         return f"No similar-cases index in this run: build it with `melanet similar --run {run_path} --build`."
     try:
-        index = _index(str(files.retrieval_index), files.retrieval_index.stat().st_mtime)
         if model is None:
             model = _model(str(run_path), runs.model_file(run_path).stat().st_mtime)
-        return retrieval_stage.similar_images(model, index, image, k)
+        return retrieval_stage.most_similar(run_path, image, k, model=model)
     except (runs.RunError, ValueError) as error:
         return f"No similar cases: {error}"
 
 
-def typicality(run_path: Path, found: list[dict] | str) -> decision.Typicality | None:
+def typicality(run_path: Path, found: list | str) -> decision.Typicality | None:
     """How like the training images the image of ``found`` is, or None without an index (or one image)."""
     if isinstance(found, str) or not found:
         return None
@@ -85,23 +77,23 @@ def typicality(run_path: Path, found: list[dict] | str) -> decision.Typicality |
         threshold, size = _unlike_threshold(str(files.retrieval_index), files.retrieval_index.stat().st_mtime)
     except (runs.RunError, ValueError, OSError):
         return None
-    return decision.Typicality(nearest=float(found[0]["similarity"]), threshold=threshold, n_training=size,
+    return decision.Typicality(nearest=float(found[0].similarity), threshold=threshold, n_training=size,
                                percentile=retrieval.UNLIKE_PERCENTILE)
 
 
-def show_found(run_path: Path, found: list[dict] | str) -> None:
-    """The rows of :func:`find` as thumbnails of the original files with their captions (or why none)."""
+def show_found(run_path: Path, found: list | str) -> None:
+    """The cases of :func:`find` as thumbnails of the original files with their captions (or why none)."""
     if isinstance(found, str):
         (st.caption if found.startswith("No similar-cases index") else st.warning)(found)
         return
     columns = st.columns(COLUMNS)
-    for number, row in enumerate(found):
-        label = "malignant" if row["label"] == 1 else "benign"
-        diagnosis = f", {row['diagnosis']}" if row["diagnosis"] and row["diagnosis"] != label else ""
+    for number, case in enumerate(found):
+        diagnosis = f", {case.diagnosis}" if case.diagnosis and case.diagnosis != case.label_name else ""
         with columns[number % COLUMNS]:
-            ui.show_image(ui.source_image(run_path, row["image"]),
-                          f"{row['rank']}. {row['image']}: {label}{diagnosis}, similarity {row['similarity']:.3f}")
-    st.caption(CAPTION + (" " + vote_caption(run_path) if vote_caption(run_path) else ""))
+            ui.show_image(case.file, f"{case.rank}. {case.image}: {case.label_name}{diagnosis}, "
+                                     f"similarity {case.similarity:.3f}")
+    caption = vote_caption(run_path)
+    st.caption(CAPTION + (" " + caption if caption else ""))
 
 
 def show(run_path: Path, image: np.ndarray, model=None, k: int = retrieval.SHOWN) -> None:

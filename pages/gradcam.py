@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from melanet import layout, stages
+from melanet.common import choices, formatting
+from melanet.runs import layout
 from melanet.explain import overlay as overlay_module
-from melanet.explain import shortcuts
-from melanet.studies import mrmc
+from melanet.audits import shortcuts
 
 from dashboard import artifacts, charts, discovery, glossary, navigation, similar_view, ui
 
@@ -109,7 +109,7 @@ def _view_row(name: str, figures: dict) -> dict:
     row = {"images": name, "AUC [95 % CI]": f"{figures['auc']:.3f} [{figures['ci_low']:.3f}, {figures['ci_high']:.3f}]",
            "change from full": "", "p": ""}
     if "delta" in figures:
-        row.update({"change from full": f"{figures['delta']:+.3f}", "p": mrmc.format_p(figures["p"])})
+        row.update({"change from full": f"{figures['delta']:+.3f}", "p": formatting.p_value(figures["p"])})
     return row
 
 
@@ -148,8 +148,8 @@ index = _index(entry)
 if index.empty:
     st.warning(f"{entry.label}: explain/index.csv is empty or malformed.")
     st.stop()
-present = [outcome for outcome in stages.OUTCOMES if outcome in set(index["outcome"])]
-outcomes = st.multiselect("Outcome", list(stages.OUTCOMES), default=present[:2] or present,
+present = [outcome for outcome in choices.OUTCOMES if outcome in set(index["outcome"])]
+outcomes = st.multiselect("Outcome", list(choices.OUTCOMES), default=present[:2] or present,
                           format_func=OUTCOME_NAMES.get, key="gradcam_outcomes")
 filtered = index[index["outcome"].isin(outcomes)]
 if filtered.empty:

@@ -9,9 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import artifacts, charts, discovery, glossary, navigation, ui
+from melanet.runs import audit_files
 
 navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
-from melanet.explain import audit_files
 
 PER_PAGE = 6
 CLOSEST_PAIRS = 4

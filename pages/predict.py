@@ -10,7 +10,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from melanet import runs
+from melanet.common import training_sets
+from melanet.runs import runs
 from melanet.data import errors as data_errors
 from melanet.data import preprocess
 from melanet.evaluation import decision, uncertainty
@@ -46,6 +47,7 @@ def _model(run_path: str, modified: float):
     return predict.load_model(run_path)
 
 
+MELANET_FOLDER = training_sets.REGISTRY[training_sets.SYNTHETIC].folder  # the run preferred when shown
 DECISION_BOXES = {"unlike_training": st.error, "cannot_rule_out": st.warning, "rule_in": st.warning,
                   "between": st.info, "rule_out": st.info, "no_bands": st.info}
 
@@ -61,7 +63,7 @@ def _model_line(label: str, metrics: dict) -> str:
     return f"**Model:** {label}, {figure} on {metrics.get('n', '?')} test images."
 
 
-preferred = next((index for index, entry in enumerate(classifiers) if entry.path.name == "melanet"), 0)
+preferred = next((index for index, entry in enumerate(classifiers) if entry.path.name == MELANET_FOLDER), 0)
 entry = ui.pick_run(classifiers, "Classifier run", key="predict_run", index=preferred)
 uploaded = st.file_uploader("Dermoscopy image (JPEG or PNG)", type=list(EXTENSIONS), key="predict_upload",
                             max_upload_size=MAX_UPLOAD_MB)

@@ -208,7 +208,7 @@ def _give_spread(run_path: Path) -> float:
     save it; return that spread (max - min of the 8 views' probabilities, computed here)."""
     import keras
 
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.classifier import predict
     from melanet.data import preprocess
 

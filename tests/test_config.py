@@ -51,7 +51,7 @@ def test_overrides_apply_in_order_and_coerce_types(tmp_path: Path) -> None:
         (["nosection.key=1"], "unknown key 'nosection'"),
         (["gan.epochs=two"], "'gan.epochs' expects an integer"),
         (["gan.epochs=2.5"], "'gan.epochs' expects an integer"),
-        (["classifier.training_set=augment3x"], "must be one of original, augment5x, augment10x, synthetic"),
+        (["classifier.training_set=augment3x"], "must be one of baseline, augment5x, augment10x, synthetic"),
         (["gan.epochs"], "expected section.key=value"),
         (["gan.epochs=0"], "'gan.epochs' must be >= 1"),
         (["data.resize=squash"], "'data.resize' must be one of pad, stretch, crop"),
@@ -151,7 +151,7 @@ def test_config_is_frozen() -> None:
 def test_a_saved_run_config_without_a_later_key_keeps_the_behaviour_it_was_trained_with(tmp_path):
     """An older run folder (the shipped demo's GAN) has no gan.mask_padding: it trained without masks,
     so reading it back must not report (or resume with) today's default of masks on."""
-    from melanet import runs
+    from melanet.runs import runs
 
     run_dir = tmp_path / "old-gan"
     run_dir.mkdir()

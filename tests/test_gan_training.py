@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from melanet import distribute, lifecycle, runs
+from melanet.runs import distribute, lifecycle, runs
 from melanet.gan import dataset, model, train
 
 SIZES = model.CycleGanSizes(image_size=32, generator_filters=4, generator_levels=2,
@@ -111,7 +111,7 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
 TWO_REPLICAS_SCRIPT = """
 import sys
 sys.path.insert(0, "tests")
-from melanet import distribute
+from melanet.runs import distribute
 distribute.split_cpu(2)
 import json, keras, numpy as np, tensorflow as tf
 from melanet.gan import dataset, model, train

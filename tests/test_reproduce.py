@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from melanet import config as config_module
-from melanet import reproduce, runs
+from melanet.reproduce import reproduction
+from melanet.runs import runs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,7 @@ STAND_IN = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     sys.path.insert(0, {repository!r})
-    from melanet import config as config_module, runs
+    from melanet import config as config_module; from melanet.runs import runs
 
     arguments = [value for value in sys.argv[1:] if value not in ("-q", "-v")]
     verb, options, overrides = arguments[0], {{}}, []
@@ -78,7 +79,7 @@ STAND_IN = textwrap.dedent(
         import numpy as np
         from melanet.evaluation import evaluate
         run = runs.Run.open(folder)
-        strength = {{"original": 0.2, "augment5x": 0.25, "augment10x": 0.3, "synthetic": 0.4}}
+        strength = {{"baseline": 0.2, "augment5x": 0.25, "augment10x": 0.3, "synthetic": 0.4}}
         labels = np.array([0] * 20 + [1] * 10)
         shift = strength[run.config().classifier.training_set]
         probabilities = np.clip(np.linspace(0.05, 0.75, 30) + shift * labels, 0, 1)
@@ -106,12 +107,12 @@ def calls(log: Path) -> list[dict]:
 
 
 def test_plan_order_and_overrides(tmp_path: Path) -> None:
-    steps = reproduce.plan(tmp_path)
+    steps = reproduction.plan(tmp_path)
     assert [step.name for step in steps] == [
         "train-gan", "synthesize", "audit-synthesis",
-        "train-classifier vgg_gap", "train-classifier augment5x", "train-classifier augment10x",
+        "train-classifier baseline", "train-classifier augment5x", "train-classifier augment10x",
         "train-classifier melanet",
-        "evaluate vgg_gap", "evaluate augment5x", "evaluate augment10x", "evaluate melanet",
+        "evaluate baseline", "evaluate augment5x", "evaluate augment10x", "evaluate melanet",
     ]
     melanet_step = steps[6]
     assert melanet_step.overrides == ("classifier.training_set=synthetic",
@@ -119,7 +120,7 @@ def test_plan_order_and_overrides(tmp_path: Path) -> None:
     arguments = melanet_step.arguments(tmp_path / "config.yaml")
     assert arguments[:3] == ["train-classifier", "--run", str(tmp_path / "melanet")]
     assert steps[2].arguments(tmp_path / "config.yaml") == ["audit-synthesis", "--run", str(tmp_path / "gan")]
-    assert steps[7].arguments(tmp_path / "config.yaml") == ["evaluate", "--run", str(tmp_path / "vgg_gap")]
+    assert steps[7].arguments(tmp_path / "config.yaml") == ["evaluate", "--run", str(tmp_path / "baseline")]
 
 
 def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path, stand_in: dict[str, Path]) -> None:
@@ -128,24 +129,24 @@ def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path,
     program = [sys.executable, str(stand_in["program"])]
     stand_in["failure"].write_text("train-classifier augment5x")
 
-    with pytest.raises(reproduce.StageFailed, match="train-classifier augment5x failed"):
-        reproduce.reproduce(results, config, program=program, child_options=["-q"])
+    with pytest.raises(reproduction.StageFailed, match="train-classifier augment5x failed"):
+        reproduction.reproduce(results, config, program=program, child_options=["-q"])
     status = runs.Run(results).status()
     assert status["stage"] == "reproduce" and status["state"] == "failed"
     states = {entry["name"]: entry["state"] for entry in status["stages"]}
-    assert states["train-gan"] == states["train-classifier vgg_gap"] == "done"
-    assert states["train-classifier augment5x"] == "failed" and states["evaluate vgg_gap"] == "pending"
+    assert states["train-gan"] == states["train-classifier baseline"] == "done"
+    assert states["train-classifier augment5x"] == "failed" and states["evaluate baseline"] == "pending"
     assert [call["verb"] for call in calls(stand_in["log"])] == [
         "train-gan", "synthesize", "audit-synthesis", "train-classifier", "train-classifier"]
-    assert not (results / "vgg_gap" / "metrics.json").exists()  # the test set waits for all training
+    assert not (results / "baseline" / "metrics.json").exists()  # the test set waits for all training
 
     # the same command again continues: finished stages are skipped, the failed one resumes
     stand_in["log"].unlink()
-    rows = reproduce.reproduce(results, config, program=program)
+    rows = reproduction.reproduce(results, config, program=program)
     second = calls(stand_in["log"])
     assert [(call["verb"], call["folder"]) for call in second] == [
         ("train-classifier", "augment5x"), ("train-classifier", "augment10x"), ("train-classifier", "melanet"),
-        ("evaluate", "vgg_gap"), ("evaluate", "augment5x"), ("evaluate", "augment10x"), ("evaluate", "melanet"),
+        ("evaluate", "baseline"), ("evaluate", "augment5x"), ("evaluate", "augment10x"), ("evaluate", "melanet"),
     ]
     assert second[0]["options"] == {"--resume": str(results / "augment5x")}
     assert f"classifier.gan_run={(results / 'gan').resolve()}" in second[2]["sets"]
@@ -160,22 +161,22 @@ def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path,
 
     # a third run has nothing left to do but the table
     stand_in["log"].unlink()
-    reproduce.reproduce(results, resume=True, program=program)
+    reproduction.reproduce(results, resume=True, program=program)
     assert calls(stand_in["log"]) == []
 
 
 def test_results_folder_guards(tmp_path: Path) -> None:
     smoke = config_module.load_config(REPOSITORY / "configs" / "smoke.yaml")
-    reproduce.prepare_results(tmp_path / "results", smoke, resume=False)
+    reproduction.prepare_results(tmp_path / "results", smoke, resume=False)
     with pytest.raises(runs.RunError, match="different config"):
-        reproduce.prepare_results(tmp_path / "results", config_module.Config(), resume=False)
-    run, config = reproduce.prepare_results(tmp_path / "results", None, resume=True)
+        reproduction.prepare_results(tmp_path / "results", config_module.Config(), resume=False)
+    run, config = reproduction.prepare_results(tmp_path / "results", None, resume=True)
     assert config == smoke
     runs.Run.create(tmp_path / "classifier", smoke, "train-classifier")
     with pytest.raises(runs.RunError, match="not a 'reproduce' results folder"):
-        reproduce.prepare_results(tmp_path / "classifier", smoke, resume=False)
+        reproduction.prepare_results(tmp_path / "classifier", smoke, resume=False)
     with pytest.raises(runs.RunError, match="not a 'reproduce' results folder"):
-        reproduce.prepare_results(tmp_path / "classifier", None, resume=True)
+        reproduction.prepare_results(tmp_path / "classifier", None, resume=True)
 
 
 def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, stand_in: dict[str, Path],
@@ -185,10 +186,10 @@ def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, sta
     monkeypatch.setenv("STAND_IN_SLEEP", "train-classifier")
     code = (
         f"import sys; sys.path.insert(0, {str(REPOSITORY)!r})\n"
-        "from melanet import config as config_module, lifecycle, reproduce\n"
+        "from melanet import config as config_module\nfrom melanet.runs import lifecycle\nfrom melanet.reproduce import reproduction\n"
         f"config = config_module.load_config({str(REPOSITORY / 'configs' / 'smoke.yaml')!r})\n"
         "try:\n"
-        f"    reproduce.reproduce({str(results)!r}, config, program=[sys.executable, {str(stand_in['program'])!r}])\n"
+        f"    reproduction.reproduce({str(results)!r}, config, program=[sys.executable, {str(stand_in['program'])!r}])\n"
         "except lifecycle.StopRequested:\n"
         "    sys.exit(143)\n"
     )
@@ -203,16 +204,16 @@ def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, sta
     status = runs.Run(results).status()
     assert status["state"] == "stopped"
     states = {entry["name"]: entry["state"] for entry in status["stages"]}
-    assert states["synthesize"] == "done" and states["train-classifier vgg_gap"] == "stopped"
-    assert runs.Run(results / "vgg_gap").status()["state"] == "stopped"
+    assert states["synthesize"] == "done" and states["train-classifier baseline"] == "stopped"
+    assert runs.Run(results / "baseline").status()["state"] == "stopped"
     assert not runs.Run(results).is_locked()
 
 
 def test_an_evaluated_classifier_shared_without_weights_is_not_retrained(tmp_path: Path) -> None:
     folder = tmp_path / "augment5x"
     run = runs.Run.create(folder, config_module.Config(), "train-classifier")
-    train = reproduce.ChildStage("train-classifier augment5x", "train-classifier", folder, configurable=True)
-    evaluate = reproduce.ChildStage("evaluate augment5x", "evaluate", folder)
+    train = reproduction.ChildStage("train-classifier augment5x", "train-classifier", folder, configurable=True)
+    evaluate = reproduction.ChildStage("evaluate augment5x", "evaluate", folder)
     assert not train.is_done()  # pending, nothing trained yet
     run.update_status(state="done", evaluation={"state": "done"})
     run.write_json(runs.METRICS_FILE, {"auc": 0.7})
@@ -227,7 +228,7 @@ def test_the_gan_a_reproduction_names_is_relative_to_the_working_directory_when_
     """A shipped results folder built from the repository root names its GAN ``models/demo/gan``, the same
     on every clone; a GAN outside the working directory keeps its absolute path."""
     monkeypatch.chdir(tmp_path)
-    assert reproduce.portable_path(Path("models/demo/gan")) == "models/demo/gan"
-    assert reproduce.portable_path(tmp_path / "runs" / "gan") == "runs/gan"
+    assert reproduction.portable_path(Path("models/demo/gan")) == "models/demo/gan"
+    assert reproduction.portable_path(tmp_path / "runs" / "gan") == "runs/gan"
     outside = tmp_path.parent / "elsewhere" / "gan"
-    assert reproduce.portable_path(outside) == str(outside.resolve())
+    assert reproduction.portable_path(outside) == str(outside.resolve())

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import reproduce, reproduce_seeds, runs
-from melanet.evaluation import delong, seeds
+from melanet.reproduce import reproduction, repeated_seeds
+from melanet.runs import runs
+from melanet.evaluation import delong
+from melanet.reproduce import seeds_summary
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -27,7 +29,7 @@ STAND_IN = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     sys.path.insert(0, {repository!r})
-    from melanet import config as config_module, runs
+    from melanet import config as config_module; from melanet.runs import runs
 
     arguments = [value for value in sys.argv[1:] if value not in ("-q", "-v")]
     verb, options, overrides = arguments[0], {{}}, []
@@ -57,16 +59,16 @@ STAND_IN = textwrap.dedent(
         runs.Run(folder).update_status(stage="synthesize", state="done")
     elif verb == "evaluate":
         import numpy as np  # only here: the other stand-in stages start faster without it
-        from melanet.evaluation import evaluate
+        from melanet.evaluation import evaluate, predictions
         run = runs.Run.open(folder)
         config = run.config()
-        strength = {{"original": 1.0, "augment5x": 1.2, "augment10x": 1.1, "synthetic": 1.6}}
+        strength = {{"baseline": 1.0, "augment5x": 1.2, "augment10x": 1.1, "synthetic": 1.6}}
         generator = np.random.default_rng(config.seed)
         labels = np.array([0] * 40 + [1] * 20)
         noise = generator.normal(size=labels.size)
         scores = 1 / (1 + np.exp(-(noise + strength[config.classifier.training_set] * (labels - 0.5) * 2)))
         ids = [f"ISIC_{{index:07d}}" for index in range(labels.size)]
-        evaluate.write_predictions(folder, ids, labels, scores)
+        predictions.write_predictions(folder, ids, labels, scores)
         report = evaluate.report_for_predictions(labels, scores, config.evaluation, config.seed,
                                                  folder / "validation_predictions.csv")
         runs.atomic_write_json(folder / "metrics.json", report)
@@ -99,14 +101,14 @@ def three_seeds(stand_in: dict[str, Path]) -> dict:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STAND_IN_LOG", str(stand_in["log"]))
         patch.setenv("STAND_IN_FAIL", "train-classifier seed-43/augment10x")
-        with pytest.raises(reproduce.StageFailed, match="train-classifier augment10x failed") as failure:
-            reproduce_seeds.reproduce_seeds(results, smoke(), 3, program=program)
+        with pytest.raises(reproduction.StageFailed, match="train-classifier augment10x failed") as failure:
+            repeated_seeds.reproduce_seeds(results, smoke(), 3, program=program)
         first_status = runs.Run(results).status()
         first_calls = calls(stand_in["log"])
         patch.delenv("STAND_IN_FAIL")
         stand_in["log"].unlink()
         finished_status = (results / "seed-42" / "status.json").read_text()
-        summary = reproduce_seeds.reproduce_seeds(results, resume=True, program=program)
+        summary = repeated_seeds.reproduce_seeds(results, resume=True, program=program)
         second_calls = calls(stand_in["log"])
     return {"results": results, "failure": failure, "first_status": first_status, "first_calls": first_calls,
             "second_calls": second_calls, "summary": summary, "finished_status": finished_status}
@@ -118,7 +120,7 @@ def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict)
     assert [entry["state"] for entry in status["runs"]] == ["done", "failed", "pending"]
     # the stand-in models the stages a seed repeats; the synthesis audit step is not modelled (it reruns)
     modelled = ("train-gan", "synthesize", "train-classifier", "evaluate")
-    steps = [(step.verb, step.folder.name) for step in reproduce.plan(results / "seed-43") if step.verb in modelled]
+    steps = [(step.verb, step.folder.name) for step in reproduction.plan(results / "seed-43") if step.verb in modelled]
     failing = steps.index(("train-classifier", "augment10x"))
 
     def seen(calls_made: list[dict], seed: int) -> list[tuple[str, str]]:
@@ -137,7 +139,7 @@ def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict)
     # every seed trained its own GAN and classifiers with its own seed
     for seed in (42, 43, 44):
         assert runs.Run(results / f"seed-{seed}" / "gan").config().seed == seed
-        assert runs.Run(results / f"seed-{seed}" / "vgg_gap").config().seed == seed
+        assert runs.Run(results / f"seed-{seed}" / "baseline").config().seed == seed
         gan_run = runs.Run(results / f"seed-{seed}" / "melanet").config().classifier.gan_run
         assert Path(gan_run) == (results / f"seed-{seed}" / "gan").resolve()
         assert runs.Run(results / f"seed-{seed}").status()["stage"] == "reproduce"
@@ -145,7 +147,7 @@ def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict)
     assert summary["seeds"] == [42, 43, 44] and summary["gan_seeds"] == [42, 43, 44]
     assert summary["scope"].startswith("GAN and classifiers")
     assert runs.Run(results).status()["state"] == "done"
-    for name in seeds.SUMMARY_FILES:
+    for name in seeds_summary.SUMMARY_FILES:
         assert (results / name).is_file()
     # each seed's reproduce folder carries its own paired comparison of the four classifiers
     comparison = json.loads((results / "seed-44" / "comparison.json").read_text())
@@ -156,7 +158,7 @@ def test_summary_figures_come_from_the_seed_folders(three_seeds: dict) -> None:
     results = three_seeds["results"]
     summary = json.loads((results / "seeds.json").read_text())
     aucs = {name: [json.loads((results / f"seed-{seed}" / name / "metrics.json").read_text())["auc"]
-                   for seed in (42, 43, 44)] for name in ("vgg_gap", "augment5x", "augment10x", "melanet")}
+                   for seed in (42, 43, 44)] for name in ("baseline", "augment5x", "augment10x", "melanet")}
     for method in summary["methods"]:
         values = np.array(aucs[method["folder"]])
         assert method["auc"]["mean"] == pytest.approx(values.mean())
@@ -167,12 +169,12 @@ def test_summary_figures_come_from_the_seed_folders(three_seeds: dict) -> None:
     # the per-seed p-value is DeLong's on that seed's predictions.csv files
     seed_folder = results / "seed-43"
     _, labels, melanet_scores = _read(seed_folder / "melanet")
-    _, _, baseline_scores = _read(seed_folder / "vgg_gap")
+    _, _, baseline_scores = _read(seed_folder / "baseline")
     expected = delong.delong_test(labels, melanet_scores, baseline_scores)
     entry = next(item for item in summary["per_seed"] if item["seed"] == 43)
-    assert entry["melanet_vs"]["vgg_gap"]["p"] == pytest.approx(expected["p"])
-    assert entry["melanet_vs"]["vgg_gap"]["p_holm"] >= entry["melanet_vs"]["vgg_gap"]["p"]
-    assert sorted(entry["melanet_vs"]) == ["augment10x", "augment5x", "vgg_gap"]
+    assert entry["melanet_vs"]["baseline"]["p"] == pytest.approx(expected["p"])
+    assert entry["melanet_vs"]["baseline"]["p_holm"] >= entry["melanet_vs"]["baseline"]["p"]
+    assert sorted(entry["melanet_vs"]) == ["augment10x", "augment5x", "baseline"]
     markdown = (results / "seeds.md").read_text()
     assert "GAN and classifiers" in markdown and f"{aucs['melanet'][1]:.3f}" in markdown
     rows = (results / "seeds.csv").read_text().splitlines()
@@ -212,7 +214,7 @@ def test_classifier_scope_shares_the_first_seeds_gan(tmp_path: Path, stand_in: d
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     results = tmp_path / "seeds"
     monkeypatch.setenv("STAND_IN_LOG", str(tmp_path / "calls.jsonl"))
-    summary = reproduce_seeds.reproduce_seeds(results, smoke(), 2, scope="classifiers",
+    summary = repeated_seeds.reproduce_seeds(results, smoke(), 2, scope="classifiers",
                                               program=[sys.executable, str(stand_in["program"])])
     verbs = [(call["verb"], Path(call["folder"]).parent.name) for call in calls(tmp_path / "calls.jsonl")]
     assert ("train-gan", "seed-43") not in verbs and ("train-gan", "seed-42") in verbs
@@ -221,22 +223,22 @@ def test_classifier_scope_shares_the_first_seeds_gan(tmp_path: Path, stand_in: d
     assert Path(gan_run) == (results / "seed-42" / "gan").resolve()
     assert summary["scope"].startswith("classifiers only") and summary["gan_seeds"] == [42, 42]
     # the classifiers' seeds differ, their validation split stays the GAN's
-    second = runs.Run(results / "seed-43" / "vgg_gap").config()
+    second = runs.Run(results / "seed-43" / "baseline").config()
     assert second.seed == 43 and second.data.split_seed == 42
     assert runs.Run(results / "seed-42" / "gan").config().data.split_seed == 42
 
 
 def _read(folder: Path):
-    from melanet.evaluation import evaluate
+    from melanet.evaluation import predictions
 
-    return evaluate.read_predictions(folder / "predictions.csv")
+    return predictions.read_predictions(folder / "predictions.csv")
 
 
 def test_the_pooled_difference_resamples_the_images_jointly_for_every_seed() -> None:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from melanet.evaluation import seeds as seeds_module
+    from melanet.reproduce import seeds_summary as seeds_module
 
     generator = np.random.default_rng(0)
     labels = np.array([0] * 30 + [1] * 30)

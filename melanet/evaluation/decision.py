@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from melanet.common import formatting
 from melanet.evaluation import metrics
 
 KINDS = ("unlike_training", "cannot_rule_out", "rule_out", "between", "rule_in", "no_bands")
@@ -55,7 +56,7 @@ class Decision:
 
 
 def _percent(value: float) -> str:
-    return f"{100 * value:.0f} %"
+    return formatting.percent(value, 0, unit=" %")
 
 
 def _where(entry: dict[str, Any]) -> str:

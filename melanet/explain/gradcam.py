@@ -13,12 +13,12 @@ import warnings
 import keras
 import numpy as np
 
-from melanet import stages
-from melanet.progress import Progress
+from melanet.common import choices
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-METHODS = stages.GRADCAM_METHODS
+METHODS = choices.GRADCAM_METHODS
 MALIGNANT = 1  # output index of the malignant class in the (N, 2) softmax
 
 

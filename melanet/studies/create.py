@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from melanet import layout, lifecycle, runs, stages
+from melanet.runs import layout, lifecycle, runs, stages
 from melanet.data import errors as data_errors, sources
 from melanet.studies import study as study_module
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +96,14 @@ def _labelled_test_samples(data_root: str) -> list[sources.Sample]:
 
 def _saved_probabilities(run: runs.Run, data_root: str, ids: Sequence[str]) -> np.ndarray | None:
     """The run's ``predictions.csv`` values for ``ids`` when they were made on ``data_root``, else None."""
-    from melanet.evaluation import evaluate
+    from melanet.evaluation import predictions
 
     metrics = run.metrics() or {}
     evaluated_root = (metrics.get("data") or {}).get("root")
     path = layout.RunLayout(run.path).predictions
     if not evaluated_root or not path.is_file() or Path(evaluated_root).resolve() != Path(data_root).resolve():
         return None
-    saved_ids, _, probabilities = evaluate.read_predictions(path)
+    saved_ids, _, probabilities = predictions.read_predictions(path)
     by_id = dict(zip(saved_ids, probabilities))
     if any(image_id not in by_id for image_id in ids):
         return None

@@ -23,14 +23,15 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet import layout, runs
+from melanet.common import formatting, training_sets
+from melanet.runs import layout, runs
 from melanet.evaluation import compare, paired
 
 logger = logging.getLogger(__name__)
 
 SEED_FOLDER_PATTERN = re.compile(rf"^{re.escape(layout.SEED_FOLDER_PREFIX)}(-?\d+)$")
 SUMMARY_FILES = (layout.SEEDS_MARKDOWN_FILE, layout.SEEDS_CSV_FILE, layout.SEEDS_JSON_FILE)
-REFERENCE_FOLDER = "melanet"  # MelaNet, compared against every baseline in each seed
+REFERENCE_FOLDER = training_sets.REGISTRY[training_sets.SYNTHETIC].folder  # MelaNet, against every baseline
 FIGURES = ("auc", "sensitivity", "specificity")
 CSV_COLUMNS = ("seed", "folder", "run", "method", "auc", "sensitivity", "specificity",
                "melanet_minus_this_auc", "p_vs_melanet", "p_holm_vs_melanet", "wins_seed")
@@ -70,10 +71,16 @@ def _gan_seed(seed_path: Path) -> int | None:
         return None
 
 
+def _names(per_seed: list[dict[str, Any]]) -> list[str]:
+    """The classifier folder names of the seeds, in Table 1 order (``baseline`` or an older ``vgg_gap``)."""
+    return list(per_seed[0]["methods"])
+
+
 def _seed_entry(seed: int, seed_path: Path) -> dict[str, Any] | None:
     """One seed's AUCs, figures and paired tests, or None when its four evaluations are not all there."""
-    folders = [name for name in compare.REPRODUCE_ORDER if (seed_path / name / runs.METRICS_FILE).is_file()]
-    if folders != list(compare.REPRODUCE_ORDER):
+    expected = [folder.name for folder in compare.reproduce_folders(seed_path)]
+    folders = [name for name in expected if (seed_path / name / runs.METRICS_FILE).is_file()]
+    if folders != expected:
         return None
     rows = {name: compare.load_row(seed_path / name) for name in folders}
     comparison = paired.compare_runs([seed_path / name for name in folders], reference=str(seed_path / REFERENCE_FOLDER))
@@ -142,7 +149,7 @@ def _pooled_tests(per_seed: list[dict[str, Any]], results: Path) -> dict[str, An
     """MelaNet minus each baseline, pooled over the seeds (``pooled_difference``), on the images all share."""
     tests: dict[str, Any] = {}
     loaded = {entry["seed"]: {name: paired.load_scored_run(results / entry["folder"] / name)
-                              for name in compare.REPRODUCE_ORDER} for entry in per_seed}
+                              for name in _names(per_seed)} for entry in per_seed}
     common = set.intersection(*(set(run.ids) for seed_runs in loaded.values() for run in seed_runs.values()))
     ids = sorted(common)
     if not ids:
@@ -155,7 +162,7 @@ def _pooled_tests(per_seed: list[dict[str, Any]], results: Path) -> dict[str, An
     reference_run = next(iter(loaded.values()))[REFERENCE_FOLDER]
     order = {image_id: position for position, image_id in enumerate(reference_run.ids)}
     labels = np.asarray([reference_run.labels[order[image_id]] for image_id in ids])
-    for name in compare.REPRODUCE_ORDER:
+    for name in _names(per_seed):
         if name == REFERENCE_FOLDER:
             continue
         first = np.vstack([column(seed_runs[REFERENCE_FOLDER]) for seed_runs in loaded.values()])
@@ -173,9 +180,12 @@ def summarize(results: str | Path) -> dict[str, Any]:
         (per_seed if entry is not None else incomplete).append(entry if entry is not None else seed)
     if not per_seed:
         raise runs.RunError(f"{results}: no seed-<S> folder with all four evaluated classifiers "
-                            f"({', '.join(compare.REPRODUCE_ORDER)}) to summarize")
+                            f"({', '.join(folder.name for folder in compare.reproduce_folders(results))}) to summarize")
+    if len({tuple(entry["methods"]) for entry in per_seed}) > 1:
+        raise runs.RunError(f"{results}: the seed folders name their classifier folders differently "
+                            f"({', '.join(sorted({'/'.join(entry['methods']) for entry in per_seed}))})")
     methods = []
-    for name in compare.REPRODUCE_ORDER:
+    for name in _names(per_seed):
         summary: dict[str, Any] = {"folder": name, "method": per_seed[0]["methods"][name]["method"]}
         for figure in FIGURES:
             summary[figure] = spread([entry["methods"][name][figure] for entry in per_seed])
@@ -214,14 +224,6 @@ def _scope(gan_seeds: Sequence[int | None]) -> str:
     return "mixed or unknown GAN seeds (see gan_seeds)"
 
 
-def _number(value: Any, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _p(value: Any) -> str:
-    return "n/a" if value is None else "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
 def to_markdown(summary: dict[str, Any]) -> str:
     """Two tables: the spread over seeds per method, then each seed's AUCs and MelaNet's paired p-values."""
     seeds = summary["seeds"]
@@ -235,23 +237,24 @@ def to_markdown(summary: dict[str, Any]) -> str:
         cells = [method["method"]]
         for figure in FIGURES:
             stats = method[figure]
-            text = f"{_number(stats['mean'])} ± {_number(stats['sd'])}"
-            cells += [text, _number(stats["min"]), _number(stats["max"])] if figure == "auc" else [text]
+            text = f"{formatting.number(stats['mean'])} ± {formatting.number(stats['sd'])}"
+            cells += [text, formatting.number(stats["min"]), formatting.number(stats["max"])] if figure == "auc" else [text]
         cells.append(f"{method['wins']} of {len(seeds)}")
         lines.append("| " + " | ".join(cells) + " |")
-    baselines = [name for name in compare.REPRODUCE_ORDER if name != summary["reference"]]
+    order = [method["folder"] for method in summary["methods"]]  # Table 1 order, as the folders are named
+    baselines = [name for name in order if name != summary["reference"]]
     names = {method["folder"]: method["method"] for method in summary["methods"]}
-    header = ["Seed"] + [f"AUC {names[name]}" for name in compare.REPRODUCE_ORDER]
+    header = ["Seed"] + [f"AUC {names[name]}" for name in order]
     header += [f"MelaNet − {names[name]}: Δ, p (Holm)" for name in baselines]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for entry in summary["per_seed"]:
         cells = [str(entry["seed"])]
-        for name in compare.REPRODUCE_ORDER:
-            text = _number(entry["methods"][name]["auc"])
+        for name in order:
+            text = formatting.number(entry["methods"][name]["auc"])
             cells.append(f"**{text}**" if name in entry["winners"] else text)
         for name in baselines:
             test = entry["melanet_vs"][name]
-            cells.append(f"{test['delta_auc']:+.3f}, {_p(test['p'])} ({_p(test['p_holm'])})")
+            cells.append(f"{test['delta_auc']:+.3f}, {formatting.p_cell(test['p'])} ({formatting.p_cell(test['p_holm'])})")
         lines.append("| " + " | ".join(cells) + " |")
     pooled = summary.get("pooled_vs_melanet") or {}
     if pooled:
@@ -261,7 +264,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
             if name in pooled:
                 test = pooled[name]
                 lines.append(f"| {names[name]} | {test['mean_delta_auc']:+.3f} [{test['ci_low']:+.3f}, "
-                             f"{test['ci_high']:+.3f}] | {_p(test['p'])} |")
+                             f"{test['ci_high']:+.3f}] | {formatting.p_cell(test['p'])} |")
     lines += ["", summary["notes"], ""]
     return "\n".join(lines)
 
@@ -270,7 +273,7 @@ def csv_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per seed and method (figures as fractions)."""
     rows = []
     for entry in summary["per_seed"]:
-        for name in compare.REPRODUCE_ORDER:
+        for name in entry["methods"]:
             figures = entry["methods"][name]
             test = entry["melanet_vs"].get(name, {})
             rows.append({"seed": entry["seed"], "folder": entry["folder"], "run": name, "method": figures["method"],
