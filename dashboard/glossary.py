@@ -22,7 +22,7 @@ TERMS: dict[str, str] = {
     "GAP": "Global average pooling: the classifier averages each feature map over the whole image before "
            "deciding, which also lets Grad-CAM show where it looked.",
     "VGG-GAP": "The paper's classifier: VGG16, a well-known image network pre-trained on everyday photos, whose "
-               "last feature maps are averaged over the image (GAP) before one output gives P(malignant). The "
+               "last feature maps are averaged over the image (GAP) before one output gives the chance of melanoma. The "
                "shipped demo uses EfficientNet-Lite0, a smaller network, in its place.",
     "block5c_add": "The last block of EfficientNet-Lite0 whose features the heat map is computed on (an 8 x 8 grid "
                    "for a 256 px image, which sets how coarse the map is). A name inside the network, of interest "
