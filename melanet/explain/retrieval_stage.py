@@ -180,12 +180,8 @@ def _image_files(data_root: str) -> dict[str, Path]:
 def _image_files_cached(root: str, modified_ns: int) -> dict[str, Path]:
     from melanet.data import sources
 
-    del modified_ns
-    try:
-        index = sources.read_index(root)
-    except (DataError, OSError):
-        return {}
-    return {sample.image_id: sample.path for sample in [*index.train, *index.test]}
+    del modified_ns  # part of the cache key
+    return sources.image_files(root)
 
 
 def _rounded(value: float | None) -> float | None:
