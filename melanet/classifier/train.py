@@ -75,6 +75,10 @@ def _train_holding_lock(run: runs.Run, config: Config, *, resume: bool, progress
     """Steps 1-6 of the module docstring, holding the run's lock; checkpoints restored from ``restore_from``."""
     from melanet.data import prepare, splits
 
+    if config.classifier.folds > 1:
+        from melanet.classifier import cross_validation
+
+        return cross_validation.train_cross_validated(run, config, resume=resume, progress=progress)
     run.update_status(message="loading data")
     train_part, validation = splits.training_and_validation(config.data, config.seed, progress=progress)
     run.record_skipped([*train_part.skipped, *validation.skipped])
@@ -108,6 +112,60 @@ def epoch_orders(count: int, seed: int, first_epoch: int, epochs: int) -> np.nda
     """
     return np.stack([np.random.default_rng([seed, epoch]).permutation(count)
                      for epoch in range(first_epoch + 1, epochs + 1)]).reshape(-1, count)
+
+
+def training_views(augment: str) -> tuple[predict.View, ...]:
+    """The views a training step draws from: the 8 of ``predict.DIHEDRAL_VIEWS`` for ``dihedral``, else the
+    image as it is."""
+    if augment == "dihedral":
+        return predict.DIHEDRAL_VIEWS
+    if augment == "none":
+        return predict.DIHEDRAL_VIEWS[:1]
+    raise ConfigError(f"classifier.augment must be one of none, dihedral, got {augment!r}")
+
+
+def augmented_orders(rows: np.ndarray, view_count: int, stride: int, seed: Any, first_epoch: int, epochs: int,
+                     length: int) -> np.ndarray:
+    """Which stacked rows each step of epochs ``first_epoch + 1 .. epochs`` reads: (E, length) int64.
+
+    ``rows`` (M,) the examples to draw from (indices into one view's N rows); the stacked inputs hold view
+    ``v`` of example ``r`` at ``v * stride + r`` (``stride`` = N). An epoch is ``length`` examples: whole
+    permutations of ``rows`` back to back (cut at ``length``), each example in one view drawn uniformly.
+    Epoch ``e`` depends on ``(seed, e)`` only (``seed`` an int or a sequence of ints), so a resumed run sees the
+    same batches; with one view and ``length = M`` the first permutation is ``epoch_orders``'s.
+    """
+    seed_parts = list(seed) if isinstance(seed, (list, tuple)) else [int(seed)]
+    rows = np.asarray(rows, dtype=np.int64)
+    orders = []
+    for epoch in range(first_epoch + 1, epochs + 1):
+        rng = np.random.default_rng([*seed_parts, epoch])
+        permutations = [rng.permutation(len(rows)) for _ in range(math.ceil(length / max(1, len(rows))))]
+        positions = np.concatenate(permutations)[:length]
+        order = rows[positions]
+        if view_count > 1:
+            order = order + stride * rng.integers(0, view_count, size=length)
+        orders.append(order)
+    return np.stack(orders).reshape(-1, length) if orders else np.zeros((0, length), dtype=np.int64)
+
+
+def epoch_length(count: int, settings: Any) -> tuple[int, int]:
+    """(examples, steps) of one epoch: one pass over ``count`` examples, or ``classifier.steps_per_epoch``
+    batches (the same for every training set when set)."""
+    if settings.steps_per_epoch > 0:
+        return settings.steps_per_epoch * settings.batch_size, settings.steps_per_epoch
+    return count, math.ceil(count / settings.batch_size)
+
+
+def view_inputs(prefix: keras.Model | None, images: np.ndarray, batch_size: int,
+                views: tuple[predict.View, ...], folder: Path | None = None) -> list[Any]:
+    """One input array per view: the frozen prefix's activations of ``images`` under each view (computed
+    once here and read by every step, fold and epoch), or without a prefix the viewed uint8 images."""
+    if prefix is not None:
+        return [frozen_features(prefix, images, batch_size, folder, view=view) for view in views]
+    if len(views) == 1 and views[0] == predict.DIHEDRAL_VIEWS[0]:
+        return [images]
+    pixels = np.asarray(images)
+    return [np.ascontiguousarray(predict.apply_view(pixels, view)) for view in views]
 
 
 def make_dataset(
@@ -227,8 +285,9 @@ def fit_classifier(
         model = build_compiled_model(config)
         trained, prefix = model, None
         if settings.trainable_from:
-            # Frozen layers are deterministic and there is no online augmentation, so their output
-            # for each image can be computed once; then only the trainable suffix runs every step.
+            # Frozen layers are deterministic and the only online augmentation is the choice among the 8
+            # dihedral views, so their output for each image and view can be computed once; then only the
+            # trainable suffix runs every step.
             prefix, suffix = model_module.split_at(model, settings.trainable_from)
         if prefix is not None:
             trained = suffix
@@ -252,15 +311,23 @@ def fit_classifier(
     run.truncate_history(first_epoch)  # a fresh start (epoch 0) replaces any earlier history
 
     weights = balanced_sample_weights(training_set.labels) if settings.class_weight == "balanced" else None
+    views = training_views(settings.augment)
     with contextlib.ExitStack() as cleanup:
         train_inputs, validation_inputs = training_set.images, validation.images
         if prefix is not None:
             run.update_status(message=f"computing frozen features (layers before {settings.trainable_from})")
-            folder = _feature_folder(cleanup, config, feature_cache_bytes(prefix, len(train_inputs) + len(validation_inputs)))
-            train_inputs = frozen_features(prefix, training_set.images, settings.batch_size, folder)
+            folder = _feature_folder(cleanup, config, feature_cache_bytes(
+                prefix, len(views) * len(train_inputs) + len(validation_inputs)))
+        else:
+            folder = None
+        if prefix is not None or len(views) > 1:
+            per_view = view_inputs(prefix, training_set.images, settings.batch_size, views, folder)
+            train_inputs = per_view[0] if len(per_view) == 1 else disk_images.concatenate(per_view)
+        if prefix is not None:
             validation_inputs = frozen_features(prefix, validation.images, settings.batch_size, folder)
         epochs_run = _fit(config, run, trained, model, checkpoint, state, first_epoch, train_inputs,
-                          validation_inputs, training_set.labels, validation.labels, weights, progress)
+                          validation_inputs, training_set.labels, validation.labels, weights, progress,
+                          view_count=len(views))
     return _finish(config, run, model, validation, state, epochs_run)
 
 
@@ -284,13 +351,23 @@ def _feature_folder(cleanup: contextlib.ExitStack, config: Config, size: int) ->
 
 def _fit(config: Config, run: runs.Run, trained: keras.Model, model: keras.Model, checkpoint: tf.train.Checkpoint,
          state: SelectionState, first_epoch: int, train_inputs: Any, validation_inputs: Any, labels: np.ndarray,
-         validation_labels: np.ndarray, weights: np.ndarray | None, progress: Progress | None) -> int:
-    """Step 5: fit ``trained`` from ``first_epoch``; returns the number of epochs in the history."""
+         validation_labels: np.ndarray, weights: np.ndarray | None, progress: Progress | None,
+         view_count: int = 1) -> int:
+    """Step 5: fit ``trained`` from ``first_epoch``; returns the number of epochs in the history.
+
+    ``train_inputs`` holds ``view_count`` views of the N examples stacked (view-major, ``view_inputs``).
+    """
     settings = config.classifier
-    orders = epoch_orders(len(labels), config.seed, first_epoch, settings.epochs)
+    length, steps = epoch_length(len(labels), settings)
+    if view_count == 1 and settings.steps_per_epoch == 0:
+        orders = epoch_orders(len(labels), config.seed, first_epoch, settings.epochs)
+    else:
+        orders = augmented_orders(np.arange(len(labels)), view_count, len(labels), config.seed, first_epoch,
+                                  settings.epochs, length)
+        labels = np.tile(labels, view_count)
+        weights = None if weights is None else np.tile(weights, view_count)
     train_dataset = make_dataset(train_inputs, labels, settings.batch_size, sample_weights=weights, orders=orders)
     validation_dataset = make_dataset(validation_inputs, validation_labels, settings.batch_size)
-    steps = math.ceil(len(labels) / settings.batch_size)
     reporter = lifecycle.EpochReporter(run, settings.epochs, steps, first_epoch=first_epoch + 1, progress=progress)
     callback = RunCallback(run, config, state, checkpoint, reporter, full_model=model)
     if first_epoch < settings.epochs and not state.stopped_early:
@@ -330,19 +407,21 @@ def feature_cache_bytes(prefix: keras.Model, num_images: int) -> int:
 
 
 def frozen_features(prefix: keras.Model, images: np.ndarray, batch_size: int,
-                    folder: Path | None = None) -> np.ndarray | disk_images.DiskImages:
-    """The frozen prefix's activations for uint8 images (N, S, S, 3): float32 (N, h, w, c).
+                    folder: Path | None = None, *, view: predict.View = (False, ())
+                    ) -> np.ndarray | disk_images.DiskImages:
+    """The frozen prefix's activations for uint8 images (N, S, S, 3) seen under ``view``: float32 (N, h, w, c).
 
     With ``folder`` they are written there a batch at a time (a new ``.npy`` file) and returned as
     ``DiskImages`` rows, so memory holds one batch of them whatever the number of images.
     """
+    transpose, axes = view
     if folder is None:
-        outputs = prefix.predict(predict.scaled_batches(images, batch_size), verbose=0)
+        outputs = prefix.predict(predict.scaled_batches(images, batch_size, axes, transpose=transpose), verbose=0)
         return np.asarray(outputs, dtype=np.float32)
     handle, name = tempfile.mkstemp(prefix="features-", suffix=".npy", dir=folder)
     with os.fdopen(handle, "wb") as stream:
         writer = disk_images.NpyWriter(stream, row_shape=tuple(prefix.output.shape[1:]), dtype=np.float32)
-        for batch in predict.scaled_batches(images, batch_size):
+        for batch in predict.scaled_batches(images, batch_size, axes, transpose=transpose):
             writer.append(np.asarray(prefix(batch, training=False), dtype=np.float32))
         writer.finish()
     return disk_images.DiskImages(name, dtype=np.float32)

@@ -88,6 +88,12 @@ class ActivationMapper:
     ):
         if method not in METHODS:
             raise ValueError(f"unknown Grad-CAM method '{method}'; expected one of {', '.join(METHODS)}")
+        # a fold ensemble (melanet.classifier.predict.Ensemble): one mapper per member, their maps averaged
+        self._members = [ActivationMapper(member, layer, method, class_index)
+                         for member in getattr(model, "members", [])]
+        if self._members:
+            self.model, self.layer, self.method = model, layer, method
+            return
         find_target_layer(model, layer)
         # Imported here: tf-keras-vis pulls in scipy and tf.keras at import time, and 0.8.7 imports
         # scipy.ndimage.interpolation, which warns on every import.
@@ -118,8 +124,11 @@ class ActivationMapper:
         Args:
             images: (N, H, W, 3) float32 in [0, 1] (the classifier's input scaling).
         Returns:
-            (N, H, W) float32 in [0, 1], bilinearly resized to the input's H, W.
+            (N, H, W) float32 in [0, 1], bilinearly resized to the input's H, W; for an ensemble the
+            mean of its members' maps (each normalised to [0, 1] first).
         """
+        if self._members:
+            return np.mean([mapper(images) for mapper in self._members], axis=0).astype(np.float32)
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise ValueError(f"expected images of shape (N, H, W, C), got {images.shape}")
