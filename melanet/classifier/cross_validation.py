@@ -45,6 +45,7 @@ FOLDS_FOLDER = "folds"  # folds/fold-1/ ... folds/fold-K/: each a small run fold
 HELDOUT_FILE = "heldout_epochs.csv"  # epoch, image, label, prob_malignant: the held-out fold after every epoch
 SNAPSHOTS_FOLDER = "epochs"  # epoch-NNNN.npz: the trained weights after each epoch (removed once chosen)
 DONE_FILE = "done.json"
+TRAINING_IMAGES_FILE = "training_images.txt"  # the training-set rows this fold trained on, one id a line
 CROSS_VALIDATION_FILE = layout.CROSS_VALIDATION_FILE
 SELECTION = "out_of_fold"
 
@@ -96,7 +97,7 @@ def train_cross_validated(run: runs.Run, config: Config, *, resume: bool = False
     inputs = _inputs(prefix, training_set, original_rows, training_views, test_views, settings.batch_size)
 
     for fold in range(1, settings.folds + 1):
-        _train_fold(run, config, fold, inputs, training_set.labels, row_folds, full, assignment, prefix is not None,
+        _train_fold(run, config, fold, inputs, training_set.labels, training_set.ids, row_folds, full, assignment, prefix is not None,
                     resume=resume, progress=progress)
     return _choose_and_finish(run, config, full, assignment, row_folds, training_views, test_views)
 
@@ -137,7 +138,7 @@ def _build(config: Config, has_prefix: bool) -> tuple[keras.Model, keras.Model]:
 
 
 def _train_fold(run: runs.Run, config: Config, fold: int, inputs: dict[str, Any], row_labels: np.ndarray,
-                row_folds: np.ndarray, full: Any, assignment: np.ndarray, has_prefix: bool, *, resume: bool,
+                row_ids: list[str], row_folds: np.ndarray, full: Any, assignment: np.ndarray, has_prefix: bool, *, resume: bool,
                 progress: Progress | None) -> None:
     """Step 3 for one fold; returns at once when the fold has ``done.json``."""
     settings = config.classifier
@@ -157,8 +158,9 @@ def _train_fold(run: runs.Run, config: Config, fold: int, inputs: dict[str, Any]
     fold_run.truncate_history(first_epoch)
     _truncate_heldout(folder, first_epoch)
 
-    train_rows = np.flatnonzero(row_folds != fold)
+    train_rows = np.flatnonzero(row_folds != fold)  # rows whose source image is held out go with it
     held = np.flatnonzero(assignment == fold)
+    runs.atomic_write_text(fold_run.file(TRAINING_IMAGES_FILE), "".join(f"{row_ids[row]}\n" for row in train_rows))
     weights = np.ones(inputs["rows"], dtype=np.float32)
     if settings.class_weight == "balanced":
         weights[train_rows] = train.balanced_sample_weights(row_labels[train_rows])
