@@ -308,7 +308,7 @@ def test_kill_in_fold_3_of_5_resumes_fold_3_and_keeps_folds_1_and_2(tmp_path: Pa
     from melanet import lifecycle
 
     killed_after = lifecycle.latest_checkpoint(fold_3)["epoch"]
-    assert 2 <= killed_after < 6
+    assert 1 <= killed_after < 6
     kept = {path: path.read_bytes() for fold in (1, 2)
             for path in sorted(cross_validation.fold_folder(run_dir, fold).rglob("*")) if path.is_file()}
     assert any(path.name == cross_validation.DONE_FILE for path in kept)
