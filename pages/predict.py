@@ -104,7 +104,8 @@ columns[0].metric("P(malignant)", f"{probability:.3f}")
 columns[1].metric("Decision at 0.5", _decision(probability, 0.5))
 columns[2].metric("Decision at the operating threshold",
                   "-" if operating is None else _decision(probability, operating),
-                  help=None if operating is None else f"threshold {operating:.3f}, chosen on the validation split "
+                  help=None if operating is None else f"threshold {operating:.3f}, chosen on the "
+                  f"{'out-of-fold predictions' if (metrics.get('selection') or {}).get('kind') == 'out_of_fold' else 'validation split'} "
                   f"to reach sensitivity {config.evaluation.target_sensitivity:g}")
 if operating is None:
     st.caption("This run has no operating threshold (evaluate it to choose one on the validation split).")
