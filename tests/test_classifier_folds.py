@@ -330,3 +330,26 @@ def test_kill_in_fold_3_of_5_resumes_fold_3_and_keeps_folds_1_and_2(tmp_path: Pa
         assert cross_validation.fold_folder(run_dir, fold).joinpath(cross_validation.DONE_FILE).is_file()
     assert len(predict.load_model(run_dir).members) == 5
     assert runs.Run(run_dir).status()["state"] == "done"
+
+
+def test_frozen_features_are_cached_per_view_and_read_back_by_the_next_run(tmp_path: Path) -> None:
+    from melanet.classifier import model as model_module
+
+    keras_model = model_module.build_classifier(32, "vgg16-narrow", 0.0625, "none", trainable_from="block4_conv1")
+    prefix, _ = model_module.split_at(keras_model, "block4_conv1")
+    images = np.asarray(prepare.load_split(_config(SAMPLE_ROOT).data, "test").images[:6])
+    view = predict.DIHEDRAL_VIEWS[6]
+    first = train.cached_frozen_features(prefix, images, 4, view, tmp_path)
+    files = sorted(tmp_path.glob("features-*.npy"))
+    assert len(files) == 1
+    # independent: the prefix applied to the viewed images directly
+    expected = np.asarray(prefix(predict.apply_view(images, view).astype(np.float32) / 255.0))
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+    files[0].write_bytes(files[0].read_bytes())  # same bytes; the next call must read, not recompute
+    modified = files[0].stat().st_mtime_ns
+    again = train.cached_frozen_features(prefix, images, 4, view, tmp_path)
+    assert isinstance(again, np.memmap) and files[0].stat().st_mtime_ns == modified
+    np.testing.assert_array_equal(np.asarray(again), first)
+    train.cached_frozen_features(prefix, images, 4, predict.DIHEDRAL_VIEWS[0], tmp_path)  # another view
+    train.cached_frozen_features(prefix, images[::-1].copy(), 4, view, tmp_path)  # other images
+    assert len(list(tmp_path.glob("features-*.npy"))) == 3

@@ -85,7 +85,6 @@ def train_cross_validated(run: runs.Run, config: Config, *, resume: bool = False
     row_folds = np.asarray([fold_of[training_sets.source_id(row_id, fold_of)] for row_id in training_set.ids])
     if list(training_set.ids[:len(full.ids)]) != list(full.ids):  # build_training_set puts the originals first
         raise RuntimeError("the training set does not start with the training part's images")
-    original_rows = np.arange(len(full.ids))
 
     keras.utils.set_random_seed(config.seed)
     prefix = None
@@ -94,7 +93,8 @@ def train_cross_validated(run: runs.Run, config: Config, *, resume: bool = False
     training_views = train.training_views(settings.augment)
     test_views = predict.TTA_VIEWS[config.evaluation.tta]
     run.update_status(message="computing the inputs of every view once")
-    inputs = _inputs(prefix, training_set, original_rows, training_views, test_views, settings.batch_size)
+    inputs = _inputs(prefix, training_set, len(full.ids), training_views, test_views, settings.batch_size,
+                     prepare.cache_directory(config.data))
 
     for fold in range(1, settings.folds + 1):
         _train_fold(run, config, fold, inputs, training_set.labels, training_set.ids, row_folds, full, assignment, prefix is not None,
@@ -102,24 +102,35 @@ def train_cross_validated(run: runs.Run, config: Config, *, resume: bool = False
     return _choose_and_finish(run, config, full, assignment, row_folds, training_views, test_views)
 
 
-def _inputs(prefix: keras.Model | None, training_set: Any, original_rows: np.ndarray,
-            training_views: tuple, test_views: tuple, batch_size: int) -> dict[str, Any]:
+def _inputs(prefix: keras.Model | None, training_set: Any, originals_count: int,
+            training_views: tuple, test_views: tuple, batch_size: int, cache_dir: Path) -> dict[str, Any]:
     """``stacked``: the training views of every row, view-major (V * R rows); ``held_out``: per test view,
-    the inputs of the original images (in ``full`` order)."""
-    per_view = train.view_inputs(prefix, training_set.images, batch_size, training_views)
-    by_view = dict(zip(training_views, per_view))
-    held_out = []
-    for view in test_views:
-        if view in by_view:
-            source = by_view[view]
-            held_out.append(source.take(original_rows) if disk_images.is_on_disk(source) else source[original_rows])
-        else:
-            originals = training_set.images[original_rows] if not disk_images.is_on_disk(training_set.images) \
-                else np.asarray(training_set.images.take(original_rows))
-            held_out.append(train.view_inputs(prefix, originals, batch_size, (view,))[0])
+    the inputs of the original images (the first ``originals_count`` rows, in ``full`` order).
+
+    With a frozen prefix, the activations of the original images and of the added rows (augmented copies,
+    synthetic images) are cached apart in ``cache_dir``, per view, so every run with the same frozen weights
+    reads them: the GAP baseline's originals serve MelaNet and Augment-5x/10x, and every seed and fold.
+    """
+    rows = len(training_set.labels)
+    parts = [training_set.subset(np.arange(originals_count)).images]
+    if rows > originals_count:
+        parts.append(training_set.subset(np.arange(originals_count, rows)).images)
+
+    def inputs_of(view: tuple) -> list[Any]:
+        return [train.view_inputs(prefix, part, batch_size, (view,), cache_dir=cache_dir if prefix is not None else None)[0]
+                for part in parts]
+
+    per_view = []
+    for view in training_views:
+        pieces = inputs_of(view)
+        per_view.append(pieces[0] if len(pieces) == 1 else disk_images.concatenate(pieces))
+    held_out = [inputs_of(view)[0] if view not in training_views else None for view in test_views]
+    held_out = [per_view[training_views.index(view)] if piece is None else piece
+                for view, piece in zip(test_views, held_out)]
+    held_out = [piece[:originals_count] if not disk_images.is_on_disk(piece) else piece.take(np.arange(originals_count))
+                for piece in held_out]
     stacked = per_view[0] if len(per_view) == 1 else disk_images.concatenate(per_view)
-    return {"stacked": stacked, "views": len(training_views), "rows": len(training_set.labels),
-            "held_out": held_out}
+    return {"stacked": stacked, "views": len(training_views), "rows": rows, "held_out": held_out}
 
 
 def _build(config: Config, has_prefix: bool) -> tuple[keras.Model, keras.Model]:

@@ -157,10 +157,17 @@ def epoch_length(count: int, settings: Any) -> tuple[int, int]:
 
 
 def view_inputs(prefix: keras.Model | None, images: np.ndarray, batch_size: int,
-                views: tuple[predict.View, ...], folder: Path | None = None) -> list[Any]:
+                views: tuple[predict.View, ...], folder: Path | None = None, *,
+                cache_dir: Path | None = None) -> list[Any]:
     """One input array per view: the frozen prefix's activations of ``images`` under each view (computed
-    once here and read by every step, fold and epoch), or without a prefix the viewed uint8 images."""
+    once here and read by every step, fold and epoch), or without a prefix the viewed uint8 images.
+
+    With ``cache_dir`` the activations are also kept there (``cached_frozen_features``), so every run with the
+    same frozen weights and images (another method's, another seed's) reads them instead of computing them.
+    """
     if prefix is not None:
+        if cache_dir is not None:
+            return [cached_frozen_features(prefix, images, batch_size, view, Path(cache_dir)) for view in views]
         return [frozen_features(prefix, images, batch_size, folder, view=view) for view in views]
     if len(views) == 1 and views[0] == predict.DIHEDRAL_VIEWS[0]:
         return [images]
@@ -425,6 +432,42 @@ def frozen_features(prefix: keras.Model, images: np.ndarray, batch_size: int,
             writer.append(np.asarray(prefix(batch, training=False), dtype=np.float32))
         writer.finish()
     return disk_images.DiskImages(name, dtype=np.float32)
+
+
+def cached_frozen_features(prefix: keras.Model, images: Any, batch_size: int, view: predict.View,
+                           cache_dir: Path) -> np.ndarray:
+    """``frozen_features`` of ``images`` under ``view``, read from ``cache_dir`` when an earlier run computed them.
+
+    The file is keyed by a SHA-256 of the prefix's weights (names, shapes, bytes), of the images' pixels and of
+    the view, so a change to any of them computes anew. Returns float32 (N, h, w, c) (memory-mapped when read).
+    When the folder cannot be written the features are computed and returned without caching.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"frozen-features-v1-{view}-{tuple(prefix.output.shape[1:])}".encode())
+    for weight in prefix.weights:
+        array = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{weight.path}/{array.dtype}/{array.shape}".encode())
+        digest.update(array.tobytes())
+    digest.update(f"{len(images)}".encode())
+    for start in range(0, len(images), 256):
+        digest.update(np.ascontiguousarray(np.asarray(images[start:start + 256])).tobytes())
+    path = Path(cache_dir) / f"features-{digest.hexdigest()[:24]}.npy"
+    if path.is_file():
+        try:
+            cached = np.load(path, mmap_mode="r")
+            if cached.shape == (len(images), *prefix.output.shape[1:]):
+                logger.info("frozen features from cache %s", path)
+                return cached
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring unreadable feature cache %s (%s)", path, error)
+    features = frozen_features(prefix, images, batch_size, view=view)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_with(path, lambda stream: np.save(stream, features))
+    except OSError as error:
+        logger.warning("cannot cache frozen features in %s (%s)", path.parent, error)
+    return features
 
 
 def current_learning_rate(model: keras.Model) -> float:
