@@ -168,7 +168,8 @@ def view_inputs(prefix: keras.Model | None, images: np.ndarray, batch_size: int,
     if prefix is not None:
         if cache_dir is not None:
             return [cached_frozen_features(prefix, images, batch_size, view, Path(cache_dir)) for view in views]
-        return [frozen_features(prefix, images, batch_size, folder, view=view) for view in views]
+        return [frozen_features(prefix, images, batch_size, folder) if view == predict.DIHEDRAL_VIEWS[0]
+                else frozen_features(prefix, images, batch_size, folder, view=view) for view in views]
     if len(views) == 1 and views[0] == predict.DIHEDRAL_VIEWS[0]:
         return [images]
     pixels = np.asarray(images)
