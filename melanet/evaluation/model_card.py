@@ -164,10 +164,11 @@ def _metrics_lines(report: dict[str, Any]) -> list[str]:
     ]
     operating = report.get("operating_point") or {}
     if operating.get("available"):
+        there = (f" (out of fold: sensitivity {_percent(operating['validation'].get('sensitivity'))}, specificity "
+                 f"{_percent(operating['validation'].get('specificity'))})"
+                 if (report.get("selection") or {}).get("kind") == "out_of_fold" else "")
         lines.append(f"- Operating threshold {operating['threshold']:.3f}, chosen on {_chosen_on(report)} for sensitivity >= "
-                     f"{operating['validation']['target_sensitivity']:g} (there: sensitivity "
-                     f"{_percent(operating['validation'].get('sensitivity'))}, specificity "
-                     f"{_percent(operating['validation'].get('specificity'))}): test sensitivity "
+                     f"{operating['validation']['target_sensitivity']:g}{there}: test sensitivity "
                      f"{_percent(operating.get('sensitivity'))}, specificity {_percent(operating.get('specificity'))}")
     else:
         lines.append(f"- Operating threshold: none ({operating.get('reason', MISSING)})")
@@ -373,6 +374,10 @@ def render(run_path: str | Path) -> str:
         f"- Source folder: `{config.data.root}`; images made square by `{config.data.resize}` and resized to "
         f"{config.data.image_size} x {config.data.image_size} px",
         f"- Training: {_training_counts(config, validation)}",
+        f"- Validation: {MISSING if validation is None else _class_counts(validation)} "
+        + (f"(out-of-fold predictions of the whole training split, {config.classifier.folds} folds)"
+           if (report.get("selection") or {}).get("kind") == "out_of_fold"
+           else f"({config.data.val_fraction:g} of the training split, stratified, seed {config.seed})"),
         f"- Choices made on: {_selection_line(config, report, validation)}",
         f"- Test: {_class_counts([1] * int(report.get('n_malignant') or 0) + [0] * int(report.get('n_benign') or 0))}",
         f"- Backbone weights: {_weights_line(classifier)}", "",
