@@ -1,7 +1,7 @@
 """MelaNet dashboard: `streamlit run app.py`.
 
 Every page reads run folders (shipped ones in models/, the user's in runs/) and calls the melanet
-package; training always runs in a separate process launched through melanet.jobs.
+package; training always runs in a separate process launched through melanet.runs.jobs.
 """
 
 from pathlib import Path

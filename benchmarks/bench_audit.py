@@ -30,7 +30,8 @@ import numpy as np  # noqa: E402
 
 from melanet.classifier import model as classifier_model  # noqa: E402
 from melanet.data import preprocess  # noqa: E402
-from melanet.explain import audit, features  # noqa: E402
+from melanet.audits import synthesis_measures
+from melanet.explain import features  # noqa: E402
 import report  # noqa: E402  (benchmarks/report.py)
 
 
@@ -54,15 +55,15 @@ def time_statistics(count: int, dimensions: int) -> dict:
     synthetic = generator.normal(0.2, 1, (count, dimensions))
     timings = {}
     started = time.perf_counter()
-    kid = audit.kernel_inception_distance(synthetic, real_malignant, seed=0)
-    audit.kernel_inception_distance(real_benign, real_malignant, seed=0)
+    kid = synthesis_measures.kernel_inception_distance(synthetic, real_malignant, seed=0)
+    synthesis_measures.kernel_inception_distance(real_benign, real_malignant, seed=0)
     timings["kid_two_pairs"] = time.perf_counter() - started
     started = time.perf_counter()
-    audit.nearest_neighbours(synthetic, real_malignant)
-    audit.nearest_neighbours(real_malignant, real_malignant, exclude_self=True)
+    synthesis_measures.nearest_neighbours(synthetic, real_malignant)
+    synthesis_measures.nearest_neighbours(real_malignant, real_malignant, exclude_self=True)
     timings["nearest_neighbours"] = time.perf_counter() - started
     started = time.perf_counter()
-    _, probe = audit.realism_scores(synthetic, real_malignant, [f"b{index}" for index in range(count)],
+    _, probe = synthesis_measures.realism_scores(synthetic, real_malignant, [f"b{index}" for index in range(count)],
                                     [f"m{index}" for index in range(count)], seed=0)
     timings["realism_probe"] = time.perf_counter() - started
     return {"synthetic": count, "real_malignant": count, "real_benign": count, "dimensions": dimensions,

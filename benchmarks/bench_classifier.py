@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from melanet import config as config_module  # noqa: E402
-from melanet import lifecycle, runs  # noqa: E402
+from melanet.runs import lifecycle, runs  # noqa: E402
 from melanet.classifier import train  # noqa: E402
 from melanet.data.prepare import ImageSet  # noqa: E402
 

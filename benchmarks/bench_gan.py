@@ -39,7 +39,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from melanet import lifecycle, runs  # noqa: E402
+from melanet.runs import lifecycle, runs  # noqa: E402
 from melanet import config as config_module  # noqa: E402
 from melanet.gan import dataset, model, samples, train  # noqa: E402
 

@@ -40,7 +40,8 @@ import tensorflow as tf  # noqa: E402
 from melanet import config as config_module  # noqa: E402
 from melanet.classifier import model as classifier_model  # noqa: E402
 from melanet.data import splits  # noqa: E402
-from melanet.explain import audit, features  # noqa: E402
+from melanet.audits import synthesis_measures
+from melanet.explain import features  # noqa: E402
 from melanet.gan import dataset, model, train  # noqa: E402
 import report  # noqa: E402  (benchmarks/report.py)
 
@@ -55,7 +56,7 @@ def _config(size: int, arm: str) -> config_module.Config:
 
 def _kid(feature_net: keras.Model, images: np.ndarray, reference: np.ndarray, scale: float, seed: int) -> dict:
     values = features.extract_features(feature_net, images) / scale
-    result = audit.kernel_inception_distance(values, reference, seed=seed)
+    result = synthesis_measures.kernel_inception_distance(values, reference, seed=seed)
     return {key: round(float(result[key]), 5) for key in ("kid", "low", "high")}
 
 
@@ -68,8 +69,8 @@ def measure(size: int, epochs: int, every: int) -> dict:
     feature_net = features.feature_model(classifier_model.build_classifier(
         size, classifier.backbone, classifier.width, classifier.weights, preprocessing=classifier.preprocessing))
     real_benign, real_malignant = (features.extract_features(feature_net, group) for group in (benign, malignant))
-    scale = audit.feature_scale(np.concatenate([real_benign, real_malignant]))
-    yardstick = audit.kernel_inception_distance(real_benign / scale, real_malignant / scale, seed=base.seed)
+    scale = synthesis_measures.feature_scale(np.concatenate([real_benign, real_malignant]))
+    yardstick = synthesis_measures.kernel_inception_distance(real_benign / scale, real_malignant / scale, seed=base.seed)
 
     strategy = tf.distribute.get_strategy()
     steps = {}

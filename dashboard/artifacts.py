@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from melanet import config as config_module
-from melanet import layout, runs
-from melanet.evaluation import compare, leakage
+from melanet.runs import layout, runs
+from melanet.evaluation import compare
+from melanet.audits import leakage
 from melanet.evaluation import metrics as metrics_module
 
 from dashboard import discovery
@@ -198,7 +199,7 @@ def lesion_focus(run_path: Path) -> dict[str, dict[str, Any]] | str:
 def shortcut_audit(run_path: Path) -> dict[str, Any] | str | None:
     """``shortcuts/shortcuts.json`` of a classifier run: the summary, None when the run has none, or a
     one-line message naming the file when it cannot be read."""
-    from melanet.explain import shortcuts
+    from melanet.audits import shortcuts
 
     path = layout.RunLayout(run_path).shortcuts
     if not path.is_file():
@@ -231,7 +232,7 @@ def domain_gap(run_path: Path) -> dict[str, dict[str, Any]] | str:
 
 
 def linked_gan_run(run_path: Path) -> Path | None:
-    """The stage-1 run whose synthetic images a classifier run used: ``melanet.runs.linked_gan_run``
+    """The stage-1 run whose synthetic images a classifier run used: ``melanet.runs.runs.linked_gan_run``
     (relative saved paths also from the repository root)."""
     return runs.linked_gan_run(run_path, root=discovery.ROOT)
 

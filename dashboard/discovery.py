@@ -11,14 +11,14 @@ import dataclasses
 import os
 from pathlib import Path
 
-from melanet import jobs, layout, lifecycle, runs, stages
+from melanet.runs import jobs, layout, lifecycle, runs, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = ROOT / "configs"
 
 GAN_STAGES = stages.GAN_STAGES
 CLASSIFIER_STAGES = stages.CLASSIFIER_STAGES
-# what the dashboard calls the folder of each stage (melanet.stages folder_stage)
+# what the dashboard calls the folder of each stage (melanet.runs.stages folder_stage)
 KINDS = {"train-gan": "gan", "train-classifier": "classifier", "reproduce": "results", "reproduce-seeds": "results"}
 # folder names inside a run that never hold runs themselves
 _NOT_RUNS = {".melanet-cache", *layout.INNER_FOLDERS}
@@ -63,7 +63,7 @@ class RunEntry:
 
 
 def kind_of(path: Path, stage: str) -> str:
-    """Classify a run folder by its stage, else by the files it holds (``melanet.lifecycle.folder_stage``)."""
+    """Classify a run folder by its stage, else by the files it holds (``melanet.runs.lifecycle.folder_stage``)."""
     owner = stages.folder_stage_of(stage) or lifecycle.folder_stage(runs.Run(path))
     return KINDS.get(owner or "", "other")
 

@@ -15,17 +15,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from melanet import layout, runs
+from melanet.common import formatting
+from melanet.runs import layout, runs
 from melanet.evaluation import paired
-from melanet.evaluation import seeds as seeds_module
+from melanet.reproduce import seeds_summary as seeds_module
 
 from dashboard import charts, discovery, glossary, ui
 
 SIGNIFICANT = 0.05  # Holm-adjusted p below this is marked in the matrix's cell
-
-
-def _p_text(value: float) -> str:
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def short_names(comparison: dict[str, Any], entries: Sequence[discovery.RunEntry]) -> list[str]:
@@ -71,8 +68,8 @@ def delta_matrix_figure(comparison: dict[str, Any], names: Sequence[str]) -> go.
         significant = pair["p_holm"] < SIGNIFICANT
         for row, column, sign in ((first, second, 1), (second, first, -1)):
             deltas[row][column] = sign * pair["delta_auc"]
-            text = (f"Δ {sign * pair['delta_auc']:+.3f}{' *' if significant else ''}<br>p {_p_text(pair['p'])}"
-                    f"<br>Holm {_p_text(pair['p_holm'])}")
+            text = (f"Δ {sign * pair['delta_auc']:+.3f}{' *' if significant else ''}<br>p {formatting.p_cell(pair['p'])}"
+                    f"<br>Holm {formatting.p_cell(pair['p_holm'])}")
             texts[row][column] = f"<b>{text}</b>" if significant else text
     values = [abs(value) for row in deltas for value in row if value is not None]
     limit = max([0.05, *values])
@@ -105,10 +102,10 @@ def render_paired(entries: Sequence[discovery.RunEntry]) -> None:
     rows = [{"A": names[[item["run"] for item in comparison["runs"]].index(pair["a"])],
              "B": names[[item["run"] for item in comparison["runs"]].index(pair["b"])],
              "ΔAUC (A−B) [95% CI]": f"{pair['delta_auc']:+.3f} [{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}]",
-             "p (DeLong)": _p_text(pair["p"]), "p (Holm)": _p_text(pair["p_holm"]),
-             "McNemar p, sensitivity": _p_text(pair["mcnemar"]["sensitivity"]["p"]),
+             "p (DeLong)": formatting.p_cell(pair["p"]), "p (Holm)": formatting.p_cell(pair["p_holm"]),
+             "McNemar p, sensitivity": formatting.p_cell(pair["mcnemar"]["sensitivity"]["p"]),
              "melanomas: who was right": paired.discordant_text(pair, "sensitivity"),
-             "McNemar p, specificity": _p_text(pair["mcnemar"]["specificity"]["p"]),
+             "McNemar p, specificity": formatting.p_cell(pair["mcnemar"]["specificity"]["p"]),
              "benign: who was right": paired.discordant_text(pair, "specificity")} for pair in comparison["pairs"]]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="paired_table")
 

@@ -14,8 +14,9 @@ import pandas as pd
 
 from melanet.data import sources
 from melanet.data.errors import DataError
-from melanet import layout
-from melanet.evaluation import external, leakage
+from melanet.runs import layout
+from melanet.evaluation import external
+from melanet.audits import leakage
 
 from dashboard import artifacts, discovery
 

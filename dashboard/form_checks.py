@@ -2,7 +2,7 @@
 
 Each check returns the reason a field is refused (one sentence, shown under the field) or None. The
 number fields take any integer in the browser, so an out-of-range value reaches these checks and is
-named, instead of the browser silently refusing to submit. The run-name rule is ``melanet.runs``'s and
+named, instead of the browser silently refusing to submit. The run-name rule is ``melanet.runs.runs``'s and
 the config rules ``melanet.config``'s: this module only asks them.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.data import sources
 from melanet.data.errors import DataError
 

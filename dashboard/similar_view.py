@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.explain import retrieval
 
 from dashboard import ui

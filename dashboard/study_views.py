@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from melanet.studies import mrmc, study as study_module
+from melanet.common import formatting
+from melanet.studies import study as study_module
 
 from dashboard import charts, discovery
 
@@ -55,17 +56,13 @@ def discover() -> list[StudyEntry]:
     return entries
 
 
-def percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 def with_interval(value: float | None, interval: list[float | None] | None) -> str:
     """``83.3% [43.6, 97.0]``: a proportion and its CI, in percent."""
     if value is None:
         return "n/a"
-    if not interval or interval[0] is None:
-        return percent(value)
-    return f"{percent(value)} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+    if not interval:
+        return formatting.percent(value)
+    return formatting.percent(value) + formatting.percent_bounds(interval[0], interval[1])
 
 
 def number(value: float | None, digits: int = 3) -> str:
@@ -83,9 +80,9 @@ def readers_table(results: dict[str, Any]) -> pd.DataFrame:
             "specificity": with_interval(entry["specificity"], entry["specificity_ci"]),
             "rating AUC": number(entry["auc"]), "kappa vs model": number(entry["kappa_vs_model"]),
             "model AUC (same cases)": number(entry["model"]["auc"]),
-            "model sens. at reader spec.": percent(entry["model_sensitivity_at_reader_specificity"]),
-            "model spec. at reader sens.": percent(entry["model_specificity_at_reader_sensitivity"]),
-            "DeLong reader - model": (f"{number(test['delta_auc'])} ({mrmc.format_p(test['p'])})"
+            "model sens. at reader spec.": formatting.percent(entry["model_sensitivity_at_reader_specificity"]),
+            "model spec. at reader sens.": formatting.percent(entry["model_specificity_at_reader_sensitivity"]),
+            "DeLong reader - model": (f"{number(test['delta_auc'])} ({formatting.p_value(test['p'])})"
                                       if test.get("available") else "n/a"),
         })
     model = results["model"]

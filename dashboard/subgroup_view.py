@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from melanet import layout
+from melanet.runs import layout
 from melanet.evaluation import subgroups
 
 VARIABLE_NAMES = {"sex": "Sex", "age": "Age (years)", "site": "Anatomic site"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from melanet import stages  # the choices (Literal types) and the stage registry
+from melanet.runs import stages  # the choices (Literal types) and the stage registry
 
 
 RESIZE_MODES = ("pad", "stretch", "crop")  # how a non-square image becomes square (data.resize)
@@ -159,7 +159,7 @@ class Config:
 
     seed: int = 42
     # "none" | "mirrored" (tf.distribute.MirroredStrategy on all GPUs) | "multi_worker" (every machine of
-    # TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy; see melanet.distribute)
+    # TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy; see melanet.runs.distribute)
     distribute: stages.Distribute = "none"
     mixed_precision: bool = False
     data: DataConfig = DataConfig()
@@ -176,7 +176,7 @@ REPLACED_VALUES: dict[str, dict[Any, str]] = {
     "classifier.class_weight": {True: "balanced", False: "none", "true": "balanced", "false": "none"},
 }
 
-# Choices of plain ``str`` fields; fields typed as a ``Literal`` (melanet.stages) carry their own.
+# Choices of plain ``str`` fields; fields typed as a ``Literal`` (melanet.runs.stages) carry their own.
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.color_constancy": COLOR_CONSTANCY_METHODS,
     "evaluation.tta": TTA_MODES,

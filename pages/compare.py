@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from melanet import config as config_module
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.evaluation import compare
 
 from dashboard import artifacts, charts, discovery, evidence_views, glossary, ui

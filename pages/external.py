@@ -1,6 +1,6 @@
 """External validation: score an evaluated classifier run on another data folder.
 
-The page launches ``melanet evaluate --run RUN --data DIR`` as a background job (``melanet.jobs``); the
+The page launches ``melanet evaluate --run RUN --data DIR`` as a background job (``melanet.runs.jobs``); the
 results land in ``RUN/external/<data set name>/`` (for a shipped, read-only run in
 ``runs/external/<run label>/<data set name>/``, the run left untouched) and show as their own row beside
 the run's own test row, ROC curves overlaid. Nothing is computed inside Streamlit.
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.data.errors import DataError
-from melanet.evaluation import external, leakage
+from melanet.evaluation import external
+from melanet.audits import leakage
 
 from dashboard import artifacts, charts, discovery, external_view, glossary, subgroup_view, ui
 

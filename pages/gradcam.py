@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from melanet import layout, stages
+from melanet.common import formatting
+from melanet.runs import layout, stages
 from melanet.explain import overlay as overlay_module
-from melanet.explain import shortcuts
-from melanet.studies import mrmc
+from melanet.audits import shortcuts
 
 from dashboard import artifacts, charts, discovery, glossary, similar_view, ui
 
@@ -105,7 +105,7 @@ def _view_row(name: str, figures: dict) -> dict:
     row = {"images": name, "AUC [95 % CI]": f"{figures['auc']:.3f} [{figures['ci_low']:.3f}, {figures['ci_high']:.3f}]",
            "change from full": "", "p": ""}
     if "delta" in figures:
-        row.update({"change from full": f"{figures['delta']:+.3f}", "p": mrmc.format_p(figures["p"])})
+        row.update({"change from full": f"{figures['delta']:+.3f}", "p": formatting.p_value(figures["p"])})
     return row
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import artifacts, charts, discovery, glossary, ui
-from melanet.explain import audit_files
+from melanet.runs import audit_files
 
 PER_PAGE = 6
 CLOSEST_PAIRS = 4

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from melanet import config as config_module
-from melanet import jobs, layout
+from melanet.runs import jobs, layout
 from melanet.data import errors as data_errors
 
 from dashboard import artifacts, charts, discovery, glossary, ui

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.data import errors as data_errors
 from melanet.data import preprocess
 from melanet.evaluation import metrics as metrics_module

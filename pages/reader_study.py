@@ -20,9 +20,10 @@ import time
 
 import streamlit as st
 
-from melanet import jobs
+from melanet.common import formatting
+from melanet.runs import jobs
 from melanet.explain import overlay as overlay_module
-from melanet.studies import create, mrmc, responses, results as results_module, sample_size
+from melanet.studies import create, responses, results as results_module, sample_size
 from melanet.studies import study as study_module
 
 from dashboard import discovery, glossary, study_viewer, study_views, ui
@@ -252,7 +253,7 @@ def _results(entry: study_views.StudyEntry) -> None:
         if section["available"]:
             st.markdown(f"**{label}**: {section['difference_of']} = {section['difference']:.3f} (95 % CI "
                         f"{section['ci_low']:.3f} to {section['ci_high']:.3f}), F = {section['F']:.2f} on 1 and "
-                        f"{section['ddf']:.1f} df, {mrmc.format_p(section['p'])}; {len(section['readers'])} readers")
+                        f"{section['ddf']:.1f} df, {formatting.p_value(section['p'])}; {len(section['readers'])} readers")
         else:
             st.markdown(f"**{label}**: {section['reason']} ({len(section['complete_readers'])} complete readers; "
                         f"needs {section['minimum']['readers']} and {section['minimum']['cases_per_class']} cases "

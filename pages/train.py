@@ -1,6 +1,6 @@
 """Train: launch a stage as a separate process, watch it live, stop it, resume it.
 
-Nothing trains inside Streamlit: ``melanet.jobs`` starts ``python -m melanet <stage>`` detached,
+Nothing trains inside Streamlit: ``melanet.runs.jobs`` starts ``python -m melanet <stage>`` detached,
 and this page only polls the run folder, so a job survives a refresh and shows in every tab.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from melanet import config as config_module
-from melanet import jobs, layout, runs, stages
+from melanet.runs import jobs, layout, runs, stages
 
 from dashboard import artifacts, charts, discovery, form_checks, glossary, ui
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from melanet import layout
+from melanet.runs import layout
 
 from dashboard import artifacts, charts, discovery, glossary, ui
 

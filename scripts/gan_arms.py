@@ -142,7 +142,7 @@ def picture(out: Path, arms: list[str], seed: int, path: Path, count: int = 6) -
     from PIL import Image
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.data import splits
     from melanet.gan import synthesis
 

@@ -14,11 +14,11 @@ import numpy as np
 from PIL import Image
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.data import sources
 from melanet.evaluation import metrics as metrics_module
 from melanet.evaluation import operating_points
-from melanet.explain import separability
+from melanet.audits import separability
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = "data/sample"

@@ -15,7 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_fixture
-from melanet.evaluation import rescore, seeds
+from melanet.reports import rescore
+from melanet.reproduce import seeds_summary
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
@@ -30,7 +31,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repeated = folder / "repeated"
     for seed in (42, 43):
         shutil.copytree(results, repeated / f"seed-{seed}")
-    seeds.summarize_folder(repeated)
+    seeds_summary.summarize_folder(repeated)
     return folder
 
 

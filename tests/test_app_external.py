@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from challenge_layouts import build_isic2018, build_isic2019, build_isic2020
-from melanet import layout
+from melanet.runs import layout
 from melanet.evaluation import evaluate, external
 from test_evaluation_evaluate import TEST_LEVELS, write_folder_dataset
 from test_evaluation_external import make_run

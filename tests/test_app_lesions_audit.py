@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import app_fixture
-from melanet import layout, runs
-from melanet.explain import audit_files
+from melanet.runs import layout, runs
+from melanet.runs import audit_files
 from melanet.gan import synthesis
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

@@ -256,7 +256,7 @@ def _shown_probability(app: AppTest) -> float | None:
 
 
 def test_predict_shows_the_models_own_probability_for_the_preprocessed_image(demo_env: Path) -> None:
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.classifier import predict
     from melanet.data import preprocess
 
@@ -273,7 +273,7 @@ def test_predict_shows_the_models_own_probability_for_the_preprocessed_image(dem
 
 
 def test_predict_says_the_triage_band_and_the_spread_under_flips_and_rotations(demo_env: Path) -> None:
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.classifier import predict
     from melanet.data import preprocess
 
@@ -385,7 +385,7 @@ def test_gradcam_page_names_an_unreadable_shortcut_audit(tmp_path: Path, monkeyp
 
 def _fixture_index(run_path: Path, image_ids: list[str], files: dict[str, Path]) -> None:
     """A small retrieval index of ``image_ids`` in the fixture run's own features (built as `similar --build` does)."""
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.classifier import predict
     from melanet.data import preprocess
     from melanet.explain import features, retrieval
@@ -399,7 +399,7 @@ def _fixture_index(run_path: Path, image_ids: list[str], files: dict[str, Path])
 
 
 def test_predict_shows_the_six_most_similar_training_cases(demo_env: Path) -> None:
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.data import sources
     from melanet.explain import retrieval
 

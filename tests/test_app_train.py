@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

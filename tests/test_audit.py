@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.classifier import training_sets
 from melanet.cli import main
-from melanet.explain import audit, audit_files
+from melanet.audits import synthesis_measures
+from melanet.runs import audit_files
 from melanet.gan import masking
 
 
@@ -34,8 +35,8 @@ def direct_unbiased_mmd2(first: np.ndarray, second: np.ndarray) -> float:
 def test_kid_equals_a_direct_unbiased_mmd_with_the_cubic_kernel():
     generator = np.random.default_rng(0)
     first, second = generator.normal(size=(6, 4)), generator.normal(0.5, 1.2, size=(5, 4))
-    assert audit.unbiased_mmd2(first, second) == pytest.approx(direct_unbiased_mmd2(first, second), rel=1e-12)
-    result = audit.kernel_inception_distance(first, second, seed=1, subsets=20)
+    assert synthesis_measures.unbiased_mmd2(first, second) == pytest.approx(direct_unbiased_mmd2(first, second), rel=1e-12)
+    result = synthesis_measures.kernel_inception_distance(first, second, seed=1, subsets=20)
     assert result["kid"] == pytest.approx(direct_unbiased_mmd2(first, second), rel=1e-12)
     assert result["subset_size"] == 2 and result["n_first"] == 6 and result["n_second"] == 5
     # the interval is the percentile range of direct estimates on the same subsets
@@ -49,49 +50,49 @@ def test_kid_equals_a_direct_unbiased_mmd_with_the_cubic_kernel():
 def test_kid_subsets_from_the_cached_kernels_equal_those_computed_afresh(monkeypatch):
     generator = np.random.default_rng(6)
     first, second = generator.normal(size=(9, 3)), generator.normal(0.3, 1, size=(7, 3))
-    cached = audit.kernel_inception_distance(first, second, seed=2, subsets=15, subset_size=3)
-    monkeypatch.setattr(audit, "KERNEL_CACHE_LIMIT", 0)
-    afresh = audit.kernel_inception_distance(first, second, seed=2, subsets=15, subset_size=3)
+    cached = synthesis_measures.kernel_inception_distance(first, second, seed=2, subsets=15, subset_size=3)
+    monkeypatch.setattr(synthesis_measures, "KERNEL_CACHE_LIMIT", 0)
+    afresh = synthesis_measures.kernel_inception_distance(first, second, seed=2, subsets=15, subset_size=3)
     assert cached == pytest.approx(afresh, rel=1e-12)
 
 
 def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift():
     generator = np.random.default_rng(2)
-    same = audit.kernel_inception_distance(generator.normal(size=(200, 8)), generator.normal(size=(200, 8)), seed=0)
-    shifted = audit.kernel_inception_distance(generator.normal(size=(200, 8)), generator.normal(1, 1, (200, 8)), seed=0)
+    same = synthesis_measures.kernel_inception_distance(generator.normal(size=(200, 8)), generator.normal(size=(200, 8)), seed=0)
+    shifted = synthesis_measures.kernel_inception_distance(generator.normal(size=(200, 8)), generator.normal(1, 1, (200, 8)), seed=0)
     assert abs(same["kid"]) < 0.05 < shifted["kid"] and shifted["low"] > 0
 
 
 def test_an_audit_does_not_depend_on_the_scale_of_the_features():
-    from melanet.explain import run_audit
+    from melanet.audits import synthesis_stage
 
     generator = np.random.default_rng(7)
     groups = (generator.normal(0, 1, (8, 4)), generator.normal(0.5, 1, (6, 4)), generator.normal(1, 1, (7, 4)))
     malignant_ids, synthetic_ids = [f"m{index}" for index in range(6)], [f"s{index}" for index in range(7)]
-    small, rows = run_audit.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
-    large, large_rows = run_audit.audit_space(tuple(group * 1000 for group in groups), malignant_ids, synthetic_ids,
+    small, rows = synthesis_stage.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
+    large, large_rows = synthesis_stage.audit_space(tuple(group * 1000 for group in groups), malignant_ids, synthetic_ids,
                                               seed=0)
     assert large["feature_scale"] == pytest.approx(1000 * small["feature_scale"])
     for pair, kid in small["kid"].items():
         assert large["kid"][pair]["kid"] == pytest.approx(kid["kid"], rel=1e-9)
     assert [row["nearest_id"] for row in rows] == [row["nearest_id"] for row in large_rows]
     scaled = tuple(group / small["feature_scale"] for group in groups)
-    direct = audit.unbiased_mmd2(scaled[2], scaled[1])
+    direct = synthesis_measures.unbiased_mmd2(scaled[2], scaled[1])
     assert small["kid"]["synthetic_vs_real_malignant"]["kid"] == pytest.approx(direct)
 
 
 def test_nearest_neighbours_match_brute_force(monkeypatch):
-    monkeypatch.setattr(audit, "NEIGHBOUR_CHUNK", 7)  # several blocks, one partial
+    monkeypatch.setattr(synthesis_measures, "NEIGHBOUR_CHUNK", 7)  # several blocks, one partial
     generator = np.random.default_rng(3)
     queries, references = generator.normal(size=(30, 5)), generator.normal(size=(11, 5))
     distances = np.linalg.norm(queries[:, None, :] - references[None, :, :], axis=-1)
-    indices, found = audit.nearest_neighbours(queries, references)
+    indices, found = synthesis_measures.nearest_neighbours(queries, references)
     np.testing.assert_array_equal(indices, distances.argmin(axis=1))
     np.testing.assert_allclose(found, distances.min(axis=1), rtol=1e-9)
     # leave-one-out on one set: never the row itself
     within = np.linalg.norm(queries[:, None, :] - queries[None, :, :], axis=-1)
     np.fill_diagonal(within, np.inf)
-    indices, found = audit.nearest_neighbours(queries, queries, exclude_self=True)
+    indices, found = synthesis_measures.nearest_neighbours(queries, queries, exclude_self=True)
     np.testing.assert_array_equal(indices, within.argmin(axis=1))
     np.testing.assert_allclose(found, within.min(axis=1), rtol=1e-9)
 
@@ -101,7 +102,7 @@ def test_realism_scores_rank_the_synthetic_images_that_look_real_first():
     real = generator.normal(0, 1, (30, 6))
     synthetic = generator.normal(3, 1, (30, 6))
     synthetic[:5] = generator.normal(0, 1, (5, 6))  # five that look like the real ones
-    scores, probe = audit.realism_scores(synthetic, real, [f"b{index}" for index in range(30)],
+    scores, probe = synthesis_measures.realism_scores(synthetic, real, [f"b{index}" for index in range(30)],
                                          [f"m{index}" for index in range(30)], seed=0)
     assert scores.shape == (30,) and np.all((scores >= 0) & (scores <= 1))
     assert set(np.argsort(-scores)[:5]) == set(range(5))
@@ -115,7 +116,7 @@ def test_realism_folds_hold_a_group_out_together():
     synthetic = generator.normal(2, 1, (12, 3))
     synthetic[1] = synthetic[0]  # the same source twice: a memorising probe would score them alike
     groups = ["a", "a"] + [f"s{index}" for index in range(10)]
-    scores, _ = audit.realism_scores(synthetic, real, groups, [f"m{index}" for index in range(12)], seed=0)
+    scores, _ = synthesis_measures.realism_scores(synthetic, real, groups, [f"m{index}" for index in range(12)], seed=0)
     assert scores[0] == pytest.approx(scores[1])
 
 

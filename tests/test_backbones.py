@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import lifecycle, runs, stages
+from melanet.runs import lifecycle, runs, stages
 from melanet.classifier import backbones, compact
 from melanet.classifier import model as model_module
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from challenge_layouts import build_isic2020
-from melanet import layout
+from melanet.runs import layout
 from melanet.evaluation import evaluate
 from test_browser import CHROMIUM, CHROMIUM_ARGS, new_page, open_page, playwright_api, screenshot, start_server, stop_server
 from test_evaluation_evaluate import TEST_LEVELS, write_folder_dataset

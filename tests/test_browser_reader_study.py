@@ -21,7 +21,8 @@ import pytest
 
 from PIL import Image
 
-from melanet.studies import mrmc, study as study_module
+from melanet.common import formatting
+from melanet.studies import study as study_module
 
 from test_browser import CHROMIUM, CHROMIUM_ARGS, choose, open_page, screenshot, start_server, stop_server
 
@@ -272,7 +273,7 @@ def test_read_blind_reload_resume_aided_and_results(served_study, tmp_path: Path
             # undefined figures are null in results.json (kappa when reader and model each give one answer
             # throughout) and "n/a" on the page
             assert cells[5:8] == [_figure(entry["auc"]), _figure(entry["kappa_vs_model"]), _figure(entry["model"]["auc"])]
-            assert cells[10] == f"{entry['delong']['delta_auc']:.3f} ({mrmc.format_p(entry['delong']['p'])})"
+            assert cells[10] == f"{entry['delong']['delta_auc']:.3f} ({formatting.p_value(entry['delong']['p'])})"
         assert shown[("model", f"threshold {study.threshold:.4g}")][5] == f"{expected['model']['auc']:.3f}"
         change = expected["aided_vs_unaided"][0]
         expect(tables.nth(1)).to_contain_text(f"{change['right_to_wrong']}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.classifier import gan_match
 from melanet.data import splits
 

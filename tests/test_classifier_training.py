@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from melanet import config as config_module
-from melanet import lifecycle, runs
+from melanet.runs import lifecycle, runs
 from melanet.data import disk_images
 from melanet.classifier import model as model_module
 from melanet.classifier import predict, train
@@ -210,7 +210,7 @@ def test_a_fresh_training_in_a_used_folder_replaces_its_history(tiny_isic: Path,
                  "classifier.width=0.0625", "classifier.weights=none", "classifier.epochs=2", "seed=2"]
     run = runs.Run.create(tmp_path / "run", config_module.load_config(None, overrides), "train-classifier")
     train.train_classifier(run)
-    # a finished run is never overwritten by a fresh start (melanet.lifecycle.check_folder) ...
+    # a finished run is never overwritten by a fresh start (melanet.runs.lifecycle.check_folder) ...
     with pytest.raises(runs.RunError, match="already holds a train-classifier run"):
         train.train_classifier(run)
     # ... but one that failed without a checkpoint to resume from is started afresh, its old rows dropped

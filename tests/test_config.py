@@ -151,7 +151,7 @@ def test_config_is_frozen() -> None:
 def test_a_saved_run_config_without_a_later_key_keeps_the_behaviour_it_was_trained_with(tmp_path):
     """An older run folder (the shipped demo's GAN) has no gan.mask_padding: it trained without masks,
     so reading it back must not report (or resume with) today's default of masks on."""
-    from melanet import runs
+    from melanet.runs import runs
 
     run_dir = tmp_path / "old-gan"
     run_dir.mkdir()

@@ -17,7 +17,7 @@ from PIL import Image
 
 from melanet.config import DataConfig
 from melanet.data import duplicates, preprocess, splits
-from melanet.evaluation import leakage
+from melanet.audits import leakage
 
 from conftest import SAMPLE_ROOT, TRAINING_FOLDER
 
@@ -228,7 +228,7 @@ def test_hashes_are_cached_beside_the_prepare_entry(tmp_path):
 def test_shipped_demo_without_the_new_keys_says_not_checked():
     import json
 
-    from melanet.evaluation import model_card
+    from melanet.reports import model_card
 
     demo = Path(__file__).parents[1] / "models" / "demo" / "vgg_gap"
     report = json.loads((demo / "metrics.json").read_text())

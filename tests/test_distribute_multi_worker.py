@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from melanet import config as config_module
-from melanet import distribute, layout, lifecycle, runs
+from melanet.runs import distribute, layout, lifecycle, runs
 from melanet.data import splits
 
 REPOSITORY = Path(__file__).resolve().parents[1]

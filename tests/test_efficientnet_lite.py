@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from melanet.classifier import efficientnet_lite, torch_weights
-from melanet.classifier.backbone import WeightsError
+from melanet.classifier.vgg16 import WeightsError
 
 
 # -- a legacy torch file written here, by hand -------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.cli import main
 from melanet.evaluation import compare, metrics
 

@@ -14,7 +14,7 @@ from isic_challenge_scoring.classification import ClassificationMetric, Classifi
 from PIL import Image
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.cli import main
 from melanet.evaluation import evaluate
 

@@ -14,7 +14,7 @@ import pytest
 
 from challenge_layouts import build_isic2018, build_isic2019, build_isic2020
 from melanet import config as config_module
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.cli import main
 from melanet.data.errors import DataError
 from melanet.evaluation import evaluate, external

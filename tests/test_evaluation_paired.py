@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.evaluation import delong, evaluate, paired
 
 REPOSITORY = Path(__file__).resolve().parents[1]

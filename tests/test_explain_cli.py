@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.classifier import model as model_module
 from melanet.cli import main
 from melanet.data import splits
-from melanet.explain import separability
+from melanet.audits import separability
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

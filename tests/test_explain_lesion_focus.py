@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanet import layout
+from melanet.runs import layout
 from melanet.explain import lesion_focus
 
 
@@ -94,7 +94,7 @@ def test_summarize_folder_writes_the_shares_per_outcome(tmp_path):
 
 
 def test_summarize_folder_without_an_index_names_the_folder(tmp_path):
-    from melanet import runs
+    from melanet.runs import runs
 
     with pytest.raises(runs.RunError, match="run `melanet explain` first"):
         lesion_focus.summarize_folder(tmp_path, tmp_path / "explain")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from melanet.explain import separability
+from melanet.audits import separability
 
 
 def pair_ids(count: int) -> tuple[list[str], list[str]]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanet import lifecycle, runs
+from melanet.runs import lifecycle, runs
 from melanet.cli import main
 from melanet.data import splits
 from melanet.gan import synthesis, train

@@ -100,7 +100,7 @@ def test_composite_is_a_checked_choice():
 def test_synthesize_with_the_composite_writes_the_source_skin_and_says_so(tmp_path, tiny_isic):
     from PIL import Image
 
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.data import splits
 
     run_dir = tmp_path / "gan"

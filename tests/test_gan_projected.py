@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from melanet import config as config_module
-from melanet import lifecycle, runs
+from melanet.runs import lifecycle, runs
 from melanet.classifier import efficientnet_lite
 from melanet.gan import dataset, model, projected, train
 from test_gan_training import _train_in_process, toy_domains

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from melanet import distribute, lifecycle, runs
+from melanet.runs import distribute, lifecycle, runs
 from melanet.gan import dataset, model, train
 
 SIZES = model.CycleGanSizes(image_size=32, generator_filters=4, generator_levels=2,

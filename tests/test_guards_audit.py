@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from melanet.explain import audit, run_audit
+from melanet.audits import synthesis_measures, synthesis_stage
 
 
 def slow_mmd2(first: np.ndarray, second: np.ndarray) -> float:
@@ -47,14 +47,14 @@ def space() -> tuple[tuple[np.ndarray, ...], list[str], list[str]]:
 
 def test_the_scale_is_the_rms_of_the_real_images(space) -> None:
     groups, malignant_ids, synthetic_ids = space
-    summary, _ = run_audit.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
+    summary, _ = synthesis_stage.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
     real = np.concatenate([groups[0], groups[1]])
     assert summary["feature_scale"] == pytest.approx(np.sqrt(np.mean(real ** 2)), rel=1e-12)
 
 
 def test_both_kid_pairs_are_the_sets_they_name(space) -> None:
     groups, malignant_ids, synthetic_ids = space
-    summary, _ = run_audit.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
+    summary, _ = synthesis_stage.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
     real = np.concatenate([groups[0], groups[1]])
     benign, malignant, synthetic = (group / np.sqrt(np.mean(real ** 2)) for group in groups)
     pairs = summary["kid"]
@@ -68,7 +68,7 @@ def test_both_kid_pairs_are_the_sets_they_name(space) -> None:
 
 def test_every_nearest_neighbour_and_the_memorisation_share(space) -> None:
     groups, malignant_ids, synthetic_ids = space
-    summary, rows = run_audit.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
+    summary, rows = synthesis_stage.audit_space(groups, malignant_ids, synthetic_ids, seed=0)
     scale = summary["feature_scale"]
     _, malignant, synthetic = (group / scale for group in groups)
     synthetic_rows = [row for row in rows if row["kind"] == "synthetic"]
@@ -105,7 +105,7 @@ def test_the_realism_table_groups_by_source_and_ranks_the_most_real_first() -> N
     sources = [f"ISIC_b{index // 2}" for index in range(8)] + [f"ISIC_b{index}" for index in range(8, 14)]
     manifest = {image: {"synthetic_id": image, "source_id": source, "path": f"synthetic/{image}.png"}
                 for image, source in zip(synthetic_ids, sources)}
-    rows, probe = run_audit.realism_table(synthetic, real, synthetic_ids, [f"ISIC_m{index}" for index in range(14)],
+    rows, probe = synthesis_stage.realism_table(synthetic, real, synthetic_ids, [f"ISIC_m{index}" for index in range(14)],
                                           manifest, seed=0)
     by_id = {row["synthetic_id"]: row for row in rows}
     for first in range(0, 8, 2):

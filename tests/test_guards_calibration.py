@@ -18,8 +18,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from melanet import config as config_module
-from melanet import runs
-from melanet.evaluation import calibration, evaluate, evidence, metrics, rescore
+from melanet.runs import runs
+from melanet.evaluation import calibration, evaluate, evidence, metrics
+from melanet.reports import rescore
 
 
 def _scores(size: int, sharpness: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from melanet import distribute
+from melanet.runs import distribute
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TIMEOUT_SECONDS = 600  # two TensorFlow start-ups on a busy 2-core machine

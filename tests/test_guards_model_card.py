@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import layout, runs
-from melanet.evaluation import rescore
+from melanet.runs import layout, runs
+from melanet.reports import rescore
 
 TEST_MALIGNANT = [0.95, 0.9, 0.85, 0.8, 0.7, 0.65, 0.55, 0.3]
 TEST_BENIGN = [0.6, 0.75, 0.52, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05]

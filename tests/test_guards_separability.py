@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from melanet.explain import separability
+from melanet.audits import separability
 
 
 def _twins(count: int, seed: int) -> tuple[np.ndarray, list[str], list[str]]:

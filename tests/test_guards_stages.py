@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from melanet import config as config_module
-from melanet import jobs, layout, lifecycle, runs, stages
+from melanet.runs import jobs, layout, lifecycle, runs, stages
 
 # which folder each stage works on, by hand: steps of stage 1 and stage 2 keep their run's folder
 FOLDER_OF = {

@@ -1,7 +1,7 @@
-"""melanet.jobs: real child processes, real run folders, real signals.
+"""melanet.runs.jobs: real child processes, real run folders, real signals.
 
 Most tests launch a tiny stage program (written to tmp_path) that goes through the same lifecycle as
-the real stages (``melanet.lifecycle.stage_session`` + ``EpochReporter``) but sleeps instead of
+the real stages (``melanet.runs.lifecycle.stage_session`` + ``EpochReporter``) but sleeps instead of
 training, so stop/resume/busy behaviour is tested in about a second. The last test launches the real
 ``melanet train-gan`` with the smoke preset.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from melanet import config as config_module
-from melanet import jobs, runs
+from melanet.runs import jobs, runs
 
 REPO = Path(__file__).resolve().parents[1]
 

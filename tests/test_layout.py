@@ -1,6 +1,6 @@
-"""The run-folder contract lives in one place: ``melanet.layout``.
+"""The run-folder contract lives in one place: ``melanet.runs.layout``.
 
-- No run-folder file name is spelled in the code outside ``melanet/layout.py`` (the package, the
+- No run-folder file name is spelled in the code outside ``melanet/runs/layout.py`` (the package, the
   pages, the dashboard helpers and ``app.py`` are parsed; prose such as help text and docstrings,
   which has spaces, may name files).
 - ``docs/run-folders.md`` names every file of the layout, and every file it names is in the layout.
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CODE = [*sorted((REPOSITORY / "melanet").rglob("*.py")), *sorted((REPOSITORY / "pages").glob("*.py")),
         *sorted((REPOSITORY / "dashboard").glob("*.py")), REPOSITORY / "app.py"]
-HOME = REPOSITORY / "melanet" / "layout.py"
+HOME = REPOSITORY / "melanet" / "runs" / "layout.py"
 FILE_NAME = re.compile(r"^[\w.-]+\.(json|csv|yaml|keras|npz|png|md|log|npy)$")
 
 
@@ -77,7 +77,7 @@ def test_the_known_names_cover_the_contract() -> None:
 def test_no_run_folder_file_name_is_spelled_outside_melanet_layout() -> None:
     names = known_file_names()
     hits = [hit for path in CODE if path != HOME for hit in spelled_names(path, names)]
-    assert not hits, "spell these through melanet.layout:\n" + "\n".join(hits)
+    assert not hits, "spell these through melanet.runs.layout:\n" + "\n".join(hits)
 
 
 def test_the_grep_finds_a_spelled_name(tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_docs_run_folders_names_every_layout_file_and_no_other() -> None:
     leaves = {item.rsplit("/", 1)[-1] for item in quoted if not item.startswith(("configs/", "models/"))}
     unknown = sorted(leaf for leaf in leaves if FILE_NAME.match(leaf) and leaf not in known
                      and not leaf.startswith(("samples_epoch_", "syn_")) and "<" not in leaf)
-    assert not unknown, f"docs/run-folders.md names files melanet.layout does not define: {unknown}"
+    assert not unknown, f"docs/run-folders.md names files melanet.runs.layout does not define: {unknown}"
 
 
 @pytest.mark.parametrize("attribute, constant", [

@@ -168,15 +168,6 @@ def test_a_perfectly_separating_modality() -> None:
     assert result["p"] == 0.0
 
 
-def test_format_p() -> None:
-    assert mrmc.format_p(0.0) == "p < 0.001"
-    assert mrmc.format_p(0.0004) == "p < 0.001"
-    assert mrmc.format_p(0.0517) == "p = 0.0517"
-    assert mrmc.format_p(0.5) == "p = 0.5"
-    assert mrmc.format_p(None) == "p = n/a"
-    assert "0.000" not in mrmc.format_p(1e-9)
-
-
 def _write(tmp_path: Path, lines: list[str]) -> Path:
     path = tmp_path / "table.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

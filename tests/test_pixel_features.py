@@ -9,7 +9,7 @@ import colorsys
 import numpy as np
 import pytest
 
-from melanet.explain import audit, pixel_features
+from melanet.audits import synthesis_measures, pixel_features
 
 
 def _columns(prefix: str) -> list[int]:
@@ -81,7 +81,7 @@ def test_the_pixel_probe_finds_a_faint_checkerboard_but_not_a_second_draw_of_the
     groups = [f"s{index}" for index in range(40)]
 
     def probe(synthetic: np.ndarray) -> float:
-        _, summary = audit.realism_scores(pixel_features.pixel_features(synthetic),
+        _, summary = synthesis_measures.realism_scores(pixel_features.pixel_features(synthetic),
                                           pixel_features.pixel_features(real), groups, ids, seed=0)
         return summary["auc"]
 

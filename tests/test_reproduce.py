@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from melanet import config as config_module
-from melanet import reproduce, runs
+from melanet.reproduce import reproduction
+from melanet.runs import runs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -106,7 +107,7 @@ def calls(log: Path) -> list[dict]:
 
 
 def test_plan_order_and_overrides(tmp_path: Path) -> None:
-    steps = reproduce.plan(tmp_path)
+    steps = reproduction.plan(tmp_path)
     assert [step.name for step in steps] == [
         "train-gan", "synthesize", "audit-synthesis",
         "train-classifier vgg_gap", "train-classifier augment5x", "train-classifier augment10x",
@@ -128,8 +129,8 @@ def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path,
     program = [sys.executable, str(stand_in["program"])]
     stand_in["failure"].write_text("train-classifier augment5x")
 
-    with pytest.raises(reproduce.StageFailed, match="train-classifier augment5x failed"):
-        reproduce.reproduce(results, config, program=program, child_options=["-q"])
+    with pytest.raises(reproduction.StageFailed, match="train-classifier augment5x failed"):
+        reproduction.reproduce(results, config, program=program, child_options=["-q"])
     status = runs.Run(results).status()
     assert status["stage"] == "reproduce" and status["state"] == "failed"
     states = {entry["name"]: entry["state"] for entry in status["stages"]}
@@ -141,7 +142,7 @@ def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path,
 
     # the same command again continues: finished stages are skipped, the failed one resumes
     stand_in["log"].unlink()
-    rows = reproduce.reproduce(results, config, program=program)
+    rows = reproduction.reproduce(results, config, program=program)
     second = calls(stand_in["log"])
     assert [(call["verb"], call["folder"]) for call in second] == [
         ("train-classifier", "augment5x"), ("train-classifier", "augment10x"), ("train-classifier", "melanet"),
@@ -160,22 +161,22 @@ def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path,
 
     # a third run has nothing left to do but the table
     stand_in["log"].unlink()
-    reproduce.reproduce(results, resume=True, program=program)
+    reproduction.reproduce(results, resume=True, program=program)
     assert calls(stand_in["log"]) == []
 
 
 def test_results_folder_guards(tmp_path: Path) -> None:
     smoke = config_module.load_config(REPOSITORY / "configs" / "smoke.yaml")
-    reproduce.prepare_results(tmp_path / "results", smoke, resume=False)
+    reproduction.prepare_results(tmp_path / "results", smoke, resume=False)
     with pytest.raises(runs.RunError, match="different config"):
-        reproduce.prepare_results(tmp_path / "results", config_module.Config(), resume=False)
-    run, config = reproduce.prepare_results(tmp_path / "results", None, resume=True)
+        reproduction.prepare_results(tmp_path / "results", config_module.Config(), resume=False)
+    run, config = reproduction.prepare_results(tmp_path / "results", None, resume=True)
     assert config == smoke
     runs.Run.create(tmp_path / "classifier", smoke, "train-classifier")
     with pytest.raises(runs.RunError, match="not a 'reproduce' results folder"):
-        reproduce.prepare_results(tmp_path / "classifier", smoke, resume=False)
+        reproduction.prepare_results(tmp_path / "classifier", smoke, resume=False)
     with pytest.raises(runs.RunError, match="not a 'reproduce' results folder"):
-        reproduce.prepare_results(tmp_path / "classifier", None, resume=True)
+        reproduction.prepare_results(tmp_path / "classifier", None, resume=True)
 
 
 def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, stand_in: dict[str, Path],
@@ -211,8 +212,8 @@ def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, sta
 def test_an_evaluated_classifier_shared_without_weights_is_not_retrained(tmp_path: Path) -> None:
     folder = tmp_path / "augment5x"
     run = runs.Run.create(folder, config_module.Config(), "train-classifier")
-    train = reproduce.ChildStage("train-classifier augment5x", "train-classifier", folder, configurable=True)
-    evaluate = reproduce.ChildStage("evaluate augment5x", "evaluate", folder)
+    train = reproduction.ChildStage("train-classifier augment5x", "train-classifier", folder, configurable=True)
+    evaluate = reproduction.ChildStage("evaluate augment5x", "evaluate", folder)
     assert not train.is_done()  # pending, nothing trained yet
     run.update_status(state="done", evaluation={"state": "done"})
     run.write_json(runs.METRICS_FILE, {"auc": 0.7})
@@ -227,7 +228,7 @@ def test_the_gan_a_reproduction_names_is_relative_to_the_working_directory_when_
     """A shipped results folder built from the repository root names its GAN ``models/demo/gan``, the same
     on every clone; a GAN outside the working directory keeps its absolute path."""
     monkeypatch.chdir(tmp_path)
-    assert reproduce.portable_path(Path("models/demo/gan")) == "models/demo/gan"
-    assert reproduce.portable_path(tmp_path / "runs" / "gan") == "runs/gan"
+    assert reproduction.portable_path(Path("models/demo/gan")) == "models/demo/gan"
+    assert reproduction.portable_path(tmp_path / "runs" / "gan") == "runs/gan"
     outside = tmp_path.parent / "elsewhere" / "gan"
-    assert reproduce.portable_path(outside) == str(outside.resolve())
+    assert reproduction.portable_path(outside) == str(outside.resolve())

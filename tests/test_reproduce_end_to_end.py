@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from melanet import runs
+from melanet.runs import runs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 FOLDERS = ("vgg_gap", "augment5x", "augment10x", "melanet")

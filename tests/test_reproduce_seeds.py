@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import reproduce, reproduce_seeds, runs
-from melanet.evaluation import delong, seeds
+from melanet.reproduce import reproduction, repeated_seeds
+from melanet.runs import runs
+from melanet.evaluation import delong
+from melanet.reproduce import seeds_summary
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -99,14 +101,14 @@ def three_seeds(stand_in: dict[str, Path]) -> dict:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STAND_IN_LOG", str(stand_in["log"]))
         patch.setenv("STAND_IN_FAIL", "train-classifier seed-43/augment10x")
-        with pytest.raises(reproduce.StageFailed, match="train-classifier augment10x failed") as failure:
-            reproduce_seeds.reproduce_seeds(results, smoke(), 3, program=program)
+        with pytest.raises(reproduction.StageFailed, match="train-classifier augment10x failed") as failure:
+            repeated_seeds.reproduce_seeds(results, smoke(), 3, program=program)
         first_status = runs.Run(results).status()
         first_calls = calls(stand_in["log"])
         patch.delenv("STAND_IN_FAIL")
         stand_in["log"].unlink()
         finished_status = (results / "seed-42" / "status.json").read_text()
-        summary = reproduce_seeds.reproduce_seeds(results, resume=True, program=program)
+        summary = repeated_seeds.reproduce_seeds(results, resume=True, program=program)
         second_calls = calls(stand_in["log"])
     return {"results": results, "failure": failure, "first_status": first_status, "first_calls": first_calls,
             "second_calls": second_calls, "summary": summary, "finished_status": finished_status}
@@ -118,7 +120,7 @@ def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict)
     assert [entry["state"] for entry in status["runs"]] == ["done", "failed", "pending"]
     # the stand-in models the stages a seed repeats; the synthesis audit step is not modelled (it reruns)
     modelled = ("train-gan", "synthesize", "train-classifier", "evaluate")
-    steps = [(step.verb, step.folder.name) for step in reproduce.plan(results / "seed-43") if step.verb in modelled]
+    steps = [(step.verb, step.folder.name) for step in reproduction.plan(results / "seed-43") if step.verb in modelled]
     failing = steps.index(("train-classifier", "augment10x"))
 
     def seen(calls_made: list[dict], seed: int) -> list[tuple[str, str]]:
@@ -145,7 +147,7 @@ def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict)
     assert summary["seeds"] == [42, 43, 44] and summary["gan_seeds"] == [42, 43, 44]
     assert summary["scope"].startswith("GAN and classifiers")
     assert runs.Run(results).status()["state"] == "done"
-    for name in seeds.SUMMARY_FILES:
+    for name in seeds_summary.SUMMARY_FILES:
         assert (results / name).is_file()
     # each seed's reproduce folder carries its own paired comparison of the four classifiers
     comparison = json.loads((results / "seed-44" / "comparison.json").read_text())
@@ -212,7 +214,7 @@ def test_classifier_scope_shares_the_first_seeds_gan(tmp_path: Path, stand_in: d
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     results = tmp_path / "seeds"
     monkeypatch.setenv("STAND_IN_LOG", str(tmp_path / "calls.jsonl"))
-    summary = reproduce_seeds.reproduce_seeds(results, smoke(), 2, scope="classifiers",
+    summary = repeated_seeds.reproduce_seeds(results, smoke(), 2, scope="classifiers",
                                               program=[sys.executable, str(stand_in["program"])])
     verbs = [(call["verb"], Path(call["folder"]).parent.name) for call in calls(tmp_path / "calls.jsonl")]
     assert ("train-gan", "seed-43") not in verbs and ("train-gan", "seed-42") in verbs
@@ -236,7 +238,7 @@ def test_the_pooled_difference_resamples_the_images_jointly_for_every_seed() -> 
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from melanet.evaluation import seeds as seeds_module
+    from melanet.reproduce import seeds_summary as seeds_module
 
     generator = np.random.default_rng(0)
     labels = np.array([0] * 30 + [1] * 30)

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.classifier import model as model_module
 from melanet.cli import main
 from melanet.data import prepare, splits
-from melanet.evaluation import similar_cases
+from melanet.explain import similar_cases
 from melanet.explain import retrieval
 
 TRAINING_FOLDER = "ISBI2016_ISIC_Part3_Training_Data"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from melanet import config, lifecycle, runs
+from melanet import config
+from melanet.runs import lifecycle, runs
 
 
 def test_create_writes_config_and_pending_status(tmp_path: Path) -> None:

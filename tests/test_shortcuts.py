@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.classifier import model as model_module
 from melanet.cli import main
 from melanet.evaluation import delong
-from melanet.explain import shortcuts
+from melanet.audits import shortcuts
 
 SIZE = 48
 SKIN = np.array([200, 150, 130])

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from melanet import config as config_module
-from melanet import jobs, layout, lifecycle, runs
+from melanet.runs import jobs, layout, lifecycle, runs
 from melanet.cli import main
 
 REPOSITORY = Path(__file__).resolve().parents[1]

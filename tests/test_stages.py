@@ -1,4 +1,4 @@
-"""The stage registry (``melanet.stages``) is what the CLI, the job launcher, the config and the Train
+"""The stage registry (``melanet.runs.stages``) is what the CLI, the job launcher, the config and the Train
 page use: every verb exists, every resumable stage resumes through ``jobs``, every choice the registry
 lists is the one the config validates and the page offers."""
 
@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from melanet import config as config_module
-from melanet import jobs, layout, runs, stages
+from melanet.runs import jobs, layout, runs, stages
 from melanet.cli import build_parser, common
 
 REPOSITORY = Path(__file__).resolve().parents[1]

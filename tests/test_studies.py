@@ -98,7 +98,7 @@ def test_stratified_subset_keeps_each_class_share() -> None:
 
 
 def test_the_runs_predictions_are_reused_only_for_the_data_they_were_made_on(tiny_isic, monkeypatch) -> None:
-    from melanet.runs import Run
+    from melanet.runs.runs import Run
 
     monkeypatch.chdir(REPO)
     ids = [path.stem for path in sorted((tiny_isic / "ISBI2016_ISIC_Part3_Test_Data").glob("*.jpg"))]
@@ -420,7 +420,7 @@ def test_create_predicts_and_computes_grad_cam_when_the_run_has_not(tmp_path, mo
     import app_fixture
     from melanet.classifier import predict
     from melanet.data import prepare
-    from melanet.runs import Run
+    from melanet.runs.runs import Run
 
     monkeypatch.chdir(REPO)
     run_path = app_fixture.write_results(tmp_path / "results") / "melanet"

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.classifier import model as model_module
 from melanet.cli import main
 from melanet.data import metadata

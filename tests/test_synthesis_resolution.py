@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.classifier import training_sets
 from melanet.data.prepare import ImageSet
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.classifier import augment, predict, train, training_sets
 from melanet.data import disk_images
 from melanet.data.errors import DataError

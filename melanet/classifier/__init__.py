@@ -1,6 +1,7 @@
-"""Stage 2: the VGG-GAP classifier trained with focal loss (paper Section 2.2).
+"""Stage 2: the GAP classifier (VGG16 or EfficientNet-Lite backbone) trained with focal loss (paper Section 2.2).
 
-- ``backbone``: VGG16 convolution layers (full or narrow) and where their weights come from.
+- ``backbones``: the backbone registry; ``vgg16``: VGG16 convolution layers (full or narrow) and where their
+  weights come from; ``efficientnet_lite``, ``torch_weights``: EfficientNet-Lite and its converted weights.
 - ``model``: the flat VGG-GAP model and its AUC-of-malignant metric.
 - ``losses``: focal loss, equation (6).
 - ``augment`` / ``training_sets``: the four training sets of Table 1.

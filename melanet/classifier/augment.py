@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 from keras import ops
 
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 # Ranges of the random changes (uniform unless noted).
 MAX_ROTATION_DEGREES = 30.0

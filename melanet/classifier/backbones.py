@@ -31,9 +31,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from melanet import stages
-from melanet.classifier import backbone as vgg
-from melanet.classifier.backbone import WeightsError
+from melanet.runs import stages
+from melanet.classifier import vgg16 as vgg
+from melanet.classifier.vgg16 import WeightsError
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from melanet import lifecycle, runs
+from melanet.runs import lifecycle, runs
 from melanet.classifier import backbones, model as model_module
 
 logger = logging.getLogger(__name__)

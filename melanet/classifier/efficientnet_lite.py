@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from melanet.classifier.backbone import WeightsError
+from melanet.classifier.vgg16 import WeightsError
 
 VARIANTS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 STEM_FILTERS = 32

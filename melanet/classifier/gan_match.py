@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from melanet import config as config_module
-from melanet import layout, runs, stages
+from melanet.runs import layout, runs, stages
 from melanet.data import splits
 
 

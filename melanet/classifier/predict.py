@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.data import disk_images
 from melanet.classifier import losses, model as model_module  # noqa: F401  (register custom objects)
 

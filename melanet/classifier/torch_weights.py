@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from melanet.classifier.backbone import WeightsError
+from melanet.classifier.vgg16 import WeightsError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_DTYPES: dict[str, np.dtype] = {

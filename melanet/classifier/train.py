@@ -23,14 +23,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from melanet import distribute, layout, lifecycle, runs
+from melanet.runs import distribute, layout, lifecycle, runs
 from melanet.classifier import model as model_module
 from melanet.classifier import gan_match, losses, predict, training_sets
 from melanet.classifier.selection import SelectionState
 from melanet.config import Config, ConfigError
 from melanet.data import disk_images
 from melanet.data.prepare import ImageSet
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def train_classifier(
     as ``config.yaml`` once ``lifecycle.check_folder`` accepted the folder (nothing is written into a
     refused one). ``config=None`` trains with the run's saved ``config.yaml``. With ``distribute:
     multi_worker`` only the chief writes ``run``; another worker trains in a temporary folder and, on
-    ``resume``, restores ``run``'s checkpoint (``melanet.distribute``).
+    ``resume``, restores ``run``'s checkpoint (``melanet.runs.distribute``).
     """
     resolved = config if config is not None else run.config()
     distribute.start(resolved.distribute)  # before any other TensorFlow op

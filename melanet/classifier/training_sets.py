@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet import layout, stages
+from melanet.runs import layout, stages
 from melanet.classifier import augment
 from melanet.config import ConfigError
 from melanet.data import disk_images
 from melanet.data.prepare import ImageSet
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def check_synthesis_resolution(gan_run: str | Path, classifier_size: int) -> Non
     classifier learns instead of "malignant". A GAN at a higher resolution (downscaled here) is fine.
     A run whose config cannot be read is left to ``gan_match`` (which refuses it).
     """
-    from melanet import runs
+    from melanet.runs import runs
 
     try:
         gan_size = runs.Run(Path(gan_run)).config().data.image_size
@@ -229,7 +229,7 @@ def read_realism_scores(gan_run: str | Path, training_ids: set[str]) -> dict[str
     when its probe used a real image that is not in ``training_ids`` (e.g. a validation image of
     this classifier's split).
     """
-    from melanet.explain import audit_files
+    from melanet.runs import audit_files
 
     try:
         summary = audit_files.read_summary(gan_run)

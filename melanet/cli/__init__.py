@@ -19,7 +19,7 @@ from collections.abc import Sequence
 # set before any command module imports TensorFlow. An explicit user setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from melanet import stages  # noqa: E402
+from melanet.runs import stages  # noqa: E402
 from melanet.cli import (  # noqa: E402
     audit_commands,
     classifier_commands,

@@ -33,10 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def audit_command(args: argparse.Namespace) -> int:
-    from melanet.explain import audit_files, run_audit
+    from melanet.runs import audit_files
+    from melanet.audits import synthesis_stage
 
     common.announce_run(Path(args.run))
-    path = run_audit.audit_run(args.run, args.classifier, progress=common.progress_bar(VERB))
+    path = synthesis_stage.audit_run(args.run, args.classifier, progress=common.progress_bar(VERB))
     summary = audit_files.read_summary(args.run)
     print(f"audit: {path} ({summary['counts']['synthetic']} synthetic images)")
     for name, space in summary["feature_spaces"].items():
@@ -88,7 +89,7 @@ def register_shortcuts(subparsers: argparse._SubParsersAction) -> None:
 
 
 def shortcuts_command(args: argparse.Namespace) -> int:
-    from melanet.explain import shortcut_stage, shortcuts
+    from melanet.audits import shortcut_stage, shortcuts
 
     common.announce_run(Path(args.run))
     path = shortcut_stage.audit_run(args.run, data_root=args.data, progress=common.progress_bar(SHORTCUTS_VERB))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.cli import common
 
 STAGE = "train-classifier"
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def train_classifier_command(args: argparse.Namespace) -> int:
-    from melanet import lifecycle
+    from melanet.runs import lifecycle
     from melanet.classifier import train
 
     if args.resume:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from melanet import config as config_module
-from melanet import runs, stages
+from melanet.runs import runs, stages
 from melanet.data import errors as data_errors
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 # Exceptions a user can cause; the CLI prints them as one line and exits 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from melanet import layout, lifecycle, runs
+from melanet.common import formatting
+from melanet.runs import layout, lifecycle, runs
 from melanet.cli import common
 
 
@@ -122,33 +123,28 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _summary(report: dict) -> str:
-    def percent(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.1f}%"
-
     def interval(name: str, source: dict) -> str:
         bounds = (source.get("confidence_intervals") or {}).get(name) or {}
-        if bounds.get("low") is None:
-            return ""
-        return f" [{100 * bounds['low']:.1f}, {100 * bounds['high']:.1f}]"
+        return formatting.percent_bounds(bounds.get("low"), bounds.get("high"))
 
     lines = [
         f"{'all labelled images (no labelled test split)' if report['data'].get('all_labelled_images') else 'test images'}: "
         f"{report['n']} ({report['n_malignant']} malignant) from {report['data']['root']}",
-        f"AUC {percent(report['auc'])}{interval('auc', report)}",
-        f"threshold {report['threshold']:g}: sensitivity {percent(report['sensitivity'])}"
-        f"{interval('sensitivity', report)}, specificity {percent(report['specificity'])}"
+        f"AUC {formatting.percent(report['auc'])}{interval('auc', report)}",
+        f"threshold {report['threshold']:g}: sensitivity {formatting.percent(report['sensitivity'])}"
+        f"{interval('sensitivity', report)}, specificity {formatting.percent(report['specificity'])}"
         f"{interval('specificity', report)}, TP {report['tp']} FP {report['fp']} TN {report['tn']} FN {report['fn']}",
     ]
     operating = report.get("operating_point") or {}
     if operating.get("available"):
         lines.append(
             f"threshold {operating['threshold']:.3f} (validation sensitivity >= "
-            f"{operating['validation']['target_sensitivity']:g}): sensitivity {percent(operating['sensitivity'])}, "
-            f"specificity {percent(operating['specificity'])}, FN {operating['fn']} FP {operating['fp']}"
+            f"{operating['validation']['target_sensitivity']:g}): sensitivity {formatting.percent(operating['sensitivity'])}, "
+            f"specificity {formatting.percent(operating['specificity'])}, FN {operating['fn']} FP {operating['fp']}"
         )
     else:
         lines.append(f"no operating point: {operating.get('reason', 'unknown')}")
-    lines.append(f"NPV {percent(report['npv'])} (what the paper calls 'sensitivity')")
+    lines.append(f"NPV {formatting.percent(report['npv'])} (what the paper calls 'sensitivity')")
     return "\n".join(lines)
 
 
@@ -181,8 +177,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _rescore(args: argparse.Namespace, run_path: Path) -> int:
-    from melanet import layout
-    from melanet.evaluation import rescore
+    from melanet.runs import layout
+    from melanet.reports import rescore
 
     if args.data or args.out:
         raise runs.RunError("--from-predictions rewrites the run's own metrics.json; drop --data/--out")
@@ -204,7 +200,7 @@ def _rescore(args: argparse.Namespace, run_path: Path) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from melanet import reproduce
+    from melanet.reproduce import reproduction
     from melanet.evaluation import compare
 
     if args.summarize:
@@ -225,7 +221,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     if args.seeds is not None or args.seeds_scope is not None or _is_seeds_folder(results):
         return _reproduce_seeds(args, results, config, resume, child_options)
     try:
-        rows = reproduce.reproduce(results, config, resume=resume, child_options=child_options)
+        rows = reproduction.reproduce(results, config, resume=resume, child_options=child_options)
     except lifecycle.StopRequested:
         return common.stopped("reproduce", f"continue with: melanet reproduce --resume {results}")
     sys.stdout.write(compare.to_text(rows))
@@ -235,35 +231,35 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _is_seeds_folder(results: Path) -> bool:
-    from melanet import reproduce_seeds
+    from melanet.reproduce import repeated_seeds
 
     status_path = results / runs.STATUS_FILE
-    return status_path.is_file() and runs.Run(results).status().get("stage") == reproduce_seeds.STAGE
+    return status_path.is_file() and runs.Run(results).status().get("stage") == repeated_seeds.STAGE
 
 
 def _reproduce_seeds(args: argparse.Namespace, results: Path, config, resume: bool, child_options: list[str]) -> int:
-    from melanet import reproduce_seeds
-    from melanet.evaluation import seeds
+    from melanet.reproduce import repeated_seeds
+    from melanet.reproduce import seeds_summary
 
     if not resume and args.seeds is None:
         raise runs.RunError(f"{results}: holds a repeated reproduction; continue it with "
                             f"`melanet reproduce --resume {results}` or give --seeds N")
     try:
-        summary = reproduce_seeds.reproduce_seeds(results, config, args.seeds, scope=args.seeds_scope,
+        summary = repeated_seeds.reproduce_seeds(results, config, args.seeds, scope=args.seeds_scope,
                                                   resume=resume, child_options=child_options)
     except lifecycle.StopRequested:
         return common.stopped("reproduce", f"continue with: melanet reproduce --resume {results}")
-    sys.stdout.write(seeds.to_markdown(summary))
-    print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")
+    sys.stdout.write(seeds_summary.to_markdown(summary))
+    print(f"summary written to {', '.join(str(results / name) for name in seeds_summary.SUMMARY_FILES)}")
     return 0
 
 
 def _summarize_seeds(results: Path) -> int:
-    from melanet.evaluation import seeds
+    from melanet.reproduce import seeds_summary
 
-    summary = seeds.summarize_folder(results)
-    sys.stdout.write(seeds.to_markdown(summary))
-    print(f"summary written to {', '.join(str(results / name) for name in seeds.SUMMARY_FILES)}")
+    summary = seeds_summary.summarize_folder(results)
+    sys.stdout.write(seeds_summary.to_markdown(summary))
+    print(f"summary written to {', '.join(str(results / name) for name in seeds_summary.SUMMARY_FILES)}")
     return 0
 
 

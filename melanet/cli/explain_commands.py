@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from melanet import layout, stages
+from melanet.runs import layout, stages
 from melanet.cli import common
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from melanet import config as config_module
-from melanet import lifecycle, runs
+from melanet.runs import lifecycle, runs
 from melanet.cli import common
 
 

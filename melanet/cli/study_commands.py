@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from melanet.common import formatting
 from melanet.cli import common
 from melanet.studies import study as study_module
 
@@ -99,32 +100,27 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 def _results(args: argparse.Namespace) -> int:
-    from melanet.studies import mrmc
     from melanet.studies import results as results_module
 
     study = study_module.find_study(args.study, Path(args.root))
     results, path = results_module.write_results(study)
     model = results["model"]
-    print(f"model on {results['n_cases']} cases: AUC {model['auc']:.3f}, sensitivity {_percent(model['sensitivity'])}, "
-          f"specificity {_percent(model['specificity'])} at threshold {study.threshold:.4g}")
+    print(f"model on {results['n_cases']} cases: AUC {model['auc']:.3f}, sensitivity {formatting.percent(model['sensitivity'])}, "
+          f"specificity {formatting.percent(model['specificity'])} at threshold {study.threshold:.4g}")
     if not results["readers"]:
         print("no responses yet")
     for entry in results["readers"]:
         auc = "n/a" if entry["auc"] is None else f"{entry['auc']:.3f}"
         p_value = entry["delong"].get("p")
         print(f"{entry['reader']} ({entry['phase']}, {entry['n']} of {results['n_cases']}): sensitivity "
-              f"{_percent(entry['sensitivity'])}, specificity {_percent(entry['specificity'])}, rating AUC {auc}"
-              + ("" if p_value is None else f" (DeLong vs model {mrmc.format_p(p_value)})")
+              f"{formatting.percent(entry['sensitivity'])}, specificity {formatting.percent(entry['specificity'])}, rating AUC {auc}"
+              + ("" if p_value is None else f" (DeLong vs model {formatting.p_value(p_value)})")
               + ("" if entry["complete"] else " [incomplete: left out of pooled tests]"))
     for name, section in results.get("mrmc", {}).items():
         if section["available"]:
             print(f"MRMC {name.replace('_', ' ')}: {section['difference_of']} = {section['difference']:.3f} "
-                  f"(95% CI {section['ci_low']:.3f} to {section['ci_high']:.3f}), {mrmc.format_p(section['p'])}")
+                  f"(95% CI {section['ci_low']:.3f} to {section['ci_high']:.3f}), {formatting.p_value(section['p'])}")
         else:
             print(f"MRMC {name.replace('_', ' ')}: {section['reason']} ({len(section['complete_readers'])} "
                   f"complete readers; needs {section['minimum']['readers']} and "
@@ -136,10 +132,8 @@ def _results(args: argparse.Namespace) -> int:
 def _mrmc(args: argparse.Namespace) -> int:
     import json
 
-    from melanet import runs
-    from melanet.studies import mrmc
-
-    from melanet.studies import sample_size
+    from melanet.runs import runs
+    from melanet.studies import mrmc, sample_size
 
     table = mrmc.read_table(args.file, args.treatments)
     result = mrmc.analyse(table, covariance=args.covariance)

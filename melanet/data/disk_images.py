@@ -281,7 +281,7 @@ def cached(path: Path, count: int, size: int, fill: Callable[[NpyWriter], Any]) 
         if writer.finish()[0] != count:
             raise ValueError(f"{path}: wrote {writer.rows} rows, expected {count}")
 
-    from melanet import runs
+    from melanet.runs import runs
 
     try:
         runs.atomic_write_with(path, write)

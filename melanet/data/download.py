@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from melanet.data import challenges
 from melanet.data.errors import DataError
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 

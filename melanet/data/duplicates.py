@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def entry_records(images_path: Path, *, workers: int = 0, progress: Progress | N
     The entry's name already holds a digest of its source files (path, size, mtime) and settings, so the
     records stay valid as long as the entry does (``prepare`` removes stale entries with theirs).
     """
-    from melanet import runs
+    from melanet.runs import runs
     from melanet.data import disk_images, parallel
 
     cached_path = records_path(images_path)

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from melanet import children
-from melanet.progress import Progress
+from melanet.runs import children
+from melanet.runs.progress import Progress
 
 Item = TypeVar("Item")
 

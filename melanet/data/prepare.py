@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.config import DataConfig
 from melanet.data import disk_images, parallel, preprocess, sources
 from melanet.data.errors import BadImageError, DataError, problem, problems_error
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -1,1 +1,2 @@
-"""Evaluation: metrics with confidence intervals, predictions on a test split, comparison tables."""
+"""Evaluation: predictions on a test split, metrics with confidence intervals, paired tests, calibration,
+operating points, uncertainty, subgroups, external validation and comparison tables."""

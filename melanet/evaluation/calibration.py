@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from melanet import stages
+from melanet.runs import stages
 
 RELIABILITY_BINS = 10
 CALIBRATION_METHODS = stages.CALIBRATIONS  # none | temperature | platt (evaluation.calibration)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, runs, stages
+from melanet.common import formatting
+from melanet.runs import layout, runs, stages
 
 METHOD_NAMES = stages.METHOD_NAMES  # training set -> Table 1 method name
 # Sub-folders of a `melanet reproduce` results folder, in Table 1 order.
@@ -102,12 +103,10 @@ def load_rows(paths: Sequence[str | Path], *, operating_point: bool = False) -> 
 
 
 def _percent(value: Any, low: Any = None, high: Any = None) -> str:
+    """Table 1's cell: ``"83.33 [80.1, 90.2]"`` (two decimals, the interval in one), ``"n/a"`` when missing."""
     if value is None:
-        return "n/a"
-    text = f"{100 * value:.2f}"
-    if low is not None and high is not None:
-        text += f" [{100 * low:.1f}, {100 * high:.1f}]"
-    return text
+        return formatting.NOT_AVAILABLE
+    return formatting.percent(value, 2, unit="") + formatting.percent_bounds(low, high)
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

@@ -27,11 +27,14 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet import layout, lifecycle, runs
+from melanet.runs import layout, lifecycle, runs
 from melanet.data.errors import DataError
-from melanet.evaluation import evidence, external, leakage, metrics, model_card, similar_cases, subgroups
+from melanet.evaluation import evidence, external, metrics, subgroups
+from melanet.audits import leakage
+from melanet.reports import model_card
+from melanet.explain import similar_cases
 from melanet.evaluation import uncertainty
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +240,7 @@ def _add_duplicates(report: dict[str, Any], run: runs.Run, config: config_module
                     data_config: config_module.DataConfig, image_set: Any, labels: np.ndarray,
                     probabilities: np.ndarray, is_external: bool, progress: Progress | None) -> None:
     """``duplicates_of_training``, ``without_duplicates`` and (external data) ``overlap`` in ``report``
-    (:mod:`melanet.evaluation.leakage`); a printed warning when external images are the run's own."""
+    (:mod:`melanet.audits.leakage`); a printed warning when external images are the run's own."""
     from melanet.data import duplicates
 
     threshold = config.data.duplicate_threshold

@@ -8,7 +8,7 @@ that split; one with a single labelled split (ISIC 2019 and 2020 label only thei
 all its labelled images, and ``metrics.json`` ``data.split`` says ``train`` with
 ``data.all_labelled_images`` true.
 
-The dashboard launches the same command through :mod:`melanet.jobs`, with the results folder as the
+The dashboard launches the same command through :mod:`melanet.runs.jobs`, with the results folder as the
 job's folder, so its ``job.json`` / ``job.log`` sit beside the results and the run's own job files are
 left alone.
 
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from melanet import jobs, layout, runs
+from melanet.runs import jobs, layout, runs
 
 
 @dataclasses.dataclass(frozen=True)

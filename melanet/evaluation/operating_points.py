@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from melanet.common import formatting
 from melanet.evaluation import metrics, prevalence
 
 NAMES = ("rule_out", "balanced", "rule_in")
@@ -141,7 +142,7 @@ def report(
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f} %"
+    return formatting.percent(value, 0, unit=" %", missing="-")
 
 
 def band(probability: float, points: dict[str, Any] | None) -> dict[str, str] | None:

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from melanet import layout, runs
+from melanet.common import formatting
+from melanet.runs import layout, runs
 from melanet.evaluation import compare, delong, evaluate, metrics
 
 
@@ -204,10 +205,6 @@ def write_comparison(comparison: dict[str, Any], folder: str | Path) -> Path:
     return folder / layout.COMPARISON_FILE
 
 
-def _p_text(value: float) -> str:
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
 def family_text(comparison: dict[str, Any]) -> str:
     """"Holm over the 3 tests of the family 'vs reference'" (older files without a family: the pair count)."""
     family = comparison.get("family") or ("vs reference" if len(comparison["pairs"]) < 3 else "all pairs")
@@ -231,15 +228,15 @@ def to_markdown(comparison: dict[str, Any]) -> str:
         sens, spec = pair["mcnemar"]["sensitivity"], pair["mcnemar"]["specificity"]
         lines.append(
             f"| {pair['method_a']} | {pair['method_b']} | {pair['auc_a']:.3f} | {pair['auc_b']:.3f} | "
-            f"{pair['delta_auc']:+.3f} [{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}] | {_p_text(pair['p'])} | "
-            f"{_p_text(pair['p_holm'])} | {_p_text(sens['p'])} ({sens['a_only']} / {sens['b_only']}) | "
-            f"{_p_text(spec['p'])} ({spec['a_only']} / {spec['b_only']}) |")
+            f"{pair['delta_auc']:+.3f} [{pair['ci_low']:+.3f}, {pair['ci_high']:+.3f}] | {formatting.p_cell(pair['p'])} | "
+            f"{formatting.p_cell(pair['p_holm'])} | {formatting.p_cell(sens['p'])} ({sens['a_only']} / {sens['b_only']}) | "
+            f"{formatting.p_cell(spec['p'])} ({spec['a_only']} / {spec['b_only']}) |")
     lines += ["", f"{comparison['n_images']} test images ({comparison['n_malignant']} malignant), the same for every "
               f"run. {comparison['test']}. {family_text(comparison)}. McNemar: exact, on the decisions at each run's "
               "threshold, among malignant (sensitivity) and benign (specificity) images; 'A only' counts the images "
               "A classified right and B wrong, 'B only' the reverse."]
     for pair in comparison["pairs"]:
         lines.append(f"- {pair['method_a']} vs {pair['method_b']}: melanomas: {discordant_text(pair, 'sensitivity')} "
-                     f"(McNemar p {_p_text(pair['mcnemar']['sensitivity']['p'])}); benign: "
-                     f"{discordant_text(pair, 'specificity')} (p {_p_text(pair['mcnemar']['specificity']['p'])})")
+                     f"(McNemar p {formatting.p_cell(pair['mcnemar']['sensitivity']['p'])}); benign: "
+                     f"{discordant_text(pair, 'specificity')} (p {formatting.p_cell(pair['mcnemar']['specificity']['p'])})")
     return "\n".join(lines) + "\n"

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.data import metadata as metadata_module
 from melanet.evaluation import delong, metrics
 

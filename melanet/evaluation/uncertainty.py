@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.data.errors import DataError
 from melanet.evaluation import metrics
 

@@ -10,7 +10,7 @@ Two panels, each its own 2-D UMAP (seed = the run's ``seed``):
 
 Writes ``<run>/embedding/umap.csv`` (``panel, image, tag, x, y``) and ``<run>/embedding/umap.png``;
 with synthetic images also ``<run>/embedding/separability.json``: how well a cross-validated linear
-read-out of the same features tells synthetic from real lesions (:mod:`melanet.explain.separability`).
+read-out of the same features tells synthetic from real lesions (:mod:`melanet.audits.separability`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from melanet import layout, lifecycle, runs
-from melanet.explain import embedding, features, separability
+from melanet.runs import layout, lifecycle, runs
+from melanet.explain import embedding, features
+from melanet.audits import separability
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def render_rows(rows: Sequence[dict[str, object]]):
 
 
 def resolve_gan_run(gan_run: str, classifier_run: Path) -> Path:
-    """The stage-1 run folder named by ``classifier.gan_run`` (``melanet.runs.linked_gan_run``); RunError when
+    """The stage-1 run folder named by ``classifier.gan_run`` (``melanet.runs.runs.linked_gan_run``); RunError when
     it cannot be found."""
     found = runs.linked_gan_run(classifier_run)
     if found is None:
@@ -147,7 +148,7 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
         entry.update(panels=sorted({str(row["panel"]) for row in rows}), points=len(rows))
         if gap and gap["synthetic_vs_real_malignant"] is not None:
             entry.update(synthetic_vs_real_malignant_auc=round(gap["synthetic_vs_real_malignant"]["auc"], 4))
-    from melanet.evaluation import model_card
+    from melanet.reports import model_card
 
     model_card.refresh(run.path)  # the card's domain-gap lines come from separability.json
     return run.files.umap_csv

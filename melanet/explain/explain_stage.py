@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from melanet import config as config_module
-from melanet import layout, lifecycle, runs, stages
+from melanet.runs import layout, lifecycle, runs, stages
 from melanet.config import ConfigError
 from melanet.evaluation import metrics
 from melanet.explain import gradcam, lesion_focus, overlay
@@ -351,7 +351,7 @@ def explain_run(
         tp_share = focus["by_outcome"].get("TP", {}).get("mass_share")
         entry.update(done=len(rows), total=len(rows), tp_lesion_mass_share=tp_share)
     if data_root is None:
-        from melanet.evaluation import model_card
+        from melanet.reports import model_card
 
         model_card.refresh(run.path)  # the card quotes explain/lesion_focus.json
     return output_dir / layout.EXPLAIN_INDEX_NAME

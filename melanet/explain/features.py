@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 
 def feature_model(model: keras.Model) -> keras.Model:

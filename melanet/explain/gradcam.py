@@ -13,8 +13,8 @@ import warnings
 import keras
 import numpy as np
 
-from melanet import stages
-from melanet.progress import Progress
+from melanet.runs import stages
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.data import lesion_mask as lesion_mask_module
 
 MASK_DESCRIPTION = lesion_mask_module.MASK_DESCRIPTION

@@ -6,7 +6,7 @@ label and ISIC diagnosis where the data folder has one. Similarity is the cosine
 vectors, the dot product of the normalised ones, in [-1, 1] (1 = same direction).
 
 The *similar-cases vote* of a query is the share of malignant images among its k nearest training
-images (``votes``, k = 1..15), a score in [0, 1] whose AUC :mod:`melanet.evaluation.similar_cases`
+images (``votes``, k = 1..15), a score in [0, 1] whose AUC :mod:`melanet.explain.similar_cases`
 sets beside the classifier's (k chosen on the validation split). Nothing here imports TensorFlow;
 ``melanet.explain.retrieval_stage`` extracts the features and writes the files.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from melanet import runs
-from melanet.evaluation import similar_cases
+from melanet.runs import runs
+from melanet.explain import similar_cases
 
 MAX_K = similar_cases.MAX_K  # the vote is measured for k = 1..MAX_K neighbours
 SHOWN = 6  # similar cases the dashboard shows

@@ -6,7 +6,7 @@
   the training images minus the validation split, so no validation or test image is ever in it) as
   L2-normalised float16 GAP features of the run's own classifier, ids, labels, ISIC diagnoses;
 - ``retrieval/votes.csv``: for every validation and test image, the share of malignant images among its
-  k = 1..15 nearest training images (:mod:`melanet.evaluation.similar_cases` chooses k on validation);
+  k = 1..15 nearest training images (:mod:`melanet.explain.similar_cases` chooses k on validation);
 - ``retrieval/retrieval.json``: what the index holds and the vote's figures;
 
 and, for an evaluated run, adds ``similar_cases`` to ``metrics.json`` and regenerates the model card.
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from melanet import layout, lifecycle, runs
+from melanet.runs import layout, lifecycle, runs
 from melanet.data.errors import DataError
-from melanet.evaluation import similar_cases
+from melanet.explain import similar_cases
 from melanet.explain import features, retrieval
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def build_run(run_path: str | Path, *, progress: Progress | None = None) -> dict
         entry.update(n_index=len(index), k=(summary["similar_cases"] or {}).get("k"),
                      test_auc=_rounded((summary["similar_cases"] or {}).get("test_auc")))
     if similar_cases.add_to_metrics(run.path) is not None:
-        from melanet.evaluation import model_card
+        from melanet.reports import model_card
 
         model_card.refresh(run.path)
     return summary

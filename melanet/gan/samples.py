@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from melanet import runs
+from melanet.runs import runs
 
 MIN_CELL_PIXELS = 128  # small demo images are enlarged (nearest neighbour) so people can see them
 GUTTER_PIXELS = 2

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from melanet import config as config_module
-from melanet import layout, lifecycle, runs
+from melanet.runs import layout, lifecycle, runs
 from melanet.data import errors as data_errors
 from melanet.data import prepare
 

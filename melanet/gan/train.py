@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from melanet import config as config_module
-from melanet import distribute, lifecycle, runs
+from melanet.runs import distribute, lifecycle, runs
 from melanet.data import disk_images
 from melanet.gan import dataset, masking, model, samples
 

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from melanet import layout, lifecycle, runs, stages
+from melanet.runs import layout, lifecycle, runs, stages
 from melanet.data import errors as data_errors, sources
 from melanet.studies import study as study_module
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 

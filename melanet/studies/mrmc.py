@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from melanet.common import formatting
 from melanet.data import errors as data_errors
 from melanet.evaluation import delong
 
@@ -65,15 +66,6 @@ class Table:
     cases: tuple[str, ...]
     truth: np.ndarray
     ratings: np.ndarray
-
-
-def format_p(p_value: float | None, digits: int = 3) -> str:
-    """A p-value as a person should read it: "p = 0.0517", "p < 0.001" (never "p = 0.000"), "p = n/a"."""
-    if p_value is None or not math.isfinite(p_value):
-        return "p = n/a"
-    if p_value < 0.001:
-        return "p < 0.001"
-    return f"p = {p_value:.{digits}g}" if p_value < 0.1 else f"p = {p_value:.{digits}f}".rstrip("0").rstrip(".")
 
 
 def table_from_rows(rows: Sequence[dict[str, Any]], treatments: Sequence[str] | None = None,
@@ -305,8 +297,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
                      f"{single['ci_high']:.4f}, df {single['df']:.2f})")
     lines.append(f"random readers and cases: {first} - {second} = {result['difference']:.4f} "
                  f"(SE {result['se']:.4f}, 95% CI {result['ci_low']:.4f} to {result['ci_high']:.4f}), "
-                 f"F = {result['F']:.3f} on 1 and {result['ddf']:.2f} df, {format_p(result['p'])}")
+                 f"F = {result['F']:.3f} on 1 and {result['ddf']:.2f} df, {formatting.p_value(result['p'])}")
     fixed = result["fixed_readers"]
-    lines.append(f"fixed readers: chi2 = {fixed['chi2']:.3f} (1 df), {format_p(fixed['p'])}, "
+    lines.append(f"fixed readers: chi2 = {fixed['chi2']:.3f} (1 df), {formatting.p_value(fixed['p'])}, "
                  f"95% CI {fixed['ci_low']:.4f} to {fixed['ci_high']:.4f}")
     return lines

@@ -5,7 +5,7 @@ unaided/aided, ``decision`` benign/malignant, ``confidence`` 1-5, ``seconds`` sp
 ``answered_at`` ISO time, ``note`` optional free text on one line).
 
 Every answer is saved at once and atomically: under the study's lock, the file is rewritten with the
-new line through a temporary file and ``os.replace`` (``melanet.runs.atomic_write_bytes``), so a
+new line through a temporary file and ``os.replace`` (``melanet.runs.runs.atomic_write_bytes``), so a
 writer killed at any instant leaves either the old file or the new one, never a torn line, and two
 readers answering at the same moment both keep their answer. A (reader, phase, case) is answered
 once: a second answer (a double click, a resubmitted form) keeps the first. A reader sees the aided
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.studies import study as study_module
 from melanet.studies.study import StudyError
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as sklearn_metrics
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.evaluation import delong, metrics
 from melanet.studies import mrmc
 from melanet.studies import responses as responses_module

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 
 STUDY_FILE = "study.json"
 CASES_FILE = "cases.csv"

@@ -10,7 +10,7 @@ refresh and shows in every tab.
 seconds between the launch and the moment the stage takes the run lock (importing TensorFlow takes a
 while), so a second launch in that window is refused too.
 
-Stop sends SIGTERM to the child's process group; ``melanet.lifecycle.stage_session`` turns it into the
+Stop sends SIGTERM to the child's process group; ``melanet.runs.lifecycle.stage_session`` turns it into the
 state ``stopped`` and keeps the last checkpoint, which ``resume`` continues from.
 """
 
@@ -27,14 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from melanet import layout, lifecycle, runs, stages
+from melanet.runs import layout, lifecycle, runs, stages
 
 logger = logging.getLogger(__name__)
 
 JOB_FILE = layout.JOB_FILE
 LOG_FILE = layout.JOB_LOG_FILE
 
-# The stages the dashboard may launch (melanet.stages: verb, --config/--set, --resume).
+# The stages the dashboard may launch (melanet.runs.stages: verb, --config/--set, --resume).
 STAGES: dict[str, stages.Stage] = {name: stages.STAGES[name] for name in stages.LAUNCHABLE_STAGES}
 
 
@@ -178,7 +178,7 @@ def start(
 ) -> int:
     """Launch ``melanet <stage> --run run_dir [--config F] [--set K=V ...]``; returns the pid.
 
-    The folder is checked first (``melanet.lifecycle.check_folder``): another stage's folder or a
+    The folder is checked first (``melanet.runs.lifecycle.check_folder``): another stage's folder or a
     finished run is refused before ``job.json`` or ``job.log`` is written into it.
     """
     arguments = stage_arguments(stage, run_dir, config=config, overrides=overrides,
@@ -298,7 +298,7 @@ def display_state(status: dict[str, Any]) -> str:
 
 def can_resume(status: dict[str, Any]) -> bool:
     """Whether :func:`resume` may continue this run (``status`` from :func:`read_status`): a resumable
-    stage (``melanet.stages``) that stopped, failed or was interrupted, with no process on it."""
+    stage (``melanet.runs.stages``) that stopped, failed or was interrupted, with no process on it."""
     return (step_state(status) is None and display_state(status) in ("stopped", "failed", "interrupted")
             and not status.get("alive") and status.get("stage") in stages.RESUMABLE_STAGES)
 

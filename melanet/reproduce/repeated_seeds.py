@@ -5,9 +5,9 @@ Seeds are ``config.seed + 0 .. N-1``. Layout of the results folder (``docs/run-f
     config.yaml         the configuration every seed starts from (its own seed = the first one)
     status.json         stage 'reproduce-seeds': seeds, scope, one entry per seed
     seed-<S>/           a complete ``melanet reproduce`` results folder with ``seed: S``
-    seeds.md  seeds.csv  seeds.json     the summary (melanet.evaluation.seeds)
+    seeds.md  seeds.csv  seeds.json     the summary (melanet.reproduce.reproduction.seeds_summary)
 
-Each seed runs through :func:`melanet.reproduce.reproduce`, so a finished seed is skipped and an
+Each seed runs through :func:`melanet.reproduce.reproduction.reproduce`, so a finished seed is skipped and an
 interrupted one resumes from its checkpoints; running the same command again continues.
 With ``scope="classifiers"`` only the first seed trains a GAN; every later seed's classifiers use it
 (the classifiers' seeds differ; the summary table says which GAN each seed used).
@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, lifecycle, reproduce, runs
-from melanet.evaluation import compare, seeds
-from melanet.progress import Progress
+from melanet.runs import layout, lifecycle, runs
+from melanet.reproduce import reproduction
+from melanet.evaluation import compare
+from melanet.reproduce import seeds_summary
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def _prepare(
 ) -> tuple[runs.Run, config_module.Config, int, str]:
     if count is not None and count < 1:
         raise config_module.ConfigError(f"--seeds must be >= 1, got {count}")  # before the folder is made
-    run, config = reproduce.prepare_results(results, config, resume=resume, stage=STAGE)
+    run, config = reproduction.prepare_results(results, config, resume=resume, stage=STAGE)
     status = run.status()
     count = count if count is not None else status.get("seeds")
     scope = scope if scope is not None else status.get("scope", "all")
@@ -77,7 +79,7 @@ def _seed_config(
     if scope != "classifiers":
         return seeded, None
     seeded = dataclasses.replace(seeded, data=dataclasses.replace(config.data, split_seed=values[0]))
-    shared_gan = (seeds.seed_folder(results, values[0]) / reproduce.GAN_FOLDER).resolve() if index > 0 else None
+    shared_gan = (seeds_summary.seed_folder(results, values[0]) / reproduction.GAN_FOLDER).resolve() if index > 0 else None
     return seeded, shared_gan
 
 
@@ -100,10 +102,10 @@ def reproduce_seeds(
     run, config, count, scope = _prepare(Path(results), config, count, scope, resume)
     results = run.path
     values = seed_values(config, count)
-    states = {seed: "done" if seed_is_finished(seeds.seed_folder(results, seed)) else "pending" for seed in values}
+    states = {seed: "done" if seed_is_finished(seeds_summary.seed_folder(results, seed)) else "pending" for seed in values}
 
     def entries() -> list[dict[str, Any]]:
-        return [{"seed": seed, "run": seeds.seed_folder(results, seed).name, "state": states[seed]} for seed in values]
+        return [{"seed": seed, "run": seeds_summary.seed_folder(results, seed).name, "state": states[seed]} for seed in values]
 
     with lifecycle.stage_session(run, STAGE):
         run.update_status(seeds=count, scope=scope, seed_values=values, runs=entries())
@@ -119,7 +121,7 @@ def reproduce_seeds(
                 progress(index, count, message)
             seed_config, shared_gan = _seed_config(results, config, values, index, scope)
             try:
-                reproduce.reproduce(seeds.seed_folder(results, seed), seed_config, child_options=child_options,
+                reproduction.reproduce(seeds_summary.seed_folder(results, seed), seed_config, child_options=child_options,
                                     program=program, shared_gan=shared_gan)
             except BaseException as error:
                 stopped = isinstance(error, (lifecycle.StopRequested, KeyboardInterrupt))
@@ -128,7 +130,7 @@ def reproduce_seeds(
                 raise
             states[seed] = "done"
             run.update_status(progress=round((index + 1) / count, 4), runs=entries())
-        summary = seeds.summarize_folder(results)
+        summary = seeds_summary.summarize_folder(results)
         run.update_status(step=count, steps=count, progress=1.0, message="seeds summary written", runs=entries())
         if progress is not None:
             progress(count, count, "done")

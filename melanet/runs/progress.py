@@ -2,7 +2,7 @@
 
 ``progress(done, total, message)``: ``done`` of ``total`` units (images, batches, stages) finished,
 ``message`` a short note for people. The CLI passes a tqdm bar (``melanet.cli.common.progress_bar``),
-training stages also write progress to ``status.json`` (``melanet.lifecycle.EpochReporter``), and
+training stages also write progress to ``status.json`` (``melanet.runs.lifecycle.EpochReporter``), and
 ``None`` means nobody is watching.
 """
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 import keras
 import tensorflow as tf
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.config import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""``melanet audit-shortcuts``: the shortcut audit of a classifier run (``melanet.explain.shortcuts``).
+"""``melanet audit-shortcuts``: the shortcut audit of a classifier run (``melanet.audits.shortcuts``).
 
 Reads the run's model and the test split of its own data folder (or, with ``--data DIR``, of another
 data folder), predicts each image as the run's evaluation does (``evaluation.tta`` included), then on
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from melanet import layout, lifecycle, runs
-from melanet.explain import shortcuts
+from melanet.runs import layout, lifecycle, runs
+from melanet.audits import shortcuts
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def audit_run(run_path: str | Path, *, data_root: str | Path | None = None,
                      background_only_auc=_rounded(summary["background_only"]["auc"]),
                      lesion_only_auc=_rounded(summary["lesion_only"]["auc"]))
     if data_root is None:
-        from melanet.evaluation import model_card
+        from melanet.reports import model_card
 
         model_card.refresh(run.path)  # the card quotes the audit of the run's own test images
     return path

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import children, layout, lifecycle, runs, stages
+from melanet.runs import children, layout, lifecycle, runs, stages
 from melanet.evaluation import compare, paired
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 

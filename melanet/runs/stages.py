@@ -1,7 +1,7 @@
 """The stage registry: every pipeline stage and step, its CLI verb, inputs, resume rule and choices.
 
 One entry per verb that works on a run folder. The CLI (``melanet.cli``), the job launcher
-(``melanet.jobs``), the reproduction (``melanet.reproduce``), the lifecycle's folder check and the
+(``melanet.runs.jobs``), the reproduction (``melanet.reproduce.reproduction``), the lifecycle's folder check and the
 dashboard's Train page read this table; a new stage (an audit, a reader study) is one new entry here
 plus its CLI verb. ``tests/test_stages.py`` walks the table against the CLI parser, ``jobs`` and the
 Train page.
@@ -27,7 +27,7 @@ import dataclasses
 import typing
 from typing import Literal
 
-from melanet import layout
+from melanet.runs import layout
 
 # -- choices ----------------------------------------------------------------------------------------
 TrainingSet = Literal["original", "augment5x", "augment10x", "synthetic"]
@@ -123,7 +123,7 @@ class Stage:
     configurable: bool = False  # takes --config / --set
     resumable: bool = False  # takes --resume RUN (continue from the last checkpoint)
     resume_overridable: tuple[str, ...] = ()
-    launchable: bool = True  # the dashboard may start it through melanet.jobs
+    launchable: bool = True  # the dashboard may start it through melanet.runs.jobs
     status_key: str | None = None  # a step's own entry in the run's status.json
     finished_file: str | None = None
     continues_own_folder: bool = False  # a fresh start on its own folder continues it (reproduce)

@@ -13,7 +13,7 @@ probability callable, so they run without TensorFlow:
 
 Images whose mask fails (empty, or covering under 0.5 % or over 95 % of the non-padding content) are
 listed in ``mask_failures`` and left out of both masked AUCs (``n_masked`` says how many were used).
-The stage that loads a run's model and writes ``shortcuts.json`` is ``melanet.explain.shortcut_stage``;
+The stage that loads a run's model and writes ``shortcuts.json`` is ``melanet.audits.shortcut_stage``;
 the synthesis audit (``run_audit``) lives beside it in ``melanet.explain``.
 """
 
@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 from scipy import stats
 
+from melanet.common import formatting
 from melanet.evaluation import delong
 from melanet.data import lesion_mask
-from melanet.studies import mrmc
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -184,7 +184,7 @@ def summary_sentence(summary: dict[str, Any]) -> str:
         sentence = (f"This model keeps AUC {_figure(background)} with the lesion painted over in the skin's colour "
                     "(background only; the patch keeps the lesion's outline and size): it also reads the surroundings.")
     if lesion.get("auc") is not None:
-        sentence += f" On the lesion alone: AUC {_figure(lesion)} ({mrmc.format_p(lesion['p'])} against the full image)."
+        sentence += f" On the lesion alone: AUC {_figure(lesion)} ({formatting.p_value(lesion['p'])} against the full image)."
     return sentence
 
 
@@ -195,7 +195,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         if figures["auc"] is None:
             return f"{name.replace('_', ' ')}: n/a (too few usable masks)"
         return (f"{name.replace('_', ' ')}: AUC {_figure(figures)} "
-                f"(delta {figures['delta']:+.2f}, {mrmc.format_p(figures['p'])})")
+                f"(delta {figures['delta']:+.2f}, {formatting.p_value(figures['p'])})")
 
     lines = [f"full: AUC {_figure(summary['full'])} on {summary['n']} images ({summary['n_malignant']} malignant)",
              f"{view('lesion_only')}; {view('background_only')} "

@@ -9,7 +9,7 @@ survives ``exec``. Elsewhere ``tie_to_parent`` does nothing and children may out
   ``end_with(owner)`` when they start: they hold nothing worth saving, and their parent may be a
   multiprocessing forkserver, which outlives a killed owner.
 
-Jobs started by the dashboard (``melanet.jobs``) are detached on purpose and are not tied.
+Jobs started by the dashboard (``melanet.runs.jobs``) are detached on purpose and are not tied.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from melanet.common import formatting
 from melanet import config as config_module
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.evaluation import compare, paired
 
 logger = logging.getLogger(__name__)
@@ -214,14 +215,6 @@ def _scope(gan_seeds: Sequence[int | None]) -> str:
     return "mixed or unknown GAN seeds (see gan_seeds)"
 
 
-def _number(value: Any, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _p(value: Any) -> str:
-    return "n/a" if value is None else "<0.001" if value < 0.001 else f"{value:.3f}"
-
-
 def to_markdown(summary: dict[str, Any]) -> str:
     """Two tables: the spread over seeds per method, then each seed's AUCs and MelaNet's paired p-values."""
     seeds = summary["seeds"]
@@ -235,8 +228,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
         cells = [method["method"]]
         for figure in FIGURES:
             stats = method[figure]
-            text = f"{_number(stats['mean'])} ± {_number(stats['sd'])}"
-            cells += [text, _number(stats["min"]), _number(stats["max"])] if figure == "auc" else [text]
+            text = f"{formatting.number(stats['mean'])} ± {formatting.number(stats['sd'])}"
+            cells += [text, formatting.number(stats["min"]), formatting.number(stats["max"])] if figure == "auc" else [text]
         cells.append(f"{method['wins']} of {len(seeds)}")
         lines.append("| " + " | ".join(cells) + " |")
     baselines = [name for name in compare.REPRODUCE_ORDER if name != summary["reference"]]
@@ -247,11 +240,11 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for entry in summary["per_seed"]:
         cells = [str(entry["seed"])]
         for name in compare.REPRODUCE_ORDER:
-            text = _number(entry["methods"][name]["auc"])
+            text = formatting.number(entry["methods"][name]["auc"])
             cells.append(f"**{text}**" if name in entry["winners"] else text)
         for name in baselines:
             test = entry["melanet_vs"][name]
-            cells.append(f"{test['delta_auc']:+.3f}, {_p(test['p'])} ({_p(test['p_holm'])})")
+            cells.append(f"{test['delta_auc']:+.3f}, {formatting.p_cell(test['p'])} ({formatting.p_cell(test['p_holm'])})")
         lines.append("| " + " | ".join(cells) + " |")
     pooled = summary.get("pooled_vs_melanet") or {}
     if pooled:
@@ -261,7 +254,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
             if name in pooled:
                 test = pooled[name]
                 lines.append(f"| {names[name]} | {test['mean_delta_auc']:+.3f} [{test['ci_low']:+.3f}, "
-                             f"{test['ci_high']:+.3f}] | {_p(test['p'])} |")
+                             f"{test['ci_high']:+.3f}] | {formatting.p_cell(test['p'])} |")
     lines += ["", summary["notes"], ""]
     return "\n".join(lines)
 

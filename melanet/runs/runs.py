@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from melanet import config as config_module
-from melanet import layout, stages
+from melanet.runs import layout, stages
 
-# File names live in melanet.layout (the run-folder contract); these aliases keep old imports working.
+# File names live in melanet.runs.layout (the run-folder contract); these aliases keep old imports working.
 CONFIG_FILE = layout.CONFIG_FILE
 STATUS_FILE = layout.STATUS_FILE
 HISTORY_FILE = layout.HISTORY_FILE
@@ -255,7 +255,7 @@ class Run:
 
     @property
     def files(self) -> layout.RunLayout:
-        """Every file of the run folder as a path (``melanet.layout.RunLayout``)."""
+        """Every file of the run folder as a path (``melanet.runs.layout.RunLayout``)."""
         return layout.RunLayout(self.path)
 
     @property

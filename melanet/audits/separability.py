@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from melanet import layout
+from melanet.runs import layout
 
 FOLDS = 5
 REGULARISATION_C = 0.1  # strong L2: feature dimensions (512) exceed the images per group in the demo

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 from melanet.data.errors import DataError
 from melanet.evaluation import delong, metrics
 

@@ -7,7 +7,7 @@ read):
 - features: the GAP features of the frozen backbone named by the run's ``classifier`` config
   (e.g. ``hed``: VGG16 edge-detector convolutions, not ImageNet), and, with ``--classifier RUN``,
   those of that trained classifier;
-- in each feature space, KID (``melanet.explain.audit``) of synthetic vs real malignant, and of
+- in each feature space, KID (``melanet.audits.synthesis_measures``) of synthetic vs real malignant, and of
   real benign vs real malignant as the yardstick (how far apart the two real classes are), each
   with a subset-bootstrap interval;
 - memorisation: each synthetic image's nearest real malignant training image, against each real
@@ -17,11 +17,11 @@ read):
   same probe's AUC on real benign vs real malignant as its yardstick (how far apart the two real
   classes are in those features);
 - an independent pixel probe: the same probe on hand-made pixel features
-  (``melanet.explain.pixel_features``: colour, gradient and spectrum statistics, no network), with
+  (``melanet.audits.pixel_features``: colour, gradient and spectrum statistics, no network), with
   its own real-benign-vs-real-malignant yardstick.
 
 Writes ``audit/audit.json``, ``audit/realism.csv`` and ``audit/nearest.csv`` into the run
-(``melanet.explain.audit_files``) and keeps an ``audit`` entry in its ``status.json``.
+(``melanet.runs.audit_files``) and keeps an ``audit`` entry in its ``status.json``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from melanet import layout, lifecycle, runs
-from melanet.explain import audit, audit_files, features
+from melanet.runs import layout, lifecycle, runs
+from melanet.audits import synthesis_measures
+from melanet.runs import audit_files
+from melanet.explain import features
 
 logger = logging.getLogger(__name__)
 
@@ -106,17 +108,17 @@ def audit_space(groups: tuple[np.ndarray, np.ndarray, np.ndarray], malignant_ids
     summaries, in scaled units, and the share of synthetic images closer to a real one than the
     closest 5 % of real-to-real pairs) and the nearest rows.
     """
-    scale = audit.feature_scale(np.concatenate([groups[0], groups[1]]))
+    scale = synthesis_measures.feature_scale(np.concatenate([groups[0], groups[1]]))
     benign, malignant, synthetic = (group / scale for group in groups)
     kid = {
-        "synthetic_vs_real_malignant": audit.kernel_inception_distance(synthetic, malignant, seed=seed),
-        "real_benign_vs_real_malignant": audit.kernel_inception_distance(benign, malignant, seed=seed),
+        "synthetic_vs_real_malignant": synthesis_measures.kernel_inception_distance(synthetic, malignant, seed=seed),
+        "real_benign_vs_real_malignant": synthesis_measures.kernel_inception_distance(benign, malignant, seed=seed),
     }
-    synthetic_index, synthetic_distance = audit.nearest_neighbours(synthetic, malignant)
-    real_index, real_distance = audit.nearest_neighbours(malignant, malignant, exclude_self=True)
-    real_summary = audit.distance_summary(real_distance)
+    synthetic_index, synthetic_distance = synthesis_measures.nearest_neighbours(synthetic, malignant)
+    real_index, real_distance = synthesis_measures.nearest_neighbours(malignant, malignant, exclude_self=True)
+    real_summary = synthesis_measures.distance_summary(real_distance)
     memorisation = {
-        "synthetic_to_real": audit.distance_summary(synthetic_distance),
+        "synthetic_to_real": synthesis_measures.distance_summary(synthetic_distance),
         "real_to_real": real_summary,
         "share_closer_than_real_q05": float(np.mean(synthetic_distance < real_summary["q05"])),
         "dimensions": int(malignant.shape[1]),
@@ -132,7 +134,7 @@ def realism_table(synthetic: np.ndarray, real: np.ndarray, synthetic_ids: list[s
                   manifest: dict[str, dict[str, str]], *, seed: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``realism.csv`` rows, most realistic first (rank 1), and the probe summary."""
     sources = [manifest[image]["source_id"] for image in synthetic_ids]
-    scores, probe = audit.realism_scores(synthetic, real, sources, real_ids, seed=seed)
+    scores, probe = synthesis_measures.realism_scores(synthetic, real, sources, real_ids, seed=seed)
     order = sorted(range(len(synthetic_ids)), key=lambda position: (-scores[position], position))
     rows = [{"synthetic_id": synthetic_ids[position], "source_id": sources[position],
              "path": manifest[synthetic_ids[position]]["path"], "realism": float(scores[position]), "rank": rank}
@@ -147,7 +149,7 @@ def space_probes(groups: tuple[np.ndarray, np.ndarray, np.ndarray], benign_ids: 
     these very training images, the yardstick is near 1 too; the frozen backbone's are the fairer reading."""
     benign, malignant, synthetic = groups
     sources = [manifest[image]["source_id"] for image in synthetic_ids]
-    _, probe = audit.realism_scores(synthetic, malignant, sources, malignant_ids, seed=seed)
+    _, probe = synthesis_measures.realism_scores(synthetic, malignant, sources, malignant_ids, seed=seed)
     return {"synthetic_vs_real_malignant": probe["auc"],
             "real_benign_vs_real_malignant": class_probe(benign, malignant, benign_ids, malignant_ids, seed=seed)["auc"]}
 
@@ -159,7 +161,7 @@ def class_probe(benign: np.ndarray, malignant: np.ndarray, benign_ids: list[str]
     The same grouped, cross-validated logistic probe as ``audit.realism_scores`` (each image its own
     group), so a synthetic-vs-real AUC can be read against how far apart the two real classes are.
     """
-    _, summary = audit.realism_scores(benign, malignant, benign_ids, malignant_ids, seed=seed)
+    _, summary = synthesis_measures.realism_scores(benign, malignant, benign_ids, malignant_ids, seed=seed)
     return {"auc": summary["auc"], "n_benign": len(benign_ids), "n_malignant": len(malignant_ids),
             "folds": summary["folds"]}
 
@@ -168,7 +170,7 @@ def pixel_probes(image_sets, manifest: dict[str, dict[str, str]], *, seed: int,
                  progress: Progress | None = None) -> dict[str, Any]:
     """``pixel_probe`` (synthetic vs real malignant) and ``pixel_yardstick`` (real benign vs real malignant)
     on ``pixel_features`` of the (real benign, real malignant, synthetic) ``ImageSet``s."""
-    from melanet.explain import pixel_features
+    from melanet.audits import pixel_features
 
     benign, malignant, synthetic = (
         pixel_features.pixel_features(image_set.images, progress=progress, message=f"pixel features ({label})")
@@ -176,7 +178,7 @@ def pixel_probes(image_sets, manifest: dict[str, dict[str, str]], *, seed: int,
     )
     real_benign, real_malignant, synthetic_set = image_sets
     sources = [manifest[image]["source_id"] for image in synthetic_set.ids]
-    _, probe = audit.realism_scores(synthetic, malignant, sources, real_malignant.ids, seed=seed)
+    _, probe = synthesis_measures.realism_scores(synthetic, malignant, sources, real_malignant.ids, seed=seed)
     return {"pixel_probe": {**probe, "features": pixel_features.PIXEL_FEATURES_DESCRIPTION,
                             "dimensions": int(malignant.shape[1])},
             "pixel_yardstick": class_probe(benign, malignant, real_benign.ids, real_malignant.ids, seed=seed)}

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet import layout, lifecycle, runs
-from melanet.evaluation import evaluate, leakage, model_card, similar_cases, uncertainty
+from melanet.runs import layout, lifecycle, runs
+from melanet.evaluation import evaluate, uncertainty
+from melanet.audits import leakage
+from melanet.reports import model_card
+from melanet.explain import similar_cases
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from melanet import layout, runs, stages
-from melanet.progress import Progress
+from melanet.runs import layout, runs, stages
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""Reading and writing the synthesis audit's files in a stage-1 run (names in ``melanet.layout``).
+"""Reading and writing the synthesis audit's files in a stage-1 run (names in ``melanet.runs.layout``).
 
-- ``audit/audit.json``: the summary (see ``melanet.explain.run_audit``);
+- ``audit/audit.json``: the summary (see ``melanet.audits.synthesis_stage``);
 - ``audit/realism.csv``: ``synthetic_id, source_id, path, realism, rank`` (rank 1 = most realistic);
 - ``audit/nearest.csv``: ``features, kind, image, nearest_id, distance``: for every synthetic image
   (kind ``synthetic``) and every real malignant training image (kind ``real``) its nearest real
@@ -13,7 +13,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from melanet import layout, runs
+from melanet.runs import layout, runs
 
 REALISM_COLUMNS = ("synthetic_id", "source_id", "path", "realism", "rank")
 NEAREST_COLUMNS = ("features", "kind", "image", "nearest_id", "distance")

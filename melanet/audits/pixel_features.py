@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 PROGRESS_EVERY = 64  # images between progress calls
 HISTOGRAM_BINS = 16

@@ -1,7 +1,7 @@
 """The statistics of the synthesis audit: KID, nearest neighbours, and a per-image realism score.
 
 All functions work on feature vectors, (N, C) float arrays (GAP features of a classifier or of a
-frozen backbone); ``melanet.explain.run_audit`` computes those and writes the results.
+frozen backbone); ``melanet.audits.synthesis_stage`` computes those and writes the results.
 
 - **KID** (Binkowski et al. 2018): the unbiased estimate of the squared maximum mean discrepancy
   with the cubic polynomial kernel ``k(x, y) = (x . y / C + 1)^3``. 0 when the two sets come from
@@ -14,7 +14,7 @@ frozen backbone); ``melanet.explain.run_audit`` computes those and writes the re
   features), read against every real image's nearest *other* real image: a synthetic image much
   closer to a real one than real images are to each other is a near-copy.
 - **Realism**: the held-out probability that a synthetic image is a real malignant one, from the
-  domain-gap probe (``melanet.explain.separability``: standardised, L2-regularised logistic
+  domain-gap probe (``melanet.audits.separability``: standardised, L2-regularised logistic
   regression) fitted by grouped, stratified k-fold cross-validation. Groups keep every image made
   from one benign source in one fold.
 """
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from melanet.explain import separability
+from melanet.audits import separability
 
 SUBSETS = 100
 MAX_SUBSET_SIZE = 1000  # Binkowski et al.'s subset size; smaller sets use half the smaller set

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.data import duplicates
 
 logger = logging.getLogger(__name__)

@@ -18,9 +18,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from melanet.common import formatting
 from melanet import config as config_module
-from melanet import layout, runs, stages
-from melanet.evaluation import compare, evaluate, leakage
+from melanet.runs import layout, runs, stages
+from melanet.evaluation import compare, evaluate
+from melanet.audits import leakage
 
 logger = logging.getLogger(__name__)
 
@@ -46,18 +48,16 @@ def _weights_line(classifier) -> str:
 
 
 def _percent(value: Any) -> str:
-    return MISSING if value is None else f"{100 * value:.1f} %"
+    return formatting.percent(value, unit=" %", missing=MISSING)
 
 
 def _interval(block: dict[str, Any] | None) -> str:
     block = block or {}
-    if block.get("low") is None or block.get("high") is None:
-        return ""
-    return f" [{100 * block['low']:.1f}, {100 * block['high']:.1f}]"
+    return formatting.percent_bounds(block.get("low"), block.get("high"))
 
 
 def _number(value: Any, digits: int = 3) -> str:
-    return MISSING if value is None else f"{value:.{digits}f}"
+    return formatting.number(value, digits, missing=MISSING)
 
 
 def _class_counts(labels: list[int]) -> str:
@@ -299,7 +299,7 @@ def _limit_lines(run_path: Path, report: dict[str, Any], synthetic: bool) -> lis
 
 def _explanation_lines(run_path: Path) -> list[str]:
     """What the lesion-focus and shortcut-audit files of the run say (nothing where they are missing)."""
-    from melanet.explain import shortcuts
+    from melanet.audits import shortcuts
 
     lines = []
     focus_path = run_path / layout.LESION_FOCUS_FILE
