@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from melanet import config as config_module
-from melanet import runs
+from melanet.runs import runs
 from melanet.classifier import cross_validation, predict, train, training_sets
 from melanet.data import folds, prepare
 from melanet.data.prepare import ImageSet
@@ -305,7 +305,7 @@ def test_kill_in_fold_3_of_5_resumes_fold_3_and_keeps_folds_1_and_2(tmp_path: Pa
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not fold_3.file(cross_validation.DONE_FILE).is_file(), "fold 3 finished before the kill"
-    from melanet import lifecycle
+    from melanet.runs import lifecycle
 
     killed_after = lifecycle.latest_checkpoint(fold_3)["epoch"]
     assert 1 <= killed_after < 6

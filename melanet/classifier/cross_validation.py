@@ -32,12 +32,12 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from melanet import layout, lifecycle, runs
+from melanet.runs import layout, lifecycle, runs
 from melanet.classifier import model as model_module
 from melanet.classifier import losses, predict, train, training_sets
 from melanet.config import Config, ConfigError
 from melanet.data import disk_images, folds, splits
-from melanet.progress import Progress
+from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 

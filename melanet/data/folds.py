@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from melanet import runs
+from melanet.runs import runs
 from melanet.config import DataConfig
 from melanet.data import prepare, sources, splits
 from melanet.data.errors import DataError
@@ -40,10 +40,9 @@ def whole_training_part(data_config: DataConfig, *, progress: prepare.Progress |
     full = prepare.load_split(data_config, "train", progress=progress)
     if "validation" in index.splits:
         validation = prepare.load_split(data_config, "validation", progress=progress)
-        from melanet.classifier import training_sets  # the one place that joins two image sets
-
-        full = training_sets.concatenate(full, validation)
-        full = prepare.ImageSet(np.asarray(full.images), full.labels, full.ids, skipped=[])
+        full = prepare.ImageSet(np.concatenate([np.asarray(full.images), np.asarray(validation.images)]),
+                                np.concatenate([full.labels, validation.labels]).astype(np.int64),
+                                [*full.ids, *validation.ids], skipped=[*full.skipped, *validation.skipped])
     return full, splits.training_groups(data_config, full, index)
 
 
