@@ -15,6 +15,7 @@ from melanet.classifier import losses, model as model_module  # noqa: F401  (reg
 
 MODEL_FILE = layout.MODEL_FILE
 ENSEMBLE_FILE = layout.ENSEMBLE_FILE
+ENSEMBLE_STACK_LIMIT = 256  # images x views up to which an ensemble predicts all views of all images in one call
 
 
 class Ensemble:
@@ -213,6 +214,11 @@ def _view_probabilities(model: keras.Model, images: np.ndarray, batch_size: int,
     """(N, V) float64: the malignant probability of each image under each (transpose, axes) view."""
     if len(images) == 0:
         return np.zeros((0, len(views)), dtype=np.float64)
+    if isinstance(model, Ensemble) and len(images) * len(views) <= ENSEMBLE_STACK_LIMIT:
+        # an upload or a few images: every view in one array, so each member runs once, not once per view
+        stacked = np.concatenate([apply_view(np.asarray(images), view) for view in views]).astype(np.float32) / 255.0
+        probabilities = np.asarray(model.predict(stacked, batch_size=batch_size)[:, 1], dtype=np.float64)
+        return probabilities.reshape(len(views), len(images)).T
     columns = [np.asarray(model.predict(scaled_batches(images, batch_size, axes, transpose=transpose), verbose=0)[:, 1],
                           dtype=np.float64) for transpose, axes in views]
     return np.stack(columns, axis=1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+import weakref
+from typing import Any
 
 import keras
 import numpy as np
@@ -149,6 +151,26 @@ class ActivationMapper:
         return normalize_maps(np.maximum(maps, 0.0))
 
 
+_MAPPERS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, str, int], ActivationMapper]]" = weakref.WeakKeyDictionary()
+
+
+def _mapper(model: Any, layer: str, method: str, class_index: int) -> "ActivationMapper":
+    """For a fold ensemble (``melanet.classifier.predict.Ensemble``, loaded and never trained further), one
+    ``ActivationMapper`` per layer, method and class, kept while the ensemble lives: building one clones every
+    member and traces its gradient, which costs more than the maps of one upload (Predict page). Any other
+    model gets a new mapper each call (the clone copies the weights, which training may still change)."""
+    if not hasattr(model, "members"):
+        return ActivationMapper(model, layer=layer, method=method, class_index=class_index)
+    try:
+        per_model = _MAPPERS.setdefault(model, {})
+    except TypeError:  # not weakly referable: build one each time
+        return ActivationMapper(model, layer=layer, method=method, class_index=class_index)
+    key = (layer, method, class_index)
+    if key not in per_model:
+        per_model[key] = ActivationMapper(model, layer=layer, method=method, class_index=class_index)
+    return per_model[key]
+
+
 def compute_maps(
     model: keras.Model,
     images: np.ndarray,
@@ -173,7 +195,7 @@ def compute_maps(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     images = np.asarray(images)
     scaled = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-    mapper = ActivationMapper(model, layer=layer, method=method, class_index=class_index)
+    mapper = _mapper(model, layer, method, class_index)
     total = len(scaled)
     maps = np.zeros(scaled.shape[:3], dtype=np.float32)
     for start in range(0, total, batch_size):
