@@ -220,8 +220,7 @@ class FoldCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         number = epoch + 1
-        probabilities = np.mean([np.asarray(self.trained.predict(_batches(inputs, self.batch_size), verbose=0)[:, 1],
-                                            dtype=np.float64) for inputs in self.held_inputs], axis=0)
+        probabilities = held_out_probabilities(self.trained, self.held_inputs, self.batch_size)
         _append_heldout(self.fold_run.path, number, self.held_ids, self.held_labels, probabilities)
         snapshots = self.fold_run.path / SNAPSHOTS_FOLDER
         snapshots.mkdir(exist_ok=True)
@@ -232,6 +231,19 @@ class FoldCallback(keras.callbacks.Callback):
         values = {"loss": float((logs or {}).get("loss", float("nan"))), "heldout_auc": auc}
         self.reporter.end_epoch(number, values)
         lifecycle.save_checkpoint(self.checkpoint, self.fold_run, number)
+
+
+def held_out_probabilities(trained: keras.Model, view_inputs: list[Any], batch_size: int) -> np.ndarray:
+    """(n,) float64: the mean over the test-time views of ``trained``'s malignant probability of each held-out
+    image; ``view_inputs`` one (n, ...) input per view. Views held in memory go through in one call."""
+    if not any(disk_images.is_on_disk(inputs) for inputs in view_inputs):
+        stacked = np.concatenate([np.asarray(inputs) for inputs in view_inputs])
+        if stacked.dtype == np.uint8:
+            stacked = stacked.astype(np.float32) / 255.0
+        columns = np.asarray(trained.predict(stacked, batch_size=batch_size, verbose=0)[:, 1], dtype=np.float64)
+        return columns.reshape(len(view_inputs), -1).mean(axis=0)
+    return np.mean([np.asarray(trained.predict(_batches(inputs, batch_size), verbose=0)[:, 1], dtype=np.float64)
+                    for inputs in view_inputs], axis=0)
 
 
 def _batches(inputs: Any, batch_size: int) -> tf.data.Dataset:
