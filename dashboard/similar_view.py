@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from melanet.runs import layout, runs
 from melanet.explain import retrieval
+from melanet.runs import layout, runs
 
 from dashboard import ui
 
@@ -17,12 +17,6 @@ COLUMNS = 3
 CAPTION = ("The training images whose features, in this classifier's own global-average-pooled feature space, point "
            "the most the same way as this image's (cosine similarity, 1 = the same direction). They show what the model "
            "treats as alike, not a diagnosis: similar-looking lesions can differ in kind.")
-
-
-@st.cache_resource(show_spinner="Loading the similar-cases index...", max_entries=8)
-def _index(path: str, modified: float) -> retrieval.Index:
-    del modified  # a rebuilt index is a new cache entry
-    return retrieval.Index.load(path)
 
 
 @st.cache_resource(show_spinner="Loading the model (once per process)...", max_entries=4)
@@ -55,23 +49,21 @@ def show(run_path: Path, image: np.ndarray, model=None, k: int = retrieval.SHOWN
     """The ``k`` training images most similar to ``image`` (S, S, 3) uint8, preprocessed as the run's data."""
     from melanet.explain import retrieval_stage
 
-    files = layout.RunLayout(run_path)
     if not has_index(run_path):
         st.caption(f"No similar-cases index in this run: build it with `melanet similar --run {run_path} --build`.")
         return
     try:
-        index = _index(str(files.retrieval_index), files.retrieval_index.stat().st_mtime)
         if model is None:
             model = _model(str(run_path), runs.model_file(run_path).stat().st_mtime)
-        rows = retrieval_stage.similar_images(model, index, image, k)
+        cases = retrieval_stage.most_similar(run_path, image, k, model=model)
     except (runs.RunError, ValueError) as error:
         st.warning(f"No similar cases: {error}")
         return
     columns = st.columns(COLUMNS)
-    for number, row in enumerate(rows):
-        label = "malignant" if row["label"] == 1 else "benign"
-        diagnosis = f", {row['diagnosis']}" if row["diagnosis"] and row["diagnosis"] != label else ""
+    for number, case in enumerate(cases):
+        diagnosis = f", {case.diagnosis}" if case.diagnosis and case.diagnosis != case.label_name else ""
         with columns[number % COLUMNS]:
-            ui.show_image(ui.source_image(run_path, row["image"]),
-                          f"{row['rank']}. {row['image']}: {label}{diagnosis}, similarity {row['similarity']:.3f}")
-    st.caption(CAPTION + (" " + vote_caption(run_path) if vote_caption(run_path) else ""))
+            ui.show_image(case.file, f"{case.rank}. {case.image}: {case.label_name}{diagnosis}, "
+                                     f"similarity {case.similarity:.3f}")
+    caption = vote_caption(run_path)
+    st.caption(CAPTION + (" " + caption if caption else ""))

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from melanet.runs import stages  # the choices (Literal types) and the stage registry
+from melanet.common import choices, training_sets
 
 
 RESIZE_MODES = ("pad", "stretch", "crop")  # how a non-square image becomes square (data.resize)
@@ -89,7 +89,7 @@ class ClassifierConfig:
     epochs: int = 100
     batch_size: int = 16
     # "vgg16" (paper) | "vgg16-narrow" (tests) | "efficientnet-lite0/1/2" (ImageNet weights offline; CPU demo)
-    backbone: stages.Backbone = "vgg16"
+    backbone: choices.Backbone = "vgg16"
     width: float = 1.0  # filter multiplier for "vgg16-narrow"
     # "" = all layers trainable (paper); a layer name freezes the layers before it (e.g. "block5_conv3",
     # "block6a_expand_conv"); "global_average_pooling" trains the head only
@@ -98,13 +98,13 @@ class ClassifierConfig:
     # edge-detector weights, NOT ImageNet) | "none" | a path (.h5 for VGG16, .pth for EfficientNet-Lite)
     weights: str = "imagenet"
     preprocessing: str = ""  # "" = the backbone's own input scaling | "mean-std" (ImageNet mean/std)
-    optimizer: stages.Optimizer = "adadelta"  # "adadelta" (paper) | "adam"
+    optimizer: choices.Optimizer = "adadelta"  # "adadelta" (paper) | "adam"
     learning_rate: float = 1e-3
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
-    class_weight: stages.ClassWeight = "balanced"  # "balanced" class weights on top of focal loss | "none" (authors' code in effect)
-    focal_alpha_mode: stages.FocalAlphaMode = "paper"  # "paper": alpha / 1 - alpha per class | "authors": alpha cancels
-    training_set: stages.TrainingSet = "original"  # "original" | "augment5x" | "augment10x" | "synthetic"
+    class_weight: choices.ClassWeight = "balanced"  # "balanced" class weights on top of focal loss | "none" (authors' code in effect)
+    focal_alpha_mode: choices.FocalAlphaMode = "paper"  # "paper": alpha / 1 - alpha per class | "authors": alpha cancels
+    training_set: training_sets.TrainingSetKey = training_sets.BASELINE  # a key of melanet.common.training_sets ("original" reads as "baseline")
     gan_run: str = ""  # stage-1 run folder whose synthesized lesions feed "synthetic"
     synthetic_keep: str = "all"  # "all" | "top_fraction=F": the most realistic share (audit/realism.csv)
     reduce_lr_patience: int = 5
@@ -131,7 +131,7 @@ class EvaluationConfig:
     bootstrap_samples: int = 2000
     confidence: float = 0.95
     tta: str = "none"  # "none" | "flips" (the 4 flips) | "dihedral" (the 8 flips and 90-degree rotations): mean probability
-    calibration: stages.Calibration = "temperature"  # "none" | "temperature" | "platt", fitted on validation only
+    calibration: choices.Calibration = "temperature"  # "none" | "temperature" | "platt", fitted on validation only
     prevalence: float = 75 / 379  # PPV/NPV also reported at this prevalence (ISIC-2016 test set: 75 of 379)
     # triage operating points, chosen on the validation split (melanet.evaluation.operating_points)
     rule_out_sensitivity: float = 0.95  # rule-out: highest threshold keeping this validation sensitivity
@@ -146,7 +146,7 @@ class ExplainConfig:
     """Grad-CAM and UMAP."""
 
     layer: str = ""  # Grad-CAM layer; "" = the backbone's (block5_conv3 for VGG16; see classifier/backbones.py)
-    method: stages.GradCamMethod = "gradcam"  # "gradcam" | "gradcam++" | "scorecam"
+    method: choices.GradCamMethod = "gradcam"  # "gradcam" | "gradcam++" | "scorecam"
     outcomes: str = "all"  # which outcomes to explain: comma list of tp,fp,tn,fn or "all" (YAML key was "which")
     opacity: float = 0.5
     umap_neighbors: int = 15
@@ -160,7 +160,7 @@ class Config:
     seed: int = 42
     # "none" | "mirrored" (tf.distribute.MirroredStrategy on all GPUs) | "multi_worker" (every machine of
     # TF_CONFIG, tf.distribute.MultiWorkerMirroredStrategy; see melanet.runs.distribute)
-    distribute: stages.Distribute = "none"
+    distribute: choices.Distribute = "none"
     mixed_precision: bool = False
     data: DataConfig = DataConfig()
     gan: GanConfig = GanConfig()
@@ -174,9 +174,10 @@ RENAMED_KEYS = {"explain.which": "explain.outcomes"}
 # Values replaced since run folders were first written (classifier.class_weight was true/false).
 REPLACED_VALUES: dict[str, dict[Any, str]] = {
     "classifier.class_weight": {True: "balanced", False: "none", "true": "balanced", "false": "none"},
+    "classifier.training_set": dict(training_sets.ALIASES),  # "original" -> "baseline"
 }
 
-# Choices of plain ``str`` fields; fields typed as a ``Literal`` (melanet.runs.stages) carry their own.
+# Choices of plain ``str`` fields; fields typed as a ``Literal`` (melanet.common) carry their own.
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.color_constancy": COLOR_CONSTANCY_METHODS,
     "evaluation.tta": TTA_MODES,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from melanet.common import formatting
-from melanet.runs import layout, stages
+from melanet.common import choices, formatting
+from melanet.runs import layout
 from melanet.explain import overlay as overlay_module
 from melanet.audits import shortcuts
 
@@ -144,8 +144,8 @@ index = _index(entry)
 if index.empty:
     st.warning(f"{entry.label}: explain/index.csv is empty or malformed.")
     st.stop()
-present = [outcome for outcome in stages.OUTCOMES if outcome in set(index["outcome"])]
-outcomes = st.multiselect("Outcome", list(stages.OUTCOMES), default=present[:2] or present,
+present = [outcome for outcome in choices.OUTCOMES if outcome in set(index["outcome"])]
+outcomes = st.multiselect("Outcome", list(choices.OUTCOMES), default=present[:2] or present,
                           format_func=OUTCOME_NAMES.get, key="gradcam_outcomes")
 filtered = index[index["outcome"].isin(outcomes)]
 if filtered.empty:

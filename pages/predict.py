@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from melanet.common import training_sets
 from melanet.runs import runs
 from melanet.data import errors as data_errors
 from melanet.data import preprocess
@@ -45,11 +46,14 @@ def _model(run_path: str, modified: float):
     return predict.load_model(run_path)
 
 
+MELANET_FOLDER = training_sets.REGISTRY[training_sets.SYNTHETIC].folder  # the run preferred when shown
+
+
 def _decision(probability: float, threshold: float) -> str:
     return "malignant" if metrics_module.predicted_malignant(probability, threshold) else "benign"
 
 
-preferred = next((index for index, entry in enumerate(classifiers) if entry.path.name == "melanet"), 0)
+preferred = next((index for index, entry in enumerate(classifiers) if entry.path.name == MELANET_FOLDER), 0)
 entry = ui.pick_run(classifiers, "Classifier run", key="predict_run", index=preferred)
 uploaded = st.file_uploader("Dermoscopy image (JPEG or PNG)", type=list(EXTENSIONS), key="predict_upload",
                             max_upload_size=MAX_UPLOAD_MB)

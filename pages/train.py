@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from melanet.common import training_sets
 from melanet import config as config_module
 from melanet.runs import jobs, layout, runs, stages
 
@@ -125,8 +126,8 @@ def classifier_form() -> None:
         name = st.text_input("Classifier run name", value=_default_name("classifier"), key="classifier_name",
                              help="a folder under the runs folder: letters, digits, '-', '_', '.'")
         slots["name"] = st.empty()
-        training_set = st.radio("Training set", list(stages.TRAINING_SETS),
-                                format_func=stages.TRAINING_SET_DESCRIPTIONS.get, key="classifier_training_set")
+        training_set = st.radio("Training set", list(training_sets.KEYS),
+                                format_func=lambda key: training_sets.get(key).holds, key="classifier_training_set")
         sources = discovery.with_file(entries, layout.SYNTHETIC_MANIFEST_FILE)
         gan_labels = ["(none)"] + [entry.label for entry in sources]
         gan_label = st.selectbox("GAN run with synthetic lesions (for the MelaNet training set)", gan_labels,
@@ -144,7 +145,7 @@ def classifier_form() -> None:
         if st.form_submit_button("Launch classifier training", type="primary"):
             overrides = [f"classifier.training_set={training_set}", f"classifier.epochs={epochs}",
                          f"classifier.batch_size={batch}"]
-            needs_gan = training_set == stages.SYNTHETIC_TRAINING_SET
+            needs_gan = training_set == training_sets.SYNTHETIC
             if needs_gan and gan_label != "(none)":
                 overrides.append(f"classifier.gan_run={sources[gan_labels.index(gan_label) - 1].path}")
             reasons = {"name": form_checks.run_name(discovery.runs_dir(), name),

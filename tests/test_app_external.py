@@ -13,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from challenge_layouts import build_isic2018, build_isic2019, build_isic2020
 from melanet.runs import layout
-from melanet.evaluation import evaluate, external
+from melanet.evaluation import external
+from melanet.reports import evaluate_stage
 from test_evaluation_evaluate import TEST_LEVELS, write_folder_dataset
 from test_evaluation_external import make_run
 
@@ -43,7 +44,7 @@ def open_page(data_text: str = "") -> AppTest:
 def evaluated_run(tmp_path: Path) -> Path:
     write_folder_dataset(tmp_path / "own", TEST_LEVELS, seed=0)
     run = make_run(tmp_path, tmp_path / "own")
-    evaluate.evaluate_run(run)
+    evaluate_stage.evaluate_run(run)
     return run
 
 
@@ -58,7 +59,7 @@ def test_no_evaluated_run_says_what_to_do(environment: Path) -> None:
 
 def test_rows_and_roc_curves_of_the_own_and_external_evaluations(environment: Path) -> None:
     run = evaluated_run(environment)
-    evaluate.evaluate_run(run, data_root=build_isic2020(environment / "isic2020"))
+    evaluate_stage.evaluate_run(run, data_root=build_isic2020(environment / "isic2020"))
     app = open_page(str(environment / "isic2018-not-yet"))
     assert "not a data folder" in _texts(app, "error") or "not found" in _texts(app, "error")
     assert app.button(key="external_launch").disabled
@@ -81,7 +82,7 @@ def test_subgroups_show_as_a_forest_plot(environment: Path) -> None:
     run = evaluated_run(environment)
     app = open_page()
     assert "No subgroup figures" in _texts(app, "caption")  # plain folders hold labels only
-    evaluate.evaluate_run(run, data_root=build_isic2019(environment / "isic2019"))
+    evaluate_stage.evaluate_run(run, data_root=build_isic2019(environment / "isic2019"))
     summary = json.loads((run / "external" / "isic2019" / layout.SUBGROUPS_FILE).read_text())
     app = open_page()
     charts = [chart.proto.spec for chart in app.get("plotly_chart")]

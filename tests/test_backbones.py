@@ -14,8 +14,9 @@ import keras
 import numpy as np
 import pytest
 
+from melanet.common import choices, training_sets
 from melanet import config as config_module
-from melanet.runs import lifecycle, runs, stages
+from melanet.runs import lifecycle, runs
 from melanet.classifier import backbones, compact
 from melanet.classifier import model as model_module
 
@@ -24,11 +25,11 @@ LITE = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 
 
 def test_the_registry_and_the_config_choices_agree() -> None:
-    assert set(backbones.BACKBONES) == set(stages.BACKBONES) == {"vgg16", "vgg16-narrow", *LITE}
-    assert stages.method_name("original", "vgg16") == "VGG-GAP"
-    assert stages.method_name("original", "efficientnet-lite0") == "GAP baseline (EfficientNet-Lite0)"
-    assert stages.method_name("augment5x", "efficientnet-lite2") == "GAP baseline (EfficientNet-Lite2) + Augment-5x"
-    assert stages.method_name("synthetic", "efficientnet-lite0") == "MelaNet"
+    assert set(backbones.BACKBONES) == set(choices.BACKBONES) == {"vgg16", "vgg16-narrow", *LITE}
+    assert training_sets.method_name("original", "vgg16") == "VGG-GAP"
+    assert training_sets.method_name("original", "efficientnet-lite0") == "GAP baseline (EfficientNet-Lite0)"
+    assert training_sets.method_name("augment5x", "efficientnet-lite2") == "GAP baseline (EfficientNet-Lite2) + Augment-5x"
+    assert training_sets.method_name("synthetic", "efficientnet-lite0") == "MelaNet"
     with pytest.raises(ValueError, match="efficientnet-lite0"):
         backbones.get("resnet50")
 

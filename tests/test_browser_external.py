@@ -10,7 +10,7 @@ import pytest
 
 from challenge_layouts import build_isic2020
 from melanet.runs import layout
-from melanet.evaluation import evaluate
+from melanet.reports import evaluate_stage
 from test_browser import CHROMIUM, CHROMIUM_ARGS, new_page, open_page, playwright_api, screenshot, start_server, stop_server
 from test_evaluation_evaluate import TEST_LEVELS, write_folder_dataset
 from test_evaluation_external import make_run
@@ -22,7 +22,7 @@ expect = playwright_api.expect
 def test_launch_from_the_page_and_see_the_row_and_curve(tmp_path: Path) -> None:
     write_folder_dataset(tmp_path / "own", TEST_LEVELS, seed=0)
     run = make_run(tmp_path, tmp_path / "own")
-    evaluate.evaluate_run(run)
+    evaluate_stage.evaluate_run(run)
     data = build_isic2020(tmp_path / "isic2020")
     env = dict(os.environ, MELANET_MODELS_DIR=str(tmp_path / "no-models"), MELANET_RUNS_DIR=str(tmp_path / "runs"))
     server, url = start_server(env, tmp_path / "server.log")

@@ -92,12 +92,12 @@ def test_image_decoders_end_when_their_parent_is_killed(tmp_path: Path, start_me
 STAGE_PARENT = textwrap.dedent(
     """
     import subprocess, sys
-    from melanet import reproduce
+    from melanet.reproduce import reproduction
     child = [sys.executable, "-c",
              "import os, signal, sys, time, pathlib; "
              "signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path(sys.argv[1], 'stopped').touch(), sys.exit(3))); "
              "pathlib.Path(sys.argv[1], str(os.getpid())).touch(); time.sleep(300)", sys.argv[1]]
-    reproduce.start_child(child).wait()
+    reproduction.start_child(child).wait()
     """
 )
 

@@ -118,9 +118,9 @@ def cv_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
                      "classifier.augment=dihedral", "evaluation.tta=dihedral")
     run = runs.Run.create(base / "run", config, train.STAGE)
     summary = train.train_classifier(run, config)
-    from melanet.evaluation import evaluate
+    from melanet.reports import evaluate_stage
 
-    report = evaluate.evaluate_run(run.path)
+    report = evaluate_stage.evaluate_run(run.path)
     return {"root": root, "run": run, "config": config, "summary": summary, "report": report}
 
 

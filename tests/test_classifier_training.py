@@ -148,10 +148,10 @@ def test_resume_after_sigkill_continues_the_history(tiny_isic: Path, tmp_path: P
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
-        from melanet import distribute
+        from melanet.runs import distribute
         distribute.split_cpu(2)
         import numpy as np
-        from melanet import config as config_module, lifecycle, runs
+        from melanet import config as config_module; from melanet.runs import lifecycle, runs
         from melanet.classifier import train
         from melanet.data.prepare import ImageSet
         config = config_module.load_config(overrides={TINY + ["distribute=mirrored", "classifier.epochs=2"]!r})

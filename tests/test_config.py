@@ -51,7 +51,7 @@ def test_overrides_apply_in_order_and_coerce_types(tmp_path: Path) -> None:
         (["nosection.key=1"], "unknown key 'nosection'"),
         (["gan.epochs=two"], "'gan.epochs' expects an integer"),
         (["gan.epochs=2.5"], "'gan.epochs' expects an integer"),
-        (["classifier.training_set=augment3x"], "must be one of original, augment5x, augment10x, synthetic"),
+        (["classifier.training_set=augment3x"], "must be one of baseline, augment5x, augment10x, synthetic"),
         (["gan.epochs"], "expected section.key=value"),
         (["gan.epochs=0"], "'gan.epochs' must be >= 1"),
         (["data.resize=squash"], "'data.resize' must be one of pad, stretch, crop"),

@@ -16,7 +16,7 @@ from PIL import Image
 from melanet import config as config_module
 from melanet.runs import runs
 from melanet.cli import main
-from melanet.evaluation import evaluate
+from melanet.reports import evaluate_stage
 
 # brightness levels: benign images are darker than malignant ones, with one overlap each way
 TEST_LEVELS = {"benign": [30, 60, 90, 140, 170], "malignant": [120, 180, 200, 230]}
@@ -115,7 +115,7 @@ def test_evaluate_refuses_a_run_without_model(tmp_path: Path, capsys: pytest.Cap
     assert main(["evaluate", "--run", str(tmp_path / "untrained")]) == 2
     assert "no trained model" in capsys.readouterr().err
     with pytest.raises(runs.RunError, match="run folder not found"):
-        evaluate.evaluate_run(tmp_path / "absent")
+        evaluate_stage.evaluate_run(tmp_path / "absent")
 
 
 @pytest.mark.parametrize("damage", ["empty", "cut short"])

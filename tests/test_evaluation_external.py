@@ -17,7 +17,8 @@ from melanet import config as config_module
 from melanet.runs import layout, runs
 from melanet.cli import main
 from melanet.data.errors import DataError
-from melanet.evaluation import evaluate, external
+from melanet.evaluation import external
+from melanet.reports import evaluate_stage
 from test_evaluation_evaluate import TEST_LEVELS, brightness_model, write_folder_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,10 +44,10 @@ def classifier_run(tmp_path: Path) -> Path:
 
 
 def test_single_labelled_split_scores_all_images_beside_the_own_metrics(classifier_run: Path, tmp_path: Path) -> None:
-    evaluate.evaluate_run(classifier_run)
+    evaluate_stage.evaluate_run(classifier_run)
     own = (classifier_run / layout.METRICS_FILE).read_bytes()
     data = build_isic2020(tmp_path / "isic2020")
-    report = evaluate.evaluate_run(classifier_run, data_root=data)
+    report = evaluate_stage.evaluate_run(classifier_run, data_root=data)
     folder = classifier_run / layout.EXTERNAL_FOLDER / "isic2020"
     assert json.loads((folder / layout.METRICS_FILE).read_text()) == report
     assert (classifier_run / layout.METRICS_FILE).read_bytes() == own  # never over the run's own metrics
@@ -58,7 +59,7 @@ def test_single_labelled_split_scores_all_images_beside_the_own_metrics(classifi
 
 def test_folder_with_a_test_split_scores_only_that_split(classifier_run: Path, tmp_path: Path) -> None:
     data = build_isic2018(tmp_path / "isic2018")
-    report = evaluate.evaluate_run(classifier_run, data_root=data)
+    report = evaluate_stage.evaluate_run(classifier_run, data_root=data)
     assert report["data"]["split"] == "test" and report["data"]["all_labelled_images"] is False
     assert (report["n"], report["n_malignant"]) == (4, 2)
     assert (classifier_run / layout.EXTERNAL_FOLDER / "isic2018" / layout.METRICS_FILE).is_file()
@@ -67,8 +68,8 @@ def test_folder_with_a_test_split_scores_only_that_split(classifier_run: Path, t
 def test_two_folders_of_the_same_name_get_two_results_folders(classifier_run: Path, tmp_path: Path) -> None:
     first = build_isic2020(tmp_path / "a" / "isic2020")
     second = build_isic2020(tmp_path / "b" / "isic2020")
-    evaluate.evaluate_run(classifier_run, data_root=first)
-    evaluate.evaluate_run(classifier_run, data_root=second)
+    evaluate_stage.evaluate_run(classifier_run, data_root=first)
+    evaluate_stage.evaluate_run(classifier_run, data_root=second)
     names = sorted(path.name for path in (classifier_run / layout.EXTERNAL_FOLDER).iterdir())
     assert names[0] == "isic2020" and names[1].startswith("isic2020-") and len(names) == 2
     assert external.results_folder(classifier_run, first).name == "isic2020"  # each keeps its own folder
@@ -86,13 +87,13 @@ def test_cli_says_where_and_what_it_scored(classifier_run: Path, tmp_path: Path,
 def test_own_data_without_a_test_split_is_refused(tmp_path: Path) -> None:
     run = make_run(tmp_path, build_isic2019(tmp_path / "isic2019"))
     with pytest.raises(DataError, match="has no labelled test split, and the run was trained on it"):
-        evaluate.evaluate_run(run)
+        evaluate_stage.evaluate_run(run)
 
 
 def test_external_data_is_labelled_melanoma_whatever_the_runs_convention(tmp_path: Path) -> None:
     run = make_run(tmp_path, build_isic2018(tmp_path / "isic2018"), "data.malignant_classes=MEL,BCC,AKIEC")
-    assert evaluate.evaluate_run(run)["n_malignant"] == 2  # the own test split: no BCC/AKIEC there
-    report = evaluate.evaluate_run(run, data_root=build_isic2019(tmp_path / "isic2019"))  # AKIEC is no 2019 class
+    assert evaluate_stage.evaluate_run(run)["n_malignant"] == 2  # the own test split: no BCC/AKIEC there
+    report = evaluate_stage.evaluate_run(run, data_root=build_isic2019(tmp_path / "isic2019"))  # AKIEC is no 2019 class
     assert report["n_malignant"] == 8
 
 

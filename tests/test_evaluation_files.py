@@ -12,7 +12,7 @@ from isic_challenge_scoring.classification import ClassificationMetric, Classifi
 
 from melanet import config as config_module
 from melanet.data.errors import DataError
-from melanet.evaluation import evaluate
+from melanet.evaluation import evaluate, predictions
 
 IDS = [f"ISIC_{number:07d}" for number in range(12)]
 LABELS = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
@@ -20,8 +20,8 @@ PROBABILITIES = np.array([0.1, 0.2, 0.3, 0.5, 0.55, 0.05, 0.4, 0.35, 0.6, 0.7, 0
 
 
 def test_predictions_round_trip(tmp_path: Path) -> None:
-    evaluate.write_predictions(tmp_path, IDS, LABELS, PROBABILITIES)
-    ids, labels, probabilities = evaluate.read_predictions(tmp_path / evaluate.PREDICTIONS_FILE)
+    predictions.write_predictions(tmp_path, IDS, LABELS, PROBABILITIES)
+    ids, labels, probabilities = predictions.read_predictions(tmp_path / evaluate.PREDICTIONS_FILE)
     assert ids == IDS
     np.testing.assert_array_equal(labels, LABELS)
     np.testing.assert_allclose(probabilities, PROBABILITIES, atol=1e-8)
@@ -29,14 +29,14 @@ def test_predictions_round_trip(tmp_path: Path) -> None:
 
 
 def test_isic_file_scored_by_official_package_matches_our_report(tmp_path: Path) -> None:
-    evaluate.write_predictions(tmp_path, IDS, LABELS, PROBABILITIES)
-    predictions = pd.read_csv(tmp_path / evaluate.ISIC_PREDICTIONS_FILE, index_col="image")
-    assert list(predictions.columns) == ["benign", "malignant"]
-    truth = pd.DataFrame({"benign": 1.0 - LABELS, "malignant": LABELS.astype(float)}, index=predictions.index)
-    weights = pd.DataFrame({"score_weight": 1.0, "validation_weight": 1.0}, index=predictions.index)
+    predictions.write_predictions(tmp_path, IDS, LABELS, PROBABILITIES)
+    isic = pd.read_csv(tmp_path / evaluate.ISIC_PREDICTIONS_FILE, index_col="image")
+    assert list(isic.columns) == ["benign", "malignant"]
+    truth = pd.DataFrame({"benign": 1.0 - LABELS, "malignant": LABELS.astype(float)}, index=isic.index)
+    weights = pd.DataFrame({"score_weight": 1.0, "validation_weight": 1.0}, index=isic.index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        official = ClassificationScore(truth, predictions, weights, ClassificationMetric.AUC).per_category.loc["malignant"]
+        official = ClassificationScore(truth, isic, weights, ClassificationMetric.AUC).per_category.loc["malignant"]
     report = evaluate.report_for_predictions(LABELS, PROBABILITIES, config_module.EvaluationConfig(bootstrap_samples=50),
                                              seed=0, validation_path=None)
     for name in ("auc", "sensitivity", "specificity", "ppv", "npv"):
@@ -46,7 +46,7 @@ def test_isic_file_scored_by_official_package_matches_our_report(tmp_path: Path)
 def test_operating_point_uses_the_validation_file(tmp_path: Path) -> None:
     validation_labels = np.array([0, 0, 0, 1, 1])
     validation_probabilities = np.array([0.1, 0.2, 0.3, 0.25, 0.9])
-    evaluate.write_predictions(tmp_path, ["a", "b", "c", "d", "e"], validation_labels, validation_probabilities)
+    predictions.write_predictions(tmp_path, ["a", "b", "c", "d", "e"], validation_labels, validation_probabilities)
     validation_path = tmp_path / evaluate.VALIDATION_PREDICTIONS_FILE
     (tmp_path / evaluate.PREDICTIONS_FILE).rename(validation_path)
     report = evaluate.report_for_predictions(LABELS, PROBABILITIES, config_module.EvaluationConfig(bootstrap_samples=50),
@@ -73,5 +73,5 @@ def test_bad_prediction_files_name_file_and_line(tmp_path: Path, text: str, mess
     path = tmp_path / "validation_predictions.csv"
     path.write_text(text)
     with pytest.raises(DataError, match=message) as caught:
-        evaluate.read_predictions(path)
+        predictions.read_predictions(path)
     assert str(path) in str(caught.value)

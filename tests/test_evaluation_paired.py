@@ -16,7 +16,7 @@ import pytest
 
 from melanet import config as config_module
 from melanet.runs import runs
-from melanet.evaluation import delong, evaluate, paired
+from melanet.evaluation import delong, evaluate, paired, predictions
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def scored_run(folder: Path, training_set: str, labels: np.ndarray, probabilitie
                            for index, (label, probability) in enumerate(zip(validation_labels, validation_probabilities))],
                           ["image", "label", "prob_malignant"])
     ids = ids or [f"ISIC_{index:07d}" for index in range(labels.size)]
-    evaluate.write_predictions(folder, ids, labels, probabilities)
+    predictions.write_predictions(folder, ids, labels, probabilities)
     report = evaluate.report_for_predictions(labels, probabilities, config.evaluation, seed,
                                              folder / "validation_predictions.csv")
     report["data"] = {"root": data_root, "split": "test"}

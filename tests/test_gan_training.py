@@ -111,7 +111,7 @@ def test_checkpoint_restores_weights_and_optimizer_state(tmp_path):
 TWO_REPLICAS_SCRIPT = """
 import sys
 sys.path.insert(0, "tests")
-from melanet import distribute
+from melanet.runs import distribute
 distribute.split_cpu(2)
 import json, keras, numpy as np, tensorflow as tf
 from melanet.gan import dataset, model, train

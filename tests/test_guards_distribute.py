@@ -25,7 +25,7 @@ TIMEOUT_SECONDS = 600  # two TensorFlow start-ups on a busy 2-core machine
 
 WORKER = """
 import json, sys
-from melanet import distribute, runs
+from melanet.runs import distribute, runs
 strategy = distribute.strategy_for("multi_worker")
 answers = []
 for epoch in json.loads(sys.argv[1]):

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 FAKE_STAGE = textwrap.dedent(
     """
     import argparse, sys, time
-    from melanet import config, lifecycle, runs
+    from melanet import config; from melanet.runs import lifecycle, runs
 
     parser = argparse.ArgumentParser()
     parser.add_argument("stage")

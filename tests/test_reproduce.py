@@ -29,7 +29,7 @@ STAND_IN = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     sys.path.insert(0, {repository!r})
-    from melanet import config as config_module, runs
+    from melanet import config as config_module; from melanet.runs import runs
 
     arguments = [value for value in sys.argv[1:] if value not in ("-q", "-v")]
     verb, options, overrides = arguments[0], {{}}, []
@@ -79,7 +79,7 @@ STAND_IN = textwrap.dedent(
         import numpy as np
         from melanet.evaluation import evaluate
         run = runs.Run.open(folder)
-        strength = {{"original": 0.2, "augment5x": 0.25, "augment10x": 0.3, "synthetic": 0.4}}
+        strength = {{"baseline": 0.2, "augment5x": 0.25, "augment10x": 0.3, "synthetic": 0.4}}
         labels = np.array([0] * 20 + [1] * 10)
         shift = strength[run.config().classifier.training_set]
         probabilities = np.clip(np.linspace(0.05, 0.75, 30) + shift * labels, 0, 1)
@@ -110,9 +110,9 @@ def test_plan_order_and_overrides(tmp_path: Path) -> None:
     steps = reproduction.plan(tmp_path)
     assert [step.name for step in steps] == [
         "train-gan", "synthesize", "audit-synthesis",
-        "train-classifier vgg_gap", "train-classifier augment5x", "train-classifier augment10x",
+        "train-classifier baseline", "train-classifier augment5x", "train-classifier augment10x",
         "train-classifier melanet",
-        "evaluate vgg_gap", "evaluate augment5x", "evaluate augment10x", "evaluate melanet",
+        "evaluate baseline", "evaluate augment5x", "evaluate augment10x", "evaluate melanet",
     ]
     melanet_step = steps[6]
     assert melanet_step.overrides == ("classifier.training_set=synthetic",
@@ -120,7 +120,7 @@ def test_plan_order_and_overrides(tmp_path: Path) -> None:
     arguments = melanet_step.arguments(tmp_path / "config.yaml")
     assert arguments[:3] == ["train-classifier", "--run", str(tmp_path / "melanet")]
     assert steps[2].arguments(tmp_path / "config.yaml") == ["audit-synthesis", "--run", str(tmp_path / "gan")]
-    assert steps[7].arguments(tmp_path / "config.yaml") == ["evaluate", "--run", str(tmp_path / "vgg_gap")]
+    assert steps[7].arguments(tmp_path / "config.yaml") == ["evaluate", "--run", str(tmp_path / "baseline")]
 
 
 def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path, stand_in: dict[str, Path]) -> None:
@@ -134,11 +134,11 @@ def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path,
     status = runs.Run(results).status()
     assert status["stage"] == "reproduce" and status["state"] == "failed"
     states = {entry["name"]: entry["state"] for entry in status["stages"]}
-    assert states["train-gan"] == states["train-classifier vgg_gap"] == "done"
-    assert states["train-classifier augment5x"] == "failed" and states["evaluate vgg_gap"] == "pending"
+    assert states["train-gan"] == states["train-classifier baseline"] == "done"
+    assert states["train-classifier augment5x"] == "failed" and states["evaluate baseline"] == "pending"
     assert [call["verb"] for call in calls(stand_in["log"])] == [
         "train-gan", "synthesize", "audit-synthesis", "train-classifier", "train-classifier"]
-    assert not (results / "vgg_gap" / "metrics.json").exists()  # the test set waits for all training
+    assert not (results / "baseline" / "metrics.json").exists()  # the test set waits for all training
 
     # the same command again continues: finished stages are skipped, the failed one resumes
     stand_in["log"].unlink()
@@ -146,7 +146,7 @@ def test_reproduce_runs_every_stage_then_resumes_after_a_failure(tmp_path: Path,
     second = calls(stand_in["log"])
     assert [(call["verb"], call["folder"]) for call in second] == [
         ("train-classifier", "augment5x"), ("train-classifier", "augment10x"), ("train-classifier", "melanet"),
-        ("evaluate", "vgg_gap"), ("evaluate", "augment5x"), ("evaluate", "augment10x"), ("evaluate", "melanet"),
+        ("evaluate", "baseline"), ("evaluate", "augment5x"), ("evaluate", "augment10x"), ("evaluate", "melanet"),
     ]
     assert second[0]["options"] == {"--resume": str(results / "augment5x")}
     assert f"classifier.gan_run={(results / 'gan').resolve()}" in second[2]["sets"]
@@ -186,10 +186,10 @@ def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, sta
     monkeypatch.setenv("STAND_IN_SLEEP", "train-classifier")
     code = (
         f"import sys; sys.path.insert(0, {str(REPOSITORY)!r})\n"
-        "from melanet import config as config_module, lifecycle, reproduce\n"
+        "from melanet import config as config_module\nfrom melanet.runs import lifecycle\nfrom melanet.reproduce import reproduction\n"
         f"config = config_module.load_config({str(REPOSITORY / 'configs' / 'smoke.yaml')!r})\n"
         "try:\n"
-        f"    reproduce.reproduce({str(results)!r}, config, program=[sys.executable, {str(stand_in['program'])!r}])\n"
+        f"    reproduction.reproduce({str(results)!r}, config, program=[sys.executable, {str(stand_in['program'])!r}])\n"
         "except lifecycle.StopRequested:\n"
         "    sys.exit(143)\n"
     )
@@ -204,8 +204,8 @@ def test_stop_with_sigterm_to_the_process_group_ends_stopped(tmp_path: Path, sta
     status = runs.Run(results).status()
     assert status["state"] == "stopped"
     states = {entry["name"]: entry["state"] for entry in status["stages"]}
-    assert states["synthesize"] == "done" and states["train-classifier vgg_gap"] == "stopped"
-    assert runs.Run(results / "vgg_gap").status()["state"] == "stopped"
+    assert states["synthesize"] == "done" and states["train-classifier baseline"] == "stopped"
+    assert runs.Run(results / "baseline").status()["state"] == "stopped"
     assert not runs.Run(results).is_locked()
 
 

@@ -14,7 +14,7 @@ import pytest
 from melanet.runs import runs
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-FOLDERS = ("vgg_gap", "augment5x", "augment10x", "melanet")
+FOLDERS = ("baseline", "augment5x", "augment10x", "melanet")
 
 
 @pytest.mark.slow

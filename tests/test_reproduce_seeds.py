@@ -29,7 +29,7 @@ STAND_IN = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     sys.path.insert(0, {repository!r})
-    from melanet import config as config_module, runs
+    from melanet import config as config_module; from melanet.runs import runs
 
     arguments = [value for value in sys.argv[1:] if value not in ("-q", "-v")]
     verb, options, overrides = arguments[0], {{}}, []
@@ -59,16 +59,16 @@ STAND_IN = textwrap.dedent(
         runs.Run(folder).update_status(stage="synthesize", state="done")
     elif verb == "evaluate":
         import numpy as np  # only here: the other stand-in stages start faster without it
-        from melanet.evaluation import evaluate
+        from melanet.evaluation import evaluate, predictions
         run = runs.Run.open(folder)
         config = run.config()
-        strength = {{"original": 1.0, "augment5x": 1.2, "augment10x": 1.1, "synthetic": 1.6}}
+        strength = {{"baseline": 1.0, "augment5x": 1.2, "augment10x": 1.1, "synthetic": 1.6}}
         generator = np.random.default_rng(config.seed)
         labels = np.array([0] * 40 + [1] * 20)
         noise = generator.normal(size=labels.size)
         scores = 1 / (1 + np.exp(-(noise + strength[config.classifier.training_set] * (labels - 0.5) * 2)))
         ids = [f"ISIC_{{index:07d}}" for index in range(labels.size)]
-        evaluate.write_predictions(folder, ids, labels, scores)
+        predictions.write_predictions(folder, ids, labels, scores)
         report = evaluate.report_for_predictions(labels, scores, config.evaluation, config.seed,
                                                  folder / "validation_predictions.csv")
         runs.atomic_write_json(folder / "metrics.json", report)
@@ -139,7 +139,7 @@ def test_three_seeds_each_a_complete_reproduction_then_resume(three_seeds: dict)
     # every seed trained its own GAN and classifiers with its own seed
     for seed in (42, 43, 44):
         assert runs.Run(results / f"seed-{seed}" / "gan").config().seed == seed
-        assert runs.Run(results / f"seed-{seed}" / "vgg_gap").config().seed == seed
+        assert runs.Run(results / f"seed-{seed}" / "baseline").config().seed == seed
         gan_run = runs.Run(results / f"seed-{seed}" / "melanet").config().classifier.gan_run
         assert Path(gan_run) == (results / f"seed-{seed}" / "gan").resolve()
         assert runs.Run(results / f"seed-{seed}").status()["stage"] == "reproduce"
@@ -158,7 +158,7 @@ def test_summary_figures_come_from_the_seed_folders(three_seeds: dict) -> None:
     results = three_seeds["results"]
     summary = json.loads((results / "seeds.json").read_text())
     aucs = {name: [json.loads((results / f"seed-{seed}" / name / "metrics.json").read_text())["auc"]
-                   for seed in (42, 43, 44)] for name in ("vgg_gap", "augment5x", "augment10x", "melanet")}
+                   for seed in (42, 43, 44)] for name in ("baseline", "augment5x", "augment10x", "melanet")}
     for method in summary["methods"]:
         values = np.array(aucs[method["folder"]])
         assert method["auc"]["mean"] == pytest.approx(values.mean())
@@ -169,12 +169,12 @@ def test_summary_figures_come_from_the_seed_folders(three_seeds: dict) -> None:
     # the per-seed p-value is DeLong's on that seed's predictions.csv files
     seed_folder = results / "seed-43"
     _, labels, melanet_scores = _read(seed_folder / "melanet")
-    _, _, baseline_scores = _read(seed_folder / "vgg_gap")
+    _, _, baseline_scores = _read(seed_folder / "baseline")
     expected = delong.delong_test(labels, melanet_scores, baseline_scores)
     entry = next(item for item in summary["per_seed"] if item["seed"] == 43)
-    assert entry["melanet_vs"]["vgg_gap"]["p"] == pytest.approx(expected["p"])
-    assert entry["melanet_vs"]["vgg_gap"]["p_holm"] >= entry["melanet_vs"]["vgg_gap"]["p"]
-    assert sorted(entry["melanet_vs"]) == ["augment10x", "augment5x", "vgg_gap"]
+    assert entry["melanet_vs"]["baseline"]["p"] == pytest.approx(expected["p"])
+    assert entry["melanet_vs"]["baseline"]["p_holm"] >= entry["melanet_vs"]["baseline"]["p"]
+    assert sorted(entry["melanet_vs"]) == ["augment10x", "augment5x", "baseline"]
     markdown = (results / "seeds.md").read_text()
     assert "GAN and classifiers" in markdown and f"{aucs['melanet'][1]:.3f}" in markdown
     rows = (results / "seeds.csv").read_text().splitlines()
@@ -223,15 +223,15 @@ def test_classifier_scope_shares_the_first_seeds_gan(tmp_path: Path, stand_in: d
     assert Path(gan_run) == (results / "seed-42" / "gan").resolve()
     assert summary["scope"].startswith("classifiers only") and summary["gan_seeds"] == [42, 42]
     # the classifiers' seeds differ, their validation split stays the GAN's
-    second = runs.Run(results / "seed-43" / "vgg_gap").config()
+    second = runs.Run(results / "seed-43" / "baseline").config()
     assert second.seed == 43 and second.data.split_seed == 42
     assert runs.Run(results / "seed-42" / "gan").config().data.split_seed == 42
 
 
 def _read(folder: Path):
-    from melanet.evaluation import evaluate
+    from melanet.evaluation import predictions
 
-    return evaluate.read_predictions(folder / "predictions.csv")
+    return predictions.read_predictions(folder / "predictions.csv")
 
 
 def test_the_pooled_difference_resamples_the_images_jointly_for_every_seed() -> None:

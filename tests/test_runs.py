@@ -76,7 +76,7 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails_midway(tmp_path: 
 SLOW_WRITER = textwrap.dedent(
     """
     import sys, time
-    from melanet import runs
+    from melanet.runs import runs
 
     def write(stream):
         stream.write(b"n" * 4_000_000)  # the first half of a large file
@@ -157,7 +157,7 @@ def test_a_stage_whose_folder_is_deleted_fails_clearly(tmp_path: Path) -> None:
 LOCK_HOLDER = textwrap.dedent(
     """
     import sys, time
-    from melanet import runs
+    from melanet.runs import runs
     run = runs.Run(sys.argv[1])
     with run.lock("test"):
         print("locked", flush=True)

@@ -115,7 +115,7 @@ def test_a_fresh_start_never_overwrites_a_finished_run(shipped_gan, stopped_gan,
 LOCK_HOLDER = textwrap.dedent(
     """
     import os, sys, time
-    from melanet import runs
+    from melanet.runs import runs
     run = runs.Run(sys.argv[1])
     with run.lock("train-gan"):
         run.update_status(stage="train-gan", state="running", pid=os.getpid())

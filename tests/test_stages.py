@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from melanet.common import choices, training_sets
 from melanet import config as config_module
 from melanet.runs import jobs, layout, runs, stages
 from melanet.cli import build_parser, common
@@ -44,7 +45,7 @@ def test_every_stage_is_a_cli_verb_with_the_registry_options(stage: stages.Stage
 def test_the_cli_offers_the_registry_choices() -> None:
     explain = _subparsers(build_parser())["explain"]
     method = next(action for action in explain._actions if "--method" in action.option_strings)
-    assert tuple(method.choices) == stages.GRADCAM_METHODS
+    assert tuple(method.choices) == choices.GRADCAM_METHODS
 
 
 @pytest.mark.parametrize("name", stages.RESUMABLE_STAGES)
@@ -89,11 +90,11 @@ def test_a_resume_may_change_exactly_the_registry_keys(tmp_path: Path, name: str
 
 def test_the_config_validates_against_the_registry_literals() -> None:
     hints = typing.get_type_hints(config_module.ClassifierConfig)
-    assert typing.get_args(hints["training_set"]) == stages.TRAINING_SETS
-    assert typing.get_args(typing.get_type_hints(config_module.ExplainConfig)["method"]) == stages.GRADCAM_METHODS
-    for value in stages.TRAINING_SETS:
+    assert typing.get_args(hints["training_set"]) == training_sets.KEYS
+    assert typing.get_args(typing.get_type_hints(config_module.ExplainConfig)["method"]) == choices.GRADCAM_METHODS
+    for value in training_sets.KEYS:
         assert config_module.load_config(None, [f"classifier.training_set={value}"]).classifier.training_set == value
-    with pytest.raises(config_module.ConfigError, match="must be one of original, augment5x, augment10x, synthetic"):
+    with pytest.raises(config_module.ConfigError, match="must be one of baseline, augment5x, augment10x, synthetic"):
         config_module.load_config(None, ["classifier.training_set=augment20x"])
     with pytest.raises(config_module.ConfigError, match="must be one of gradcam, gradcam\\+\\+, scorecam"):
         config_module.load_config(None, ["explain.method=lime"])
@@ -119,7 +120,7 @@ def test_the_train_page_offers_exactly_the_registry_choices(tmp_path: Path, monk
     app.run()
     assert not app.exception, [item.value for item in app.exception]
     offered = app.radio(key="classifier_training_set").options
-    assert offered == [stages.TRAINING_SET_DESCRIPTIONS[name] for name in stages.TRAINING_SETS]
+    assert offered == [training_sets.REGISTRY[name].holds for name in training_sets.KEYS]
     steps = app.radio(key="evaluation_stage").options
     assert steps == [stages.STAGES[name].summary for name in stages.STEP_STATUS_KEYS
                      if stages.STAGES[name].launchable]

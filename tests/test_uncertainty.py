@@ -13,7 +13,7 @@ import pytest
 from melanet import config as config_module
 from melanet.classifier import predict
 from melanet.data.errors import DataError
-from melanet.evaluation import evaluate, uncertainty
+from melanet.evaluation import evaluate, predictions, uncertainty
 
 SIZE = 16
 
@@ -135,14 +135,14 @@ def test_risk_coverage_scores_the_most_confident_images_first() -> None:
 def test_predictions_csv_carries_the_columns_and_the_isic_file_stays_official(tmp_path: Path) -> None:
     ids, labels, scores = ["a", "b", "c"], np.array([0, 1, 1]), np.array([0.2, 0.7, 0.4])
     views = np.array([[0.2] * 8, [0.6] * 4 + [0.8] * 4, [0.1] * 4 + [0.7] * 4])
-    evaluate.write_predictions(tmp_path, ids, labels, scores, uncertainty.columns(views, 0.3))
+    predictions.write_predictions(tmp_path, ids, labels, scores, uncertainty.columns(views, 0.3))
     with (tmp_path / "predictions.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert list(rows[0]) == ["image", "label", "prob_malignant", "prob_sd", "prob_range", "uncertain"]
     assert [row["uncertain"] for row in rows] == ["0", "0", "1"]
     assert float(rows[2]["prob_range"]) == pytest.approx(0.6) and float(rows[1]["prob_sd"]) == pytest.approx(0.1)
     assert (tmp_path / "predictions_isic.csv").read_text().splitlines()[0] == "image,benign,malignant"
-    read_ids, read_labels, read_scores = evaluate.read_predictions(tmp_path / "predictions.csv")  # readers unchanged
+    read_ids, read_labels, read_scores = predictions.read_predictions(tmp_path / "predictions.csv")  # readers unchanged
     assert read_ids == ids and read_labels.tolist() == [0, 1, 1] and read_scores.tolist() == pytest.approx([0.2, 0.7, 0.4])
     columns = uncertainty.read_columns(tmp_path / "predictions.csv")
     assert columns["prob_range"].tolist() == pytest.approx([0.0, 0.2, 0.6])
@@ -154,7 +154,7 @@ def test_predictions_csv_carries_the_columns_and_the_isic_file_stays_official(tm
     assert [row["prob_malignant"] for row in refreshed] == [row["prob_malignant"] for row in rows]
     assert uncertainty.refresh_flags(tmp_path / "predictions.csv", 0.1) is False
 
-    evaluate.write_predictions(tmp_path / "old", ids, labels, scores)  # without the views: no columns, no block
+    predictions.write_predictions(tmp_path / "old", ids, labels, scores)  # without the views: no columns, no block
     assert uncertainty.read_columns(tmp_path / "old" / "predictions.csv") is None
     settings = config_module.EvaluationConfig(bootstrap_samples=20)
     report = evaluate.report_for_predictions(labels, scores, settings, 0, None)

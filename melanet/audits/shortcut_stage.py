@@ -84,10 +84,6 @@ def audit_run(run_path: str | Path, *, data_root: str | Path | None = None,
         entry.update(full_auc=round(summary["full"]["auc"], 4), mask_failures=len(summary["mask_failures"]),
                      background_only_auc=_rounded(summary["background_only"]["auc"]),
                      lesion_only_auc=_rounded(summary["lesion_only"]["auc"]))
-    if data_root is None:
-        from melanet.reports import model_card
-
-        model_card.refresh(run.path)  # the card quotes the audit of the run's own test images
     return path
 
 

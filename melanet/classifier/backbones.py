@@ -31,7 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from melanet.runs import stages
+from melanet.common import choices
 from melanet.classifier import vgg16 as vgg
 from melanet.classifier.vgg16 import WeightsError
 
@@ -67,11 +67,11 @@ class Backbone:
 
 
 BACKBONE_TABLE: dict[str, Backbone] = {
-    "vgg16": Backbone("vgg16", stages.BACKBONE_DISPLAY["vgg16"], ("imagenet", "hed", "none"), (".h5",), 32),
-    "vgg16-narrow": Backbone("vgg16-narrow", stages.BACKBONE_DISPLAY["vgg16-narrow"], ("hed", "imagenet", "none"),
+    "vgg16": Backbone("vgg16", choices.BACKBONE_DISPLAY["vgg16"], ("imagenet", "hed", "none"), (".h5",), 32),
+    "vgg16-narrow": Backbone("vgg16-narrow", choices.BACKBONE_DISPLAY["vgg16-narrow"], ("hed", "imagenet", "none"),
                              (".h5",), 32),
     **{
-        name: Backbone(name, stages.BACKBONE_DISPLAY[name], ("imagenet", "none"), (".pth",), 32)
+        name: Backbone(name, choices.BACKBONE_DISPLAY[name], ("imagenet", "none"), (".pth",), 32)
         for name in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
     },
 }
@@ -84,12 +84,6 @@ def get(name: str) -> Backbone:
         return BACKBONE_TABLE[name]
     except KeyError:
         raise ValueError(f"classifier.backbone must be one of {', '.join(BACKBONES)}, got {name!r}") from None
-
-
-# -- names of methods (kept in ``stages``, which the dashboard imports without Keras) ------------------
-
-baseline_name = stages.baseline_name
-method_name = stages.method_name
 
 
 # -- preprocessing ---------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from melanet.common import training_sets
 from melanet import config as config_module
-from melanet.runs import layout, runs, stages
+from melanet.runs import layout, runs
 from melanet.data import splits
 
 
@@ -39,7 +40,7 @@ def check(config: config_module.Config) -> None:
     """Raise ConfigError naming each differing setting when ``config`` trains on synthetic images of a
     stage-1 run whose split differs, or (one line naming the file) when that run's config cannot be
     read: a split that cannot be checked is never passed silently. Other training sets pass."""
-    if config.classifier.training_set != stages.SYNTHETIC_TRAINING_SET or not config.classifier.gan_run:
+    if config.classifier.training_set != training_sets.SYNTHETIC or not config.classifier.gan_run:
         return
     gan_path = Path(config.classifier.gan_run)
     try:

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from melanet import config as config_module
-from melanet.runs import layout, stages
+from melanet.common import training_sets as registry
+from melanet.runs import layout
 from melanet.classifier import augment
 from melanet.config import ConfigError
 from melanet.data import disk_images
@@ -36,8 +37,6 @@ from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-AUGMENT_COPIES = {"augment5x": 5, "augment10x": 10}
-TRAINING_SETS = stages.TRAINING_SETS
 SYNTHETIC_PREFIX = layout.SYNTHETIC_PREFIX
 
 
@@ -52,7 +51,7 @@ def build_training_set(
     color_constancy: str = "none",
     progress: Progress | None = None,
 ) -> ImageSet:
-    """The ``kind`` training set: ``original`` | ``augment5x`` | ``augment10x`` | ``synthetic``.
+    """The ``kind`` training set (a key of ``melanet.common.training_sets``; ``original`` reads as ``baseline``).
 
     Args:
         originals: the training part of the training split (images (N, S, S, 3) uint8).
@@ -62,16 +61,18 @@ def build_training_set(
         synthetic_keep: ``classifier.synthetic_keep`` (``all`` or ``top_fraction=F``).
         color_constancy: ``data.color_constancy``, applied to the synthetic images as to the real ones.
     """
-    if kind == "original":
-        return originals
-    if kind in AUGMENT_COPIES:
-        copies = augmented_copies(originals, AUGMENT_COPIES[kind], seed, cache_dir, progress)
+    try:
+        entry = registry.get(kind)
+    except ValueError as error:
+        raise ConfigError(f"classifier.training_set: {error}") from None
+    if entry.augment_copies:
+        copies = augmented_copies(originals, entry.augment_copies, seed, cache_dir, progress)
         return concatenate(originals, copies)
-    if kind == "synthetic":
+    if entry.synthetic:
         synthetic = synthetic_images(originals, gan_run, keep=synthetic_keep, color_constancy=color_constancy,
                                      cache_dir=cache_dir)
         return concatenate(originals, synthetic)
-    raise ConfigError(f"classifier.training_set must be one of {', '.join(TRAINING_SETS)}, got {kind!r}")
+    return originals
 
 
 def source_id(row_id: str, originals: Any) -> str:

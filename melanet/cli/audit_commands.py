@@ -90,9 +90,12 @@ def register_shortcuts(subparsers: argparse._SubParsersAction) -> None:
 
 def shortcuts_command(args: argparse.Namespace) -> int:
     from melanet.audits import shortcut_stage, shortcuts
+    from melanet.reports import model_card
 
     common.announce_run(Path(args.run))
     path = shortcut_stage.audit_run(args.run, data_root=args.data, progress=common.progress_bar(SHORTCUTS_VERB))
+    if args.data is None:
+        model_card.refresh(args.run)  # the card quotes the audit of the run's own test images
     summary = shortcuts.read_summary(path)
     if isinstance(summary, str):
         raise RuntimeError(summary)

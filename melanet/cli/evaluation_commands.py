@@ -103,7 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from melanet.evaluation import evaluate, external
+    from melanet.evaluation import external
+    from melanet.reports import evaluate_stage
 
     run_path = Path(args.run)
     if args.from_predictions:
@@ -111,7 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.overrides:
         raise runs.RunError("--set applies only with --from-predictions (a new evaluation uses the run's config)")
     common.announce_run(run_path)
-    report = evaluate.evaluate_run(
+    report = evaluate_stage.evaluate_run(
         run_path, data_root=args.data, out_dir=args.out, progress=common.progress_bar("test images")
     )
     print(_summary(report))

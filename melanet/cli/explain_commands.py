@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from melanet.runs import layout, stages
+from melanet.common import choices
+from melanet.runs import layout
 from melanet.cli import common
 
 
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     explain.add_argument(
         "--method",
-        choices=stages.GRADCAM_METHODS,
+        choices=choices.GRADCAM_METHODS,
         help="activation-map method (default: explain.method of the run's config)",
     )
     explain.add_argument(
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def explain_command(args: argparse.Namespace) -> int:
     from melanet.explain import explain_stage
+    from melanet.reports import model_card
 
     common.announce_run(Path(args.run))
     index_path = explain_stage.explain_run(
@@ -83,6 +85,8 @@ def explain_command(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         progress=common.progress_bar(explain_stage.STAGE),
     )
+    if args.data is None:
+        model_card.refresh(args.run)  # the card quotes explain/lesion_focus.json of the run's own test images
     rows = explain_stage.read_index(index_path)
     counts = ", ".join(f"{name} {sum(row['outcome'] == name for row in rows)}" for name in explain_stage.OUTCOMES)
     print(f"index: {index_path} ({len(rows)} rows: {counts})", flush=True)
@@ -91,9 +95,11 @@ def explain_command(args: argparse.Namespace) -> int:
 
 def embed_command(args: argparse.Namespace) -> int:
     from melanet.explain import embed_stage
+    from melanet.reports import model_card
 
     common.announce_run(Path(args.run))
     csv_path = embed_stage.embed_run(args.run, progress=common.progress_bar(embed_stage.STAGE))
+    model_card.refresh(args.run)  # the card's domain-gap lines come from separability.json
     files = layout.RunLayout(Path(args.run))
     print(f"embedding: {csv_path} and {files.umap_figure}", flush=True)
     gap_path = files.separability

@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def similar_command(args: argparse.Namespace) -> int:
     from melanet import config as config_module
     from melanet.explain import retrieval_stage
+    from melanet.reports import model_card
 
     if not args.build and not args.image:
         raise config_module.ConfigError("give an IMAGE to look up, or --build to build the run's index")
@@ -45,6 +46,7 @@ def similar_command(args: argparse.Namespace) -> int:
     common.announce_run(Path(args.run))
     if args.build:
         summary = retrieval_stage.build_run(args.run, progress=common.progress_bar(VERB))
+        model_card.refresh(args.run)  # the card quotes metrics.json's similar_cases block
         print(f"index: {summary['n_index']} training images ({summary['n_malignant']} malignant), "
               f"{summary['feature_dimension']} features")
         block = summary["similar_cases"] or {}

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from melanet.runs import stages
+from melanet.common import choices
 
 RELIABILITY_BINS = 10
-CALIBRATION_METHODS = stages.CALIBRATIONS  # none | temperature | platt (evaluation.calibration)
+CALIBRATION_METHODS = choices.CALIBRATIONS  # none | temperature | platt (evaluation.calibration)
 # probabilities are clipped to [EPSILON, 1 - EPSILON] before the logit; saved predictions carry 8 decimals
 EPSILON = 1e-12
 

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
-from melanet.common import formatting
-from melanet.runs import layout, runs, stages
+from melanet.common import formatting, training_sets
+from melanet.runs import layout, runs
 
-METHOD_NAMES = stages.METHOD_NAMES  # training set -> Table 1 method name
 # Sub-folders of a `melanet reproduce` results folder, in Table 1 order.
-REPRODUCE_ORDER = tuple(layout.REPRODUCE_CLASSIFIER_FOLDERS)
 
 CSV_COLUMNS = (
     "method", "run", "n", "n_malignant", "threshold",
@@ -37,6 +35,12 @@ FOOTNOTE = (
 )
 
 
+def reproduce_folders(results: str | Path) -> list[Path]:
+    """The classifier folders of a reproduce results folder in Table 1 order, one per training set
+    (``melanet.common.training_sets``; an older folder name such as ``vgg_gap/`` where that one exists)."""
+    return [entry.folder_in(results) for entry in training_sets.REGISTRY.values()]
+
+
 def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
     """Run folders to compare; a ``reproduce`` results folder stands for its evaluated classifier runs."""
     expanded: list[Path] = []
@@ -45,7 +49,7 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
         if (path / runs.METRICS_FILE).is_file() or not path.is_dir():
             expanded.append(path)
             continue
-        children = [path / name for name in REPRODUCE_ORDER if (path / name / runs.METRICS_FILE).is_file()]
+        children = [child for child in reproduce_folders(path) if (child / runs.METRICS_FILE).is_file()]
         others = sorted(child.parent for child in path.glob(f"*/{runs.METRICS_FILE}") if child.parent not in children)
         if not children and not others:
             expanded.append(path)  # load_row names the problem
@@ -74,7 +78,7 @@ def load_row(run_path: str | Path, *, operating_point: bool = False) -> dict[str
     intervals = figures.get("confidence_intervals") or {}
     auc_interval = (report.get("confidence_intervals") or {}).get("auc") or {}
     row: dict[str, Any] = {
-        "method": stages.method_name(training_set, backbone) if training_set else path.name,
+        "method": training_sets.method_name(training_set, backbone) if training_set else path.name,
         "run": path.name,
         "n": figures.get("n"),
         "n_malignant": figures.get("n_malignant"),

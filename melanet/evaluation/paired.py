@@ -26,7 +26,7 @@ from scipy import stats
 
 from melanet.common import formatting
 from melanet.runs import layout, runs
-from melanet.evaluation import compare, delong, evaluate, metrics
+from melanet.evaluation import compare, delong, metrics, predictions
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -90,7 +90,7 @@ def load_scored_run(run_path: str | Path) -> ScoredRun:
     if not predictions_path.is_file():
         raise runs.RunError(f"{path}: no {layout.PREDICTIONS_FILE}; evaluate it first with "
                             f"`melanet evaluate --run {path}`")
-    ids, labels, probabilities = evaluate.read_predictions(predictions_path)
+    ids, labels, probabilities = predictions.read_predictions(predictions_path)
     row = compare.load_row(path)
     return ScoredRun(str(run_path), str(row["method"]), ids, labels, probabilities,
                      float(row["threshold"] if row["threshold"] is not None else 0.5))

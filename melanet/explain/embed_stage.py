@@ -148,9 +148,6 @@ def embed_run(run_path: str | Path, *, progress: Progress | None = None) -> Path
         entry.update(panels=sorted({str(row["panel"]) for row in rows}), points=len(rows))
         if gap and gap["synthetic_vs_real_malignant"] is not None:
             entry.update(synthetic_vs_real_malignant_auc=round(gap["synthetic_vs_real_malignant"]["auc"], 4))
-    from melanet.reports import model_card
-
-    model_card.refresh(run.path)  # the card's domain-gap lines come from separability.json
     return run.files.umap_csv
 
 

@@ -26,16 +26,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from melanet.common import choices
 from melanet import config as config_module
-from melanet.runs import layout, lifecycle, runs, stages
+from melanet.runs import layout, lifecycle, runs
 from melanet.config import ConfigError
-from melanet.evaluation import metrics
+from melanet.evaluation import metrics, predictions
 from melanet.explain import gradcam, lesion_focus, overlay
 
 logger = logging.getLogger(__name__)
 
 STAGE = "explain"
-OUTCOMES = stages.OUTCOMES  # the order of the index: mistakes first
+OUTCOMES = choices.OUTCOMES  # the order of the index: mistakes first
 INDEX_COLUMNS = (
     "image",
     "label",
@@ -283,12 +284,10 @@ def run_threshold(run: runs.Run, default: float, choice: str | float | None = No
 
 def _saved_probabilities(run: runs.Run, ids: Sequence[str]) -> np.ndarray | None:
     """Malignant probabilities for ``ids`` from the run's ``predictions.csv``, or None when any is missing."""
-    from melanet.evaluation import evaluate
-
     path = run.files.predictions
     if not path.is_file():
         return None
-    saved_ids, _, probabilities = evaluate.read_predictions(path)
+    saved_ids, _, probabilities = predictions.read_predictions(path)
     by_id = dict(zip(saved_ids, probabilities))
     if any(image_id not in by_id for image_id in ids):
         logger.info("%s does not cover every test image; predicting afresh", path)
@@ -350,10 +349,6 @@ def explain_run(
         focus = lesion_focus.summarize_folder(run.path, output_dir)  # does the map point at the lesion?
         tp_share = focus["by_outcome"].get("TP", {}).get("mass_share")
         entry.update(done=len(rows), total=len(rows), tp_lesion_mass_share=tp_share)
-    if data_root is None:
-        from melanet.reports import model_card
-
-        model_card.refresh(run.path)  # the card quotes explain/lesion_focus.json
     return output_dir / layout.EXPLAIN_INDEX_NAME
 
 

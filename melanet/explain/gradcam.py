@@ -15,12 +15,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from melanet.runs import stages
+from melanet.common import choices
 from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-METHODS = stages.GRADCAM_METHODS
+METHODS = choices.GRADCAM_METHODS
 MALIGNANT = 1  # output index of the malignant class in the (N, 2) softmax
 
 

@@ -9,13 +9,17 @@
   k = 1..15 nearest training images (:mod:`melanet.explain.similar_cases` chooses k on validation);
 - ``retrieval/retrieval.json``: what the index holds and the vote's figures;
 
-and, for an evaluated run, adds ``similar_cases`` to ``metrics.json`` and regenerates the model card.
-The test split is read here, as by ``evaluate``: build the index of a final model. ``similar_images``
-answers a query (a file or an already preprocessed image) from the index alone plus the model.
+and, for an evaluated run, adds ``similar_cases`` to ``metrics.json`` (the CLI then refreshes the model card).
+The test split is read here, as by ``evaluate``: build the index of a final model. ``most_similar``
+answers the dashboard's one question, "the K training cases most like this image", with each case's
+file, label, diagnosis and similarity; ``similar_images`` / ``similar_to_file`` answer from the index
+and the model alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -87,10 +91,7 @@ def build_run(run_path: str | Path, *, progress: Progress | None = None) -> dict
         runs.atomic_write_json(files.retrieval_summary, summary)
         entry.update(n_index=len(index), k=(summary["similar_cases"] or {}).get("k"),
                      test_auc=_rounded((summary["similar_cases"] or {}).get("test_auc")))
-    if similar_cases.add_to_metrics(run.path) is not None:
-        from melanet.reports import model_card
-
-        model_card.refresh(run.path)
+    similar_cases.add_to_metrics(run.path)  # metrics.json's similar_cases block, when the run is evaluated
     return summary
 
 
@@ -151,6 +152,70 @@ def similar_to_file(run_path: str | Path, image_path: str | Path, k: int = retri
     image = preprocess.preprocess_image(image_path, config.image_size, config.max_image_pixels, config.resize,
                                         config.color_constancy)  # BadImageError names the file
     return similar_images(classifier_predict.load_model(run.path), index, image, k)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimilarCase:
+    """One training image near a query; ``rank`` 1 is the most similar."""
+
+    rank: int
+    image: str  # the image id
+    file: Path | None  # its original file in the run's data folder; None when that folder is not on this machine
+    label: int  # 0 = benign, 1 = malignant
+    diagnosis: str  # the ISIC diagnosis where the data records one, else ""
+    similarity: float  # cosine similarity of the GAP features, in [-1, 1]
+
+    @property
+    def label_name(self) -> str:
+        return "malignant" if self.label == 1 else "benign"
+
+
+def most_similar(run_path: str | Path, image: np.ndarray, k: int = retrieval.SHOWN, *,
+                 model=None) -> list[SimilarCase]:
+    """The ``k`` training cases of a classifier run most like ``image`` (S, S, 3) uint8, preprocessed as the
+    run's data, most similar first.
+
+    ``model``: the run's loaded classifier where the caller already holds it (else it is loaded). The
+    index is read once per version of ``retrieval/index.npz``; each case's file is looked up in the
+    run's ``data.root``. ``RunError`` naming the file when the run has no index or no model.
+    """
+    run = runs.Run.open(run_path)
+    index_path = layout.RunLayout(run.path).retrieval_index
+    if not index_path.is_file():
+        raise runs.RunError(f"{index_path}: no similar-cases index; build it with `melanet similar --run {run.path} --build`")
+    index = _cached_index(str(index_path), index_path.stat().st_mtime_ns)
+    if model is None:
+        from melanet.classifier import predict as classifier_predict
+
+        model = classifier_predict.load_model(run.path)
+    files = _image_files(str(run.config().data.root))
+    return [SimilarCase(rank=row["rank"], image=row["image"], file=files.get(row["image"]), label=row["label"],
+                        diagnosis=row["diagnosis"] or "", similarity=row["similarity"])
+            for row in similar_images(model, index, image, k)]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_index(path: str, modified_ns: int) -> retrieval.Index:
+    del modified_ns  # part of the cache key: a rebuilt index is read again
+    return retrieval.Index.load(path)
+
+
+def _image_files(data_root: str) -> dict[str, Path]:
+    """Image id -> file of every sample of ``data_root``; empty when the folder is not readable here."""
+    root = Path(data_root)
+    try:
+        modified = root.stat().st_mtime_ns
+    except OSError:
+        return {}
+    return _image_files_cached(str(root.resolve()), modified)
+
+
+@functools.lru_cache(maxsize=4)
+def _image_files_cached(root: str, modified_ns: int) -> dict[str, Path]:
+    from melanet.data import sources
+
+    del modified_ns  # part of the cache key
+    return sources.image_files(root)
 
 
 def _rounded(value: float | None) -> float | None:

@@ -21,7 +21,7 @@ from scipy import stats
 
 from melanet.runs import layout, runs
 from melanet.data.errors import DataError
-from melanet.evaluation import delong, metrics
+from melanet.evaluation import delong, metrics, predictions
 
 MAX_K = 15
 VOTE_COLUMNS = tuple(f"vote_k{k}" for k in range(1, MAX_K + 1))
@@ -133,9 +133,7 @@ def run_block(run_path: str | Path, confidence: float = 0.95) -> dict[str, Any] 
     test_ids, test_labels, test_votes = votes["test"]
     classifier = None
     if files.predictions.is_file():
-        from melanet.evaluation import evaluate
-
-        ids, labels, probabilities = evaluate.read_predictions(files.predictions)
+        ids, labels, probabilities = predictions.read_predictions(files.predictions)
         if list(ids) == list(test_ids) and np.array_equal(labels, test_labels):
             classifier = probabilities
     block = vote_report(validation_labels, validation_votes, test_labels, test_votes,

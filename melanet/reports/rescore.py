@@ -16,7 +16,7 @@ from typing import Any
 
 from melanet import config as config_module
 from melanet.runs import layout, lifecycle, runs
-from melanet.evaluation import evaluate, uncertainty
+from melanet.evaluation import evaluate, predictions, uncertainty
 from melanet.audits import leakage
 from melanet.reports import model_card
 from melanet.explain import similar_cases
@@ -48,7 +48,7 @@ def rescore_run(run_path: str | Path, overrides: Sequence[str] = ()) -> dict[str
                             f"before (evaluate it with `melanet evaluate --run {run.path}`)")
     config = run.config()
     settings = evaluation_settings(config, overrides)
-    ids, labels, probabilities = evaluate.read_predictions(predictions_path)
+    ids, labels, probabilities = predictions.read_predictions(predictions_path)
     spread = uncertainty.read_columns(predictions_path)  # None for a predictions.csv without the 8 views
     metrics_path = run.path / layout.METRICS_FILE
     previous = runs.read_json(metrics_path) if metrics_path.is_file() else {}

@@ -44,7 +44,7 @@ def seed_values(config: config_module.Config, count: int) -> list[int]:
 def seed_is_finished(folder: Path) -> bool:
     """True when a seed's reproduction ended 'done' with its table and all four evaluations written."""
     status = runs.Run(folder).status() if (folder / runs.STATUS_FILE).is_file() else {}
-    evaluated = all((folder / name / runs.METRICS_FILE).is_file() for name in compare.REPRODUCE_ORDER)
+    evaluated = all((child / runs.METRICS_FILE).is_file() for child in compare.reproduce_folders(folder))
     return status.get("state") == "done" and (folder / layout.TABLE_MARKDOWN_FILE).is_file() and evaluated
 
 

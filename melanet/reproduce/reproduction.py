@@ -7,7 +7,7 @@ folder (layout in ``docs/run-folders.md``)::
 
     config.yaml   the resolved configuration every stage starts from
     status.json   stage 'reproduce': state, step/steps, progress, message, and one entry per stage
-    gan/  vgg_gap/  augment5x/  augment10x/  melanet/      run folders
+    gan/  baseline/  augment5x/  augment10x/  melanet/     run folders (an older folder's vgg_gap/ for baseline/)
     table.md  table.csv                                     Table 1 with confidence intervals
 
 A stage whose run is already finished is skipped, and an interrupted training stage continues
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from melanet import config as config_module
+from melanet.common import training_sets
 from melanet.runs import children, layout, lifecycle, runs, stages
 from melanet.evaluation import compare, paired
 from melanet.runs.progress import Progress
@@ -37,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 STAGE = "reproduce"
 GAN_FOLDER = layout.REPRODUCE_GAN_FOLDER
-# (folder, classifier.training_set) in Table 1 order
-CLASSIFIERS = tuple(layout.REPRODUCE_CLASSIFIER_FOLDERS.items())
 POLL_SECONDS = 1.0
 # a child stopped on request (SIGTERM) or by Ctrl-C; negative: killed by that signal
 STOPPED_EXIT_CODES = (stages.STOPPED_EXIT_CODE, stages.INTERRUPTED_EXIT_CODE, -signal.SIGTERM, -signal.SIGINT)
@@ -110,13 +109,15 @@ def plan(results: Path, shared_gan: Path | None = None) -> list[ChildStage]:
         ChildStage("synthesize", "synthesize", gan),
         ChildStage("audit-synthesis", "audit-synthesis", gan),  # KID, memorisation, realism (classifier.synthetic_keep)
     ]
-    for folder, training_set in CLASSIFIERS:
-        overrides = [f"classifier.training_set={training_set}"]
-        if training_set == "synthetic":
+    # one classifier per training set, in Table 1 order (an older results folder keeps its vgg_gap/)
+    classifiers = [(entry, entry.folder_in(results)) for entry in training_sets.REGISTRY.values()]
+    for entry, folder in classifiers:
+        overrides = [f"classifier.training_set={entry.key}"]
+        if entry.synthetic:
             overrides.append(f"classifier.gan_run={portable_path(gan)}")
-        steps.append(ChildStage(f"train-classifier {folder}", "train-classifier", results / folder,
-                          tuple(overrides), configurable=True))
-    steps += [ChildStage(f"evaluate {folder}", "evaluate", results / folder) for folder, _ in CLASSIFIERS]
+        steps.append(ChildStage(f"train-classifier {folder.name}", "train-classifier", folder,
+                                tuple(overrides), configurable=True))
+    steps += [ChildStage(f"evaluate {folder.name}", "evaluate", folder) for _, folder in classifiers]
     return steps
 
 
@@ -228,9 +229,9 @@ def reproduce(
                                   f"continue later with `melanet reproduce --resume {results}`")
             states[step.name] = "done"
             run.update_status(progress=round((index + 1) / len(steps), 4), stages=_stage_entries(steps, states))
-        rows = compare.load_rows([results / folder for folder, _ in CLASSIFIERS])
+        evaluated = compare.reproduce_folders(results)
+        rows = compare.load_rows(evaluated)
         compare.write_tables(rows, results)
-        evaluated = [results / folder for folder, _ in CLASSIFIERS]
         if not paired.without_predictions(evaluated):
             paired.write_comparison(paired.compare_runs(evaluated), results)
         run.update_status(step=len(steps), steps=len(steps), progress=1.0, message="table written",
@@ -249,7 +250,7 @@ def start_child(command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=children.parent_death_signal(signal.SIGTERM))
 
 
-def _run_child(command: list[str], step: Step, run: runs.Run, index: int, total: int) -> int:
+def _run_child(command: list[str], step: ChildStage, run: runs.Run, index: int, total: int) -> int:
     """Run one child and fold its progress into the results folder's status until it exits."""
     child = start_child(command)
     try:

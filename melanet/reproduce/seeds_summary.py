@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from melanet.common import formatting
 from melanet import config as config_module
+from melanet.common import formatting, training_sets
 from melanet.runs import layout, runs
 from melanet.evaluation import compare, paired
 
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 SEED_FOLDER_PATTERN = re.compile(rf"^{re.escape(layout.SEED_FOLDER_PREFIX)}(-?\d+)$")
 SUMMARY_FILES = (layout.SEEDS_MARKDOWN_FILE, layout.SEEDS_CSV_FILE, layout.SEEDS_JSON_FILE)
-REFERENCE_FOLDER = "melanet"  # MelaNet, compared against every baseline in each seed
+REFERENCE_FOLDER = training_sets.REGISTRY[training_sets.SYNTHETIC].folder  # MelaNet, against every baseline
 FIGURES = ("auc", "sensitivity", "specificity")
 CSV_COLUMNS = ("seed", "folder", "run", "method", "auc", "sensitivity", "specificity",
                "melanet_minus_this_auc", "p_vs_melanet", "p_holm_vs_melanet", "wins_seed")
@@ -71,10 +71,16 @@ def _gan_seed(seed_path: Path) -> int | None:
         return None
 
 
+def _names(per_seed: list[dict[str, Any]]) -> list[str]:
+    """The classifier folder names of the seeds, in Table 1 order (``baseline`` or an older ``vgg_gap``)."""
+    return list(per_seed[0]["methods"])
+
+
 def _seed_entry(seed: int, seed_path: Path) -> dict[str, Any] | None:
     """One seed's AUCs, figures and paired tests, or None when its four evaluations are not all there."""
-    folders = [name for name in compare.REPRODUCE_ORDER if (seed_path / name / runs.METRICS_FILE).is_file()]
-    if folders != list(compare.REPRODUCE_ORDER):
+    expected = [folder.name for folder in compare.reproduce_folders(seed_path)]
+    folders = [name for name in expected if (seed_path / name / runs.METRICS_FILE).is_file()]
+    if folders != expected:
         return None
     rows = {name: compare.load_row(seed_path / name) for name in folders}
     comparison = paired.compare_runs([seed_path / name for name in folders], reference=str(seed_path / REFERENCE_FOLDER))
@@ -143,7 +149,7 @@ def _pooled_tests(per_seed: list[dict[str, Any]], results: Path) -> dict[str, An
     """MelaNet minus each baseline, pooled over the seeds (``pooled_difference``), on the images all share."""
     tests: dict[str, Any] = {}
     loaded = {entry["seed"]: {name: paired.load_scored_run(results / entry["folder"] / name)
-                              for name in compare.REPRODUCE_ORDER} for entry in per_seed}
+                              for name in _names(per_seed)} for entry in per_seed}
     common = set.intersection(*(set(run.ids) for seed_runs in loaded.values() for run in seed_runs.values()))
     ids = sorted(common)
     if not ids:
@@ -156,7 +162,7 @@ def _pooled_tests(per_seed: list[dict[str, Any]], results: Path) -> dict[str, An
     reference_run = next(iter(loaded.values()))[REFERENCE_FOLDER]
     order = {image_id: position for position, image_id in enumerate(reference_run.ids)}
     labels = np.asarray([reference_run.labels[order[image_id]] for image_id in ids])
-    for name in compare.REPRODUCE_ORDER:
+    for name in _names(per_seed):
         if name == REFERENCE_FOLDER:
             continue
         first = np.vstack([column(seed_runs[REFERENCE_FOLDER]) for seed_runs in loaded.values()])
@@ -174,9 +180,12 @@ def summarize(results: str | Path) -> dict[str, Any]:
         (per_seed if entry is not None else incomplete).append(entry if entry is not None else seed)
     if not per_seed:
         raise runs.RunError(f"{results}: no seed-<S> folder with all four evaluated classifiers "
-                            f"({', '.join(compare.REPRODUCE_ORDER)}) to summarize")
+                            f"({', '.join(folder.name for folder in compare.reproduce_folders(results))}) to summarize")
+    if len({tuple(entry["methods"]) for entry in per_seed}) > 1:
+        raise runs.RunError(f"{results}: the seed folders name their classifier folders differently "
+                            f"({', '.join(sorted({'/'.join(entry['methods']) for entry in per_seed}))})")
     methods = []
-    for name in compare.REPRODUCE_ORDER:
+    for name in _names(per_seed):
         summary: dict[str, Any] = {"folder": name, "method": per_seed[0]["methods"][name]["method"]}
         for figure in FIGURES:
             summary[figure] = spread([entry["methods"][name][figure] for entry in per_seed])
@@ -232,14 +241,15 @@ def to_markdown(summary: dict[str, Any]) -> str:
             cells += [text, formatting.number(stats["min"]), formatting.number(stats["max"])] if figure == "auc" else [text]
         cells.append(f"{method['wins']} of {len(seeds)}")
         lines.append("| " + " | ".join(cells) + " |")
-    baselines = [name for name in compare.REPRODUCE_ORDER if name != summary["reference"]]
+    order = [method["folder"] for method in summary["methods"]]  # Table 1 order, as the folders are named
+    baselines = [name for name in order if name != summary["reference"]]
     names = {method["folder"]: method["method"] for method in summary["methods"]}
-    header = ["Seed"] + [f"AUC {names[name]}" for name in compare.REPRODUCE_ORDER]
+    header = ["Seed"] + [f"AUC {names[name]}" for name in order]
     header += [f"MelaNet − {names[name]}: Δ, p (Holm)" for name in baselines]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for entry in summary["per_seed"]:
         cells = [str(entry["seed"])]
-        for name in compare.REPRODUCE_ORDER:
+        for name in order:
             text = formatting.number(entry["methods"][name]["auc"])
             cells.append(f"**{text}**" if name in entry["winners"] else text)
         for name in baselines:
@@ -263,7 +273,7 @@ def csv_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per seed and method (figures as fractions)."""
     rows = []
     for entry in summary["per_seed"]:
-        for name in compare.REPRODUCE_ORDER:
+        for name in entry["methods"]:
             figures = entry["methods"][name]
             test = entry["melanet_vs"].get(name, {})
             rows.append({"seed": entry["seed"], "folder": entry["folder"], "run": name, "method": figures["method"],

@@ -1,6 +1,6 @@
 """Device strategy and precision for both training stages (imports TensorFlow).
 
-``distribute`` (the config key, choices ``stages.DISTRIBUTE_CHOICES``):
+``distribute`` (the config key, choices ``melanet.common.choices.DISTRIBUTE_CHOICES``):
 
 - ``none``: one device; ``mirrored``: every GPU of this machine (``tf.distribute.MirroredStrategy``);
 - ``multi_worker``: every machine named in the standard ``TF_CONFIG`` environment variable

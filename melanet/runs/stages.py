@@ -14,87 +14,17 @@ Two kinds of entry:
   run's ``status.json`` (``evaluate`` -> ``evaluation``), leaving the run's stage and state alone;
   ``synthesize`` is the exception that records itself as the run's stage (it predates the entries).
 
-Choices that the config validates against are ``Literal`` types here (``TrainingSet``,
-``GradCamMethod``, ...); their tuples (``TRAINING_SETS``, ...) are what forms and parsers offer.
-
-This module imports nothing from the rest of ``melanet`` except ``layout``, so ``config`` can
-import it.
+The choices the config validates against (training sets, Grad-CAM methods, ...) live below the
+config, in ``melanet.common``. This module imports nothing from the rest of ``melanet`` except
+``layout``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Literal
 
 from melanet.runs import layout
-
-# -- choices ----------------------------------------------------------------------------------------
-TrainingSet = Literal["original", "augment5x", "augment10x", "synthetic"]
-TRAINING_SETS: tuple[TrainingSet, ...] = typing.get_args(TrainingSet)
-SYNTHETIC_TRAINING_SET: TrainingSet = "synthetic"  # the one that needs classifier.gan_run
-# How Table 1 names the classifier trained on each training set.
-METHOD_NAMES: dict[str, str] = {
-    "original": "VGG-GAP",
-    "augment5x": "VGG-GAP + Augment-5x",
-    "augment10x": "VGG-GAP + Augment-10x",
-    "synthetic": "MelaNet",
-}
-# What each training set holds, as the Train page offers it.
-TRAINING_SET_DESCRIPTIONS: dict[str, str] = {
-    "original": "originals only (VGG-GAP)",
-    "augment5x": "originals + offline augmentation to 5x (Augment-5x)",
-    "augment10x": "originals + offline augmentation to 10x (Augment-10x)",
-    "synthetic": "originals + CycleGAN synthetic malignant lesions (MelaNet)",
-}
-
-GradCamMethod = Literal["gradcam", "gradcam++", "scorecam"]
-GRADCAM_METHODS: tuple[GradCamMethod, ...] = typing.get_args(GradCamMethod)
-
-Backbone = Literal["vgg16", "vgg16-narrow", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
-BACKBONES: tuple[Backbone, ...] = typing.get_args(Backbone)
-BACKBONE_DISPLAY: dict[str, str] = {"vgg16": "VGG16", "vgg16-narrow": "VGG16 (narrow)",
-                                    "efficientnet-lite0": "EfficientNet-Lite0", "efficientnet-lite1": "EfficientNet-Lite1",
-                                    "efficientnet-lite2": "EfficientNet-Lite2"}
-
-
-def baseline_name(backbone: str) -> str:
-    """What Table 1 calls the GAP classifier trained on originals: ``VGG-GAP`` only where VGG16 ran,
-    otherwise e.g. ``GAP baseline (EfficientNet-Lite0)``."""
-    if backbone.startswith("vgg16") or backbone not in BACKBONE_DISPLAY:
-        return "VGG-GAP"
-    return f"GAP baseline ({BACKBONE_DISPLAY[backbone]})"
-
-
-def method_name(training_set: str, backbone: str = "vgg16") -> str:
-    """Table 1's name of a classifier trained on ``training_set`` with ``backbone``."""
-    base = baseline_name(backbone)
-    names = {"original": base, "augment5x": f"{base} + Augment-5x", "augment10x": f"{base} + Augment-10x",
-             "synthetic": "MelaNet"}
-    return names.get(training_set, training_set)
-
-Optimizer = Literal["adadelta", "adam"]
-OPTIMIZERS: tuple[Optimizer, ...] = typing.get_args(Optimizer)
-
-Distribute = Literal["none", "mirrored", "multi_worker"]
-DISTRIBUTE_CHOICES: tuple[Distribute, ...] = typing.get_args(Distribute)
-
-# evaluation.calibration: a monotone map fitted on the validation predictions (melanet.evaluation.calibration)
-Calibration = Literal["none", "temperature", "platt"]
-CALIBRATIONS: tuple[Calibration, ...] = typing.get_args(Calibration)
-
-# classifier.class_weight: 'balanced' (the paper's intent) | 'none' (what the authors' Keras 2 code ran)
-ClassWeight = Literal["balanced", "none"]
-CLASS_WEIGHTS: tuple[ClassWeight, ...] = typing.get_args(ClassWeight)
-
-# classifier.focal_alpha_mode: 'paper' (alpha for malignant, 1 - alpha for benign, equation (6)) |
-# 'authors' (their one-hot two-column loss: alpha cancels, an unweighted focal loss halved)
-FocalAlphaMode = Literal["paper", "authors"]
-FOCAL_ALPHA_MODES: tuple[FocalAlphaMode, ...] = typing.get_args(FocalAlphaMode)
-
-# Outcomes of a thresholded prediction, in the order the explain index lists them: mistakes first.
-Outcome = Literal["FN", "FP", "TP", "TN"]
-OUTCOMES: tuple[Outcome, ...] = typing.get_args(Outcome)
 
 # -- exit codes of the CLI ------------------------------------------------------------------------
 USER_ERROR_EXIT_CODE = 2  # bad input, bad config, refused folder: one line on stderr

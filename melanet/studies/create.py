@@ -96,14 +96,14 @@ def _labelled_test_samples(data_root: str) -> list[sources.Sample]:
 
 def _saved_probabilities(run: runs.Run, data_root: str, ids: Sequence[str]) -> np.ndarray | None:
     """The run's ``predictions.csv`` values for ``ids`` when they were made on ``data_root``, else None."""
-    from melanet.evaluation import evaluate
+    from melanet.evaluation import predictions
 
     metrics = run.metrics() or {}
     evaluated_root = (metrics.get("data") or {}).get("root")
     path = layout.RunLayout(run.path).predictions
     if not evaluated_root or not path.is_file() or Path(evaluated_root).resolve() != Path(data_root).resolve():
         return None
-    saved_ids, _, probabilities = evaluate.read_predictions(path)
+    saved_ids, _, probabilities = predictions.read_predictions(path)
     by_id = dict(zip(saved_ids, probabilities))
     if any(image_id not in by_id for image_id in ids):
         return None
