@@ -254,14 +254,16 @@ def test_a_held_out_benign_images_synthetic_translation_is_not_in_that_folds_tra
 
     monkeypatch.setattr(training_sets, "synthetic_images", translations)  # stands in for a stage-1 run
     drawn: list[np.ndarray] = []
-    real_make_dataset = train.make_dataset
+    from melanet.classifier import fitting
+
+    real_make_dataset = fitting.make_dataset
 
     def spy(images, labels, batch_size, **options):
         if options.get("orders") is not None:
             drawn.append(np.asarray(options["orders"]))
         return real_make_dataset(images, labels, batch_size, **options)
 
-    monkeypatch.setattr(train, "make_dataset", spy)
+    monkeypatch.setattr(fitting, "make_dataset", spy)
     run = runs.Run.create(tmp_path / "run", config, train.STAGE)
     train.train_classifier(run, config)
     fold_of = folds.read_folds(run.file(folds.FOLDS_FILE))

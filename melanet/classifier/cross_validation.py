@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 
 from melanet.runs import layout, lifecycle, runs
 from melanet.classifier import model as model_module
-from melanet.classifier import losses, predict, train, training_sets
+from melanet.classifier import fitting, losses, predict, training_sets
 from melanet.config import Config, ConfigError
 from melanet.data import disk_images, folds, splits
 from melanet.runs.progress import Progress
@@ -89,8 +89,8 @@ def train_cross_validated(run: runs.Run, config: Config, *, resume: bool = False
     keras.utils.set_random_seed(config.seed)
     prefix = None
     if settings.trainable_from:
-        prefix, _ = model_module.split_at(train.build_compiled_model(config), settings.trainable_from)
-    training_views = train.training_views(settings.augment)
+        prefix, _ = model_module.split_at(fitting.build_compiled_model(config), settings.trainable_from)
+    training_views = fitting.training_views(settings.augment)
     test_views = predict.TTA_VIEWS[config.evaluation.tta]
     run.update_status(message="computing the inputs of every view once")
     inputs = _inputs(prefix, training_set, len(full.ids), training_views, test_views, settings.batch_size,
@@ -117,7 +117,7 @@ def _inputs(prefix: keras.Model | None, training_set: Any, originals_count: int,
         parts.append(training_set.subset(np.arange(originals_count, rows)).images)
 
     def inputs_of(view: tuple) -> list[Any]:
-        return [train.view_inputs(prefix, part, batch_size, (view,), cache_dir=cache_dir if prefix is not None else None)[0]
+        return [fitting.view_inputs(prefix, part, batch_size, (view,), cache_dir=cache_dir if prefix is not None else None)[0]
                 for part in parts]
 
     per_view = []
@@ -137,7 +137,7 @@ def _build(config: Config, has_prefix: bool) -> tuple[keras.Model, keras.Model]:
     """(full model, the part that trains) with the run's seed: every fold starts from the same weights."""
     settings = config.classifier
     keras.utils.set_random_seed(config.seed)
-    model = train.build_compiled_model(config)
+    model = fitting.build_compiled_model(config)
     if not has_prefix:
         return model, model
     _, suffix = model_module.split_at(model, settings.trainable_from)
@@ -174,12 +174,12 @@ def _train_fold(run: runs.Run, config: Config, fold: int, inputs: dict[str, Any]
     runs.atomic_write_text(fold_run.file(TRAINING_IMAGES_FILE), "".join(f"{row_ids[row]}\n" for row in train_rows))
     weights = np.ones(inputs["rows"], dtype=np.float32)
     if settings.class_weight == "balanced":
-        weights[train_rows] = train.balanced_sample_weights(row_labels[train_rows])
-    length, steps = train.epoch_length(len(train_rows), settings)
-    orders = train.augmented_orders(train_rows, inputs["views"], inputs["rows"], [config.seed, fold], first_epoch,
+        weights[train_rows] = fitting.balanced_sample_weights(row_labels[train_rows])
+    length, steps = fitting.epoch_length(len(train_rows), settings)
+    orders = fitting.augmented_orders(train_rows, inputs["views"], inputs["rows"], [config.seed, fold], first_epoch,
                                     settings.epochs, length)
     tiled_labels = np.tile(row_labels, inputs["views"])
-    dataset = train.make_dataset(inputs["stacked"], tiled_labels, settings.batch_size,
+    dataset = fitting.make_dataset(inputs["stacked"], tiled_labels, settings.batch_size,
                                  sample_weights=np.tile(weights, inputs["views"]), orders=orders)
     held_inputs = [view.take(held) if disk_images.is_on_disk(view) else view[held] for view in inputs["held_out"]]
     reporter = lifecycle.EpochReporter(fold_run, settings.epochs, steps, first_epoch=first_epoch + 1)
@@ -334,11 +334,11 @@ def _choose_and_finish(run: runs.Run, config: Config, full: Any, assignment: np.
         snapshot = fold_folder(run.path, fold) / SNAPSHOTS_FOLDER / f"epoch-{epoch:04d}.npz"
         with np.load(snapshot) as stored:
             trained.set_weights([stored[f"arr_{index}"] for index in range(len(stored.files))])
-        train.save_model_atomically(model, fold_folder(run.path, fold) / predict.MODEL_FILE)
+        fitting.save_model_atomically(model, fold_folder(run.path, fold) / predict.MODEL_FILE)
         shutil.rmtree(snapshot.parent, ignore_errors=True)
         shutil.rmtree(runs.Run(fold_folder(run.path, fold)).checkpoint_dir, ignore_errors=True)
     runs.atomic_write_csv(
-        run.file(train.VALIDATION_PREDICTIONS_FILE),
+        run.file(layout.VALIDATION_PREDICTIONS_FILE),
         [{"image": image_id, "label": int(label), "prob_malignant": f"{probability_of[image_id]:.6f}"}
          for image_id, label in zip(full.ids, full.labels)],
         ["image", "label", "prob_malignant"])
@@ -351,7 +351,7 @@ def _choose_and_finish(run: runs.Run, config: Config, full: Any, assignment: np.
         "training_rows_dropped_per_fold": [int(np.sum(row_folds == fold)) for fold in range(1, settings.folds + 1)],
         "training_views": [predict.view_name(view) for view in training_views],
         "test_time_views": [predict.view_name(view) for view in test_views],
-        "steps_per_epoch": train.epoch_length(1, settings)[1] if settings.steps_per_epoch else "one pass",
+        "steps_per_epoch": fitting.epoch_length(1, settings)[1] if settings.steps_per_epoch else "one pass",
     }
     runs.atomic_write_json(run.file(CROSS_VALIDATION_FILE), summary)
     runs.atomic_write_json(run.file(predict.ENSEMBLE_FILE), {
