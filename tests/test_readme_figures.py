@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 README = REPOSITORY / "README.md"
@@ -345,7 +346,10 @@ def _claims(source: dict) -> list[tuple[str, list[float]]]:
     settings = melanet["evaluation_settings"]
     uncertainty = {run: metrics[run]["uncertainty"] for run in metrics}
     memory = source["memory"]["build"]
+    demo_cv = yaml.safe_load((REPOSITORY / "configs" / "demo-cv.yaml").read_text())
     return [
+        ("`configs/demo-cv.yaml` (candidate cross-validated demo at {} px: {} folds",
+         [demo_cv["data"]["image_size"], demo_cv["classifier"]["folds"]]),
         ("The sample's test part has {} images ({} malignant)", [melanet["n"], melanet["n_malignant"]]),
         ("on the {} test images (threshold {}; the probabilities are low, so sensitivity at {} is low",
          [melanet["n"], settings["threshold"], settings["threshold"]]),
