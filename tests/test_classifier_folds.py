@@ -339,7 +339,8 @@ def test_frozen_features_are_cached_per_view_and_read_back_by_the_next_run(tmp_p
 
     keras_model = model_module.build_classifier(32, "vgg16-narrow", 0.0625, "none", trainable_from="block4_conv1")
     prefix, _ = model_module.split_at(keras_model, "block4_conv1")
-    images = np.asarray(prepare.load_split(_config(SAMPLE_ROOT).data, "test").images[:6])
+    data = config_module.load_config(overrides=[*TINY, f"data.root={SAMPLE_ROOT}", f"data.cache_dir={tmp_path / 'data-cache'}"]).data
+    images = np.asarray(prepare.load_split(data, "test").images[:6])  # the split's cache in tmp_path, not in the repository
     view = predict.DIHEDRAL_VIEWS[6]
     first = train.cached_frozen_features(prefix, images, 4, view, tmp_path)
     files = sorted(tmp_path.glob("features-*.npy"))
