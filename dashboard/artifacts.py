@@ -265,14 +265,10 @@ def linked_gan_run(run_path: Path) -> Path | None:
 
 
 def image_paths(data_root: str | Path) -> dict[str, Path]:
-    """Image id -> file for every sample of a data folder (``melanet.data.sources.read_index``)."""
-    from melanet.data import errors, sources
+    """Image id -> file for every sample of a data folder (``melanet.data.sources.image_files``)."""
+    from melanet.data import sources
 
-    try:
-        index = sources.read_index(discovery.resolve_path(data_root))
-    except (errors.DataError, OSError):
-        return {}
-    return {sample.image_id: sample.path for sample in [*index.train, *index.test]}
+    return sources.image_files(discovery.resolve_path(data_root))
 
 
 def load_rgb(path: Path) -> np.ndarray | None:

@@ -140,14 +140,18 @@ def risk_coverage_figure(curves: Sequence[tuple[str, Sequence[dict]]], colours: 
 
     ``curves``: (run name, ``metrics.json`` ``uncertainty.risk_coverage`` points: {coverage, n, auc,
     max_spread}); confidence = a low spread of the probability over the 8 flips and rotations. A point
-    whose subset holds one class only has no AUC and is left out.
+    whose subset holds one class only has no AUC and is left out. Points with ``low`` and ``high`` (a 95 %
+    interval) get error bars.
     """
     figure = go.Figure()
     for name, points in curves:
         scored = [point for point in points if point.get("auc") is not None]
         shown = plain(name)
+        bounded = all(point.get("low") is not None and point.get("high") is not None for point in scored)
+        error = dict(type="data", symmetric=False, array=[point["high"] - point["auc"] for point in scored],
+                     arrayminus=[point["auc"] - point["low"] for point in scored], thickness=1, width=3) if bounded else None
         figure.add_trace(go.Scatter(
-            x=[100 * point["coverage"] for point in scored], y=[point["auc"] for point in scored],
+            x=[100 * point["coverage"] for point in scored], y=[point["auc"] for point in scored], error_y=error,
             mode="lines+markers", name=shown, line=dict(color=(colours or {}).get(name)),
             customdata=[[point["n"], point["max_spread"]] for point in scored],
             hovertemplate="most confident %{x:.0f} % (%{customdata[0]} images, spread up to %{customdata[1]:.3f}): "

@@ -17,7 +17,7 @@ import streamlit as st
 
 from melanet.common import formatting
 from melanet.runs import layout, runs
-from melanet.evaluation import paired
+from melanet.evaluation import paired, uncertainty
 from melanet.reproduce import seeds_summary as seeds_module
 
 from dashboard import charts, discovery, glossary, ui
@@ -107,7 +107,9 @@ def render_paired(entries: Sequence[discovery.RunEntry]) -> None:
              "melanomas: who was right": paired.discordant_text(pair, "sensitivity"),
              "McNemar p, specificity": formatting.p_cell(pair["mcnemar"]["specificity"]["p"]),
              "benign: who was right": paired.discordant_text(pair, "specificity")} for pair in comparison["pairs"]]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="paired_table")
+    # st.table wraps long cells ("melanomas: who was right") within the page; a grid would cut them off at 1280 px
+    with st.container(key="paired_table"):
+        st.table(pd.DataFrame(rows).set_index("A"))
 
 
 def reliability_figure(curves: Sequence[tuple[str, list[dict[str, Any]]]],
@@ -181,9 +183,8 @@ def render_calibration(entries: Sequence[discovery.RunEntry], metrics_of, colour
         elif calibrated:
             curves.append((entry.label, calibrated["reliability"]))
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, key="calibration_table", column_config={
-            "Brier (raw)": st.column_config.TextColumn(help=glossary.TERMS["Brier"]),
-            "ECE (raw)": st.column_config.TextColumn(help=glossary.TERMS["ECE"])})
+        with st.container(key="calibration_table"):  # a wrapping table: a grid would cut its right columns off
+            st.table(pd.DataFrame(rows).set_index("Run"))
         st.plotly_chart(reliability_figure(curves, colours), key="reliability_chart")
         if view == "calibrated" and len(curves) < len(rows):
             st.caption("Runs without a calibration map have no calibrated line.")
@@ -214,21 +215,39 @@ def seeds_folders(entries: Sequence[discovery.RunEntry]) -> list[discovery.RunEn
 SEED_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon")
 
 
+SEEDS_AXIS_MARGIN = 0.05  # AUC below the lowest and above the highest value drawn
+
+
+def seeds_axis_range(summary: dict[str, Any], margin: float = SEEDS_AXIS_MARGIN) -> list[float]:
+    """[low, high] of the seeds chart's AUC axis: every seed's AUC and each mean +- SD, with ``margin``
+    on both sides, within [0, 1]."""
+    values = [entry["methods"][method["folder"]]["auc"] for entry in summary["per_seed"] for method in summary["methods"]]
+    for method in summary["methods"]:
+        sd = method["auc"]["sd"] or 0
+        values += [method["auc"]["mean"] - sd, method["auc"]["mean"] + sd]
+    values = [value for value in values if value is not None]
+    if not values:
+        return [0.0, 1.0]
+    return [max(0.0, min(values) - margin), min(1.0, max(values) + margin)]
+
+
 def seeds_figure(summary: dict[str, Any], method_colours: dict[str, str] | None = None) -> go.Figure:
-    """Mean AUC per method (bars, +- SD, in the colour of that method's run elsewhere on the page) with each
-    seed's AUC as a dark point over its bar (one marker shape per seed)."""
+    """Mean AUC per method (a wide mark, +- SD, in the colour of that method's run elsewhere on the page) with
+    each seed's AUC as a dark point beside it (one marker shape per seed). Marks, not bars: the axis fits the
+    data (:func:`seeds_axis_range`), and a bar would read as a length from an axis that does not start at 0."""
     methods = summary["methods"]
     names = [_axis_label(method["method"]) for method in methods]
     colours = [(method_colours or {}).get(method["method"], "#999999") for method in methods]
-    figure = go.Figure(go.Bar(
-        x=names, y=[method["auc"]["mean"] for method in methods], name="mean over seeds", opacity=0.6,
-        marker_color=colours, error_y=dict(type="data", array=[method["auc"]["sd"] or 0 for method in methods])))
+    figure = go.Figure(go.Scatter(
+        x=names, y=[method["auc"]["mean"] for method in methods], name="mean over seeds (+- SD)", mode="markers",
+        marker=dict(symbol="line-ew-open", size=44, line=dict(width=4, color=colours), color=colours),
+        error_y=dict(type="data", array=[method["auc"]["sd"] or 0 for method in methods], thickness=2, width=10)))
     for number, entry in enumerate(summary["per_seed"]):
         figure.add_trace(go.Scatter(
             x=names, y=[entry["methods"][method["folder"]]["auc"] for method in methods],
             mode="markers", name=f"seed {entry['seed']}",
             marker=dict(size=10, color="#333333", symbol=SEED_SYMBOLS[number % len(SEED_SYMBOLS)])))
-    figure.update_layout(yaxis_title="test AUC", yaxis=dict(range=[0.4, 1.0]), height=420,
+    figure.update_layout(yaxis_title="test AUC", yaxis=dict(range=seeds_axis_range(summary)), height=420,
                          margin=dict(l=10, r=10, t=30, b=10))
     return figure
 
@@ -246,12 +265,22 @@ def render_seeds(entries: Sequence[discovery.RunEntry], method_colours: dict[str
         st.warning(f"{folder.path / layout.SEEDS_JSON_FILE}: unreadable ({error})")
         return
     st.plotly_chart(seeds_figure(summary, method_colours), key="seeds_chart")
+    low, high = seeds_axis_range(summary)
+    st.caption(f"The AUC axis runs from {low:.2f} to {high:.2f}: {SEEDS_AXIS_MARGIN:g} below the lowest and above "
+               "the highest value drawn (each seed's AUC, each mean +- SD), within [0, 1].")
     st.markdown(seeds_module.to_markdown(summary))
 
 
 def render_model_card(entries: Sequence[discovery.RunEntry]) -> None:
     """The chosen run's ``model_card.md``, as generated from its files."""
-    entry = ui.pick_run(list(entries), "Model card of", key="model_card_run")
+    entries = list(entries)
+    comparison = comparison_of(entries)
+    reference = discovery.resolve_path(comparison["reference"]) if isinstance(comparison, dict) and \
+        comparison.get("reference") else None
+    first = next((number for number, entry in enumerate(entries) if reference is not None and
+                  Path(entry.path).resolve() == reference.resolve()),
+                 next((number for number, entry in enumerate(entries) if Path(entry.path).name == "melanet"), 0))
+    entry = ui.pick_run(entries, "Model card of", key="model_card_run", index=first)
     path = Path(entry.path) / layout.MODEL_CARD_FILE
     if not path.is_file():
         st.info(f"{entry.label} has no model card yet: `melanet evaluate --run {entry.label} --from-predictions` "
@@ -260,25 +289,61 @@ def render_model_card(entries: Sequence[discovery.RunEntry]) -> None:
     st.markdown(path.read_text(encoding="utf-8"))
 
 
+@st.cache_data(show_spinner="Bootstrapping the risk-coverage intervals (once per run)...", max_entries=32)
+def _risk_intervals(path: str, modified: float, threshold: float) -> dict[str, Any] | None:
+    del modified  # part of the cache key only
+    frame = pd.read_csv(path)
+    if not {"label", "prob_malignant", uncertainty.RANGE_COLUMN} <= set(frame.columns) or frame.empty:
+        return None
+    return uncertainty.bootstrap_risk_coverage(frame["label"], frame["prob_malignant"], frame[uncertainty.RANGE_COLUMN],
+                                               threshold)
+
+
+def _signed(block: dict[str, Any]) -> str:
+    if block.get("estimate") is None:
+        return "-"
+    interval = "" if block.get("low") is None else f" [{block['low']:+.3f}, {block['high']:+.3f}]"
+    return f"{block['estimate']:+.3f}{interval}"
+
+
 def render_risk_coverage(entries: Sequence[discovery.RunEntry], metrics_of, colours: dict[str, str] | None = None) -> None:
-    """The risk-coverage curve of each run (``metrics.json`` ``uncertainty``), and the runs without one."""
-    curves, rows, missing, thresholds = [], [], [], set()
+    """The risk-coverage curve of each run with 95 % bootstrap intervals, and the verdict on its flag: the
+    bootstrap interval of AUC(flagged) - AUC(unflagged) (``uncertainty.bootstrap_risk_coverage``)."""
+    curves, rows, verdicts, missing, thresholds, method = [], [], [], [], set(), ""
     for entry in entries:
         block = (metrics_of(entry.path) or {}).get("uncertainty") or {}
         if not block.get("available"):
             missing.append(entry.label)
             continue
-        curves.append((entry.label, block["risk_coverage"]))
+        points = block["risk_coverage"]
+        predictions_file = layout.RunLayout(entry.path).predictions
+        intervals = (_risk_intervals(str(predictions_file), predictions_file.stat().st_mtime, float(block["threshold"]))
+                     if predictions_file.is_file() else None)
+        if intervals is not None:
+            method = intervals["method"]
+            bounds = {row["coverage"]: row for row in intervals["coverage"]}
+            points = [dict(point, low=bounds.get(point["coverage"], {}).get("low"),
+                           high=bounds.get(point["coverage"], {}).get("high")) for point in points]
+            verdicts.append(f"- **{entry.label}**: {intervals['verdict']} AUC on all images minus on the most "
+                            f"confident half: {_signed(intervals.get('all_minus_half') or {})}.")
+        curves.append((entry.label, points))
         thresholds.add(block["threshold"])
         rows.append({"Run": entry.label, "Uncertain images": f"{block['n_uncertain']} of {block['n']}",
                      "AUC, uncertain": "-" if block.get("auc_uncertain") is None else f"{block['auc_uncertain']:.3f}",
-                     "AUC, the others": "-" if block.get("auc_confident") is None else f"{block['auc_confident']:.3f}"})
+                     "AUC, the others": "-" if block.get("auc_confident") is None else f"{block['auc_confident']:.3f}",
+                     "Difference [95 % CI]": "-" if intervals is None else _signed(intervals["flagged_minus_unflagged"])})
     if curves:
         st.plotly_chart(charts.risk_coverage_figure(curves, colours), key="risk_coverage_chart")
         st.dataframe(pd.DataFrame(rows), hide_index=True, key="uncertainty_table")
+        if verdicts:
+            st.markdown("**Does the flag pick out the harder images?** A useful flag gives the flagged images a lower "
+                        "AUC than the others (difference below 0) and a curve that rises as coverage falls.",
+                        help=glossary.help_for("uncertain", "risk-coverage", "bootstrap"))
+            st.markdown("\n".join(verdicts))
         st.caption(f"Uncertain: the probability moves by more than {' / '.join(f'{value:g}' for value in sorted(thresholds))} (evaluation."
                    "uncertain_spread) over the 8 flips and 90-degree rotations of the image. "
-                   + glossary.line("risk-coverage"))
+                   + glossary.line("risk-coverage")
+                   + (f" Bars and intervals: 95 %, {method} of the test images (each class resampled apart)." if method else ""))
     if missing:
         st.caption(f"No uncertainty figures for {', '.join(missing)}: its predictions.csv has no spread over the 8 "
                    "views; re-evaluate it with `melanet evaluate --run RUN` (the model predicts the test images again).")

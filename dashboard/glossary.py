@@ -21,6 +21,20 @@ TERMS: dict[str, str] = {
     "confidence interval": "The range the true figure plausibly lies in (95 %); wide with few test images.",
     "GAP": "Global average pooling: the classifier averages each feature map over the whole image before "
            "deciding, which also lets Grad-CAM show where it looked.",
+    "VGG-GAP": "The paper's classifier: VGG16, a well-known image network pre-trained on everyday photos, whose "
+               "last feature maps are averaged over the image (GAP) before one output gives the chance of melanoma. The "
+               "shipped demo uses EfficientNet-Lite0, a smaller network, in its place.",
+    "block5c_add": "The last block of EfficientNet-Lite0 whose features the heat map is computed on (an 8 x 8 grid "
+                   "for a 256 px image, which sets how coarse the map is). A name inside the network, of interest "
+                   "to engineers only.",
+    "Hillis ddf": "Hillis's denominator degrees of freedom: how many effective readers-and-cases the reader-study "
+                  "F test counts on; few readers give few degrees of freedom and wide intervals.",
+    "OR variance components": "Obuchowski-Rockette variance components: how much of the spread of the readers' "
+                              "AUCs comes from the readers, from the cases, and from their mixture; they set how "
+                              "many readers and cases the next study needs.",
+    "threshold of 128 bits": "Duplicate check: each image gets a 128-bit fingerprint of its coarse light-and-dark "
+                             "pattern; two images whose fingerprints differ in at most this many bits (e.g. 8 of "
+                             "128) count as copies of the same photograph, mirrored copies included.",
     "block5_conv3": "The last convolution layer of VGG16, the network layer whose features Grad-CAM maps "
                     "(its coarse 14x14 grid sets the heat map's detail).",
     "Grad-CAM": "A heat map of the image regions that raised the model's melanoma score; it shows where the "
@@ -28,7 +42,8 @@ TERMS: dict[str, str] = {
     "focal loss": "A training loss that gives more weight to the images the model still gets wrong, so the "
                   "rarer melanomas are not drowned out by easy benign lesions.",
     "CycleGAN": "A pair of image-to-image networks trained to turn benign-looking lesions into "
-                "malignant-looking ones and back, without paired examples.",
+                "malignant-looking ones and back, without paired examples; MelaNet adds the artificial melanomas "
+                "it makes to the classifier's training images.",
     "synthetic": "An image made by the CycleGAN from a real benign lesion; not a real patient's melanoma.",
     "KID": "Kernel inception distance: how far the synthetic images are from real ones in a network's "
            "features (0 = indistinguishable; compare with the distance between real benign and real malignant).",

@@ -9,7 +9,7 @@ import streamlit as st
 
 from melanet.explain import overlay
 
-from dashboard import artifacts, discovery
+from dashboard import artifacts, discovery, glossary
 
 NOT_A_DEVICE = "Research use only, not a medical device: never use these outputs to diagnose a patient."
 
@@ -80,10 +80,27 @@ def load_original(path: str, modified: float, max_side: int = 1024) -> np.ndarra
         return None
 
 
+SCALE_STYLE = "display:flex;justify-content:space-between;font-size:14px;max-width:320px;margin-top:-0.5rem"
+
+
+def show_colour_scale() -> None:
+    """The heat map's colour bar with its ends named in page text of 14 px (readable, unlike text drawn
+    into the bar's image), and the plain-language caption."""
+    st.image(overlay.colour_scale(width=320, labels=False), width=320)
+    st.markdown(f'<div class="heatmap-scale" style="{SCALE_STYLE}"><span>low</span>'
+                "<span>high: raised the malignant score most</span></div>", unsafe_allow_html=True)
+    st.caption(overlay.HEATMAP_CAPTION)
+
+
 def show_heatmap(original: np.ndarray, activation: np.ndarray, resize_mode: str, image_size: int, opacity: float,
-                 title: str) -> None:
-    """A heat map over the original image in its own framing, its colour scale and the plain-language caption."""
+                 title: str, layer: str | None = None) -> None:
+    """A heat map over the original image in its own framing, its colour scale and the plain-language caption;
+    the network ``layer`` it was computed on goes into a details box."""
     st.image(overlay.heatmap_on_original(original, activation, resize_mode, image_size, opacity=opacity),
              width="stretch", caption=title)
-    st.image(overlay.colour_scale(width=320), width=320)
-    st.caption(overlay.HEATMAP_CAPTION)
+    show_colour_scale()
+    if layer:
+        with st.expander("Which network layer"):
+            name = layer.split(" ")[0]
+            st.markdown(f"Grad-CAM of the layer `{layer}`.",
+                        help=glossary.help_for("Grad-CAM", *([name] if name in glossary.TERMS else [])))

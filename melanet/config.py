@@ -20,7 +20,8 @@ from melanet.common import choices, training_sets
 
 RESIZE_MODES = ("pad", "stretch", "crop")  # how a non-square image becomes square (data.resize)
 COLOR_CONSTANCY_METHODS = ("none", "shades_of_gray")  # data.color_constancy
-TTA_MODES = ("none", "flips")  # evaluation.tta: test-time augmentation
+TTA_MODES = ("none", "flips", "dihedral")  # evaluation.tta: test-time augmentation (melanet.classifier.predict)
+AUGMENT_MODES = ("none", "dihedral")  # classifier.augment: online augmentation of every training set
 SYNTHETIC_KEEP_ALL = "all"  # classifier.synthetic_keep: every synthetic image, or "top_fraction=F"
 SYNTHETIC_KEEP_TOP_FRACTION = "top_fraction"
 DISCRIMINATORS = ("patchgan", "projected")  # gan.discriminator (melanet.gan.networks / projected)
@@ -117,6 +118,15 @@ class ClassifierConfig:
     reduce_lr_factor: float = 0.1
     early_stopping_patience: int = 10
     monitor: str = "val_auc"  # validation metric for LR schedule, early stopping and best weights
+    # 1 = one validation split carved from training (data.val_fraction; the paper preset); K > 1 = K grouped,
+    # stratified folds of the whole training part: K models, one epoch count chosen on the fold-averaged
+    # out-of-fold AUC, the out-of-fold predictions serve every choice, the test prediction is the K models'
+    # mean (melanet.classifier.cross_validation)
+    folds: int = 1
+    # "none" (the paper: no online augmentation) | "dihedral": each step shows every training image in one of
+    # the 8 flips / 90-degree rotations, drawn at random; applied to every training set alike
+    augment: str = "none"
+    steps_per_epoch: int = 0  # 0 = one pass over the training set; N = N steps for every method alike
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +137,7 @@ class EvaluationConfig:
     target_sensitivity: float = 0.8  # operating point chosen on the validation split
     bootstrap_samples: int = 2000
     confidence: float = 0.95
-    tta: str = "none"  # "none" | "flips": average the probabilities over the four flips of each image
+    tta: str = "none"  # "none" | "flips" (the 4 flips) | "dihedral" (the 8 flips and 90-degree rotations): mean probability
     calibration: choices.Calibration = "temperature"  # "none" | "temperature" | "platt", fitted on validation only
     prevalence: float = 75 / 379  # PPV/NPV also reported at this prevalence (ISIC-2016 test set: 75 of 379)
     # triage operating points, chosen on the validation split (melanet.evaluation.operating_points)
@@ -178,6 +188,7 @@ REPLACED_VALUES: dict[str, dict[Any, str]] = {
 _CHOICES: dict[str, tuple[str, ...]] = {
     "data.color_constancy": COLOR_CONSTANCY_METHODS,
     "evaluation.tta": TTA_MODES,
+    "classifier.augment": AUGMENT_MODES,
     "gan.discriminator": DISCRIMINATORS,
     "gan.composite": COMPOSITES,
     "gan.generator": GENERATORS,
@@ -396,6 +407,8 @@ def validate(config: Config) -> None:
         (config.gan.batch_size >= 1, "gan.batch_size", ">= 1"),
         (config.classifier.epochs >= 1, "classifier.epochs", ">= 1"),
         (config.classifier.batch_size >= 1, "classifier.batch_size", ">= 1"),
+        (1 <= config.classifier.folds <= 20, "classifier.folds", "an integer from 1 (one validation split) to 20"),
+        (config.classifier.steps_per_epoch >= 0, "classifier.steps_per_epoch", ">= 0 (0 = one pass over the training set)"),
         (config.classifier.focal_gamma >= 0, "classifier.focal_gamma", ">= 0"),
         (0.0 < config.classifier.focal_alpha < 1.0, "classifier.focal_alpha", "in (0, 1)"),
         (0.0 < config.classifier.width <= 1.0, "classifier.width", "in (0, 1]"),

@@ -8,7 +8,9 @@ from melanet import config as config_module
 from melanet.runs import layout, runs
 from melanet.evaluation import compare
 
-from dashboard import artifacts, charts, discovery, evidence_views, glossary, ui
+from dashboard import artifacts, charts, discovery, evidence_views, glossary, navigation, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 st.title("Compare classifiers")
 st.caption("Figures on the test split. Malignant = positive class; an image is called malignant when its "
@@ -53,7 +55,8 @@ for entry in chosen:
 st.subheader("Metrics at threshold 0.5 (95 % confidence intervals)")
 table = artifacts.metrics_table(chosen)
 if not table.empty:
-    st.dataframe(table, hide_index=True, key="metrics_table")
+    with st.container(key="metrics_table"):  # a wrapping table: a grid would cut its right columns off at 1280 px
+        st.table(table.set_index(table.columns[0]))
     st.caption("AUC interval: stratified bootstrap; proportions: Wilson score intervals.")
 
 st.subheader("Threshold")

@@ -15,7 +15,9 @@ from melanet.data.errors import DataError
 from melanet.evaluation import external
 from melanet.audits import leakage
 
-from dashboard import artifacts, charts, discovery, external_view, glossary, subgroup_view, ui
+from dashboard import artifacts, charts, discovery, external_view, glossary, navigation, subgroup_view, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 POLL_SECONDS = 2.0
 

@@ -13,12 +13,14 @@ from melanet.runs import layout
 from melanet.explain import overlay as overlay_module
 from melanet.audits import shortcuts
 
-from dashboard import artifacts, charts, discovery, glossary, similar_view, ui
+from dashboard import artifacts, charts, discovery, glossary, navigation, similar_view, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 OUTCOME_NAMES = {"FN": "missed melanoma (FN)", "FP": "false alarm (FP)", "TP": "found melanoma (TP)",
                  "TN": "correct benign (TN)"}
 
-st.title("Grad-CAM", help=glossary.help_for("Grad-CAM", "GAP", "block5_conv3"))
+st.title("Grad-CAM", help=glossary.help_for("Grad-CAM", "GAP", "block5_conv3", "block5c_add"))
 st.caption("Where each classifier looks when it scores 'malignant' (class activation maps on the backbone's "
            "deepest feature map of at least 7 x 7), drawn over the original image as the dermoscope framed it. "
            "Misclassified images first.")
@@ -60,7 +62,8 @@ def show_explained(entry: discovery.RunEntry, row: pd.Series, opacity: float) ->
     source = ui.source_image(entry.path, str(row["image"]))
     original = ui.load_original(str(source), source.stat().st_mtime) if source and source.is_file() else None
     config = artifacts.run_config(entry.path)
-    title = f"{row.get('method', 'gradcam')} on {row.get('layer', '?')}, opacity {opacity:.2f}"
+    title = f"Where the model looked, opacity {opacity:.2f}"
+    layer = f"{row.get('layer', '?')} ({row.get('method', 'gradcam')})"
     left, right = st.columns(2)
     with left:
         if original is not None:
@@ -69,7 +72,8 @@ def show_explained(entry: discovery.RunEntry, row: pd.Series, opacity: float) ->
             ui.show_image(_row_input(entry, row), "the model's input (the original is not on this machine)")
     with right:
         if original is not None and activation is not None and activation.ndim == 2 and config is not None:
-            ui.show_heatmap(original, activation, config.data.resize, config.data.image_size, opacity, title)
+            ui.show_heatmap(original, activation, config.data.resize, config.data.image_size, opacity, title,
+                            layer=layer)
         else:
             input_path = _row_input(entry, row)
             image = ui.load_rgb(str(input_path), input_path.stat().st_mtime) if input_path else None

@@ -10,12 +10,15 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import artifacts, charts, discovery, glossary, lesion_pairs, study_reading, study_views, synthetic_view, ui
+from dashboard import (artifacts, charts, discovery, glossary, lesion_pairs, navigation, study_reading, study_views,
+                       synthetic_view, ui)
 from melanet.audits import translation
 from melanet.runs import audit_files
 from melanet.studies import access, synthetic_study
 from melanet.studies import results as study_results
 from melanet.studies import study as study_module
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 PER_PAGE = 6
 CLOSEST_PAIRS = 4
@@ -225,7 +228,8 @@ def show_audit(entry, summary: dict, nearest: pd.DataFrame, manifest: pd.DataFra
                    + f"{realism['pixel_yardstick']['auc']:.3f} in pixel features. Synthetic lesions that pass for "
                    "real should be no easier to tell from real melanomas than benign lesions are.")
     st.markdown("**KID** (Binkowski et al. 2018; 0 = same distribution). Real benign vs real malignant is the "
-                "yardstick: synthetic lesions should sit no farther from real melanomas than that.")
+                "yardstick: synthetic lesions should sit no farther from real melanomas than that.",
+                help=glossary.help_for("KID"))
     st.dataframe(kid_table(summary), hide_index=True)
     for space, values in summary.get("feature_spaces", {}).items():
         st.caption(f"{space}: {values.get('description', '')}")

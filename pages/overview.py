@@ -13,15 +13,21 @@ from melanet import config as config_module
 from melanet.runs import jobs, layout
 from melanet.data import errors as data_errors
 
-from dashboard import artifacts, charts, discovery, glossary, ui
+from dashboard import artifacts, charts, demo_summary, discovery, glossary, navigation, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 MISSING = "–"  # a figure a row does not have (a GAN run has no AUC): a dash, explained in the column's tooltip
 KIND_LABELS = {"gan": "GAN (stage 1)", "classifier": "classifier (stage 2)",
                "results": "results only (tables, no model)", "other": "other"}
 
 st.title("MelaNet dashboard")
-st.caption("CycleGAN-synthesized malignant lesions balance the training set of a VGG-GAP focal-loss "
-           "classifier (ISIC-2016). " + ui.NOT_A_DEVICE)
+st.markdown("**What this tool is for:** to rebuild, and check, a published research method that tells melanoma "
+            "from benign skin lesions in dermoscopy images. The method makes artificial melanoma images to add "
+            "to the few real ones, then trains an image classifier on both. Here you can train it, compare it "
+            "with simpler classifiers on the same test images, see where it looks, and try it on an image.",
+            help=glossary.help_for("CycleGAN", "VGG-GAP", "focal loss"))
+st.error(f"**Not for clinical use.** {ui.NOT_A_DEVICE}", icon=":material/block:")
 
 entries = ui.all_runs()
 
@@ -92,16 +98,18 @@ def duplicates_line(root: str, folder, preset) -> None:
                    + "; ".join(f"{pair['first']['split']} {pair['first']['image_id']} = {pair['second']['split']} "
                                f"{pair['second']['image_id']}" for pair in found["pairs"][:5])
                    + f". Threshold {found['threshold']} of 128 bits (docs/duplicates.md).")
+        st.caption(glossary.line("threshold of 128 bits"))
     else:
-        st.caption(f"Duplicates: none within {found['threshold']} of 128 bits (docs/duplicates.md).")
+        st.caption(f"Duplicates: none within {found['threshold']} of 128 bits (docs/duplicates.md).",
+                   help=glossary.help_for("threshold of 128 bits"))
 
 
 def _figure(value) -> str:
     return MISSING if value is None else f"{value:.3f}"
 
 
-def runs_section() -> pd.DataFrame:
-    st.subheader("Runs")
+def runs_rows() -> pd.DataFrame:
+    """One row per run on disk: kind, state, epoch and key figures."""
     rows = []
     for entry in entries:
         status = jobs.read_status(entry.path)
@@ -114,7 +122,11 @@ def runs_section() -> pd.DataFrame:
             "sensitivity": _figure(values.get("sensitivity")), "specificity": _figure(values.get("specificity")),
             "source": entry.source, "updated": status.get("updated_at") or MISSING,
         })
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def runs_section(table: pd.DataFrame) -> None:
+    st.subheader("Runs")
     if table.empty:
         ui.no_runs("runs", "Start with a GAN training on the **Train** page, or run "
                    "`melanet reproduce --config configs/demo.yaml --run runs/demo` in a terminal. "
@@ -130,7 +142,6 @@ def runs_section() -> pd.DataFrame:
                                                      "Table 1 and paired tests; its classifiers are listed as their own rows"),
         })
     tables_section()
-    return table
 
 
 def tables_section() -> None:
@@ -187,5 +198,10 @@ def next_steps(table: pd.DataFrame) -> None:
     st.markdown("\n".join(f"{number}. {text}" for number, text in enumerate(steps, 1)))
 
 
+demo = demo_summary.sentence(discovery.of_kind(entries, "results"))
+if demo:
+    st.markdown(f"**What the shipped demo shows:** {demo}", help=glossary.help_for("AUC", "confidence interval"))
+runs_table = runs_rows()
+next_steps(runs_table)
 data_section()
-next_steps(runs_section())
+runs_section(runs_table)

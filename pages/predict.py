@@ -1,4 +1,4 @@
-"""Predict: one uploaded dermoscopy image -> malignant probability, decisions, Grad-CAM overlay.
+"""Predict: one uploaded dermoscopy image -> one decision with its evidence, the heat map, similar cases.
 
 The only page that imports TensorFlow (through melanet.classifier.predict and melanet.explain.gradcam),
 and only once an image is uploaded; models are loaded once per process.
@@ -14,11 +14,12 @@ from melanet.common import training_sets
 from melanet.runs import runs
 from melanet.data import errors as data_errors
 from melanet.data import preprocess
-from melanet.evaluation import metrics as metrics_module
-from melanet.evaluation import operating_points, uncertainty
+from melanet.evaluation import decision, uncertainty
 from melanet.explain import overlay
 
-from dashboard import artifacts, discovery, glossary, similar_view, ui
+from dashboard import artifacts, discovery, glossary, navigation, similar_view, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 MAX_UPLOAD_MB = 20
 EXTENSIONS = ("jpg", "jpeg", "png")
@@ -47,10 +48,19 @@ def _model(run_path: str, modified: float):
 
 
 MELANET_FOLDER = training_sets.REGISTRY[training_sets.SYNTHETIC].folder  # the run preferred when shown
+DECISION_BOXES = {"unlike_training": st.error, "cannot_rule_out": st.warning, "rule_in": st.warning,
+                  "between": st.info, "rule_out": st.info, "no_bands": st.info}
 
 
-def _decision(probability: float, threshold: float) -> str:
-    return "malignant" if metrics_module.predicted_malignant(probability, threshold) else "benign"
+def _model_line(label: str, metrics: dict) -> str:
+    """The model and its test AUC with its interval, as the run's metrics.json has them."""
+    interval = (metrics.get("confidence_intervals") or {}).get("auc") or {}
+    if metrics.get("auc") is None:
+        return f"**Model:** {label} (not evaluated: no test AUC)."
+    figure = f"test AUC {metrics['auc']:.3f}"
+    if interval.get("low") is not None:
+        figure += f" [{interval['low']:.3f}, {interval['high']:.3f}]"
+    return f"**Model:** {label}, {figure} on {metrics.get('n', '?')} test images."
 
 
 preferred = next((index for index, entry in enumerate(classifiers) if entry.path.name == MELANET_FOLDER), 0)
@@ -101,32 +111,27 @@ from melanet.classifier import predict  # noqa: E402  (TensorFlow only once an i
 probabilities, views = predict.predict_with_views(model, image[None], tta=config.evaluation.tta)
 probability = float(probabilities[0])
 metrics = artifacts.metrics(entry.path) or {}
-operating = artifacts.operating_threshold(metrics)
+st.markdown(_model_line(entry.label, metrics), help=glossary.help_for("AUC", "confidence interval"))
 
-columns = st.columns(3)
-columns[0].metric("P(malignant)", f"{probability:.3f}")
-columns[1].metric("Decision at 0.5", _decision(probability, 0.5))
-columns[2].metric("Decision at the operating threshold",
-                  "-" if operating is None else _decision(probability, operating),
-                  help=None if operating is None else f"threshold {operating:.3f}, chosen on the validation split "
-                  f"to reach sensitivity {config.evaluation.target_sensitivity:g}")
-if operating is None:
-    st.caption("This run has no operating threshold (evaluate it to choose one on the validation split).")
-band = operating_points.band(probability, metrics.get("operating_points"))
-if band is None:
-    st.caption("No triage bands for this run: its metrics.json has no rule-out and rule-in thresholds "
-               "(`melanet evaluate --run RUN --from-predictions` chooses them on the validation split).")
-else:
-    st.info(f"**Triage band:** {band['sentence']}")
-    st.caption(glossary.line("rule-out") + " " + glossary.line("rule-in"))
 spread = float(uncertainty.spread(views)["range"][0])
+uncertain = bool(uncertainty.is_uncertain(spread, config.evaluation.uncertain_spread))
 turned = (f"Over the 8 flips and 90-degree rotations of the image, P(malignant) ranges from {views.min():.3f} to "
-          f"{views.max():.3f} (spread {spread:.3f}")
-if uncertainty.is_uncertain(spread, config.evaluation.uncertain_spread):
-    st.warning(f"**Uncertain.** {turned}, more than {config.evaluation.uncertain_spread:g}): the answer depends on how "
-               "the image is turned, so weigh it less.")
-else:
-    st.caption(f"Stable under turning. {turned}; flagged uncertain above {config.evaluation.uncertain_spread:g}).")
+          f"{views.max():.3f} (spread {spread:.3f}; flagged uncertain above {config.evaluation.uncertain_spread:g}).")
+similar = similar_view.find(entry.path, image, model)
+made = decision.decide(probability, metrics.get("operating_points"), uncertain=uncertain,
+                       typicality=similar_view.typicality(entry.path, similar), spread_sentence=turned)
+with st.container(key="predict_decision", border=True):
+    DECISION_BOXES.get(made.kind, st.info)(f"**{made.headline}**")
+    st.metric("P(malignant)", f"{probability:.3f}", help=glossary.help_for("rule-out", "rule-in", "uncertain"))
+    for line in made.evidence:
+        st.markdown(line)
+with st.expander("Other thresholds, the spread under turning, the network layer"):
+    for line in decision.other_thresholds(probability, metrics.get("operating_points"),
+                                          artifacts.operating_threshold(metrics)):
+        st.markdown(f"- {line}")
+    st.markdown(f"- {turned}")
+    if made.kind == "unlike_training":
+        st.markdown("- The triage band is not given for an image unlike the training images.")
 
 opacity = st.slider("Overlay opacity", 0.0, 1.0, config.explain.opacity, 0.05, key="predict_opacity")
 original = overlay.load_original(data, max_side=1024, max_pixels=config.data.max_image_pixels)
@@ -143,9 +148,9 @@ with right:
         layer = backbones.explain_layer(config)
         maps = gradcam.compute_maps(model, image[None], layer=layer, method="gradcam")
         ui.show_heatmap(original, maps[0], config.data.resize, config.data.image_size, opacity,
-                        f"Grad-CAM on {layer}, over the uploaded image")
+                        "Where the model looked, over the uploaded image", layer=layer)
     except ValueError as error:
-        st.warning(f"No Grad-CAM for this model: {error}")
+        st.warning(f"No heat map for this model: {error}")
 
 st.subheader("Similar training cases", help="the 6 training images nearest to the upload in the model's features")
-similar_view.show(entry.path, image, model)
+similar_view.show_found(entry.path, similar)

@@ -29,13 +29,15 @@ import time
 
 import streamlit as st
 
-from melanet.explain import overlay as overlay_module
 from melanet.studies import access, mrmc, responses, sample_size
 from melanet.studies import results as results_module
 from melanet.studies import study as study_module
 from melanet.studies import synthetic_study
 
-from dashboard import discovery, glossary, study_admin, study_reading, study_viewer, study_views, synthetic_view, ui
+from dashboard import (discovery, glossary, navigation, study_admin, study_reading, study_viewer, study_views,
+                       synthetic_view, ui)
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 IDENTITY = "study_identity"  # access.Identity once a code was accepted in this session
 READING_ONLY = os.environ.get("MELANET_READING_ONLY") == "1"
@@ -148,8 +150,7 @@ def _show_heatmap_key(study: study_module.Study, case: study_module.Case) -> Non
     if overlay is not None and overlay.is_file():
         st.caption("Grad-CAM over the image you read (tick 'heat map' on the image to see it): where the "
                    "model looked for 'malignant'.")
-        st.image(overlay_module.colour_scale(width=320), width="stretch")
-        st.caption(overlay_module.HEATMAP_CAPTION)
+        ui.show_colour_scale()  # the scale's ends in page text of 14 px
     else:
         st.caption("No Grad-CAM overlay for this case.")
 
@@ -283,7 +284,8 @@ def _sample_size(results: dict) -> None:
     st.caption(f"Power {sample_size.DEFAULT_POWER:.0%} at alpha {sample_size.DEFAULT_ALPHA} (two-sided), random "
                f"readers and random cases (Hillis, Obuchowski & Berbaum 2011), from this study's OR variance components "
                f"({pilot.n_readers} readers and {pilot.n_cases} cases); the next study keeps this study's mix of "
-               f"malignant and benign cases. Command line: `melanet reader-study mrmc FILE.csv --power-for DELTA`.")
+               f"malignant and benign cases. Command line: `melanet reader-study mrmc FILE.csv --power-for DELTA`.",
+               help=glossary.help_for("OR variance components", "Hillis ddf"))
 
 
 def _results(entry: study_views.StudyEntry) -> None:
@@ -323,7 +325,8 @@ def _results(entry: study_views.StudyEntry) -> None:
             st.table(study_views.changes_table(results).set_index("reader"))
         _downloads(study, results, organiser)
         return
-    st.subheader("Multi-reader multi-case (Obuchowski-Rockette, Hillis ddf)")
+    st.subheader("Multi-reader multi-case (Obuchowski-Rockette, Hillis ddf)",
+                 help=glossary.help_for("MRMC", "Hillis ddf", "OR variance components"))
     if results.get("incomplete_readers"):
         st.caption(f"Incomplete readers, left out of the pooled tests: {', '.join(results['incomplete_readers'])}")
     for name, section in results.get("mrmc", {}).items():

@@ -15,7 +15,9 @@ from melanet.common import training_sets
 from melanet import config as config_module
 from melanet.runs import jobs, layout, runs, stages
 
-from dashboard import artifacts, charts, discovery, form_checks, glossary, ui
+from dashboard import artifacts, charts, discovery, form_checks, glossary, navigation, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 POLL_SECONDS = 2.0
 
@@ -69,7 +71,7 @@ def _number(column, label: str, key_name: str, value: int, key: str) -> int:
 
 
 def gan_form() -> None:
-    st.markdown("**Stage 1: CycleGAN benign -> malignant** (`melanet train-gan`)")
+    st.markdown("**Stage 1: CycleGAN benign -> malignant** (`melanet train-gan`)", help=glossary.help_for("CycleGAN"))
     preset = _preset_select("gan_preset")
     defaults = config_module.load_config(preset)
     sizes = sorted({32, 64, 128, 256, defaults.data.image_size})
@@ -118,7 +120,7 @@ def synthesis_form() -> None:
 
 def classifier_form() -> None:
     st.markdown("**Stage 2: VGG-GAP focal-loss classifier** (`melanet train-classifier`)",
-                help=glossary.help_for("GAP", "focal loss"))
+                help=glossary.help_for("VGG-GAP", "GAP", "focal loss"))
     preset = _preset_select("classifier_preset")
     defaults = config_module.load_config(preset)
     with st.form("classifier_form"):

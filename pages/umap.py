@@ -6,7 +6,9 @@ import streamlit as st
 
 from melanet.runs import layout
 
-from dashboard import artifacts, charts, discovery, glossary, ui
+from dashboard import artifacts, charts, discovery, glossary, navigation, ui
+
+navigation.through_app()  # first: a page Streamlit started without app.py runs app.py
 
 PANELS = {"original": "Original training set", "balanced": "Balanced (originals + synthetic malignant)"}
 

@@ -58,7 +58,7 @@ def main() -> None:
                 page.goto(url)
                 page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Predict").first.click(timeout=60_000)
                 page.locator('input[type="file"]').set_input_files(str(args.image), timeout=180_000)
-                expect(page.get_by_text("Grad-CAM on").first).to_be_visible(timeout=180_000)
+                expect(page.get_by_text("Where the model looked").first).to_be_visible(timeout=180_000)
                 expect(page.get_by_text("similarity").first).to_be_visible(timeout=180_000)
                 time.sleep(2.0)  # let the thumbnails paint
                 shot = Path(scratch) / "page.png"

@@ -65,11 +65,13 @@ def test_compare_page_shows_paired_matrix_calibration_seeds_and_model_card(
     assert sorted(heatmaps[0]["x"]) == ["MelaNet", "VGG-GAP", "VGG-GAP<br>+ Augment-10x", "VGG-GAP<br>+ Augment-5x"]
     assert heatmaps[0]["textfont"]["size"] >= 12
     assert all("p " in text and "Holm" in text for row in heatmaps[0]["text"] for text in row if text)
-    paired_table = next(frame.value for frame in app.dataframe if "p (Holm)" in frame.value.columns)
+    # an HTML table (wrapped cells, nothing cut off at the right), indexed by A
+    paired_table = next(table.value for table in app.table if "p (Holm)" in table.value.columns)
+    assert "melanomas: who was right" in paired_table.columns and "benign: who was right" in paired_table.columns
     # MelaNet shown: one family, MelaNet against each of the 3 other runs (not all 6 pairs)
-    assert len(paired_table) == 3 and set(paired_table["A"]) == {"MelaNet"}
+    assert len(paired_table) == 3 and set(paired_table.index) == {"MelaNet"}
     assert set(paired_table["B"]) == {"VGG-GAP", "VGG-GAP + Augment-10x", "VGG-GAP + Augment-5x"}
-    calibration_table = next(frame.value for frame in app.dataframe if "Brier (raw)" in frame.value.columns)
+    calibration_table = next(table.value for table in app.table if "Brier (raw)" in table.value.columns)
     assert len(calibration_table) == 4 and (calibration_table["Calibration"] == "temperature").all()
     reliability = next(figure for figure in figures if "perfect calibration" in [trace.get("name") for trace in figure["data"]])
     runs_on_reliability = {trace["name"]: trace["line"]["color"] for trace in reliability["data"]
@@ -81,8 +83,14 @@ def test_compare_page_shows_paired_matrix_calibration_seeds_and_model_card(
                    if "(AUC" in str(trace.get("name"))}
     assert roc_colours == runs_on_reliability and len(set(roc_colours.values())) == 4
     seeds_chart = next(figure for figure in figures if any(trace.get("name") == "seed 43" for trace in figure["data"]))
-    bars = next(trace for trace in seeds_chart["data"] if trace["type"] == "bar")
-    bar_colours = dict(zip(bars["x"], bars["marker"]["color"]))
+    assert not [trace for trace in seeds_chart["data"] if trace["type"] == "bar"]  # marks: the axis need not start at 0
+    means = next(trace for trace in seeds_chart["data"] if trace["name"].startswith("mean over seeds"))
+    bar_colours = dict(zip(means["x"], means["marker"]["line"]["color"]))
+    # the axis fits what is drawn, 0.05 beyond it each way (computed here from seeds.json)
+    summary = json.loads((models / "repeated" / "seeds.json").read_text())
+    drawn = [seed["methods"][method["folder"]]["auc"] for seed in summary["per_seed"] for method in summary["methods"]]
+    drawn += [method["auc"]["mean"] + sign * (method["auc"]["sd"] or 0) for method in summary["methods"] for sign in (-1, 1)]
+    assert seeds_chart["layout"]["yaxis"]["range"] == pytest.approx([max(0, min(drawn) - 0.05), min(1, max(drawn) + 0.05)])
     assert bar_colours["MelaNet"] == roc_colours["models/demo/melanet"]
     assert bar_colours["VGG-GAP"] == roc_colours["models/demo/vgg_gap"]
     # the toggle: these fixture runs have no calibration map (too few validation images), and say so
@@ -91,6 +99,7 @@ def test_compare_page_shows_paired_matrix_calibration_seeds_and_model_card(
     assert any("no calibrated line" in caption.value for caption in app.caption)
     assert any("Repeated reproduction: 2 seed(s)" in markdown.value for markdown in app.markdown)
     assert any("Not a medical device" in markdown.value and "Model card" in markdown.value for markdown in app.markdown)
+    assert app.selectbox(key="model_card_run").value == "models/demo/melanet"  # the reference's card first
 
 
 def test_runs_scored_on_different_images_get_no_matrix(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -97,11 +97,8 @@ def choose(page, key: str, option: str) -> None:
 
 
 def open_page(page, url: str, title: str) -> None:
-    """Enter at the root and switch pages with the sidebar, as people do.
-
-    (A first request straight to a page's URL makes Streamlit 1.67 flash "Page not found" while a
-    ``pages/`` folder exists beside ``st.navigation``.)
-    """
+    """Enter at the root and switch pages with the sidebar, as people do (deep links to each page are
+    tested in test_browser_paths_and_decision.py)."""
     page.goto(url)
     link = page.locator('[data-testid="stSidebarNav"] a').filter(has_text=title).first
     link.wait_for(timeout=60_000)
@@ -177,7 +174,8 @@ def test_predict_upload_good_and_bad(dashboard, browser, tmp_path: Path) -> None
     good.write_bytes(jpeg_bytes())
     page.locator('input[type="file"]').set_input_files(str(good))
     expect(metric(page, "P(malignant)")).to_have_text(__import__("re").compile(r"^[01]\.\d{3}$"), timeout=120_000)
-    expect(page.get_by_text("Grad-CAM on").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Where the model looked, over the uploaded image").first).to_be_visible(timeout=60_000)
+    expect(page.locator(".st-key-predict_decision")).to_be_visible()  # one decision box
     # the shipped run's retrieval index: six similar training cases, each captioned with its similarity
     expect(page.get_by_text("Similar training cases")).to_be_visible(timeout=60_000)
     expect(page.get_by_text(__import__("re").compile(r"^\d\. ISIC_\d+: (benign|malignant).*similarity [01]\.\d{3}$"))

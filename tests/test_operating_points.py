@@ -181,27 +181,6 @@ def test_metrics_json_of_a_rescored_run_carries_the_points_with_the_validation_f
     assert all(not entry["available"] for entry in without["operating_points"].values())
 
 
-def test_the_band_sentence_says_where_an_image_falls_in_plain_words() -> None:
-    # 20 validation melanomas: the rule-out threshold keeps 19 of them (95 %) above it
-    validation_labels = np.array([1] * 20 + [0] * 20)
-    validation_scores = np.concatenate([np.linspace(0.30, 0.99, 20), np.linspace(0.01, 0.60, 20)]).round(4)
-    block = operating_points.report(validation_labels, validation_scores, validation_labels, validation_scores)
-    low, high = block["rule_out"]["threshold"], block["rule_in"]["threshold"]
-    assert block["rule_out"]["validation"]["sensitivity"] == 0.95
-    below = operating_points.band(low - 0.001, block)
-    assert below["band"] == "rule_out"
-    assert below["sentence"] == (f"Below the rule-out threshold ({low:.3f}): in the validation data 95 % of "
-                                 "melanomas scored higher.")
-    assert operating_points.band(low, block)["band"] == "rule_out"  # at the threshold: not called malignant
-    above = operating_points.band(high + 0.001, block)
-    assert above["band"] == "rule_in" and "of benign lesions scored lower" in above["sentence"]
-    between = operating_points.band((low + high) / 2, block)
-    assert between["band"] == "between" and "neither ruled out nor ruled in" in between["sentence"]
-    assert "balanced threshold" in between["sentence"]
-    assert operating_points.band(0.5, None) is None
-    assert operating_points.band(0.5, operating_points.report(validation_labels, validation_scores, None, None)) is None
-
-
 @pytest.mark.parametrize("override, key", [
     ("evaluation.rule_out_sensitivity=0", "evaluation.rule_out_sensitivity"),
     ("evaluation.rule_in_specificity=1.5", "evaluation.rule_in_specificity"),

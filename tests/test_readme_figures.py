@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
+
+import numpy as np
+import yaml
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 README = REPOSITORY / "README.md"
@@ -285,6 +289,25 @@ def _interval(block: dict, value: str = "auc", low: str = "ci_low", high: str = 
     return [scale * block[value], scale * block[low], scale * block[high]]
 
 
+def _wilson_percent(successes: int, n: int) -> list[float]:
+    """The share and its 95 % Wilson score interval in percent, from the formula (z = 1.959964)."""
+    z, share = 1.959963984540054, successes / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return [100 * share, 100 * (centre - half), 100 * (centre + half)]
+
+
+def _unlike_threshold() -> float:
+    """The 1st percentile of the shipped MelaNet's training images' similarity to their nearest other training
+    image (cosine of the stored features, brute force), the Predict page's "unlike the training images" line."""
+    with np.load(REPOSITORY / "models" / "demo" / "melanet" / "retrieval" / "index.npz") as data:
+        features = data["features"].astype(np.float64)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    similarity = features @ features.T
+    np.fill_diagonal(similarity, -np.inf)
+    return float(np.percentile(similarity.max(axis=1), 1))
+
+
 def _claims(source: dict) -> list[tuple[str, list[float]]]:
     """(README phrase with {} for each number, the numbers the shipped files give), in README order."""
     metrics, shortcuts, seeds, audit = source["metrics"], source["shortcuts"], source["seeds"], source["audit"]
@@ -292,6 +315,11 @@ def _claims(source: dict) -> list[tuple[str, list[float]]]:
     melanet = metrics["melanet"]
     rule_out, rule_in = melanet["operating_points"]["rule_out"], melanet["operating_points"]["rule_in"]
     augment_rule_in = metrics["augment5x"]["operating_points"]["rule_in"]
+    # the Predict paragraph's evidence: counts on the validation split behind each threshold
+    melanomas = rule_out["validation"]["n_malignant"]
+    detected = round(rule_out["validation"]["sensitivity"] * melanomas)
+    benign = rule_in["validation"]["n"] - rule_in["validation"]["n_malignant"]
+    cleared = round(rule_in["validation"]["specificity"] * benign)
 
     def wilson(point: dict, name: str) -> list[float]:
         block = point["confidence_intervals"][name]
@@ -318,7 +346,10 @@ def _claims(source: dict) -> list[tuple[str, list[float]]]:
     settings = melanet["evaluation_settings"]
     uncertainty = {run: metrics[run]["uncertainty"] for run in metrics}
     memory = source["memory"]["build"]
+    demo_cv = yaml.safe_load((REPOSITORY / "configs" / "demo-cv.yaml").read_text())
     return [
+        ("`configs/demo-cv.yaml` (candidate cross-validated demo at {} px: {} folds",
+         [demo_cv["data"]["image_size"], demo_cv["classifier"]["folds"]]),
         ("The sample's test part has {} images ({} malignant)", [melanet["n"], melanet["n_malignant"]]),
         ("on the {} test images (threshold {}; the probabilities are low, so sensitivity at {} is low",
          [melanet["n"], settings["threshold"], settings["threshold"]]),
@@ -343,8 +374,13 @@ def _claims(source: dict) -> list[tuple[str, list[float]]]:
         ("DeLong variances) is {} [{}, {}] (p = {}) for the GAP baseline, {} [{}, {}] (p = {}) for Augment-5x, {} "
          "[{}, {}] (p = {}) for Augment-10x and {} [{}, {}] (p = {}) for MelaNet",
          unflagged("vgg_gap") + unflagged("augment5x") + unflagged("augment10x") + unflagged("melanet")),
-        ("P(malignant) is {}, above the rule-out threshold ({})",
-         [float(source["predictions"]["ISIC_0000070"]["prob_malignant"]), rule_out["threshold"]]),
+        ("P(malignant) is {}, above the rule-out threshold ({}) and below the rule-in threshold ({})",
+         [float(source["predictions"]["ISIC_0000070"]["prob_malignant"]), rule_out["threshold"], rule_in["threshold"]]),
+        ("(of the {} melanomas in the validation data, {}, {} % [{} %, {} %], scored above {}; of its {} benign lesions, "
+         "{}, {} % [{} %, {} %], at or below {})",
+         [melanomas, detected, *_wilson_percent(detected, melanomas), rule_out["threshold"],
+          benign, cleared, *_wilson_percent(cleared, benign), rule_in["threshold"]]),
+        ("nearest-neighbour similarities ({} for the shipped MelaNet)", [_unlike_threshold()]),
         ("MelaNet against its GAP baseline: {} AUC [{}, {}], DeLong p = {} (Holm over the {} tests of the family "
          "\"vs reference\": {}); against Augment-5x {} [{}, {}] (p = {}, Holm {}), against Augment-10x {} [{}, {}] "
          "(p = {}, Holm {})", [*paired("vgg_gap")[:4], len(source["comparison"]), paired("vgg_gap")[4],

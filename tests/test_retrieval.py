@@ -17,7 +17,7 @@ from melanet.classifier import model as model_module
 from melanet.cli import main
 from melanet.data import prepare, splits
 from melanet.explain import similar_cases
-from melanet.explain import retrieval
+from melanet.explain import retrieval, retrieval_stage
 
 TRAINING_FOLDER = "ISBI2016_ISIC_Part3_Training_Data"
 TEST_FOLDER = "ISBI2016_ISIC_Part3_Test_Data"
@@ -189,6 +189,16 @@ def test_similar_builds_an_index_of_training_images_only(classifier_run: Path, t
     assert main(["-q", "evaluate", "--run", str(classifier_run)]) == 0
     assert json.loads((classifier_run / "metrics.json").read_text())["similar_cases"] == block
     capsys.readouterr()
+
+    # the dashboard's one call: the K cases most like an image, each with its original file
+    cases = retrieval_stage.most_similar(classifier_run, training.images[0], 3)
+    assert [case.rank for case in cases] == [1, 2, 3]
+    assert cases[0].image == training.ids[0] and cases[0].similarity == pytest.approx(1.0, abs=2e-3)
+    assert all(first.similarity >= second.similarity for first, second in zip(cases, cases[1:]))
+    labels = dict(zip(training.ids, training.labels))
+    for case in cases:
+        assert case.file == tiny_isic / TRAINING_FOLDER / f"{case.image}.jpg" and case.file.is_file()
+        assert case.label == labels[case.image] and case.label_name == ("malignant" if case.label else "benign")
 
     first = training.ids[0]
     assert main(["-q", "similar", "--run", str(classifier_run), str(tiny_isic / TRAINING_FOLDER / f"{first}.jpg"),

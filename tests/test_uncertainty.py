@@ -201,3 +201,68 @@ def test_unflagged_minus_flagged_is_the_difference_of_two_independent_aucs_by_ha
     assert difference["p"] == pytest.approx(2 * stats.norm.sf(abs(kept[0] - dropped[0]) / se))
     low, high = block["auc_confident_ci"]
     assert low < block["auc_confident"] < high
+
+
+def _reference_bootstrap(labels, scores, ranges, threshold, coverages, resamples, seed):
+    """A slow reference of the documented procedure: loops, scikit-learn's AUC, numpy percentiles."""
+    import math as math_module
+
+    from sklearn.metrics import roc_auc_score
+
+    def auc_or_nan(y, s):
+        return roc_auc_score(y, s) if 0 < sum(y) < len(y) else float("nan")
+
+    def figures(y, s, r):
+        order = sorted(range(len(r)), key=lambda position: r[position])  # Python's sort is stable
+        curve = []
+        for coverage in coverages:
+            kept = order[:max(1, math_module.ceil(coverage * len(order) - 1e-9))]
+            curve.append(auc_or_nan([y[i] for i in kept], [s[i] for i in kept]))
+        flagged = [i for i in range(len(r)) if r[i] > threshold]
+        others = [i for i in range(len(r)) if r[i] <= threshold]
+        return curve, (auc_or_nan([y[i] for i in flagged], [s[i] for i in flagged])
+                       - auc_or_nan([y[i] for i in others], [s[i] for i in others]))
+
+    rng = np.random.default_rng(seed)
+    positives = [i for i in range(len(labels)) if labels[i] == 1]
+    negatives = [i for i in range(len(labels)) if labels[i] == 0]
+    columns = [[] for _ in range(len(coverages) + 1)]
+    for _ in range(resamples):
+        rows = list(rng.choice(positives, len(positives), replace=True)) + list(rng.choice(negatives, len(negatives), replace=True))
+        curve, difference = figures([labels[i] for i in rows], [scores[i] for i in rows], [ranges[i] for i in rows])
+        for column, value in enumerate([*curve, difference]):
+            if value == value:  # not nan
+                columns[column].append(value)
+    return [(np.percentile(column, 2.5), np.percentile(column, 97.5)) for column in columns], figures(labels, scores, ranges)
+
+
+def test_bootstrap_risk_coverage_matches_a_slow_reference() -> None:
+    rng = np.random.default_rng(3)
+    labels = np.array([1] * 14 + [0] * 26)
+    scores = np.clip(0.5 + 0.25 * (labels - 0.5) + rng.normal(0, 0.2, 40), 0, 1).round(3)
+    ranges = rng.uniform(0, 0.4, 40).round(2)  # rounded: equal spreads exercise the tie order
+    coverages = (0.3, 0.5, 1.0)
+    result = uncertainty.bootstrap_risk_coverage(labels, scores, ranges, 0.2, coverages=coverages, resamples=200, seed=5)
+    intervals, (curve, difference) = _reference_bootstrap(list(labels), list(scores), list(ranges), 0.2, coverages, 200, 5)
+    for row, expected_curve, (low, high) in zip(result["coverage"], curve, intervals):
+        assert row["auc"] == pytest.approx(expected_curve)
+        assert (row["low"], row["high"]) == pytest.approx((low, high))
+    block = result["flagged_minus_unflagged"]
+    assert block["estimate"] == pytest.approx(difference)
+    assert (block["low"], block["high"]) == pytest.approx(intervals[-1])
+    assert result["verdict"].startswith("AUC(flagged) - AUC(unflagged) = ")
+    said = ("as the flag means" if intervals[-1][1] < 0 else "does not pick out harder" if intervals[-1][0] > 0
+            else "the interval holds 0")
+    assert said in result["verdict"], (intervals[-1], result["verdict"])
+
+
+def test_bootstrap_verdict_names_the_direction() -> None:
+    # the flagged half (spread 0.3) is scored at random, the others perfectly: the flagged are the harder ones
+    rng = np.random.default_rng(0)
+    labels = np.array([1, 0] * 40)
+    ranges = np.array([0.3] * 40 + [0.05] * 40)
+    scores = np.concatenate([rng.uniform(0, 1, 40), np.where(labels[40:] == 1, 0.9, 0.1)])
+    result = uncertainty.bootstrap_risk_coverage(labels, scores, ranges, 0.2, resamples=300, seed=1)
+    assert result["flagged_minus_unflagged"]["high"] < 0
+    assert "the flagged images are the harder ones" in result["verdict"]
+    assert result["coverage"][4]["auc"] == 1.0  # the most confident half is the perfectly scored one

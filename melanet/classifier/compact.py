@@ -30,7 +30,7 @@ from melanet.classifier import backbones, model as model_module
 logger = logging.getLogger(__name__)
 
 STAGE = "compact"
-FULL_FILE, COMPACT_FILE = runs.MODEL_FILES
+FULL_FILE, COMPACT_FILE = runs.MODEL_FILES[:2]
 _FINGERPRINT_KEY = "__frozen_sha256__"
 _SEPARATOR = "::"
 _DELTA_MARK = "delta16"  # key suffix: float16 difference from the rebuilt source weights

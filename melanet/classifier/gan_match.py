@@ -4,6 +4,11 @@ A CycleGAN trains on the training part of its own training/validation split. A c
 draws a *different* split (another data folder, split seed or validation fraction) validates on
 images that GAN may have trained on, and its synthetic images may be translations of them: model
 selection then leaks. The classifier must use the split its ``classifier.gan_run`` used.
+
+A cross-validated classifier (``classifier.folds`` > 1) holds out every training image once, so the
+CycleGAN has seen (as a training image) some image of every held-out fold whatever its split: only the
+data and labels must match. Each fold still drops the synthetic translations of its held-out images
+(``melanet.classifier.cross_validation``); the CycleGAN's own knowledge of them is stated in docs/fidelity.md.
 """
 
 from __future__ import annotations
@@ -16,8 +21,13 @@ from melanet.runs import layout, runs
 from melanet.data import splits
 
 
-def _split_settings(config: config_module.Config) -> dict[str, object]:
-    """What decides the training/validation split of a run."""
+def _split_settings(config: config_module.Config, *, folds: bool = False) -> dict[str, object]:
+    """What decides the training/validation split of a run (with ``folds``: only which images and labels
+    there are, since a cross-validated classifier holds out every training image once and the stage-1 run
+    trained on the training images whichever its split was)."""
+    if folds:
+        return {"data.root": str(Path(config.data.root).expanduser().resolve()),
+                "data.malignant_classes": config.data.malignant_classes}
     return {
         "data.root": str(Path(config.data.root).expanduser().resolve()),
         "split seed": splits.split_seed(config.data, config.seed),
@@ -40,7 +50,8 @@ def check(config: config_module.Config) -> None:
         raise config_module.ConfigError(
             f"classifier.gan_run={gan_path}: cannot read the stage-1 run's config ({gan_path / layout.CONFIG_FILE}: "
             f"{detail}), so its training/validation split cannot be checked against this classifier's") from None
-    mine, theirs = _split_settings(config), _split_settings(gan_config)
+    cross_validated = config.classifier.folds > 1
+    mine, theirs = _split_settings(config, folds=cross_validated), _split_settings(gan_config, folds=cross_validated)
     differences = [f"{key} {theirs[key]!r} (this classifier: {mine[key]!r})" for key in mine if mine[key] != theirs[key]]
     if differences:
         raise config_module.ConfigError(

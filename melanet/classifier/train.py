@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,11 @@ import tensorflow as tf
 from melanet.runs import distribute, layout, lifecycle, runs
 from melanet.classifier import model as model_module
 from melanet.classifier import gan_match, losses, predict, training_sets
+from melanet.classifier.fitting import (  # noqa: F401  (train.X names kept for callers and tests)
+    augmented_orders, balanced_sample_weights, build_compiled_model, cached_frozen_features, epoch_length,
+    epoch_orders, frozen_features, make_dataset, save_model_atomically, training_views, view_inputs)
 from melanet.classifier.selection import SelectionState
-from melanet.config import Config, ConfigError
+from melanet.config import Config
 from melanet.data import disk_images
 from melanet.data.prepare import ImageSet
 from melanet.runs.progress import Progress
@@ -75,6 +76,10 @@ def _train_holding_lock(run: runs.Run, config: Config, *, resume: bool, progress
     """Steps 1-6 of the module docstring, holding the run's lock; checkpoints restored from ``restore_from``."""
     from melanet.data import prepare, splits
 
+    if config.classifier.folds > 1:
+        from melanet.classifier import cross_validation
+
+        return cross_validation.train_cross_validated(run, config, resume=resume, progress=progress)
     run.update_status(message="loading data")
     train_part, validation = splits.training_and_validation(config.data, config.seed, progress=progress)
     run.record_skipped([*train_part.skipped, *validation.skipped])
@@ -90,74 +95,6 @@ def _train_holding_lock(run: runs.Run, config: Config, *, resume: bool, progress
                 config.classifier.training_set, len(training_set.labels), benign, malignant, len(validation.labels))
     return fit_classifier(config, run, training_set, validation, resume=resume, progress=progress,
                           restore_from=restore_from)
-
-
-def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
-    """scikit-learn's 'balanced' class weights n / (2 * n_class), per example: (N,) float32."""
-    labels = np.asarray(labels, dtype=np.int64)
-    counts = np.bincount(labels, minlength=2).astype(np.float64)
-    weights = len(labels) / (2.0 * np.maximum(counts, 1.0))
-    return weights[labels].astype(np.float32)
-
-
-def epoch_orders(count: int, seed: int, first_epoch: int, epochs: int) -> np.ndarray:
-    """The order of the ``count`` training examples in epochs ``first_epoch + 1 .. epochs``.
-
-    Returns (epochs - first_epoch, count) int64 permutations. Epoch ``e``'s order depends on
-    ``(seed, e)`` only, so a resumed run sees the same batches as an uninterrupted one.
-    """
-    return np.stack([np.random.default_rng([seed, epoch]).permutation(count)
-                     for epoch in range(first_epoch + 1, epochs + 1)]).reshape(-1, count)
-
-
-def make_dataset(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, *,
-    sample_weights: np.ndarray | None = None, orders: np.ndarray | None = None,
-) -> tf.data.Dataset:
-    """Batches of (images float32 [0, 1] (B, S, S, 3), labels int64 (B,)[, weights (B,)]).
-
-    Without ``orders``: one pass in the given order. With ``orders`` (E, N) from ``epoch_orders``:
-    E epochs back to back, each in its own order and cut into its own batches (fit with
-    ``steps_per_epoch``). The uint8 images stay uint8 until after batching (4x less memory
-    traffic), then are scaled. Float inputs (cached frozen features) pass through unscaled.
-    """
-    parts = (images, labels) if sample_weights is None else (images, labels, sample_weights)
-    if disk_images.is_on_disk(images):  # read each batch from the cache file: memory stays flat
-        index_batches = tf.data.Dataset.range(len(labels)).batch(batch_size) if orders is None else \
-            tf.data.Dataset.from_tensor_slices(orders).flat_map(
-                lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-        dataset = disk_images.batches(images, index_batches, parts[1:])
-    elif orders is None:
-        dataset = tf.data.Dataset.from_tensor_slices(parts).batch(batch_size)
-    else:
-        tensors = tuple(tf.convert_to_tensor(part) for part in parts)
-        dataset = tf.data.Dataset.from_tensor_slices(orders).flat_map(
-            lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-        dataset = dataset.map(lambda indices: tuple(tf.gather(tensor, indices) for tensor in tensors))
-
-    if images.dtype != np.uint8:
-        return dataset.prefetch(tf.data.AUTOTUNE)
-
-    def scale(batch_images, *rest):
-        return (tf.cast(batch_images, tf.float32) / 255.0, *rest)
-
-    return dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def build_compiled_model(config: Config) -> keras.Model:
-    """The configured VGG-GAP, compiled, optimizer built (call inside the strategy's scope)."""
-    settings = config.classifier
-    try:
-        model = model_module.build_from_config(config)
-    except ConfigError:
-        raise
-    except ValueError as error:  # a setting the builder refuses (e.g. an unknown trainable_from layer)
-        raise ConfigError(f"config: classifier settings: {error}") from None
-    model_module.compile_classifier(model, settings.optimizer, settings.learning_rate,
-                                    losses.effective_alpha(settings.focal_alpha, settings.focal_alpha_mode),
-                                    settings.focal_gamma)
-    model.optimizer.build(model.trainable_variables)
-    return model
 
 
 class RunCallback(keras.callbacks.Callback):
@@ -227,8 +164,9 @@ def fit_classifier(
         model = build_compiled_model(config)
         trained, prefix = model, None
         if settings.trainable_from:
-            # Frozen layers are deterministic and there is no online augmentation, so their output
-            # for each image can be computed once; then only the trainable suffix runs every step.
+            # Frozen layers are deterministic and the only online augmentation is the choice among the 8
+            # dihedral views, so their output for each image and view can be computed once; then only the
+            # trainable suffix runs every step.
             prefix, suffix = model_module.split_at(model, settings.trainable_from)
         if prefix is not None:
             trained = suffix
@@ -252,15 +190,25 @@ def fit_classifier(
     run.truncate_history(first_epoch)  # a fresh start (epoch 0) replaces any earlier history
 
     weights = balanced_sample_weights(training_set.labels) if settings.class_weight == "balanced" else None
+    views = training_views(settings.augment)
     with contextlib.ExitStack() as cleanup:
         train_inputs, validation_inputs = training_set.images, validation.images
         if prefix is not None:
             run.update_status(message=f"computing frozen features (layers before {settings.trainable_from})")
-            folder = _feature_folder(cleanup, config, feature_cache_bytes(prefix, len(train_inputs) + len(validation_inputs)))
+            folder = _feature_folder(cleanup, config, feature_cache_bytes(
+                prefix, len(views) * len(train_inputs) + len(validation_inputs)))
+        else:
+            folder = None
+        if prefix is not None and len(views) == 1:
             train_inputs = frozen_features(prefix, training_set.images, settings.batch_size, folder)
+        elif len(views) > 1:
+            train_inputs = disk_images.concatenate(
+                view_inputs(prefix, training_set.images, settings.batch_size, views, folder))
+        if prefix is not None:
             validation_inputs = frozen_features(prefix, validation.images, settings.batch_size, folder)
         epochs_run = _fit(config, run, trained, model, checkpoint, state, first_epoch, train_inputs,
-                          validation_inputs, training_set.labels, validation.labels, weights, progress)
+                          validation_inputs, training_set.labels, validation.labels, weights, progress,
+                          view_count=len(views))
     return _finish(config, run, model, validation, state, epochs_run)
 
 
@@ -284,13 +232,23 @@ def _feature_folder(cleanup: contextlib.ExitStack, config: Config, size: int) ->
 
 def _fit(config: Config, run: runs.Run, trained: keras.Model, model: keras.Model, checkpoint: tf.train.Checkpoint,
          state: SelectionState, first_epoch: int, train_inputs: Any, validation_inputs: Any, labels: np.ndarray,
-         validation_labels: np.ndarray, weights: np.ndarray | None, progress: Progress | None) -> int:
-    """Step 5: fit ``trained`` from ``first_epoch``; returns the number of epochs in the history."""
+         validation_labels: np.ndarray, weights: np.ndarray | None, progress: Progress | None,
+         view_count: int = 1) -> int:
+    """Step 5: fit ``trained`` from ``first_epoch``; returns the number of epochs in the history.
+
+    ``train_inputs`` holds ``view_count`` views of the N examples stacked (view-major, ``view_inputs``).
+    """
     settings = config.classifier
-    orders = epoch_orders(len(labels), config.seed, first_epoch, settings.epochs)
+    length, steps = epoch_length(len(labels), settings)
+    if view_count == 1 and settings.steps_per_epoch == 0:
+        orders = epoch_orders(len(labels), config.seed, first_epoch, settings.epochs)
+    else:
+        orders = augmented_orders(np.arange(len(labels)), view_count, len(labels), config.seed, first_epoch,
+                                  settings.epochs, length)
+        labels = np.tile(labels, view_count)
+        weights = None if weights is None else np.tile(weights, view_count)
     train_dataset = make_dataset(train_inputs, labels, settings.batch_size, sample_weights=weights, orders=orders)
     validation_dataset = make_dataset(validation_inputs, validation_labels, settings.batch_size)
-    steps = math.ceil(len(labels) / settings.batch_size)
     reporter = lifecycle.EpochReporter(run, settings.epochs, steps, first_epoch=first_epoch + 1, progress=progress)
     callback = RunCallback(run, config, state, checkpoint, reporter, full_model=model)
     if first_epoch < settings.epochs and not state.stopped_early:
@@ -329,31 +287,6 @@ def feature_cache_bytes(prefix: keras.Model, num_images: int) -> int:
     return num_images * int(np.prod(prefix.output.shape[1:])) * 4
 
 
-def frozen_features(prefix: keras.Model, images: np.ndarray, batch_size: int,
-                    folder: Path | None = None) -> np.ndarray | disk_images.DiskImages:
-    """The frozen prefix's activations for uint8 images (N, S, S, 3): float32 (N, h, w, c).
-
-    With ``folder`` they are written there a batch at a time (a new ``.npy`` file) and returned as
-    ``DiskImages`` rows, so memory holds one batch of them whatever the number of images.
-    """
-    if folder is None:
-        outputs = prefix.predict(predict.scaled_batches(images, batch_size), verbose=0)
-        return np.asarray(outputs, dtype=np.float32)
-    handle, name = tempfile.mkstemp(prefix="features-", suffix=".npy", dir=folder)
-    with os.fdopen(handle, "wb") as stream:
-        writer = disk_images.NpyWriter(stream, row_shape=tuple(prefix.output.shape[1:]), dtype=np.float32)
-        for batch in predict.scaled_batches(images, batch_size):
-            writer.append(np.asarray(prefix(batch, training=False), dtype=np.float32))
-        writer.finish()
-    return disk_images.DiskImages(name, dtype=np.float32)
-
-
 def current_learning_rate(model: keras.Model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
-
-def save_model_atomically(model: keras.Model, path: Path) -> None:
-    """``model.save`` to a temp name in the same folder, then rename (readers never see half a file)."""
-    temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    model.save(temp)
-    os.replace(temp, path)

@@ -85,6 +85,24 @@ def build_training_set(
     return originals
 
 
+def source_id(row_id: str, originals: Any) -> str:
+    """The original image a training-set row comes from: itself, ``<id>_aug<k>`` -> ``<id>``,
+    ``syn_<id>`` -> ``<id>``. ``originals``: the original ids (a set or mapping); ValueError for a row
+    whose source is not among them."""
+    if row_id in originals:
+        return row_id
+    candidates = []
+    if row_id.startswith(SYNTHETIC_PREFIX):
+        candidates.append(row_id[len(SYNTHETIC_PREFIX):])
+    stem, marker, copy = row_id.rpartition("_aug")
+    if marker and copy.isdigit():
+        candidates.append(stem)
+    for candidate in candidates:
+        if candidate in originals:
+            return candidate
+    raise ValueError(f"training-set row {row_id!r} comes from no image of the training part")
+
+
 def concatenate(first: ImageSet, second: ImageSet) -> ImageSet:
     """``first`` then ``second``; lazily joined (nothing read) when either's images are on disk."""
     return ImageSet(

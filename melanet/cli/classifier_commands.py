@@ -56,7 +56,7 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     except lifecycle.StopRequested:
         return common.stopped(STAGE, f"continue with: melanet {STAGE} --resume {run.path}")
     print(f"best {summary['monitor']} {summary['best_value']} at epoch {summary['best_epoch']} "
-          f"({summary['epochs_run']} epochs); model: {run.files.model}")
+          f"({summary['epochs_run']} epochs); model: {runs.model_file(run.path) or run.files.model}")
     return 0
 
 

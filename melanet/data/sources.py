@@ -147,6 +147,18 @@ def read_index(root: str | Path, *, malignant_classes: str = "") -> DataIndex:
                      validation=found.get("validation", []), splits=tuple(found), notes=notes)
 
 
+def image_files(root: str | Path) -> dict[str, Path]:
+    """Image id -> file of every sample (training and test) of ``root``; empty when ``root`` cannot be read.
+
+    What a page or a similar-cases answer needs to show an image's original file.
+    """
+    try:
+        index = read_index(root)
+    except (DataError, OSError):
+        return {}
+    return {sample.image_id: sample.path for sample in [*index.train, *index.test]}
+
+
 def _read_challenge(root: Path, layout: challenges.ChallengeLayout, malignant_classes: str,
                     problems: list[dict[str, Any]], notes: list[str]) -> dict[str, list[Sample]]:
     """The present splits of an ISIC 2017-2020 folder, in ALL_SPLITS order."""

@@ -54,7 +54,25 @@ def training_and_validation(
                     data_config.root, index.title)
         validation = prepare.load_split(data_config, "validation", progress=progress)
         return full, validation
-    group_of = {sample.image_id: sample.group for sample in index.train}
+    groups = training_groups(data_config, full, index)
+    if any(group is not None for group in groups):
+        training_indices, validation_indices = grouped_split_indices(
+            full.labels, groups, data_config.val_fraction, seed)
+    else:
+        training_indices, validation_indices = split_indices(full.labels, data_config.val_fraction, seed)
+    return full.subset(training_indices, skipped=full.skipped), full.subset(validation_indices)
+
+
+def training_groups(data_config: DataConfig, full: prepare.ImageSet,
+                    index: sources.DataIndex | None = None) -> list[str | None]:
+    """Per image of ``full`` (the training split), the group that must stay on one side of any split.
+
+    The layout's lesion/patient group joined with the image's duplicate group (``melanet.data.duplicates``
+    at ``data.duplicate_threshold``; -1 skips the check); None = the image is its own group.
+    """
+    if index is None:
+        index = sources.read_index(Path(data_config.root), malignant_classes=data_config.malignant_classes)
+    group_of = {sample.image_id: sample.group for sample in [*index.train, *index.validation]}
     groups = [group_of.get(image_id) for image_id in full.ids]
     if data_config.duplicate_threshold >= 0:
         # duplicate images (melanet.data.duplicates) stay on one side, joined with any lesion/patient group
@@ -64,12 +82,7 @@ def training_and_validation(
             logger.info("%s: %d training images have a duplicate; each duplicate group stays on one side",
                         data_config.root, sum(group is not None for group in duplicate_groups))
             groups = duplicates.merge_groups(groups, duplicate_groups)
-    if any(group is not None for group in groups):
-        training_indices, validation_indices = grouped_split_indices(
-            full.labels, groups, data_config.val_fraction, seed)
-    else:
-        training_indices, validation_indices = split_indices(full.labels, data_config.val_fraction, seed)
-    return full.subset(training_indices, skipped=full.skipped), full.subset(validation_indices)
+    return groups
 
 
 def split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -70,6 +70,9 @@ def report_for_predictions(
     )
     if validation_path is not None and report["operating_point"].get("available"):
         report["operating_point"]["validation"]["file"] = validation_path.name
+    if validation_path is not None:
+        report["selection"] = selection_block(validation_path.parent, validation_labels, validation_probabilities,
+                                              evaluation_config, seed)
     report["evaluation_settings"] = dataclasses.asdict(evaluation_config)
     if spread is None:
         report["uncertainty"] = uncertainty.unavailable(
@@ -81,10 +84,41 @@ def report_for_predictions(
     report = evidence.add_to_report(report, labels, probabilities, evaluation_config, seed,
                                     validation_labels, validation_probabilities)
     if validation_path is not None:
-        for point in report["operating_points"].values():
+        chosen_on = report["selection"].get("chosen_on")
+        for point in [*report["operating_points"].values(), report["operating_point"]]:
             if point.get("available"):
                 point["validation"]["file"] = validation_path.name
+                if chosen_on:
+                    point["chosen_on"] = chosen_on
     return report
+
+
+CHOSEN_ON_OUT_OF_FOLD = ("out-of-fold predictions of the whole training part ({folds} folds, {n_benign} benign / "
+                         "{n_malignant} malignant), never the test set")
+
+
+def selection_block(run_folder: Path, validation_labels: np.ndarray | None, validation_probabilities: np.ndarray | None,
+                    evaluation_config: config_module.EvaluationConfig, seed: int) -> dict[str, Any]:
+    """Which predictions every choice (thresholds, operating points, calibration, k) was made on, and how many
+    of each class: ``kind`` ``out_of_fold`` (``classifier.folds`` > 1: ``cross_validation.json``) or
+    ``validation_split``; with the AUC of those predictions and its bootstrap interval, to stand beside the
+    test AUC."""
+    block: dict[str, Any] = {"kind": "none", "n_benign": 0, "n_malignant": 0}
+    if validation_labels is not None and len(validation_labels):
+        counts = np.bincount(validation_labels, minlength=2)
+        low, high = metrics.bootstrap_auc_interval(validation_labels, validation_probabilities,
+                                                   samples=evaluation_config.bootstrap_samples,
+                                                   confidence=evaluation_config.confidence, seed=seed)
+        block = {"kind": "validation_split", "n_benign": int(counts[0]), "n_malignant": int(counts[1]),
+                 "auc": metrics.auc(validation_labels, validation_probabilities),
+                 "auc_ci": {"low": low, "high": high, "level": evaluation_config.confidence, "method": "bootstrap"}}
+    summary_path = run_folder / layout.CROSS_VALIDATION_FILE
+    if summary_path.is_file() and block["kind"] != "none":
+        summary = runs.read_json(summary_path)
+        block.update(kind=summary["selection"], folds=summary["folds"], epoch=summary["epoch"],
+                     test_time_views=summary.get("test_time_views"), training_views=summary.get("training_views"))
+        block["chosen_on"] = CHOSEN_ON_OUT_OF_FOLD.format(**block)
+    return block
 
 
 def _rounded(value: float | None) -> str:
@@ -149,6 +183,13 @@ def build_report(run: runs.Run, config: config_module.Config, data_config: confi
         "same_as_training_data": Path(data_config.root).resolve() == Path(config.data.root).resolve(),
     }
     report["model"] = {"run": str(run.path), "file": runs.model_file(run.path).name, "training_set": config.classifier.training_set}
+    if run.file(layout.ENSEMBLE_FILE).is_file():
+        members = runs.read_json(run.file(layout.ENSEMBLE_FILE)).get("members", [])
+        report["model"]["ensemble"] = {"members": len(members), "combine": "mean of the members' probabilities"}
+    from melanet.classifier import predict as classifier_predict
+
+    report["test_time_augmentation"] = {"mode": config.evaluation.tta, "views": [
+        classifier_predict.view_name(view) for view in classifier_predict.TTA_VIEWS[config.evaluation.tta]]}
     return report
 
 

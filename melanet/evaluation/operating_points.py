@@ -11,7 +11,8 @@
 Candidate thresholds lie halfway between consecutive distinct validation scores (and between the lowest
 and 0, the highest and 1), so no threshold sits on a validation image. The test predictions are never
 looked at to choose a threshold: they only receive the figures. Decisions follow the package's one rule,
-malignant when ``prob_malignant > threshold``. ``band`` puts one image's probability into words.
+malignant when ``prob_malignant > threshold``; :mod:`melanet.evaluation.decision` puts one image's
+probability into words.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from melanet.common import formatting
 from melanet.evaluation import metrics, prevalence
 
 NAMES = ("rule_out", "balanced", "rule_in")
@@ -139,37 +139,3 @@ def report(
         block[name] = {"available": True, **figures, "prevalence_adjusted": prevalence.adjusted(figures, stated_prevalence),
                        "rule": rule, "chosen_on": CHOSEN_ON, "validation": selection}
     return metrics._json_safe(block)
-
-
-def _percent(value: float | None) -> str:
-    return formatting.percent(value, 0, unit=" %", missing="-")
-
-
-def band(probability: float, points: dict[str, Any] | None) -> dict[str, str] | None:
-    """Which triage band a malignant ``probability`` falls in, in plain words, or None without the points.
-
-    Returns {"band": "rule_out" | "between" | "rule_in", "sentence": ...}; needs the ``rule_out`` and
-    ``rule_in`` entries of ``operating_points`` to be available (``balanced`` is quoted when it is).
-    """
-    points = points or {}
-    rule_out, rule_in, balanced = (points.get(name) or {} for name in ("rule_out", "rule_in", "balanced"))
-    if not (rule_out.get("available") and rule_in.get("available")):
-        return None
-    low, high = float(rule_out["threshold"]), float(rule_in["threshold"])
-    out_validation, in_validation = rule_out.get("validation") or {}, rule_in.get("validation") or {}
-    if not metrics.predicted_malignant(probability, low):
-        return {"band": "rule_out", "sentence": (
-            f"Below the rule-out threshold ({low:.3f}): in the validation data "
-            f"{_percent(out_validation.get('sensitivity'))} of melanomas scored higher.")}
-    if metrics.predicted_malignant(probability, high):
-        return {"band": "rule_in", "sentence": (
-            f"Above the rule-in threshold ({high:.3f}): in the validation data "
-            f"{_percent(in_validation.get('specificity'))} of benign lesions scored lower (at or below it).")}
-    sentence = (f"Between the rule-out ({low:.3f}) and rule-in ({high:.3f}) thresholds: neither ruled out nor ruled in.")
-    if balanced.get("available"):
-        side = "above" if metrics.predicted_malignant(probability, float(balanced["threshold"])) else "at or below"
-        validation = balanced.get("validation") or {}
-        sentence += (f" It is {side} the balanced threshold ({float(balanced['threshold']):.3f}), which in the validation "
-                     f"data caught {_percent(validation.get('sensitivity'))} of melanomas and cleared "
-                     f"{_percent(validation.get('specificity'))} of benign lesions.")
-    return {"band": "between", "sentence": sentence}

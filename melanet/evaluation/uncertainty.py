@@ -166,3 +166,95 @@ def refresh_flags(path: str | Path, threshold: float) -> bool:
         row[FLAG_COLUMN] = flag
     runs.atomic_write_csv(path, rows, fields if FLAG_COLUMN in fields else fields + [FLAG_COLUMN])
     return True
+
+
+def _pairwise_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney AUC of (N,) 0/1 ``labels`` and (N,) ``scores`` (ties one half); nan with one class."""
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    if positives.size == 0 or negatives.size == 0:
+        return math.nan
+    greater = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    return float(greater / (positives.size * negatives.size))
+
+
+def _subset_aucs(labels: np.ndarray, scores: np.ndarray, ranges: np.ndarray, threshold: float,
+                 coverages: tuple[float, ...]) -> tuple[list[float], float, float]:
+    """AUC at each coverage (most confident first, ties in the given order), of the flagged and of the others."""
+    order = np.argsort(ranges, kind="stable")
+    at_coverage = []
+    for coverage in coverages:
+        kept = order[:max(1, math.ceil(coverage * len(order) - 1e-9))]
+        at_coverage.append(_pairwise_auc(labels[kept], scores[kept]))
+    flagged = is_uncertain(ranges, threshold)
+    return at_coverage, _pairwise_auc(labels[flagged], scores[flagged]), _pairwise_auc(labels[~flagged], scores[~flagged])
+
+
+def _verdict(difference: dict[str, Any]) -> str:
+    if difference["low"] is None:
+        return "No test: too few flagged or unflagged images of both classes."
+    figure = f"AUC(flagged) - AUC(unflagged) = {difference['estimate']:+.3f} [{difference['low']:+.3f}, {difference['high']:+.3f}]"
+    if difference["high"] < 0:
+        return f"{figure}: the flagged images are the harder ones, as the flag means."
+    if difference["low"] > 0:
+        return f"{figure}: the flagged images score a higher AUC than the others; the flag does not pick out harder images."
+    return f"{figure}: the interval holds 0, so there is no evidence that the flagged images are the harder ones."
+
+
+def bootstrap_risk_coverage(labels: Any, probabilities: Any, prob_range: Any, threshold: float, *,
+                            coverages: tuple[float, ...] = COVERAGES, resamples: int = 1000, seed: int = 0,
+                            confidence: float = 0.95) -> dict[str, Any]:
+    """Percentile-bootstrap intervals of the risk-coverage curve and of AUC(flagged) - AUC(unflagged).
+
+    (N,) ``labels`` 0/1, ``probabilities`` and ``prob_range`` in [0, 1]; ``threshold`` the flag's
+    ``uncertain_spread``. Each resample draws the malignant and then the benign images with replacement
+    (stratified: ``rng.choice`` over the positions of each class, ``rng = np.random.default_rng(seed)``),
+    in that order, and recomputes everything on it, the ranking by spread included (equal spreads keep the
+    resample's order). A resample where a subset holds one class gives that figure no value; the interval
+    is taken over the rest (``n`` says how many), and is None below 10 valid resamples.
+
+    Returns {"coverage": [{coverage, auc, low, high, n}], "flagged_minus_unflagged": {estimate, low, high, n},
+    "all_minus_half": {...} (AUC on all images minus on the most confident half: > 0 when confidence does not
+    help), "resamples", "confidence", "method", "verdict"}.
+    """
+    labels_array = np.asarray(labels, dtype=np.int64)
+    scores = np.asarray(probabilities, dtype=np.float64)
+    ranges = np.asarray(prob_range, dtype=np.float64)
+    if not labels_array.shape == scores.shape == ranges.shape or labels_array.ndim != 1:
+        raise ValueError(f"labels {labels_array.shape}, probabilities {scores.shape} and spreads {ranges.shape} "
+                         "must be (N,) arrays of one length")
+    if resamples < 1 or not 0 < confidence < 1:
+        raise ValueError(f"need resamples >= 1 and confidence in (0, 1), got {resamples} and {confidence}")
+    coverages = tuple(coverages)
+    half = coverages.index(0.5) if 0.5 in coverages else None
+    positives, negatives = np.flatnonzero(labels_array == 1), np.flatnonzero(labels_array == 0)
+    estimate_curve, estimate_flagged, estimate_other = _subset_aucs(labels_array, scores, ranges, threshold, coverages)
+    rng = np.random.default_rng(seed)
+    draws = np.full((resamples, len(coverages) + 1), np.nan)
+    for number in range(resamples):
+        rows = np.concatenate([rng.choice(positives, positives.size, replace=True),
+                               rng.choice(negatives, negatives.size, replace=True)])
+        curve, flagged, other = _subset_aucs(labels_array[rows], scores[rows], ranges[rows], threshold, coverages)
+        draws[number] = [*curve, flagged - other]
+    tail = 100 * (1 - confidence) / 2
+
+    def interval(estimate: float, column: np.ndarray) -> dict[str, Any]:
+        valid = column[np.isfinite(column)]
+        enough = valid.size >= 10 and math.isfinite(estimate)
+        return {"estimate": None if not math.isfinite(estimate) else estimate,
+                "low": float(np.percentile(valid, tail)) if enough else None,
+                "high": float(np.percentile(valid, 100 - tail)) if enough else None, "n": int(valid.size)}
+
+    curve_rows = []
+    for column, coverage in enumerate(coverages):
+        figures = interval(estimate_curve[column], draws[:, column])
+        curve_rows.append({"coverage": float(coverage), "auc": figures["estimate"], "low": figures["low"],
+                           "high": figures["high"], "n": figures["n"]})
+    difference = interval(estimate_flagged - estimate_other, draws[:, -1])
+    result = {"coverage": curve_rows, "flagged_minus_unflagged": difference, "resamples": int(resamples),
+              "confidence": float(confidence), "seed": int(seed),
+              "method": f"stratified percentile bootstrap, {resamples} resamples, seed {seed}",
+              "verdict": _verdict(difference)}
+    if half is not None and 1.0 in coverages:
+        full = coverages.index(1.0)
+        result["all_minus_half"] = interval(estimate_curve[full] - estimate_curve[half], draws[:, full] - draws[:, half])
+    return result

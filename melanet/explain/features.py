@@ -38,8 +38,13 @@ def extract_features(
         model: flat functional classifier, input (N, S, S, 3) float32 in [0, 1].
         images: (N, S, S, 3) uint8 in [0, 255] (scaled by 1/255 here, as the classifier expects).
     Returns:
-        (N, C) float32, C = channels of the pooled layer (512 for VGG16).
+        (N, C) float32, C = channels of the pooled layer (512 for VGG16); for a fold ensemble
+        (``melanet.classifier.predict.Ensemble``) its K members' features side by side, (N, K * C).
     """
+    members = getattr(model, "members", None)
+    if members:
+        return np.concatenate([extract_features(member, images, batch_size=batch_size, progress=progress,
+                                                message=message) for member in members], axis=1)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     images = np.asarray(images)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+import weakref
+from typing import Any
 
 import keras
 import numpy as np
@@ -88,6 +90,12 @@ class ActivationMapper:
     ):
         if method not in METHODS:
             raise ValueError(f"unknown Grad-CAM method '{method}'; expected one of {', '.join(METHODS)}")
+        # a fold ensemble (melanet.classifier.predict.Ensemble): one mapper per member, their maps averaged
+        self._members = [ActivationMapper(member, layer, method, class_index)
+                         for member in getattr(model, "members", [])]
+        if self._members:
+            self.model, self.layer, self.method = model, layer, method
+            return
         find_target_layer(model, layer)
         # Imported here: tf-keras-vis pulls in scipy and tf.keras at import time, and 0.8.7 imports
         # scipy.ndimage.interpolation, which warns on every import.
@@ -118,8 +126,11 @@ class ActivationMapper:
         Args:
             images: (N, H, W, 3) float32 in [0, 1] (the classifier's input scaling).
         Returns:
-            (N, H, W) float32 in [0, 1], bilinearly resized to the input's H, W.
+            (N, H, W) float32 in [0, 1], bilinearly resized to the input's H, W; for an ensemble the
+            mean of its members' maps (each normalised to [0, 1] first).
         """
+        if self._members:
+            return np.mean([mapper(images) for mapper in self._members], axis=0).astype(np.float32)
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4:
             raise ValueError(f"expected images of shape (N, H, W, C), got {images.shape}")
@@ -138,6 +149,26 @@ class ActivationMapper:
                 keras.config.enable_interactive_logging()
         maps = np.asarray(maps, dtype=np.float32).reshape(images.shape[:3])
         return normalize_maps(np.maximum(maps, 0.0))
+
+
+_MAPPERS: "weakref.WeakKeyDictionary[Any, dict[tuple[str, str, int], ActivationMapper]]" = weakref.WeakKeyDictionary()
+
+
+def _mapper(model: Any, layer: str, method: str, class_index: int) -> "ActivationMapper":
+    """For a fold ensemble (``melanet.classifier.predict.Ensemble``, loaded and never trained further), one
+    ``ActivationMapper`` per layer, method and class, kept while the ensemble lives: building one clones every
+    member and traces its gradient, which costs more than the maps of one upload (Predict page). Any other
+    model gets a new mapper each call (the clone copies the weights, which training may still change)."""
+    if not hasattr(model, "members"):
+        return ActivationMapper(model, layer=layer, method=method, class_index=class_index)
+    try:
+        per_model = _MAPPERS.setdefault(model, {})
+    except TypeError:  # not weakly referable: build one each time
+        return ActivationMapper(model, layer=layer, method=method, class_index=class_index)
+    key = (layer, method, class_index)
+    if key not in per_model:
+        per_model[key] = ActivationMapper(model, layer=layer, method=method, class_index=class_index)
+    return per_model[key]
 
 
 def compute_maps(
@@ -164,7 +195,7 @@ def compute_maps(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     images = np.asarray(images)
     scaled = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-    mapper = ActivationMapper(model, layer=layer, method=method, class_index=class_index)
+    mapper = _mapper(model, layer, method, class_index)
     total = len(scaled)
     maps = np.zeros(scaled.shape[:3], dtype=np.float32)
     for start in range(0, total, batch_size):

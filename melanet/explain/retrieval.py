@@ -122,3 +122,32 @@ def votes(index: Index, queries: np.ndarray, max_k: int = MAX_K) -> np.ndarray:
     rows, _ = nearest(index, queries, max_k)
     malignant = index.labels[rows].astype(np.float64)  # (Q, K)
     return np.cumsum(malignant, axis=1) / np.arange(1, rows.shape[1] + 1)
+
+
+def nearest_other_similarities(index: Index, chunk: int = 1024) -> np.ndarray:
+    """(N,) float64: each training image's cosine similarity to its most similar *other* index image
+    (the image itself left out; an exact copy elsewhere in the index still counts, at 1.0).
+
+    Rows are compared ``chunk`` at a time, so memory stays (chunk, N) however large the index.
+    Raises ValueError for an index of fewer than 2 images.
+    """
+    if len(index) < 2:
+        raise ValueError(f"an index needs at least 2 images to leave one out, got {len(index)}")
+    unit = index.unit_features
+    nearest_other = np.empty(len(index))
+    for start in range(0, len(index), chunk):
+        block = unit[start:start + chunk] @ unit.T  # (B, N)
+        block[np.arange(block.shape[0]), np.arange(start, start + block.shape[0])] = -np.inf
+        nearest_other[start:start + chunk] = block.max(axis=1)
+    return nearest_other
+
+
+UNLIKE_PERCENTILE = 1.0  # an upload less similar to its nearest training image than 99 % of the training images are
+
+
+def unlike_training_threshold(index: Index, percentile: float = UNLIKE_PERCENTILE) -> float:
+    """The ``percentile``-th percentile (numpy's linear interpolation) of :func:`nearest_other_similarities`:
+    an image whose nearest training image is less similar than this is unlike the training images."""
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    return float(np.percentile(nearest_other_similarities(index), percentile))

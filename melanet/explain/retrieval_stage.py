@@ -50,18 +50,21 @@ def build_run(run_path: str | Path, *, progress: Progress | None = None) -> dict
     config = run.config()
     batch_size = config.classifier.batch_size
     with lifecycle.step_session(run, STAGE) as entry:
-        training, validation = splits.training_and_validation(config.data, config.seed, progress=progress)
         model = classifier_predict.load_model(run.path)
+        _, found = metadata.read_metadata(config.data.root, "train")
 
         def gap(images, message: str) -> np.ndarray:
             return features.extract_features(model, images, batch_size=batch_size, progress=progress, message=message)
 
-        _, found = metadata.read_metadata(config.data.root, "train")
-        diagnoses = [(found[image_id].diagnosis or "") if image_id in found else "" for image_id in training.ids]
-        index = retrieval.Index.build(gap(training.images, "features (training)"), training.ids, training.labels,
-                                      diagnoses)
-        split_votes = {"validation": (validation.ids, validation.labels,
-                                      retrieval.votes(index, gap(validation.images, "features (validation)")))}
+        if isinstance(model, classifier_predict.Ensemble):
+            index, split_votes = _cross_validated_votes(run, model, found, batch_size, progress)
+        else:
+            training, validation = splits.training_and_validation(config.data, config.seed, progress=progress)
+            diagnoses = [(found[image_id].diagnosis or "") if image_id in found else "" for image_id in training.ids]
+            index = retrieval.Index.build(gap(training.images, "features (training)"), training.ids, training.labels,
+                                          diagnoses)
+            split_votes = {"validation": (validation.ids, validation.labels,
+                                          retrieval.votes(index, gap(validation.images, "features (validation)")))}
         try:
             test = prepare.load_split(config.data, splits.evaluation_split(config.data, external=False), progress=progress)
         except DataError as error:  # e.g. ISIC 2019/2020 data has no labelled test split
@@ -77,7 +80,10 @@ def build_run(run_path: str | Path, *, progress: Progress | None = None) -> dict
             "features": "global average pooling of the classifier, L2-normalised, stored as float16",
             "similarity": "cosine", "n_index": len(index), "n_malignant": int(index.labels.sum()),
             "feature_dimension": int(index.features.shape[1]),
-            "index_split": "training (the training split minus the validation split)",
+            "index_split": ("the whole training part; k chosen on out-of-fold votes (each fold's images against the "
+                            "other folds, in the features of the member that did not see them)")
+            if (run.path / layout.CROSS_VALIDATION_FILE).is_file()
+            else "training (the training split minus the validation split)",
             "with_diagnosis": sum(bool(name) for name in index.diagnoses),
             "similar_cases": similar_cases.run_block(run.path, config.evaluation.confidence),
             "created_at": runs.now_iso(),
@@ -87,6 +93,34 @@ def build_run(run_path: str | Path, *, progress: Progress | None = None) -> dict
                      test_auc=_rounded((summary["similar_cases"] or {}).get("test_auc")))
     similar_cases.add_to_metrics(run.path)  # metrics.json's similar_cases block, when the run is evaluated
     return summary
+
+
+def _cross_validated_votes(run: runs.Run, model: Any, found: dict, batch_size: int, progress: Progress | None
+                           ) -> tuple[retrieval.Index, dict[str, tuple]]:
+    """A cross-validated run: the index holds the whole training part in the ensemble's features (its members'
+    side by side); the ``validation`` votes are out of fold: fold k's images voted by the images of the other
+    folds, all in the features of fold k's member, which never saw fold k."""
+    from melanet.data import folds
+
+    config = run.config()
+    whole, _ = folds.whole_training_part(config.data, progress=progress)
+    fold_of = folds.read_folds(run.file(folds.FOLDS_FILE))
+    assignment = np.asarray([fold_of[image_id] for image_id in whole.ids])
+    diagnoses = [(found[image_id].diagnosis or "") if image_id in found else "" for image_id in whole.ids]
+    member_features = [features.extract_features(member, whole.images, batch_size=batch_size, progress=progress,
+                                                 message=f"features (member {number})")
+                       for number, member in enumerate(model.members, start=1)]
+    index = retrieval.Index.build(np.concatenate(member_features, axis=1), whole.ids, whole.labels, diagnoses)
+    ids: list[str] = []
+    labels, votes = [], []
+    for fold, member in enumerate(member_features, start=1):
+        inside, outside = np.flatnonzero(assignment == fold), np.flatnonzero(assignment != fold)
+        others = retrieval.Index.build(member[outside], [whole.ids[row] for row in outside], whole.labels[outside],
+                                       [diagnoses[row] for row in outside])
+        ids += [whole.ids[row] for row in inside]
+        labels.append(whole.labels[inside])
+        votes.append(retrieval.votes(others, member[inside]))
+    return index, {"validation": (ids, np.concatenate(labels), np.concatenate(votes))}
 
 
 def read_index(run_path: str | Path) -> retrieval.Index:
@@ -180,12 +214,8 @@ def _image_files(data_root: str) -> dict[str, Path]:
 def _image_files_cached(root: str, modified_ns: int) -> dict[str, Path]:
     from melanet.data import sources
 
-    del modified_ns
-    try:
-        index = sources.read_index(root)
-    except (DataError, OSError):
-        return {}
-    return {sample.image_id: sample.path for sample in [*index.train, *index.test]}
+    del modified_ns  # part of the cache key
+    return sources.image_files(root)
 
 
 def _rounded(value: float | None) -> float | None:

@@ -92,6 +92,8 @@ def _training_counts(config: config_module.Config, validation: list[int] | None)
         logger.info("model card: no training counts (%s)", error)
         return f"{MISSING} (data folder {config.data.root} not readable here)"
     labels = [sample.label for sample in index.train]
+    if config.classifier.folds > 1:
+        return _class_counts(labels) + f" (whole training split, {config.classifier.folds} fold models)"
     if validation is not None:
         malignant = sum(labels) - sum(validation)
         total = len(labels) - len(validation)
@@ -151,6 +153,25 @@ def _gan_line(config: config_module.Config, run_path: Path) -> str:
     return "; ".join(parts)
 
 
+def _selection_line(config: config_module.Config, report: dict[str, Any], validation: list[int] | None) -> str:
+    """Which predictions every choice was made on, how many of each class, and their AUC beside the test AUC."""
+    selection = report.get("selection") or {}
+    counts = MISSING if validation is None else _class_counts(validation)
+    if selection.get("kind") == "out_of_fold":
+        where = (f"the out-of-fold predictions of {counts} ({selection.get('folds')} grouped, stratified folds; "
+                 f"epoch {selection.get('epoch')} for every fold)")
+    else:
+        where = f"a validation split of {counts} ({config.data.val_fraction:g} of the training split, stratified, seed {config.seed})"
+    if selection.get("auc") is not None:
+        where += f"; AUC there {_percent(selection['auc'])}{_interval(selection.get('auc_ci'))}, on test {_percent(report.get('auc'))}"
+    return where
+
+
+def _chosen_on(report: dict[str, Any]) -> str:
+    return "the out-of-fold predictions" if (report.get("selection") or {}).get("kind") == "out_of_fold" \
+        else "the validation split"
+
+
 def _metrics_lines(report: dict[str, Any]) -> list[str]:
     intervals = report.get("confidence_intervals") or {}
     lines = [
@@ -165,10 +186,13 @@ def _metrics_lines(report: dict[str, Any]) -> list[str]:
     operating = report.get("operating_point") or {}
     if operating.get("available"):
         operating_intervals = operating.get("confidence_intervals") or {}
-        lines.append(f"- Operating threshold {operating['threshold']:.3f}, chosen on the validation split for sensitivity >= "
-                     f"{operating['validation']['target_sensitivity']:g}: test sensitivity {_percent(operating.get('sensitivity'))}"
-                     f"{_interval(operating_intervals.get('sensitivity'))}, specificity {_percent(operating.get('specificity'))}"
-                     f"{_interval(operating_intervals.get('specificity'))}")
+        there = (f" (out of fold: sensitivity {_percent(operating['validation'].get('sensitivity'))}, specificity "
+                 f"{_percent(operating['validation'].get('specificity'))})"
+                 if (report.get("selection") or {}).get("kind") == "out_of_fold" else "")
+        lines.append(f"- Operating threshold {operating['threshold']:.3f}, chosen on {_chosen_on(report)} for sensitivity >= "
+                     f"{operating['validation']['target_sensitivity']:g}{there}: test sensitivity "
+                     f"{_percent(operating.get('sensitivity'))}{_interval(operating_intervals.get('sensitivity'))}, "
+                     f"specificity {_percent(operating.get('specificity'))}{_interval(operating_intervals.get('specificity'))}")
     else:
         lines.append(f"- Operating threshold: none ({operating.get('reason', MISSING)})")
     lines += _triage_lines(report)
@@ -381,7 +405,7 @@ def _clinician_lines(config: config_module.Config, report: dict[str, Any], valid
         misses,
     ]
     if operating.get("available") and operating.get("n_malignant"):
-        lines.append(f"- At the lower threshold chosen on the validation images ({_number(operating.get('threshold'), 3)}) "
+        lines.append(f"- At the lower threshold chosen on {_chosen_on(report).replace('the validation split', 'the validation images')} ({_number(operating.get('threshold'), 3)}) "
                      f"it missed {operating['fn']} of {operating['n_malignant']} and raised {operating['fp']} false "
                      f"alarms among {operating['n_benign']} benign lesions.")
     lines.append("- Not a medical device: never use it to diagnose, screen or triage a patient; the figures below "
@@ -412,7 +436,10 @@ def render(run_path: str | Path) -> str:
         f"{config.data.image_size} x {config.data.image_size} px",
         f"- Training: {_training_counts(config, validation)}",
         f"- Validation: {MISSING if validation is None else _class_counts(validation)} "
-        f"({config.data.val_fraction:g} of the training split, stratified, seed {config.seed})",
+        + (f"(out-of-fold predictions of the whole training split, {config.classifier.folds} folds)"
+           if (report.get("selection") or {}).get("kind") == "out_of_fold"
+           else f"({config.data.val_fraction:g} of the training split, stratified, seed {config.seed})"),
+        f"- Choices made on: {_selection_line(config, report, validation)}",
         f"- Test: {_class_counts([1] * int(report.get('n_malignant') or 0) + [0] * int(report.get('n_benign') or 0))}",
         f"- Backbone weights: {_weights_line(classifier)}", "",
         "## Training", "",

@@ -54,7 +54,9 @@ AUDIT_TRANSLATION_FILE = f"{AUDIT_FOLDER}/translation.csv"  # per judge and synt
 # -- stage 2: train-classifier, compact, evaluate, explain, embed ----------------------------------
 MODEL_FILE = "model.keras"  # the selected model, a flat functional Keras model
 COMPACT_MODEL_FILE = "model.trained.npz"  # melanet.classifier.compact's form of the same model
-MODEL_FILES = (MODEL_FILE, COMPACT_MODEL_FILE)  # in the order a reader should try them
+CROSS_VALIDATION_FILE = "cross_validation.json"  # classifier.folds > 1: folds, the chosen epoch, n per class
+ENSEMBLE_FILE = "ensemble.json"  # a cross-validated run: its fold models (folds/fold-N/), averaged
+MODEL_FILES = (MODEL_FILE, COMPACT_MODEL_FILE, ENSEMBLE_FILE)  # in the order a reader should try them
 VALIDATION_PREDICTIONS_FILE = "validation_predictions.csv"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
