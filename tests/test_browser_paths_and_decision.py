@@ -47,6 +47,8 @@ def _unexpected_errors(errors: list[tuple[str, str, int]], url: str) -> list[tup
     of the path being opened."""
     return [(path, response_url, status) for path, response_url, status in errors
             if not (path and status == 404 and response_url in {f"{url}/{path}/{probe}" for probe in FRONTEND_PROBES})]
+
+
 # all page text outside details boxes (expanders), tooltips and the sidebar
 TEXT_OUTSIDE_DETAILS = """() => {
     const main = document.querySelector('[data-testid="stMain"]').cloneNode(true);
