@@ -11,6 +11,46 @@ Two Streamlit 1.67 behaviours shape this module:
   until some run calls ``st.navigation``): a first request to ``/predict`` then runs ``pages/predict.py``
   alone, without ``app.py`` (no page config, no navigation). Every page therefore opens with
   :func:`through_app`, which runs ``app.py`` instead when the page was started that way.
+
+A deep link such as ``/predict`` makes the browser log two 404s (``/predict/_stcore/health`` and
+``/predict/_stcore/host-config``) before the page connects. Nothing this app can do under
+``streamlit run app.py`` removes them without breaking the app (checked in Streamlit 1.67's installed
+source, ``streamlit/`` below):
+
+- The frontend decides where the server is before any script runs. ``static/static/js/index.DormvYxC.js``
+  (minified, line 32): ``PD()`` takes ``window.__streamlit.BACKEND_BASE_URL`` or else the page's own URL and
+  returns the path and its parent (``[/predict, /]``); ``VD()`` pings ``<base>/_stcore/health`` and
+  ``<base>/_stcore/host-config`` for each in turn and moves to the next on any failure, so ``/predict/...``
+  is always asked first.
+- Answering those two with 200 would be worse than the 404: the first base that answers becomes the
+  server's address (line 35: ``pingServer`` keeps its index and ``connectToWebSocket`` opens
+  ``/predict/_stcore/stream`` from it) and page links would be built under ``/predict``
+  (line 39, ``maybeUpdatePageUrl`` uses the connected base's pathname). A redirect is followed by
+  ``fetch`` and counts as a success the same way.
+- The only switch that skips the probe is ``window.__streamlit`` (read once, when the bundle loads:
+  ``var gD=``, line 32), which must be set by a script in ``index.html`` before the bundle. Streamlit
+  serves ``static/index.html`` as a plain file (``web/server/starlette/starlette_static_routes.py``
+  line 179, ``FileResponse(self._index_path)``); no config option adds to it (``server.baseUrlPath``
+  only moves every path under a prefix, so ``/<base>/predict`` probes ``/<base>/predict/_stcore/...``).
+  The 404 itself is deliberate: the same file, lines 44-54 and 185-196, reserves paths ending in
+  ``_stcore/health`` / ``_stcore/host-config`` so they never fall back to ``index.html``.
+- Code in ``app.py`` cannot add a route or rewrite ``index.html`` in time: a script first runs when a
+  browser session connects, i.e. after the probe, so the first deep link of every fresh server would
+  still log both 404s; and the running Starlette app is reachable only through private objects
+  (``web/bootstrap.py`` line 501 keeps ``Server`` in a local; ``web/server/starlette/starlette_server.py``
+  line 393 builds the app inside ``UvicornServer.start``).
+- ``st.App`` could do it (a middleware that puts ``window.__streamlit = {BACKEND_BASE_URL: ...}`` into
+  the served ``index.html``; ``web/cli.py`` lines 419-427 make ``streamlit run app.py`` start such an
+  app). That turns the dashboard into an ASGI app under uvicorn, imports ``app.py`` as a module as well
+  as running it as the script, and depends on ``window.__streamlit``, an undocumented frontend setting
+  meant for hosts that serve the page apart from the server; we do not take that on for two console lines.
+
+Upstream: streamlit/streamlit#7074 (open; a maintainer, 2026-07-16: expected behaviour while the
+frontend discovers its base URL, "the initial 404 checks can be ignored"); PR #9485 (base path in the
+initial HTML) was closed unmerged; PR #11537 (``MAIN_PAGE_BASE_URL``) notes that removing these 404s
+needs a non-static ``index.html``, which Streamlit has not built. The browser test
+``tests/test_browser_paths_and_decision.py`` therefore allows exactly these two 404s for the path just
+opened, and no other 4xx.
 """
 
 from __future__ import annotations
