@@ -47,9 +47,9 @@ TERMS: dict[str, str] = {
     "synthetic": "An image made by the CycleGAN from a real benign lesion; not a real patient's melanoma.",
     "KID": "Kernel inception distance: how far the synthetic images are from real ones in a network's "
            "features (0 = indistinguishable; compare with the distance between real benign and real malignant).",
-    "realism": "The realism probe's P(real melanoma), 0 to 1, per synthetic lesion: how likely a probe trained to "
-               "tell synthetic lesions from real melanomas (never on this one or its source) takes it for real. "
-               "It says nothing of whether the lesion looks malignant; the translation share does.",
+    "realism": "The realism probe's P(real melanoma), 0 to 1, per synthetic lesion: how likely a probe that tells "
+               "synthetic lesions from real melanomas (never fitted on this one) takes it for real; not whether it "
+               "looks malignant.",
     "translation share": "How far synthetic 'malignant' lesions move from their benign sources towards real "
                          "melanomas, by a judge trained on real images only: 0 = scored like their sources, "
                          "1 = like real melanomas.",
