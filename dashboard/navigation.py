@@ -93,6 +93,8 @@ def run(pages: Sequence[st.Page], other_paths: Mapping[str, Sequence[str]], root
     so a default ``pages/overview.py`` would never open at ``/overview``. (Not a switch to the first page:
     a click in the sidebar while that switch is under way could be lost.)
     """
+    if not _in_script_run():
+        return
     root = st.Page(root_script, title=pages[0].title, url_path=ROOT_PATH, default=True, visibility="hidden")
     page = st.navigation([*pages, root, *aliases(pages, other_paths)])
     _inside.value = True
@@ -102,9 +104,20 @@ def run(pages: Sequence[st.Page], other_paths: Mapping[str, Sequence[str]], root
         _inside.value = False
 
 
+def _in_script_run() -> bool:
+    """Whether Streamlit is running this script for a session. Not so when a process pool's spawned worker
+    re-imports the parent's ``__main__``, which Streamlit sets to the script it runs (``app.py`` or a page):
+    the import must then do nothing."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    return get_script_run_ctx(suppress_warning=True) is not None
+
+
 def run_alone(page: st.Page) -> None:
     """``st.navigation`` over ``page`` alone, with no sidebar entry (the reading-only server): every path
     of the app then serves that page."""
+    if not _in_script_run():
+        return
     _inside.value = True
     try:
         st.navigation([page], position="hidden").run()
@@ -115,7 +128,9 @@ def run_alone(page: st.Page) -> None:
 def through_app() -> None:
     """First call of every page: when Streamlit ran this page without ``app.py`` (see the module's
     docstring), run ``app.py`` (which runs this page within the app's navigation) and stop here."""
-    if getattr(_inside, "value", False):
+    if getattr(_inside, "value", False) or not _in_script_run():
         return
-    runpy.run_path(str(APP), run_name="__main__")
+    # not run as "__main__": runpy would swap sys.modules["__main__"] for app.py while it runs, and a process
+    # pool spawned meanwhile (data decoding) would re-run app.py in each worker
+    runpy.run_path(str(APP), run_name="melanet_dashboard_app")
     st.stop()
