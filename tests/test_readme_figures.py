@@ -458,7 +458,7 @@ PLAIN = [
     "90-degree", "no interval excludes 0", "stage-5 output", "grown by 4 % of the side", "seed 42, all figures",
     "issue 19's aim of 0.80", "is seed 42.", "Δ [95 % CI]", "Bissoto et al. (2019)", "seed 42 is",
     "The demo runs at 128 px on 300 training images", "426 real CC0", "ISIC-2016 Part 3", "ISIC 2017 Part 3",
-    "ISIC 2018 Task 3", "ISIC 2019 and ISIC 2020", "(issue 32)", "grouped by lesion (2019) or patient (2020), and 2020's",
+    "ISIC 2018 Task 3", "ISIC 2019 and ISIC 2020", "(issue 32)", "`** (issue 34)", "grouped by lesion (2019) or patient (2020), and 2020's",
     "for 2018.", "(past 1 GiB)", "images at 128 px", "test split (2019, 2020)", "port 12345", "(worker 0,",
 ]
 

@@ -38,6 +38,7 @@ from scipy import stats
 from melanet.common import formatting
 from melanet.evaluation import delong, paired
 from melanet.data import lesion_mask
+from melanet.runs import layout
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -212,7 +213,7 @@ def family_tests(summaries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return tests
 
 
-def apply_family(run_paths: list[str | Path], shortcuts_file: str = "shortcuts/shortcuts.json") -> list[Path]:
+def apply_family(run_paths: list[str | Path], shortcuts_file: str = layout.SHORTCUTS_FILE) -> list[Path]:
     """Holm over the shortcut tests of ``run_paths`` (each run's saved audit; no images, no model): each
     masked view gains ``p_holm``, each summary ``family`` and a new ``sentence``; files rewritten atomically."""
     from melanet.runs import runs

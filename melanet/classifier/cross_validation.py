@@ -41,11 +41,11 @@ from melanet.runs.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-FOLDS_FOLDER = "folds"  # folds/fold-1/ ... folds/fold-K/: each a small run folder of its own
-HELDOUT_FILE = "heldout_epochs.csv"  # epoch, image, label, prob_malignant: the held-out fold after every epoch
-SNAPSHOTS_FOLDER = "epochs"  # epoch-NNNN.npz: the trained weights after each epoch (removed once chosen)
-DONE_FILE = "done.json"
-TRAINING_IMAGES_FILE = "training_images.txt"  # the training-set rows this fold trained on, one id a line
+FOLDS_FOLDER = layout.FOLDS_FOLDER
+HELDOUT_FILE = layout.FOLD_HELDOUT_FILE
+SNAPSHOTS_FOLDER = layout.FOLD_SNAPSHOTS_FOLDER
+DONE_FILE = layout.FOLD_DONE_FILE
+TRAINING_IMAGES_FILE = layout.FOLD_TRAINING_IMAGES_FILE
 CROSS_VALIDATION_FILE = layout.CROSS_VALIDATION_FILE
 SELECTION = "out_of_fold"
 

@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from melanet.runs import runs
+from melanet.runs import layout, runs
 from melanet.config import DataConfig
 from melanet.data import prepare, sources, splits
 from melanet.data.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-FOLDS_FILE = "folds.csv"
+FOLDS_FILE = layout.FOLDS_FILE
 FOLDS_COLUMNS = ("image", "label", "fold", "group")
 
 
