@@ -921,3 +921,22 @@ def test_the_results_view_tables_the_sample_size_of_the_next_study(demo_study, m
     assert list(shown["cases needed"]) == ["not reachable" if row["cases"] is None else str(row["cases"])
                                            for row in expected]
     assert any(row["cases"] is not None for row in expected)
+
+
+def test_a_bad_row_of_cases_csv_is_named_by_its_line_and_a_missing_column_by_line_1(tmp_path: Path) -> None:
+    """Line 1 is the header, so the second data row is line 3 (counted here by hand), in both kinds of study."""
+    from melanet.studies import study as study_module
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("case,image,label,prob_malignant,model_decision\n"
+                     "c1,ISIC_1,1,0.7,malignant\nc2,ISIC_2,1,2.5,malignant\n", encoding="utf-8")
+    with pytest.raises(study_module.StudyError, match=r"plain\.csv: line 3: "):
+        study_module._read_cases(plain)
+    synthetic = tmp_path / "synthetic.csv"
+    synthetic.write_text("case,image,label,file\nc1,ISIC_1,0,images/c1.png\nc2,syn_2,1,../c2.png\n", encoding="utf-8")
+    with pytest.raises(study_module.StudyError, match=r"synthetic\.csv: line 3: "):
+        study_module._read_synthetic_cases(synthetic)
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text("case,image\nc1,ISIC_1\n", encoding="utf-8")
+    with pytest.raises(study_module.StudyError, match=r"headerless\.csv: line 1: missing column\(s\) file, label"):
+        study_module._read_synthetic_cases(headerless)

@@ -33,7 +33,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -213,50 +213,46 @@ SYNTHETIC_CASE_COLUMNS = ("case", "image", "label", "file")  # cases.csv of a re
 
 def _read_synthetic_cases(path: Path) -> list[Case]:
     """A real-or-synthetic study's cases: label 1 = synthetic, 0 = real; no model figures."""
-    try:
-        stream = path.open(newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise StudyError(f"{path}: file not found") from None
     cases: list[Case] = []
-    with stream:
-        reader = csv.DictReader(stream)
-        missing = set(SYNTHETIC_CASE_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise StudyError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            file = Path(row["file"] or "")
-            if (row["label"] not in ("0", "1") or not row["case"] or not row["file"] or file.is_absolute()
-                    or ".." in file.parts):
-                raise StudyError(f"{path}: line {line}: expected a case id, a 0/1 label (1 = synthetic) and a file "
-                                 f"inside the study folder, got {row}")
-            cases.append(Case(case=row["case"], image=row["image"], label=int(row["label"]), prob_malignant=math.nan,
-                              model_decision="", file=row["file"]))
+    for line, row in _case_rows(path, SYNTHETIC_CASE_COLUMNS):
+        file = Path(row["file"] or "")
+        if (row["label"] not in ("0", "1") or not row["case"] or not row["file"] or file.is_absolute()
+                or ".." in file.parts):
+            raise StudyError(f"{path}: line {line}: expected a case id, a 0/1 label (1 = synthetic) and a file "
+                             f"inside the study folder, got {row}")
+        cases.append(Case(case=row["case"], image=row["image"], label=int(row["label"]), prob_malignant=math.nan,
+                          model_decision="", file=row["file"]))
     return _checked_cases(path, cases)
 
 
 def _read_cases(path: Path) -> list[Case]:
+    cases: list[Case] = []
+    for line, row in _case_rows(path, CASE_COLUMNS[:5]):
+        try:
+            case = Case(case=row["case"], image=row["image"], label=int(row["label"]),
+                        prob_malignant=float(row["prob_malignant"]), model_decision=row["model_decision"],
+                        file=row.get("file") or "", overlay=row.get("overlay") or "")
+        except (TypeError, ValueError):
+            raise StudyError(f"{path}: line {line}: expected a 0/1 label and a probability, got {row}") from None
+        if case.label not in (0, 1) or not 0 <= case.prob_malignant <= 1 or case.model_decision not in DECISIONS:
+            raise StudyError(f"{path}: line {line}: label must be 0/1, prob_malignant in [0, 1] and "
+                             f"model_decision one of {DECISIONS}, got {row}")
+        cases.append(case)
+    return _checked_cases(path, cases)
+
+
+def _case_rows(path: Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a cases.csv; ``StudyError`` naming the file when it is missing or lacks ``columns``."""
     try:
         stream = path.open(newline="", encoding="utf-8")
     except FileNotFoundError:
         raise StudyError(f"{path}: file not found") from None
-    cases: list[Case] = []
     with stream:
         reader = csv.DictReader(stream)
-        missing = set(CASE_COLUMNS[:5]) - set(reader.fieldnames or ())
+        missing = set(columns) - set(reader.fieldnames or ())
         if missing:
             raise StudyError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                case = Case(case=row["case"], image=row["image"], label=int(row["label"]),
-                            prob_malignant=float(row["prob_malignant"]), model_decision=row["model_decision"],
-                            file=row.get("file") or "", overlay=row.get("overlay") or "")
-            except (TypeError, ValueError):
-                raise StudyError(f"{path}: line {line}: expected a 0/1 label and a probability, got {row}") from None
-            if case.label not in (0, 1) or not 0 <= case.prob_malignant <= 1 or case.model_decision not in DECISIONS:
-                raise StudyError(f"{path}: line {line}: label must be 0/1, prob_malignant in [0, 1] and "
-                                 f"model_decision one of {DECISIONS}, got {row}")
-            cases.append(case)
-    return _checked_cases(path, cases)
+        yield from enumerate(reader, start=2)
 
 
 def _checked_cases(path: Path, cases: list[Case]) -> list[Case]:
